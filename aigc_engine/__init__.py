@@ -1,0 +1,15 @@
+"""aigc-engine: a plugin-based engine for generative models on PyTorch."""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import data, metrics, ops
+from .errors import InputError
+from .hookspecs import hookimpl
+from .model import Model
+from .run import Run
+
+try:
+    __version__ = _version("aigc-engine")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["hookimpl", "Model", "Run", "InputError", "data", "ops", "metrics", "__version__"]

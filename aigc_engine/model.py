@@ -1,0 +1,51 @@
+"""The shape every model plugin provides."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
+    from .run import Run
+
+
+class Model(abc.ABC):
+    """Base class for engine models (subclassing is optional; the engine only uses this shape).
+
+    A model has a registry ``name``, a ``Config`` dataclass whose fields all have defaults (its
+    hyper-parameters), and implements ``fit``, ``sample``, ``state_dict`` and
+    ``load_state_dict``. Optional: ``log_prob(x)``, ``evaluate(dataset, run) -> dict`` and
+    ``annotate_plot(ax)`` (draws on the 2-D scatter of ``samples.png``), ``default_dataset``
+    and ``num_classes`` (> 0 for a model that samples conditioned on a label).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    default_dataset: ClassVar[str | None] = None
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    @abc.abstractmethod
+    def fit(self, dataset: "Dataset", run: "Run") -> None:
+        """Train on ``dataset``, logging through ``run``."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw ``n`` samples (``condition``: int64 labels ``[n]`` for conditional models)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors (and JSON-able values) that restore the fitted model."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from what ``state_dict`` returned."""
+
+
+def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of a model's Config dataclass, by name."""
+    return {f.name: f for f in dataclasses.fields(config_cls)}

@@ -1,0 +1,53 @@
+"""Builds the compiled kernels, ``aigc_engine._C``; everything else lives in pyproject.toml.
+
+CPU kernels are always built. CUDA kernels are added when a CUDA toolkit is found and a GPU is
+visible, or when ``FORCE_CUDA=1`` (for building on a machine without a GPU).
+"""
+import glob
+import os
+import sys
+
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def _want_cuda() -> bool:
+    import torch
+
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    return torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def _extension():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    cxx = ["-O3", "-std=c++17", "-fopenmp", "-DNDEBUG"]
+    if os.environ.get("AIGC_ENGINE_NATIVE", "0") == "1":
+        cxx.append("-march=native")
+    kwargs = dict(
+        name="aigc_engine._C",
+        include_dirs=[os.path.join(here, "csrc")],
+        extra_link_args=["-fopenmp"],
+        py_limited_api=True,
+    )
+    if _want_cuda():
+        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+        kwargs["extra_compile_args"] = {
+            "cxx": cxx,
+            "nvcc": ["-O3", "--use_fast_math", "-std=c++17", "--expt-relaxed-constexpr"],
+        }
+        print("aigc-engine: building CPU and CUDA kernels", file=sys.stderr)
+        return CUDAExtension(sources=sources, **kwargs)
+    kwargs["extra_compile_args"] = {"cxx": cxx}
+    print("aigc-engine: building CPU kernels only (no CUDA toolkit/GPU; FORCE_CUDA=1 to force)",
+          file=sys.stderr)
+    return CppExtension(sources=sources, **kwargs)
+
+
+setup(
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension},
+    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+)

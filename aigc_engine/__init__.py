@@ -2,6 +2,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import data, metrics, ops
+from .engine import Engine, open_dataset
 from .errors import InputError
 from .hookspecs import hookimpl
 from .model import Model
@@ -12,4 +13,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["hookimpl", "Model", "Run", "InputError", "data", "ops", "metrics", "__version__"]
+__all__ = ["hookimpl", "Model", "Run", "Engine", "open_dataset", "InputError", "data", "ops", "metrics", "__version__"]

@@ -148,7 +148,8 @@ def blobs(n: int = 10_000, centers: int = 5, dim: int = 2, std: float = 1.0, see
 
 
 def digits(n: int = 0, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes) as N x 1 x 8 x 8 in [-1, 1];
+    """scikit-learn's bundled 8x8 digits: 1797 labelled images, N x 1 x 8 x 8 in [-1, 1].
+
     ``n > 0`` keeps a random subset of that size."""
     from sklearn.datasets import load_digits
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 _EXTRA_KEY = "aigc_engine.extra"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -33,7 +33,7 @@ def write_json(path: Path, obj: Any) -> None:
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2, sort_keys=False, default=_jsonable)
             fh.write("\n")
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def read_json(path: Path) -> Any:
@@ -81,7 +81,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     """Save a (possibly nested) dict of tensors and JSON-able values as one safetensors file."""
     tensors, extra = _flatten(state)
     metadata = {_EXTRA_KEY: json.dumps(extra, default=_jsonable)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,0 +1,264 @@
+"""The ``aigc-engine`` command line."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from .config import field_types, type_name
+from .engine import Engine, versions
+from .errors import InputError
+
+DEBUG_ENV = "AIGC_ENGINE_DEBUG"
+
+
+class _UserError(click.ClickException):
+    exit_code = 2
+
+
+class _Unexpected(click.ClickException):
+    exit_code = 1
+
+
+class _EngineGroup(click.Group):
+    """Bad input anywhere below (InputError or ValueError) is one line and exit status 2; any
+    other failure one line and exit status 1; ``AIGC_ENGINE_DEBUG=1`` shows tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (InputError, ValueError) as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise _UserError(_first_line(err)) from None
+        except Exception as err:  # noqa: BLE001
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
+                              f"(set {DEBUG_ENV}=1 for the traceback)") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, KeyError) or not text:
+        text = f"{type(err).__name__}: {text}"
+    return text.splitlines()[0]
+
+
+def _engine(ctx: click.Context) -> Engine:
+    return ctx.ensure_object(Engine)
+
+
+class _LazyGroup(_EngineGroup):
+    """Adds the plugins' commands (``aigc_engine_register_commands``) when the group starts."""
+
+    def _plugins_added(self, ctx):
+        if not getattr(self, "_added", False):
+            self._added = True
+            _engine(ctx).plugins.add_commands(self)
+
+    def list_commands(self, ctx):
+        self._plugins_added(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        self._plugins_added(ctx)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aigc-engine", prog_name="aigc-engine")
+@click.pass_context
+def cli(ctx):
+    """A plugin-based engine for generative models on PyTorch.
+
+    Fit a model with `aigc-engine run MODEL`, then `sample` and `eval` its run directory.
+    """
+    ctx.ensure_object(Engine)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--dataset", "dataset", metavar="NAME|FILE.npy|FILE.csv",
+              help="Registered dataset or data file (default: the model's own).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of config values.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-TIME).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random generator.")
+@click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue this run directory.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_progress):
+    """Fit MODEL and write a run directory (printed last).
+
+    It holds config.json, metrics.jsonl, model.safetensors, summary.json and samples.png.
+    """
+    from .config import parse_sets
+
+    if not model and not resume:
+        raise click.UsageError("give a MODEL (see `aigc-engine models`) or --resume RUN_DIR")
+    run_dir = _engine(ctx).train(model, dataset, config_file, parse_sets(list(sets)), out, device, seed,
+                                 resume, progress=not no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(str(run_dir))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
+@click.option("--condition", type=int, help="Class label for a conditional model.")
+@click.option("-o", "output", type=click.Path(dir_okay=False),
+              help="FILE.npy (the samples) or FILE.png (a picture); default RUN_DIR/samples.npy.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.pass_context
+def sample(ctx, run_dir, n, condition, output, seed):
+    """Draw samples from a finished run."""
+    import numpy as np
+
+    from . import io, plotting
+
+    output = Path(output) if output else Path(run_dir) / "samples.npy"
+    if output.suffix.lower() not in (".npy", ".png"):
+        raise InputError(f"-o must end in .npy or .png, got {output.name!r}")
+    model, saved = _engine(ctx).load_model(run_dir)
+    cond = None
+    if condition is not None:
+        num_classes = getattr(model, "num_classes", 0) or 0
+        if not num_classes:
+            raise InputError(f"model {saved['model']!r} of this run is not conditional: drop --condition")
+        if not 0 <= condition < num_classes:
+            raise InputError(f"--condition must be in [0, {num_classes - 1}], got {condition}")
+        cond = torch.full((n,), condition, dtype=torch.int64)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        samples = model.sample(n, condition=cond).detach().cpu()
+    if output.suffix.lower() == ".npy":
+        io.atomic_write(output, lambda tmp: np.save(open(tmp, "wb"), samples.numpy()))
+    elif samples.dim() == 4:
+        plotting.image_grid(samples, output, title=f"{saved['model']} samples")
+    else:
+        plotting.scatter(samples, None, output, title=f"{saved['model']} samples",
+                         annotate=getattr(model, "annotate_plot", None))
+    click.echo(str(output))
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--dataset", metavar="NAME|FILE", help="Evaluate on this data (default: the run's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Dataset options (dataset.KEY=VALUE).")
+@click.option("--device", default="cpu", show_default=True)
+@click.pass_context
+def eval_(ctx, run_dir, dataset, sets, device):
+    """Evaluate a finished run; prints its metrics as JSON."""
+    from .config import parse_sets, split_dataset_keys
+    from .run import Run
+
+    engine = _engine(ctx)
+    model, saved = engine.load_model(run_dir)
+    extra, options = split_dataset_keys(parse_sets(list(sets)))
+    if extra:
+        raise InputError(f"eval takes dataset options only (dataset.KEY=VALUE), got {sorted(extra)[0]!r}")
+    if dataset is None:
+        dataset = saved.get("dataset", {}).get("name")
+        options = {**saved.get("dataset", {}).get("options", {}), **options}
+        options.pop("path", None)
+    data = engine.load_dataset(dataset, options)
+    if not hasattr(model, "evaluate"):
+        raise InputError(f"model {saved['model']!r} has no evaluate()")
+    metrics = model.evaluate(data, Run(None, device=device, seed=saved.get("seed", 0), progress=False,
+                                       distributed=False))
+    click.echo(json.dumps({"dataset": data.name, **metrics}, indent=2, default=float))
+
+
+@cli.command()
+@click.pass_context
+def models(ctx):
+    """List the models the installed plugins provide."""
+    entries = _engine(ctx).plugins.models()
+    if not entries:
+        click.echo("no models installed")
+    for name, entry in sorted(entries.items()):
+        doc = (entry.cls.__doc__ or "").strip().splitlines()
+        click.echo(f"{name}  [{entry.plugin}]  {doc[0] if doc else ''}".rstrip())
+        for field in dataclasses.fields(entry.cls.Config):
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            click.echo(f"    {field.name} = {default!r}  ({type_name(field_types(entry.cls.Config)[field.name])})")
+
+
+@cli.command()
+@click.pass_context
+def datasets(ctx):
+    """List datasets and their options (set with --set dataset.KEY=VALUE)."""
+    for name, entry in sorted(_engine(ctx).plugins.datasets().items()):
+        opts = ", ".join(f"{k}={v!r}" for k, v in entry.options().items())
+        click.echo(f"{name}  [{entry.plugin}]  {entry.description}")
+        if opts:
+            click.echo(f"    options: {opts}")
+    click.echo("FILE.npy  N x D float array (memory-mapped)")
+    click.echo("FILE.csv  numeric columns, optional header; options: label_column, delimiter")
+
+
+@cli.command()
+@click.pass_context
+def plugins(ctx):
+    """List plugins: name, version, status, hooks and errors."""
+    for rec in _engine(ctx).plugins.records.values():
+        version = f" {rec.version}" if rec.version else ""
+        click.echo(f"{rec.name}{version}  {rec.status}  ({rec.module})")
+        if rec.hooks:
+            click.echo(f"    hooks: {', '.join(rec.hooks)}")
+        if rec.error:
+            click.echo(f"    error: {rec.error}")
+
+
+@cli.command()
+@click.pass_context
+def info(ctx):
+    """Versions, threads, devices and the live kernel backend."""
+    from . import ops
+
+    for key, value in versions().items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"threads: {torch.get_num_threads()} (intra-op), {os.cpu_count()} CPUs")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        click.echo(f"cuda: {torch.version.cuda}, {torch.cuda.device_count()} device(s): {names}")
+    else:
+        click.echo(f"cuda: not available (torch build: {torch.version.cuda or 'cpu'})")
+    backend = ops.backend_info()
+    click.echo(f"kernel backend: {backend['backend']} ({backend.get('reason', '')})")
+    click.echo(f"kernel CUDA support compiled: {'yes' if backend.get('cuda') else 'no'}")
+    records = _engine(ctx).plugins.records.values()
+    failed = [r.name for r in records if r.status == "failed"]
+    click.echo(f"plugins: {sum(r.status == 'loaded' for r in records)} loaded"
+               + (f", failed: {', '.join(failed)}" if failed else ""))
+
+
+@cli.command()
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--upgrade", "-U", is_flag=True, help="Upgrade the packages if installed.")
+def install(packages, upgrade):
+    """Install plugin packages with pip into this environment."""
+    cmd = [sys.executable, "-m", "pip", "install", *(["--upgrade"] if upgrade else []), *packages]
+    click.echo("$ " + " ".join(cmd), err=True)
+    code = subprocess.call(cmd)
+    if code:
+        raise _Unexpected(f"pip exited with status {code}")
+
+
+def main(argv=None) -> None:
+    cli.main(args=argv, prog_name="aigc-engine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

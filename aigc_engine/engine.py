@@ -1,0 +1,185 @@
+"""The engine: resolves models and datasets through the plugin manager and drives a run from
+config to artifacts. The CLI is a thin layer over this."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import io, plotting
+from .config import build_config, coerce_options, read_toml, split_dataset_keys
+from .data import Dataset, from_file
+from .errors import InputError
+from .plugins import PluginManager
+from .run import Run
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+SUMMARY_FILE = "summary.json"
+SAMPLES_PNG = "samples.png"
+METRICS_PNG = "metrics.png"
+N_PLOT_SAMPLES = 2500
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    from . import __version__
+
+    return {"aigc_engine": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+class Engine:
+    """Models and datasets from the plugins, and the run life cycle."""
+
+    def __init__(self, plugins: PluginManager | None = None):
+        self.plugins = plugins if plugins is not None else PluginManager()
+
+    # -- lookup --------------------------------------------------------------------------------
+    def model_class(self, name: str) -> type:
+        models = self.plugins.models()
+        if name not in models:
+            known = ", ".join(sorted(models)) or "none installed"
+            raise InputError(f"unknown model {name!r}; available: {known}")
+        return models[name].cls
+
+    def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
+        """A registered dataset by name, or a ``.npy`` / ``.csv`` file by path."""
+        options = dict(options or {})
+        datasets = self.plugins.datasets()
+        if spec in datasets:
+            entry = datasets[spec]
+            kwargs = coerce_options(entry.options(), options, spec)
+            dataset = entry.factory(**kwargs)
+            if not isinstance(dataset, Dataset):
+                raise InputError(f"dataset {spec!r} (plugin {entry.plugin}) did not return a Dataset")
+            dataset.name = dataset.name or spec
+            return dataset.validate()
+        if Path(spec).suffix.lower() in (".npy", ".csv"):
+            file_options = {"label_column": None, "delimiter": ","}
+            return from_file(spec, **coerce_options(file_options, options, spec))
+        known = ", ".join(sorted(datasets))
+        raise InputError(f"unknown dataset {spec!r}; use one of {known}, or a .npy/.csv file")
+
+    # -- run -----------------------------------------------------------------------------------
+    def train(self, model_name: str | None, dataset: str | None = None, config_file: str | None = None,
+              sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
+              seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
+        """Fit a model and write the run directory; returns its path."""
+        saved: dict[str, Any] = {}
+        if resume:
+            saved = read_run_config(Path(resume))
+            if model_name and model_name != saved["model"]:
+                raise InputError(f"{resume} is a run of {saved['model']!r}, not {model_name!r}")
+            model_name, out, seed = saved["model"], resume, saved.get("seed", seed)
+        cls = self.model_class(model_name)
+        values: dict[str, Any] = dict(saved.get("config", {}))
+        data_section: dict[str, Any] = dict(saved.get("dataset", {}).get("options", {}))
+        if config_file:
+            toml = read_toml(config_file)
+            section = toml.pop("dataset", {})
+            if not isinstance(section, dict):
+                raise InputError("the [dataset] entry of a config file must be a table")
+            dataset = dataset or section.pop("name", None)
+            data_section.update(section)
+            values.update(toml)
+        model_sets, data_sets = split_dataset_keys(sets or {})
+        values.update(model_sets)
+        data_section.update(data_sets)
+        config = build_config(cls.Config, values, model_name)
+        dataset = dataset or saved.get("dataset", {}).get("name") or getattr(cls, "default_dataset", None)
+        if not dataset:
+            raise InputError(f"model {model_name!r} has no default dataset: pass --dataset")
+        data = self.load_dataset(dataset, data_section)
+
+        run_dir = Path(out) if out else default_run_dir(model_name, data.name)
+        if not resume and (run_dir / CONFIG_FILE).exists():
+            raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it")
+        run = Run(run_dir, device=device, seed=seed, progress=progress)
+        if run.is_main_process:
+            io.write_json(run.dir / CONFIG_FILE, {
+                "model": model_name, "config": dataclasses.asdict(config),
+                "dataset": {"name": dataset, "options": data.options}, "seed": seed,
+                "device": str(run.device), "world_size": run.world_size, "versions": versions(),
+                "created": _dt.datetime.now().isoformat(timespec="seconds")})
+            print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
+                  f"({run.device}, {run.world_size} process{'es' if run.world_size > 1 else ''})",
+                  file=sys.stderr)
+        model = cls(config)
+        start = time.perf_counter()
+        model.fit(data, run)
+        fit_seconds = time.perf_counter() - start
+        metrics = model.evaluate(data, run) if hasattr(model, "evaluate") else {}
+        if run.is_main_process:
+            io.save_state(run.dir / MODEL_FILE, model.state_dict())
+            summary = {"model": model_name, "dataset": data.name, "fit_seconds": round(fit_seconds, 3),
+                       **(metrics or {})}
+            io.write_json(run.dir / SUMMARY_FILE, summary)
+            self.draw(model, data, run.dir, run.history)
+        run.barrier()
+        return run.dir
+
+    def draw(self, model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
+        """``samples.png`` and, when metrics were logged, ``metrics.png``."""
+        title = f"{model.name} on {data.name}"
+        num_classes = getattr(model, "num_classes", 0) or 0
+        with torch.no_grad():
+            if data.is_image:
+                if num_classes:
+                    per = 8
+                    cond = torch.arange(num_classes).repeat_interleave(per)
+                    plotting.image_grid(model.sample(len(cond), condition=cond), run_dir / SAMPLES_PNG,
+                                        ncols=per, title=title + " (a row per class)")
+                else:
+                    plotting.image_grid(model.sample(64), run_dir / SAMPLES_PNG, title=title)
+            else:
+                samples = model.sample(N_PLOT_SAMPLES)
+                plotting.scatter(samples, data.x if data.in_memory or len(data) <= 10**6 else None,
+                                 run_dir / SAMPLES_PNG, title=title,
+                                 annotate=getattr(model, "annotate_plot", None))
+        plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
+
+    # -- using a finished run ------------------------------------------------------------------
+    def load_model(self, run_dir: str | Path):
+        """The fitted model of a run directory and its saved config."""
+        run_dir = Path(run_dir)
+        saved = read_run_config(run_dir)
+        if not (run_dir / MODEL_FILE).exists():
+            raise InputError(f"{run_dir} has no {MODEL_FILE}: the run did not finish")
+        cls = self.model_class(saved["model"])
+        model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
+        model.load_state_dict(io.load_state(run_dir / MODEL_FILE))
+        return model, saved
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    saved = io.read_json(run_dir / CONFIG_FILE)
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise InputError(f"{run_dir / CONFIG_FILE} is not an aigc-engine run config")
+    return saved
+
+
+def default_run_dir(model: str, dataset: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{Path(dataset).stem}")
+    base = Path("runs") / f"{safe}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def open_dataset(spec: str, **options: Any) -> Dataset:
+    """A dataset by registered name (``"ring8"``) or file path, with options, for plugins and
+    scripts: ``open_dataset("blobs", n=500, dim=3)``."""
+    return Engine().load_dataset(spec, options)

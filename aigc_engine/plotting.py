@@ -1,0 +1,88 @@
+"""Pictures of a run: ``samples.png`` (an image grid, or a scatter of 2-D samples over the data)
+and ``metrics.png`` (the logged curves)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def image_grid(images: torch.Tensor, path: Path, ncols: int | None = None, title: str = "") -> None:
+    """Save images ``N x C x H x W`` in [-1, 1] as one grid."""
+    images = images.detach().float().cpu().clamp(-1, 1)
+    n, c, h, w = images.shape
+    ncols = ncols or max(1, int(math.ceil(math.sqrt(n))))
+    nrows = int(math.ceil(n / ncols))
+    grid = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = \
+            ((images[i].permute(1, 2, 0).numpy() + 1) / 2)
+    fig, ax = plt.subplots(figsize=(max(3, ncols * 0.5), max(3, nrows * 0.5)))
+    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title: str = "",
+            annotate=None, max_points: int = 5000) -> None:
+    """Scatter of samples over the data (first two coordinates); ``annotate(ax)`` draws extras."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    if data is not None:
+        d = _subsample(data, max_points)
+        ax.scatter(d[:, 0], d[:, 1], s=3, c="0.6", alpha=0.5, label="data", rasterized=True)
+    s = _subsample(samples, max_points)
+    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:blue", alpha=0.6, label="samples", rasterized=True)
+    if annotate is not None:
+        annotate(ax)
+    dims = samples.shape[1]
+    ax.set_xlabel("x[0]")
+    ax.set_ylabel("x[1]" if dims > 1 else "")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(loc="upper right", markerscale=4)
+    ax.set_title(title + ("" if dims == 2 else f" (first 2 of {dims} dims)"))
+    _save(fig, path)
+
+
+def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
+    """One panel per logged metric against step; returns False when there is nothing to plot."""
+    keys = [k for k in dict.fromkeys(k for row in history for k in row)
+            if k not in ("step", "time") and all(isinstance(r.get(k, 0.0), (int, float)) for r in history)]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        steps = [r["step"] for r in history if key in r]
+        ax.plot(steps, [r[key] for r in history if key in r], lw=1.2)
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    if title:
+        axes[0, 0].set_title(title)
+    _save(fig, path)
+    return True
+
+
+def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
+    t = t.detach().float().cpu()
+    if len(t) > k:
+        t = t[torch.randperm(len(t), generator=torch.Generator().manual_seed(0))[:k]]
+    a = t.numpy()
+    return a if a.shape[1] > 1 else np.concatenate([a, np.zeros_like(a)], 1)
+
+
+def _save(fig, path: Path) -> None:
+    from .io import atomic_write
+
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)

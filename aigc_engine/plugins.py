@@ -1,0 +1,193 @@
+"""Plugin manager: finds plugins through the ``aigc_engine`` entry-point group and collects what
+their hooks register. A plugin that fails to import, or whose hook raises, is recorded with its
+error and skipped; the others keep working (``AIGC_ENGINE_STRICT_PLUGINS=1`` raises instead).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import sys
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .data import BUILTIN_DATASETS, Dataset
+from .errors import PluginError
+
+ENTRY_POINT_GROUP = "aigc_engine"
+CORE_PLUGIN = "aigc_engine.core"
+
+
+@dataclasses.dataclass
+class PluginRecord:
+    """What ``aigc-engine plugins`` shows for one plugin."""
+
+    name: str
+    module: str = ""
+    version: str = ""
+    status: str = "loaded"  # loaded | failed | blocked
+    error: str = ""
+    hooks: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    cls: type
+    plugin: str
+
+
+@dataclasses.dataclass
+class DatasetEntry:
+    name: str
+    factory: Callable[..., Dataset]
+    description: str
+    plugin: str
+
+    def options(self) -> dict[str, Any]:
+        """The factory's keyword options and their defaults."""
+        params = inspect.signature(self.factory).parameters.values()
+        return {p.name: p.default for p in params
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+class _CorePlugin:
+    """The core registers its built-in datasets through the same hook as any plugin."""
+
+    @hookspecs.hookimpl
+    def aigc_engine_register_datasets(self, register):
+        for name, factory in BUILTIN_DATASETS.items():
+            register(name, factory, (factory.__doc__ or "").strip().split("\n")[0])
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class PluginManager:
+    """One manager per engine (no global state): build one, or one per test.
+
+    ``load_entry_points=False`` gives a manager with the core alone, to which tests
+    ``register`` plugin objects in-process.
+    """
+
+    def __init__(self, load_entry_points: bool = True, disabled: set[str] | None = None,
+                 strict: bool | None = None):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        if disabled is None:
+            disabled = {s.strip() for s in os.environ.get("AIGC_ENGINE_DISABLE_PLUGINS", "").split(",") if s.strip()}
+        self.disabled = disabled
+        self.strict = _env_flag("AIGC_ENGINE_STRICT_PLUGINS") if strict is None else strict
+        self.records: dict[str, PluginRecord] = {}
+        self._models: dict[str, ModelEntry] | None = None
+        self._datasets: dict[str, DatasetEntry] | None = None
+        self.register(_CorePlugin(), CORE_PLUGIN)
+        if load_entry_points:
+            self._load_entry_points()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.name in self.disabled:
+                self.records[ep.name] = PluginRecord(ep.name, ep.value, version, "blocked",
+                                                     "disabled by AIGC_ENGINE_DISABLE_PLUGINS")
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as err:  # noqa: BLE001 - any import failure is isolated
+                self._fail(PluginRecord(ep.name, ep.value, version), f"import failed: {_one_line(err)}", err)
+                continue
+            self.register(plugin, ep.name, module=ep.value, version=version)
+
+    def register(self, plugin: Any, name: str, module: str = "", version: str = "") -> PluginRecord:
+        """Register a plugin object (a module or an instance with hook implementations)."""
+        record = PluginRecord(name, module or getattr(plugin, "__name__", type(plugin).__name__), version)
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()  # a misspelt hook name fails loudly
+        except Exception as err:  # noqa: BLE001
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            return self._fail(record, f"invalid plugin: {_one_line(err)}", err)
+        record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        self.records[name] = record
+        self._models = self._datasets = None
+        return record
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.records.pop(name, None)
+        self._models = self._datasets = None
+
+    def _fail(self, record: PluginRecord, message: str, err: BaseException) -> PluginRecord:
+        record.status, record.error = "failed", message
+        self.records[record.name] = record
+        if self.strict:
+            raise PluginError(f"plugin {record.name!r}: {message}") from err
+        print(f"aigc-engine: plugin {record.name!r} skipped: {message}", file=sys.stderr)
+        return record
+
+    def _call_each(self, hook_name: str, make_kwargs: Callable[[str], dict]) -> None:
+        """Call every implementation of a hook on its own, in registration order, so that one
+        failing plugin is recorded and skipped instead of breaking the others."""
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            kwargs = make_kwargs(impl.plugin_name)
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as err:  # noqa: BLE001
+                self._fail(self.records.get(impl.plugin_name) or PluginRecord(impl.plugin_name),
+                           f"{hook_name} raised {_one_line(err)}", err)
+
+    # -- registries ----------------------------------------------------------------------------
+    def models(self) -> dict[str, ModelEntry]:
+        if self._models is None:
+            models: dict[str, ModelEntry] = {}
+            self._models = models
+            self._call_each("aigc_engine_register_models",
+                            lambda plugin: {"register": lambda cls: _add_model(models, cls, plugin)})
+        return self._models
+
+    def datasets(self) -> dict[str, DatasetEntry]:
+        if self._datasets is None:
+            datasets: dict[str, DatasetEntry] = {}
+            self._datasets = datasets
+
+            def adder(plugin):
+                def register(name, factory, description=""):
+                    if not callable(factory):
+                        raise TypeError(f"dataset {name!r}: factory must be callable")
+                    if name in datasets:
+                        raise ValueError(f"dataset {name!r} is already registered by {datasets[name].plugin!r}")
+                    datasets[name] = DatasetEntry(name, factory, description, plugin)
+                return register
+
+            self._call_each("aigc_engine_register_datasets", lambda plugin: {"register": adder(plugin)})
+        return self._datasets
+
+    def add_commands(self, cli) -> None:
+        self._call_each("aigc_engine_register_commands", lambda plugin: {"cli": cli})
+
+
+def _add_model(models: dict[str, ModelEntry], cls: type, plugin: str) -> None:
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls!r} has no 'name'")
+    config = getattr(cls, "Config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        raise TypeError(f"model {name!r}: Config must be a dataclass")
+    for f in dataclasses.fields(config):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise TypeError(f"model {name!r}: Config field {f.name!r} has no default")
+    if name in models:
+        raise ValueError(f"model {name!r} is already registered by {models[name].plugin!r}")
+    models[name] = ModelEntry(cls, plugin)
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    return text.splitlines()[0] if text else type(err).__name__

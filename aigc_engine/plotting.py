@@ -39,9 +39,9 @@ def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title:
     fig, ax = plt.subplots(figsize=(6, 6))
     if data is not None:
         d = _subsample(data, max_points)
-        ax.scatter(d[:, 0], d[:, 1], s=3, c="0.6", alpha=0.5, label="data", rasterized=True)
+        ax.scatter(d[:, 0], d[:, 1], s=2, c="tab:orange", alpha=0.8, label="data", zorder=3, rasterized=True)
     s = _subsample(samples, max_points)
-    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:blue", alpha=0.6, label="samples", rasterized=True)
+    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:blue", alpha=0.4, label="samples", zorder=2, rasterized=True)
     if annotate is not None:
         annotate(ax)
     dims = samples.shape[1]
@@ -55,6 +55,8 @@ def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title:
 
 def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
     """One panel per logged metric against step; returns False when there is nothing to plot."""
+    if len(history) < 2:
+        return False
     keys = [k for k in dict.fromkeys(k for row in history for k in row)
             if k not in ("step", "time") and all(isinstance(r.get(k, 0.0), (int, float)) for r in history)]
     if not keys:

@@ -19,6 +19,17 @@ def _want_cuda() -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def _host_has_avx2() -> bool:
+    if os.environ.get("AIGC_ENGINE_PORTABLE", "0") == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
 def _extension():
     here = os.path.dirname(os.path.abspath(__file__))
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
@@ -26,6 +37,10 @@ def _extension():
     cxx = ["-O3", "-std=c++17", "-fopenmp", "-DNDEBUG"]
     if os.environ.get("AIGC_ENGINE_NATIVE", "0") == "1":
         cxx.append("-march=native")
+    elif _host_has_avx2():
+        # at::vec::Vectorized only uses AVX2 intrinsics (and Sleef's exp/log1p, exported by
+        # libtorch_cpu) when CPU_CAPABILITY_AVX2 is defined; AIGC_ENGINE_PORTABLE=1 opts out.
+        cxx += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
     kwargs = dict(
         name="aigc_engine._C",
         include_dirs=[os.path.join(here, "csrc")],

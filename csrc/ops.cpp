@@ -14,4 +14,16 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(aigc_engine, m) {
+  // log N(x_n | mu_k, Sigma_k) (+ log_weights[k]) as [N, K]; precisions_chol follows
+  // scikit-learn (precision = P P^T): full [K,D,D], tied [D,D], diag [K,D], spherical [K].
+  m.def("gaussian_log_prob(Tensor x, Tensor means, Tensor precisions_chol, str covariance_type, "
+        "Tensor? log_weights) -> Tensor");
+  // Fused EM E-step: (log_prob_norm [N], log_resp [N, K]) in one pass over the points.
+  m.def("gaussian_estep(Tensor x, Tensor means, Tensor precisions_chol, str covariance_type, "
+        "Tensor log_weights) -> (Tensor, Tensor)");
+  // Fused GAN losses: the scalar mean loss and, when compute_grad, d loss / d logits written in
+  // the same pass (empty tensors otherwise); autograd's backward only scales them.
+  m.def("gan_d_loss(Tensor real_logits, Tensor fake_logits, str kind, bool compute_grad) "
+        "-> (Tensor, Tensor, Tensor)");
+  m.def("gan_g_loss(Tensor fake_logits, str kind, bool compute_grad) -> (Tensor, Tensor)");
 }

@@ -1,0 +1,275 @@
+// CPU kernels of gaussian_log_prob and the fused EM E-step.
+//
+// Never materialises the N x K x D intermediate: the points are cut into tiles of T rows, and
+// each parallel_for task computes the Mahalanobis terms of its tile for every component straight
+// into the tile's [T, K] block of the output, then (while the block is still in cache) turns them
+// into log-densities, adds the per-component constant and, for the E-step, takes the row's
+// logsumexp and normalises. Evaluation order per covariance type:
+//   full       Y = X_tile @ [P_1 ... P_K] (one GEMM), maha_k = |Y_k - mu_k P_k|^2
+//   tied       Y = X_tile @ P (one small GEMM), maha_k = |y - mu_k P|^2, vectorised over k
+//   diag       expansion trick as one GEMM: [x, x^2, 1] @ [-2 mu p^2; p^2; sum mu^2 p^2]^T
+//   spherical  the same with [x, |x|^2, 1] @ [-2 mu_k p_k^2; p_k^2; p_k^2 |mu_k|^2]^T
+// The expansion (as in scikit-learn) loses relative precision when x is much closer to mu_k than
+// to the origin; full and tied use the difference form and do not.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu/blas.h"
+#include "gaussian_common.h"
+
+namespace {
+
+using aigc_engine::CovType;
+using at::Tensor;
+
+// Everything the tile loop needs, prepared once per call in the dtype of x.
+struct Prepared {
+  CovType type;
+  int64_t N, K, D;
+  Tensor W;  // full [D, K*D]; tied [D, D]; diag [2D+1, K]; spherical [D+2, K]
+  Tensor b;  // full [K*D] = mu_k P_k; tied [D, K] = (mu P)^T; unused otherwise
+  Tensor c;  // [K] = -D/2 log 2pi + log det P_k (+ log w_k)
+  int64_t tile;
+};
+
+Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovType type,
+                 const c10::optional<Tensor>& log_weights) {
+  Prepared p;
+  p.type = type;
+  p.N = x.size(0);
+  p.D = x.size(1);
+  p.K = means.size(0);
+  const auto dt = x.scalar_type();
+  const int64_t K = p.K, D = p.D;
+  Tensor mu = means.to(dt);
+  Tensor P = prec.to(dt);
+  p.c = aigc_engine::gaussian_constants(P, type, K, D, log_weights, dt);
+  int64_t width = 0;  // floats per point in the tile's scratch
+  switch (type) {
+    case CovType::kFull:
+      p.W = P.permute({1, 0, 2}).reshape({D, K * D}).contiguous();
+      p.b = at::einsum("kd,kde->ke", {mu, P}).reshape({K * D}).contiguous();
+      width = K * D;
+      break;
+    case CovType::kTied:
+      p.W = P.contiguous();
+      p.b = at::matmul(mu, P).t().contiguous();
+      width = D + K;
+      break;
+    case CovType::kDiag: {
+      Tensor prec2 = P * P;
+      p.W = at::cat({(-2.0 * mu * prec2).t(), prec2.t(), (mu * mu * prec2).sum(1).unsqueeze(0)}, 0)
+                .contiguous();
+      width = 2 * D + 1 + K;
+      break;
+    }
+    case CovType::kSpherical: {
+      Tensor prec2 = P * P;
+      p.W = at::cat({(-2.0 * mu * prec2.unsqueeze(1)).t(), prec2.unsqueeze(0),
+                     ((mu * mu).sum(1) * prec2).unsqueeze(0)}, 0)
+                .contiguous();
+      width = D + 2 + K;
+      break;
+    }
+  }
+  // ~128 KiB of float32 scratch per tile: the GEMM output stays in L2 while it is consumed.
+  constexpr int64_t kScratchElems = 1 << 15;
+  p.tile = std::clamp<int64_t>(kScratchElems / std::max<int64_t>(width, 1), 16, 1024);
+  return p;
+}
+
+template <typename scalar_t>
+inline scalar_t squared_distance(const scalar_t* y, const scalar_t* b, int64_t D) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t e = 0;
+  scalar_t s = 0;
+  if (D >= Vec::size()) {
+    Vec acc(scalar_t(0));
+    for (; e + Vec::size() <= D; e += Vec::size()) {
+      Vec d = Vec::loadu(y + e) - Vec::loadu(b + e);
+      acc = at::vec::fmadd(d, d, acc);
+    }
+    s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
+  }
+  for (; e < D; ++e) {
+    const scalar_t d = y[e] - b[e];
+    s += d * d;
+  }
+  return s;
+}
+
+// row[k] = c[k] - row[k] / 2 (row holds maha on entry); for the E-step also normalise the row
+// by its logsumexp and return it.
+template <typename scalar_t>
+inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool estep) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  const Vec half(scalar_t(0.5));
+  int64_t k = 0;
+  for (; k + Vec::size() <= K; k += Vec::size()) {
+    (Vec::loadu(c + k) - half * Vec::loadu(row + k)).store(row + k);
+  }
+  for (; k < K; ++k) row[k] = c[k] - scalar_t(0.5) * row[k];
+  if (!estep) return 0;
+  scalar_t m = -std::numeric_limits<scalar_t>::infinity();
+  for (k = 0; k < K; ++k) m = std::max(m, row[k]);
+  // As torch.logsumexp: an infinite max is not subtracted (all -inf rows give -inf, not nan).
+  const scalar_t shift = std::isinf(m) ? scalar_t(0) : m;
+  Vec acc(scalar_t(0));
+  const Vec vshift(shift);
+  k = 0;
+  for (; k + Vec::size() <= K; k += Vec::size()) acc = acc + (Vec::loadu(row + k) - vshift).exp();
+  scalar_t s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
+  for (; k < K; ++k) s += std::exp(row[k] - shift);
+  const scalar_t lse = std::log(s) + shift;
+  const Vec vlse(lse);
+  k = 0;
+  for (; k + Vec::size() <= K; k += Vec::size()) (Vec::loadu(row + k) - vlse).store(row + k);
+  for (; k < K; ++k) row[k] -= lse;
+  return lse;
+}
+
+template <typename scalar_t>
+void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* log_prob_norm) {
+  const int64_t N = p.N, K = p.K, D = p.D, T = p.tile;
+  const int64_t n_tiles = (N + T - 1) / T;
+  const scalar_t* W = p.W.data_ptr<scalar_t>();
+  const scalar_t* b = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
+  const scalar_t* c = p.c.data_ptr<scalar_t>();
+  const bool estep = log_prob_norm != nullptr;
+  using Vec = at::vec::Vectorized<scalar_t>;
+
+  at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> scratch;
+    switch (p.type) {
+      case CovType::kFull: scratch.resize(T * K * D); break;
+      case CovType::kTied: scratch.resize(T * D); break;
+      case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
+      case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
+    }
+    scalar_t* S = scratch.data();
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t r0 = tile * T;
+      const int64_t rows = std::min(T, N - r0);
+      const scalar_t* X = x + r0 * D;
+      scalar_t* O = out + r0 * K;
+      switch (p.type) {
+        case CovType::kFull: {
+          const int64_t KD = K * D;
+          aigc_engine::gemm_rowmajor<scalar_t>(rows, KD, D, X, D, W, KD, S, KD);
+          for (int64_t r = 0; r < rows; ++r) {
+            const scalar_t* y = S + r * KD;
+            scalar_t* o = O + r * K;
+            for (int64_t k = 0; k < K; ++k) o[k] = squared_distance(y + k * D, b + k * D, D);
+          }
+          break;
+        }
+        case CovType::kTied: {
+          aigc_engine::gemm_rowmajor<scalar_t>(rows, D, D, X, D, W, D, S, D);
+          for (int64_t r = 0; r < rows; ++r) {
+            scalar_t* o = O + r * K;
+            std::fill(o, o + K, scalar_t(0));
+            for (int64_t e = 0; e < D; ++e) {
+              const scalar_t ye = S[r * D + e];
+              const scalar_t* be = b + e * K;
+              const Vec vy(ye);
+              int64_t k = 0;
+              for (; k + Vec::size() <= K; k += Vec::size()) {
+                Vec d = vy - Vec::loadu(be + k);
+                at::vec::fmadd(d, d, Vec::loadu(o + k)).store(o + k);
+              }
+              for (; k < K; ++k) {
+                const scalar_t d = ye - be[k];
+                o[k] += d * d;
+              }
+            }
+          }
+          break;
+        }
+        case CovType::kDiag:
+        case CovType::kSpherical: {
+          const bool diag = p.type == CovType::kDiag;
+          const int64_t A = diag ? 2 * D + 1 : D + 2;
+          for (int64_t r = 0; r < rows; ++r) {
+            const scalar_t* xr = X + r * D;
+            scalar_t* a = S + r * A;
+            scalar_t sq = 0;
+            for (int64_t d = 0; d < D; ++d) {
+              a[d] = xr[d];
+              const scalar_t x2 = xr[d] * xr[d];
+              if (diag) a[D + d] = x2;
+              sq += x2;
+            }
+            if (diag) {
+              a[2 * D] = 1;
+            } else {
+              a[D] = sq;
+              a[D + 1] = 1;
+            }
+          }
+          aigc_engine::gemm_rowmajor<scalar_t>(rows, K, A, S, A, W, K, O, K);
+          break;
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t lse = finalize_row(O + r * K, c, K, estep);
+        if (estep) log_prob_norm[r0 + r] = lse;
+      }
+    }
+  });
+}
+
+void check_cpu_inputs(const Tensor& x) {
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                    "x must be float32 or float64 on CPU, got ", x.scalar_type());
+}
+
+Tensor gaussian_log_prob_cpu(const Tensor& x, const Tensor& means, const Tensor& prec,
+                             c10::string_view covariance_type,
+                             const c10::optional<Tensor>& log_weights) {
+  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
+  aigc_engine::check_gaussian_shapes(x, means, prec, type, log_weights);
+  check_cpu_inputs(x);
+  Tensor xc = x.contiguous();
+  Prepared p = prepare(xc, means, prec, type, log_weights);
+  Tensor out = at::empty({p.N, p.K}, xc.options());
+  if (p.N == 0 || p.K == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "gaussian_log_prob_cpu", [&] {
+    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), nullptr);
+  });
+  return out;
+}
+
+std::tuple<Tensor, Tensor> gaussian_estep_cpu(const Tensor& x, const Tensor& means,
+                                              const Tensor& prec, c10::string_view covariance_type,
+                                              const Tensor& log_weights) {
+  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
+  c10::optional<Tensor> lw(log_weights);
+  aigc_engine::check_gaussian_shapes(x, means, prec, type, lw);
+  check_cpu_inputs(x);
+  Tensor xc = x.contiguous();
+  Prepared p = prepare(xc, means, prec, type, lw);
+  Tensor log_resp = at::empty({p.N, p.K}, xc.options());
+  Tensor log_prob_norm = at::empty({p.N}, xc.options());
+  if (p.N == 0) return {log_prob_norm, log_resp};
+  if (p.K == 0) return {log_prob_norm.fill_(-std::numeric_limits<double>::infinity()), log_resp};
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "gaussian_estep_cpu", [&] {
+    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), log_resp.data_ptr<scalar_t>(),
+                        log_prob_norm.data_ptr<scalar_t>());
+  });
+  return {log_prob_norm, log_resp};
+}
+
+TORCH_LIBRARY_IMPL(aigc_engine, CPU, m) {
+  m.impl("gaussian_log_prob", &gaussian_log_prob_cpu);
+  m.impl("gaussian_estep", &gaussian_estep_cpu);
+}
+
+}  // namespace

@@ -7,6 +7,7 @@ files by path.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -200,7 +201,9 @@ def _read_csv(path: Path, label_column, delimiter: str) -> Dataset:
     except ValueError:
         header = cells
     try:
-        arr = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+            arr = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0, ndmin=2, dtype=np.float64)
     except ValueError as err:
         raise InputError(f"{path.name} is not a numeric CSV: {err}") from None
     if arr.size == 0:

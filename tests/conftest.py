@@ -1,0 +1,82 @@
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def make_entry_point_plugin(root: Path, dist: str, ep_name: str, module: str, source: str) -> Path:
+    """Write a module and a ``*.dist-info`` declaring it under the ``aigc_engine`` entry-point
+    group into ``root``: on sys.path (or PYTHONPATH) it is found like a pip-installed plugin."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"  # a dash would end the name
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    with open(info / "entry_points.txt", "a") as fh:
+        fh.write(f"[aigc_engine]\n{ep_name} = {module}\n")
+    importlib.invalidate_caches()
+    return root
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on sys.path where tests drop entry-point plugins."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    importlib.invalidate_caches()
+    for name in [m for m in sys.modules if m.startswith("aigc_test_")]:
+        del sys.modules[name]
+
+
+PROBE_PLUGIN = '''
+import dataclasses
+import torch
+from aigc_engine import hookimpl, Model
+
+
+@dataclasses.dataclass
+class ProbeConfig:
+    steps: int = 3
+    scale: float = 1.0
+    tag: str = "a"
+    hidden: tuple[int, ...] = (4, 4)
+    bias: bool = True
+
+
+class Probe(Model):
+    """A tiny model that fits the data mean (for engine tests)."""
+    name = "probe"
+    Config = ProbeConfig
+    default_dataset = "ring8"
+
+    def fit(self, dataset, run):
+        shard = dataset.shard(run.rank, run.world_size)
+        stats = torch.stack([shard.x.sum(0), torch.full_like(shard.x[0], len(shard))])
+        run.all_reduce(stats)
+        self.mean = stats[0] / stats[1]
+        self.world_size = run.world_size
+        for step in run.progress(self.config.steps, "probe"):
+            run.log(step, loss=1.0 / (step + 1))
+        run.save_checkpoint({"mean": self.mean, "step": self.config.steps})
+
+    def sample(self, n, condition=None):
+        return self.mean.expand(n, -1) + self.config.scale * torch.randn(n, self.mean.numel())
+
+    def evaluate(self, dataset, run):
+        return {"distance": float((dataset.x.mean(0) - self.mean).norm()), "world_size": self.world_size}
+
+    def state_dict(self):
+        return {"mean": self.mean, "world_size": self.world_size}
+
+    def load_state_dict(self, state):
+        self.mean, self.world_size = state["mean"], state["world_size"]
+
+
+@hookimpl
+def aigc_engine_register_models(register):
+    register(Probe)
+'''

@@ -1,0 +1,40 @@
+"""Checkpoints and artifacts: safetensors + JSON, no pickle, atomic writes."""
+import os
+
+import pytest
+import torch
+
+from aigc_engine import Run, io
+
+
+def test_checkpoint_round_trip(tmp_path):
+    run = Run(tmp_path / "r", device="cpu", seed=0, progress=False)
+    state = {"w": torch.randn(3, 4), "opt": {"m": torch.zeros(2, dtype=torch.float64)}, "step": 7,
+             "name": "x", "losses": [1.0, 0.5]}
+    run.save_checkpoint(state)
+    loaded = run.load_checkpoint()
+    assert torch.equal(loaded["w"], state["w"]) and loaded["opt"]["m"].dtype == torch.float64
+    assert loaded["step"] == 7 and loaded["name"] == "x" and loaded["losses"] == [1.0, 0.5]
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "r").iterdir())
+
+
+def test_no_checkpoint_is_none(tmp_path):
+    assert Run(tmp_path, device="cpu", progress=False).load_checkpoint() is None
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    io.save_state(path, {"a": torch.ones(2)})
+    with pytest.raises(TypeError):
+        io.save_state(path, {"a": torch.zeros(2), "bad": object()})
+    assert torch.equal(io.load_state(path)["a"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_log_writes_jsonl_and_seed_is_applied(tmp_path):
+    run = Run(tmp_path, device="cpu", seed=5, progress=False)
+    a = torch.rand(3)
+    run.log(1, loss=torch.tensor(0.5), acc=1)
+    assert (tmp_path / "metrics.jsonl").read_text().startswith('{"step": 1, "loss": 0.5, "acc": 1')
+    Run(tmp_path / "b", device="cpu", seed=5, progress=False)
+    assert torch.equal(torch.rand(3), a)

@@ -1,0 +1,557 @@
+"""``GaussianMixture``: a drop-in for ``sklearn.mixture.GaussianMixture`` on PyTorch.
+
+Same constructor parameters and defaults, methods, fitted attributes, warnings and errors as
+scikit-learn, plus ``device``, ``dtype`` and ``chunk_size``:
+
+* ``dtype=None`` keeps the input's float dtype (float32 stays float32, float64 stays float64,
+  anything else becomes float64), as scikit-learn does; ``dtype="float32"`` or ``"float64"``
+  (or a torch / NumPy dtype) forces the compute dtype. The M-step always runs in float64 on
+  float64-accumulated statistics, so float32 differs from float64 only through the E-step.
+* ``device=None`` computes where a torch input lives (CPU for NumPy input); ``"cuda"`` moves
+  the work there. NumPy in gives NumPy out, torch in gives torch out on the input's device.
+* ``X`` may be a NumPy array, a ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``), a torch
+  tensor or an ``aigc_engine`` Dataset. Memory-mapped arrays and Datasets that are not in
+  memory are streamed in chunks of ``chunk_size`` rows (default 65536) on every EM pass, so
+  memory is bounded by the chunk size, not by N; in-memory data uses the same code with one
+  chunk unless ``chunk_size`` is set.
+
+Initialisation: for in-memory data ``init_params="kmeans"`` calls scikit-learn's
+``KMeans(n_init=1, random_state)`` and ``"k-means++"`` its ``kmeans_plusplus`` (so the same
+``random_state`` gives scikit-learn's initialisation); ``"random"`` and ``"random_from_data"``
+draw from ``random_state`` exactly as scikit-learn. For streamed data, k-means and k-means++
+run in torch on a deterministic sample of at most ``20000`` rows drawn with ``random_state``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral
+from time import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.mixture import GaussianMixture as _SkGaussianMixture
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_array
+
+from aigc_engine import ops
+
+from . import _em
+from ._em import Params, Source
+
+_INIT_SAMPLE = 20000
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32,
+           "double": torch.float64}
+
+
+def _torch_dtype(dtype) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype in (torch.float32, torch.float64):
+            return dtype
+    else:
+        name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype.removeprefix("torch.")
+        if name in _DTYPES:
+            return _DTYPES[name]
+    raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+
+
+def _nan_message(estimator_name: str) -> str:
+    try:
+        check_array(np.array([[np.nan]]), estimator=estimator_name)
+    except ValueError as err:
+        return str(err)
+    return "Input X contains NaN."  # pragma: no cover
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted with EM on PyTorch; see the module docstring and
+    ``sklearn.mixture.GaussianMixture`` for the parameters."""
+
+    _parameter_constraints: dict = {
+        **_SkGaussianMixture._parameter_constraints,
+        "device": "no_validation",
+        "dtype": "no_validation",
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
+                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10, device=None, dtype=None, chunk_size=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------------------------
+    # input handling
+    def _kind(self, X) -> str:
+        if isinstance(X, torch.Tensor):
+            return "torch"
+        if hasattr(X, "iter_chunks"):
+            return "dataset"
+        if isinstance(X, np.memmap):
+            return "memmap"
+        return "numpy"
+
+    def _prepare(self, X, reset: bool):
+        """Validate X; returns ``(source, out)`` where ``out`` describes the output format."""
+        kind = self._kind(X)
+        name = type(self).__name__
+        forced = _torch_dtype(self.dtype) if reset else self._dtype
+        if kind == "numpy":
+            X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
+                            estimator=self)
+            dtype = forced or (torch.float32 if X.dtype == np.float32 else torch.float64)
+            device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            data, out = torch.from_numpy(X), ("numpy", None)
+        elif kind == "torch":
+            if X.ndim != 2:
+                check_array(X.detach().cpu().numpy(), ensure_min_samples=2 if reset else 1, estimator=self)
+            if reset and X.shape[0] < 2:
+                raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
+                                 f"minimum of 2 is required by {name}.")
+            if not X.is_floating_point():
+                X = X.to(torch.float64)
+            if torch.isnan(X).any():
+                raise ValueError(_nan_message(name))
+            if not torch.isfinite(X).all():
+                raise ValueError("Input X contains infinity or a value too large for "
+                                 f"dtype('{str(X.dtype).removeprefix('torch.')}').")
+            dtype = forced or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float64)
+            device = torch.device(self.device) if self.device is not None else X.device
+            data, out = X.detach(), ("torch", X.device)
+        else:  # memmap or engine Dataset: streamed, validated chunk by chunk during the first pass
+            shape = tuple(X.shape)
+            if len(shape) != 2:
+                raise ValueError(f"Expected 2D array, got {len(shape)}D array instead.")
+            if reset and shape[0] < 2:
+                raise ValueError(f"Found array with {shape[0]} sample(s) (shape={shape}) while a "
+                                 f"minimum of 2 is required by {name}.")
+            src_dtype = getattr(X, "dtype", np.float32)
+            default = torch.float32 if src_dtype in (np.float32, torch.float32) else torch.float64
+            if kind == "dataset":
+                default = torch.float32
+            dtype = forced or default
+            device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            data, out = X, ("numpy", None)
+            self._check_finite_stream(Source(X, dtype, device, self.chunk_size or 65536))
+        n_features = data.shape[1]
+        if reset:
+            self.n_features_in_ = n_features
+            self._dtype, self._device = dtype, device
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but {name} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        else:
+            dtype, device = self._dtype, self._device
+        chunk = self.chunk_size if (self.chunk_size or kind in ("torch", "numpy")) else 65536
+        return Source(data, dtype, device, chunk), out, kind
+
+    def _check_finite_stream(self, source: Source) -> None:
+        for offset, x in source.chunks():
+            if torch.isnan(x).any():
+                raise ValueError(_nan_message(type(self).__name__))
+            if not torch.isfinite(x).all():
+                raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+
+    def _to_out(self, t: torch.Tensor | None, out):
+        if t is None:
+            return None
+        if out[0] == "numpy":
+            return t.detach().cpu().numpy()
+        return t.to(out[1])
+
+    # ------------------------------------------------------------------------------------
+    # parameter checks (scikit-learn's messages)
+    def _check_init_arrays(self, n_features: int):
+        K, cov = self.n_components, self.covariance_type
+
+        def arr(a):
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+            return check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True)
+
+        def shape(a, expected, label):
+            if a.shape != expected:
+                raise ValueError("The parameter '%s' should have the shape of %s, but got %s"
+                                 % (label, expected, a.shape))
+
+        w = m = p = None
+        if self.weights_init is not None:
+            w = arr(self.weights_init)
+            shape(w, (K,), "weights")
+            if any(np.less(w, 0.0)) or any(np.greater(w, 1.0)):
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value "
+                                 "%.5f, min value %.5f" % (np.min(w), np.max(w)))
+            atol = 1e-6 if w.dtype == np.float32 else 1e-8
+            if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
+                raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f"
+                                 % np.sum(w))
+        if self.means_init is not None:
+            m = arr(self.means_init)
+            shape(m, (K, n_features), "means")
+        if self.precisions_init is not None:
+            p = arr(self.precisions_init)
+            expected = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
+                        "diag": (K, n_features), "spherical": (K,)}[cov]
+            shape(p, expected, "%s precision" % cov)
+            if cov in ("diag", "spherical"):
+                if np.any(np.less_equal(p, 0.0)):
+                    raise ValueError("'%s precision' should be positive" % cov)
+            else:
+                for mat in (p if cov == "full" else [p]):
+                    if not (np.all(np.isclose(mat, mat.T)) and np.all(np.linalg.eigvalsh(mat) > 0.0)):
+                        raise ValueError("'%s precision' should be symmetric, positive-definite" % cov)
+        return w, m, p
+
+    # ------------------------------------------------------------------------------------
+    # fitting
+    def fit(self, X, y=None):
+        """Estimate model parameters with the EM algorithm (see scikit-learn)."""
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Estimate model parameters using X and predict the labels for X."""
+        self._validate_params()
+        source, out, kind = self._prepare(X, reset=True)
+        self._out = out
+        self._fit_source(source, full_source=source, all_reduce=None)
+        # a final E-step so that fit_predict(X) equals fit(X).predict(X)
+        return self._to_out(self._predict_source(source), out)
+
+    def _fit_source(self, source: Source, full_source: Source | None = None, all_reduce=None,
+                    log=None, progress=None, in_memory_init: bool | None = None):
+        """EM over ``source`` (this process's rows); ``full_source`` is the whole data set (for
+        initialisation, identical on every process); ``all_reduce`` sums statistics across
+        processes; ``log(iteration, lower_bound)`` is called each EM iteration."""
+        full_source = full_source or source
+        n_total = full_source.n_samples
+        if n_total < self.n_components:
+            raise ValueError("Expected n_samples >= n_components "
+                             f"but got n_components = {self.n_components}, n_samples = {n_total}")
+        if self.covariance_type not in _em.COVARIANCE_TYPES:  # only reachable without validation
+            raise ValueError(f"covariance_type must be one of {_em.COVARIANCE_TYPES}")
+        w_init, m_init, p_init = self._check_init_arrays(source.n_features)
+        self._inits = (w_init, m_init, p_init)
+        if in_memory_init is None:
+            in_memory_init = isinstance(full_source.data, torch.Tensor)
+        self._in_memory_init = in_memory_init
+        self._float32 = source.dtype == torch.float32
+        self._eps = float(torch.finfo(source.dtype).eps)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        max_lower_bound = -np.inf
+        best_lower_bounds: list[float] = []
+        best_params, best_n_iter = None, 0
+        self.converged_ = False
+        random_state = check_random_state(self.random_state)
+
+        for init in range(n_init):
+            self._print_verbose_msg_init_beg(init)
+            if do_init:
+                params = self._initialize_parameters(source, full_source, random_state, all_reduce)
+            else:
+                params = self._params
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current_lower_bounds = []
+            if self.max_iter == 0:
+                best_params, best_n_iter = params, 0
+            else:
+                converged = False
+                for n_iter in range(1, self.max_iter + 1):
+                    prev_lower_bound = lower_bound
+                    stats = _em.em_pass(source, params, self.covariance_type, all_reduce, progress)
+                    params = _em.m_step(stats, params, self.covariance_type, self.reg_covar, self._eps,
+                                        self._float32)
+                    lower_bound = float(stats.ll / stats.n)
+                    current_lower_bounds.append(lower_bound)
+                    if log is not None:
+                        log(n_iter, lower_bound)
+                    change = lower_bound - prev_lower_bound
+                    self._print_verbose_msg_iter_end(n_iter, change)
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
+                self._print_verbose_msg_init_end(lower_bound, converged)
+                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                    max_lower_bound = lower_bound
+                    best_params, best_n_iter = params, n_iter
+                    best_lower_bounds = current_lower_bounds
+                    self.converged_ = converged
+            self._params = params
+
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning)
+        self._set_parameters(best_params)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        return self
+
+    def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce) -> Params:
+        K, cov_type = self.n_components, self.covariance_type
+        w_init, m_init, p_init = self._inits
+        dev, f64 = source.device, torch.float64
+        weights = means = covariances = None
+        if w_init is None or m_init is None or p_init is None:
+            weights, means, covariances = self._initial_from_data(source, full, random_state, all_reduce)
+        if w_init is not None:
+            weights = torch.as_tensor(w_init, dtype=f64, device=dev)
+        if m_init is not None:
+            means = torch.as_tensor(m_init, dtype=f64, device=dev)
+        if p_init is None:
+            P = _em.precision_cholesky(covariances, cov_type, self._float32)
+        else:
+            P = _em.precision_cholesky_from_precisions(torch.as_tensor(p_init, dtype=f64, device=dev), cov_type)
+            covariances = None
+        return Params(weights, means, covariances, P)
+
+    def _initial_from_data(self, source: Source, full: Source, rs, all_reduce):
+        """Weights, means and covariances from the initial responsibilities, as scikit-learn's
+        ``_initialize`` computes them (weights = nk / n_samples)."""
+        K, cov_type, D = self.n_components, self.covariance_type, source.n_features
+        n = full.n_samples
+        if self.init_params == "random_from_data" or (self.init_params == "k-means++"):
+            if self.init_params == "random_from_data":
+                rows = full.take(rs.choice(n, size=K, replace=False))
+            elif self._in_memory_init:
+                from sklearn.cluster import kmeans_plusplus
+
+                X_np = full.data.detach().cpu().numpy() if isinstance(full.data, torch.Tensor) else full.data
+                _, idx = kmeans_plusplus(np.asarray(X_np), K, random_state=rs)
+                rows = full.take(idx)
+            else:
+                rows = _em.kmeans(self._init_sample(full, rs), K, rs.randint(np.iinfo(np.int32).max),
+                                  init="k-means++")
+            # one-hot responsibilities on K rows: only those rows contribute
+            rows = rows.to(source.dtype)
+            stats = _em.empty_stats(K, D, cov_type, source.device)
+            zero = torch.zeros(D, dtype=source.dtype, device=source.device)
+            _em.accumulate(stats, rows, torch.eye(K, dtype=source.dtype, device=source.device), rows, zero,
+                           cov_type)
+            # rows are in every process's hands: no all-reduce
+            if cov_type == "tied":
+                # scikit-learn's tied estimate is (X^T X - sum nk m m^T) / sum nk over *all* rows,
+                # uncentred (responsibilities do not sum to one here, so no shift applies)
+                stats.second.zero_()
+                for _, x in source.chunks():
+                    xs = x - zero
+                    stats.second += (xs.T @ xs).to(torch.float64)
+                if all_reduce is not None:
+                    all_reduce(stats.second)
+            nk, means, cov = _em.parameters_from_stats(stats, rows, zero, cov_type, self.reg_covar, self._eps)
+            return nk / n, means, cov
+
+        if self.init_params == "kmeans":
+            if self._in_memory_init:
+                from sklearn.cluster import KMeans
+
+                X_np = full.data.detach().cpu().numpy()
+                labels = KMeans(n_clusters=K, n_init=1, random_state=rs).fit(X_np).labels_
+                labels_t = torch.as_tensor(labels, device=source.device)
+
+                def resp_fn(offset, x):
+                    return _em.hard_resp(labels_t[offset:offset + len(x)], K, x.dtype)
+                passes = [resp_fn, resp_fn]
+            else:
+                centres = _em.kmeans(self._init_sample(full, rs), K, rs.randint(np.iinfo(np.int32).max))
+                centres = centres.to(source.dtype)
+
+                def resp_fn(offset, x):
+                    return _em.hard_resp(_em.nearest(x, centres), K, x.dtype)
+                passes = [resp_fn, resp_fn]
+        else:  # "random": the same stream of uniforms as scikit-learn, chunk by chunk
+            state = rs.get_state()
+            skip = getattr(source, "global_offset", 0)
+
+            def make():
+                rs.set_state(state)
+                for start in range(0, skip, 65536):
+                    rs.uniform(size=(min(65536, skip - start), K))
+
+                def resp_fn(offset, x):
+                    r = torch.as_tensor(rs.uniform(size=(len(x), K)), device=x.device).to(x.dtype)
+                    return r / r.sum(1, keepdim=True)
+                return resp_fn
+            passes = [make(), None]
+        # pass 1: means (for the shift); pass 2: centred second moments
+        zero = torch.zeros(D, dtype=source.dtype, device=source.device)
+        zeros = torch.zeros(K, D, dtype=source.dtype, device=source.device)
+        st1 = _em.resp_pass(source, passes[0], zeros, zero, K, "spherical", all_reduce)
+        means1 = (st1.sx / (st1.nk + 10 * self._eps)[:, None])
+        end_state = rs.get_state() if passes[1] is None else None
+        fn2 = passes[1] if passes[1] is not None else make()
+        c = means1.to(source.dtype)
+        s = c.mean(0)
+        st2 = _em.resp_pass(source, fn2, c, s, K, cov_type, all_reduce)
+        if end_state is not None:
+            rs.set_state(end_state)
+        nk, means, cov = _em.parameters_from_stats(st2, c, s, cov_type, self.reg_covar, self._eps)
+        return nk / n, means, cov
+
+    def _init_sample(self, full: Source, rs) -> torch.Tensor:
+        n = full.n_samples
+        if n <= _INIT_SAMPLE:
+            return torch.cat([x for _, x in full.chunks()])
+        idx = np.sort(rs.choice(n, size=_INIT_SAMPLE, replace=False))
+        return full.take(idx)
+
+    def _set_parameters(self, params: Params) -> None:
+        self._params = params
+        out = self._out_fmt
+        dt = self._dtype
+        cov = params.covariances
+        if cov is None:
+            cov = _em.covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
+        self.weights_ = self._to_out(params.weights.to(dt), out)
+        self.means_ = self._to_out(params.means.to(dt), out)
+        self.covariances_ = self._to_out(cov.to(dt), out)
+        self.precisions_cholesky_ = self._to_out(params.precisions_cholesky.to(dt), out)
+        self.precisions_ = self._to_out(
+            _em.precisions_from_cholesky(params.precisions_cholesky, self.covariance_type).to(dt), out)
+
+    @property
+    def _out_fmt(self):
+        return getattr(self, "_out", ("numpy", None))
+
+    # ------------------------------------------------------------------------------------
+    # inference
+    def _check_is_fitted(self):
+        if not hasattr(self, "_params") or not hasattr(self, "n_iter_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+
+    def _weighted_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        means, P, logw = self._params.compute(x.dtype)
+        return ops.gaussian_log_prob(x, means, P, self.covariance_type, logw)
+
+    def _map(self, source: Source, fn) -> torch.Tensor:
+        return torch.cat([fn(x) for _, x in source.chunks()])
+
+    def _predict_source(self, source: Source) -> torch.Tensor:
+        return self._map(source, lambda x: self._weighted_log_prob(x).argmax(1))
+
+    def _inference(self, X, fn):
+        self._check_is_fitted()
+        source, out, kind = self._prepare(X, reset=False)
+        res = self._map(source, fn)
+        return self._to_out(res, out)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample."""
+        return self._inference(X, lambda x: torch.logsumexp(self._weighted_log_prob(x), 1))
+
+    def score(self, X, y=None):
+        """Per-sample average log-likelihood of X."""
+        self._check_is_fitted()
+        source, _, _ = self._prepare(X, reset=False)
+        total = sum(float(torch.logsumexp(self._weighted_log_prob(x), 1).sum(dtype=torch.float64))
+                    for _, x in source.chunks())
+        return total / source.n_samples
+
+    def predict(self, X):
+        """Most probable component of each sample."""
+        return self._inference(X, lambda x: self._weighted_log_prob(x).argmax(1))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample."""
+        def fn(x):
+            means, P, logw = self._params.compute(x.dtype)
+            return torch.exp(ops.gaussian_estep(x, means, P, self.covariance_type, logw)[1])
+        return self._inference(X, fn)
+
+    def sample(self, n_samples=1):
+        """Draw samples and their component labels (grouped by component, like scikit-learn)."""
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError("Invalid value for 'n_samples': %d . The sampling requires at "
+                             "least one sample." % (self.n_components))
+        p = self._params
+        D = p.means.shape[1]
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, p.weights.cpu().numpy())
+        z = torch.as_tensor(rng.standard_normal(size=(n_samples, D)), device=p.means.device)
+        labels = torch.repeat_interleave(torch.arange(len(counts), device=p.means.device),
+                                         torch.as_tensor(counts, device=p.means.device))
+        cov = p.covariances if p.covariances is not None else \
+            _em.covariances_from_precision_cholesky(p.precisions_cholesky, self.covariance_type)
+        if self.covariance_type == "full":
+            L = torch.linalg.cholesky(cov)
+            X = p.means[labels] + torch.einsum("nij,nj->ni", L[labels], z)
+        elif self.covariance_type == "tied":
+            X = p.means[labels] + z @ torch.linalg.cholesky(cov).T
+        elif self.covariance_type == "diag":
+            X = p.means[labels] + z * torch.sqrt(cov)[labels]
+        else:
+            X = p.means[labels] + z * torch.sqrt(cov)[labels][:, None]
+        out = self._out_fmt
+        if out[0] == "numpy":
+            return X.cpu().numpy(), labels.cpu().numpy()
+        return X.to(device=out[1], dtype=self._dtype), labels.to(out[1])
+
+    def _n_parameters(self) -> int:
+        D = self._params.means.shape[1]
+        K = self.n_components
+        cov_params = {"full": K * D * (D + 1) / 2.0, "diag": K * D, "tied": D * (D + 1) / 2.0,
+                      "spherical": K}[self.covariance_type]
+        return int(cov_params + D * K + K - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better)."""
+        n = X.shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better)."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------------------------------
+    # verbose messages (scikit-learn's)
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose == 1:
+            print("Initialization %d" % n_init)
+        elif self.verbose >= 2:
+            print("Initialization %d" % n_init)
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print("  Iteration %d" % n_iter)
+            elif self.verbose >= 2:
+                cur_time = time()
+                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                      % (n_iter, cur_time - self._iter_prev_time, diff_ll))
+                self._iter_prev_time = cur_time
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_prev_time
+            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")

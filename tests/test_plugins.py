@@ -140,3 +140,20 @@ def test_unknown_model_lists_available():
     engine = Engine(PluginManager(load_entry_points=False))
     with pytest.raises(InputError, match="unknown model 'nope'"):
         engine.model_class("nope")
+
+
+def test_every_hook_is_documented_and_tested():
+    """Each hook has a docstring, a row in the README and a test that implements it."""
+    from pathlib import Path
+
+    from aigc_engine import hookspecs
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    tests = "".join(p.read_text() for p in (root / "tests").glob("*.py"))
+    hooks = [name for name in dir(hookspecs) if name.startswith("aigc_engine_")]
+    assert len(hooks) == 3
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__.strip()
+        assert f"`{name}(" in readme
+        assert f"def {name}(" in tests

@@ -1,21 +1,153 @@
 """Kernels of the engine: batched Gaussian log-density (and the fused EM E-step) and fused GAN
-losses. Each entry point dispatches to the compiled extension when it is loaded, else to the
-pure-PyTorch reference (``AIGC_ENGINE_BACKEND=auto|ext|torch``)."""
+losses. Each entry point validates its inputs, then dispatches to the compiled extension
+(``torch.ops.aigc_engine.*``) when it is loaded and supports the device/dtype, else to the
+pure-PyTorch reference (``AIGC_ENGINE_BACKEND=auto|ext|torch``, see ``_loader``).
+
+Supported by the extension: float32/float64 on CPU; float16/bfloat16/float32/float64 on CUDA
+when the CUDA kernels were compiled in. Anything else runs the reference.
+"""
 from __future__ import annotations
 
-from . import reference
+import torch
+
+from . import _loader, reference
 from .reference import COVARIANCE_TYPES, GAN_LOSS_KINDS
 
 __all__ = ["gaussian_log_prob", "gaussian_estep", "gan_d_loss", "gan_g_loss", "backend_info",
-           "COVARIANCE_TYPES", "GAN_LOSS_KINDS", "reference"]
+           "set_backend", "COVARIANCE_TYPES", "GAN_LOSS_KINDS", "reference"]
+
+set_backend = _loader.set_backend
+
+_CPU_DTYPES = (torch.float32, torch.float64)
+_CUDA_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def backend_info() -> dict:
-    """Which backend is live and why: ``{"backend": "ext"|"torch", "reason": str, "cuda": bool}``."""
-    return {"backend": "torch", "reason": "compiled extension not wired yet", "cuda": False}
+    """Which backend is live and why: ``{"backend": "ext"|"torch", "reason": str, "cuda": bool,
+    "requested": "auto"|"ext"|"torch", "extension_loaded": bool}``."""
+    return _loader.info()
 
 
-gaussian_log_prob = reference.gaussian_log_prob
-gaussian_estep = reference.gaussian_estep
-gan_d_loss = reference.gan_d_loss
-gan_g_loss = reference.gan_g_loss
+def _ext_supports(t: torch.Tensor) -> bool:
+    if not _loader.use_extension():
+        return False
+    if t.device.type == "cpu":
+        return t.dtype in _CPU_DTYPES
+    if t.device.type == "cuda":
+        return t.dtype in _CUDA_DTYPES and _loader.cuda_compiled()
+    return False
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape))
+
+
+def _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, log_weights_required):
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    named = {"x": x, "means": means, "precisions_chol": precisions_chol}
+    if log_weights is not None:
+        named["log_weights"] = log_weights
+    elif log_weights_required:
+        raise ValueError("log_weights must be a [K] tensor, got None")
+    for name, t in named.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.dtype != x.dtype or t.device != x.device:
+            raise ValueError(f"{name} must have the dtype and device of x ({x.dtype}, {x.device}), "
+                             f"got {t.dtype}, {t.device}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be [N, D] (2-D), got shape {_shape(x)}")
+    D = x.shape[1]
+    if means.dim() != 2 or means.shape[1] != D:
+        raise ValueError(f"means must be [K, D] with D = x.shape[1] = {D}, got shape {_shape(means)}")
+    K = means.shape[0]
+    expected = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+    if tuple(precisions_chol.shape) != expected:
+        names = {"full": "[K, D, D]", "tied": "[D, D]", "diag": "[K, D]", "spherical": "[K]"}
+        raise ValueError(f"precisions_chol must be {names[covariance_type]} = {expected} for "
+                         f"covariance_type={covariance_type!r}, got shape {_shape(precisions_chol)}")
+    if log_weights is not None and tuple(log_weights.shape) != (K,):
+        raise ValueError(f"log_weights must be [K] = ({K},), got shape {_shape(log_weights)}")
+
+
+def gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
+                      covariance_type: str, log_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """log N(x_n | mu_k, Sigma_k) (+ ``log_weights[k]``) as ``[N, K]``.
+
+    ``x [N, D]``, ``means [K, D]``; ``precisions_chol`` P with precision = P P^T (scikit-learn's
+    convention): full ``[K, D, D]``, tied ``[D, D]``, diag ``[K, D]``, spherical ``[K]``.
+    Differentiable in x, means, precisions_chol and log_weights.
+    """
+    _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, False)
+    if _ext_supports(x):
+        return torch.ops.aigc_engine.gaussian_log_prob(x, means, precisions_chol, covariance_type,
+                                                       log_weights)
+    return reference.gaussian_log_prob(x, means, precisions_chol, covariance_type, log_weights)
+
+
+def gaussian_estep(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
+                   covariance_type: str, log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM E-step: ``(log_prob_norm [N], log_resp [N, K])`` with
+    ``log_prob_norm = logsumexp_k(log N + log w)`` and ``log_resp = weighted - log_prob_norm``.
+
+    The extension computes log-densities, the logsumexp and the responsibilities in one pass
+    over each tile of points. That fused kernel is forward-only: when a gradient is needed the
+    call goes through the differentiable ``gaussian_log_prob`` + ``logsumexp`` instead.
+    """
+    _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, True)
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, means, precisions_chol, log_weights))
+    if _ext_supports(x):
+        if not needs_grad:
+            return torch.ops.aigc_engine.gaussian_estep(x, means, precisions_chol, covariance_type,
+                                                        log_weights)
+        weighted = torch.ops.aigc_engine.gaussian_log_prob(x, means, precisions_chol,
+                                                           covariance_type, log_weights)
+        log_prob_norm = torch.logsumexp(weighted, dim=1)
+        return log_prob_norm, weighted - log_prob_norm[:, None]
+    return reference.gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
+
+
+def _check_kind(kind):
+    if kind not in GAN_LOSS_KINDS:
+        raise ValueError(f"kind must be one of {GAN_LOSS_KINDS}, got {kind!r}")
+
+
+def _check_logits(t, name):
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of logits (any shape), got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor of logits, got {t.dtype}")
+
+
+def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Discriminator loss, a scalar: the mean of the real-side term plus the mean of the
+    fake-side term (``ns``: softplus(-real) + softplus(fake); ``hinge``, ``lsgan``, ``wgan`` as
+    in ``reference.gan_d_loss``). Fused: loss and gradient in one pass over the logits."""
+    _check_kind(kind)
+    _check_logits(real_logits, "real_logits")
+    _check_logits(fake_logits, "fake_logits")
+    if real_logits.device != fake_logits.device:
+        raise ValueError(f"real_logits and fake_logits must be on one device, got "
+                         f"{real_logits.device} and {fake_logits.device}")
+    if real_logits.dtype != fake_logits.dtype:
+        dtype = torch.promote_types(real_logits.dtype, fake_logits.dtype)
+        real_logits, fake_logits = real_logits.to(dtype), fake_logits.to(dtype)
+    if _ext_supports(real_logits):
+        need = torch.is_grad_enabled() and (real_logits.requires_grad or fake_logits.requires_grad)
+        return torch.ops.aigc_engine.gan_d_loss(real_logits, fake_logits, kind, need)[0]
+    return reference.gan_d_loss(real_logits, fake_logits, kind)
+
+
+def gan_g_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Generator loss, a scalar mean (``ns``: softplus(-fake), the non-saturating loss;
+    ``hinge``/``wgan``: -fake; ``lsgan``: (fake - 1)^2 / 2). Fused like ``gan_d_loss``."""
+    _check_kind(kind)
+    _check_logits(fake_logits, "fake_logits")
+    if _ext_supports(fake_logits):
+        need = torch.is_grad_enabled() and fake_logits.requires_grad
+        return torch.ops.aigc_engine.gan_g_loss(fake_logits, kind, need)[0]
+    return reference.gan_g_loss(fake_logits, kind)

@@ -5,8 +5,10 @@
 // into the tile's [T, K] block of the output, then (while the block is still in cache) turns them
 // into log-densities, adds the per-component constant and, for the E-step, takes the row's
 // logsumexp and normalises. Evaluation order per covariance type:
-//   full       Y = X_tile @ [P_1 ... P_K] (one GEMM), maha_k = |Y_k - mu_k P_k|^2
-//   tied       Y = X_tile @ P (one small GEMM), maha_k = |y - mu_k P|^2, vectorised over k
+//   full       Y^T = [P_1 ... P_K]^T @ X_tile^T (one GEMM), maha_k = |Y_k - mu_k P_k|^2
+//   tied       Y^T = P^T @ X_tile^T (one small GEMM), maha_k = |y - mu_k P|^2
+// (full and tied compute Y transposed so that the square-sums run down columns of points in
+// vector lanes, with no horizontal reductions; the [K, T] result is transposed into the tile)
 //   diag       expansion trick as one GEMM: [x, x^2, 1] @ [-2 mu p^2; p^2; sum mu^2 p^2]^T
 //   spherical  the same with [x, |x|^2, 1] @ [-2 mu_k p_k^2; p_k^2; p_k^2 |mu_k|^2]^T
 // The expansion (as in scikit-learn) loses relative precision when x is much closer to mu_k than
@@ -34,8 +36,8 @@ using at::Tensor;
 struct Prepared {
   CovType type;
   int64_t N, K, D;
-  Tensor W;  // full [D, K*D]; tied [D, D]; diag [2D+1, K]; spherical [D+2, K]
-  Tensor b;  // full [K*D] = mu_k P_k; tied [D, K] = (mu P)^T; unused otherwise
+  Tensor W;  // full [K*D, D] = [P_1 ... P_K]^T; tied [D, D] = P^T; diag [2D+1, K]; spherical [D+2, K]
+  Tensor b;  // full [K*D] = mu_k P_k; tied [K, D] = mu P; unused otherwise
   Tensor c;  // [K] = -D/2 log 2pi + log det P_k (+ log w_k)
   int64_t tile;
 };
@@ -55,14 +57,14 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
   int64_t width = 0;  // floats per point in the tile's scratch
   switch (type) {
     case CovType::kFull:
-      p.W = P.permute({1, 0, 2}).reshape({D, K * D}).contiguous();
+      p.W = P.transpose(1, 2).reshape({K * D, D}).contiguous();
       p.b = at::einsum("kd,kde->ke", {mu, P}).reshape({K * D}).contiguous();
-      width = K * D;
+      width = K * D + 1;
       break;
     case CovType::kTied:
-      p.W = P.contiguous();
-      p.b = at::matmul(mu, P).t().contiguous();
-      width = D + K;
+      p.W = P.t().contiguous();
+      p.b = at::matmul(mu, P).contiguous();
+      width = D + 1;
       break;
     case CovType::kDiag: {
       Tensor prec2 = P * P;
@@ -86,24 +88,25 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
   return p;
 }
 
+// acc[r] = sum_e (Y[e, r] - b[e])^2 for r < rows, Y row-major [D, ld]: vertical vector ops only.
 template <typename scalar_t>
-inline scalar_t squared_distance(const scalar_t* y, const scalar_t* b, int64_t D) {
+inline void column_squared_distances(const scalar_t* Y, int64_t ld, const scalar_t* b, int64_t D,
+                                     int64_t rows, scalar_t* acc) {
   using Vec = at::vec::Vectorized<scalar_t>;
-  int64_t e = 0;
-  scalar_t s = 0;
-  if (D >= Vec::size()) {
-    Vec acc(scalar_t(0));
-    for (; e + Vec::size() <= D; e += Vec::size()) {
-      Vec d = Vec::loadu(y + e) - Vec::loadu(b + e);
-      acc = at::vec::fmadd(d, d, acc);
+  std::fill(acc, acc + rows, scalar_t(0));
+  for (int64_t e = 0; e < D; ++e) {
+    const scalar_t* y = Y + e * ld;
+    const Vec be(b[e]);
+    int64_t r = 0;
+    for (; r + Vec::size() <= rows; r += Vec::size()) {
+      const Vec d = Vec::loadu(y + r) - be;
+      at::vec::fmadd(d, d, Vec::loadu(acc + r)).store(acc + r);
     }
-    s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
+    for (; r < rows; ++r) {
+      const scalar_t d = y[r] - b[e];
+      acc[r] += d * d;
+    }
   }
-  for (; e < D; ++e) {
-    const scalar_t d = y[e] - b[e];
-    s += d * d;
-  }
-  return s;
 }
 
 // row[k] = c[k] - row[k] / 2 (row holds maha on entry); for the E-step also normalise the row
@@ -144,13 +147,12 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
   const scalar_t* b = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
   const scalar_t* c = p.c.data_ptr<scalar_t>();
   const bool estep = log_prob_norm != nullptr;
-  using Vec = at::vec::Vectorized<scalar_t>;
 
   at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
     switch (p.type) {
-      case CovType::kFull: scratch.resize(T * K * D); break;
-      case CovType::kTied: scratch.resize(T * D); break;
+      case CovType::kFull: scratch.resize(T * (K * D + 1)); break;
+      case CovType::kTied: scratch.resize(T * (D + 1)); break;
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
     }
@@ -161,35 +163,15 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
       const scalar_t* X = x + r0 * D;
       scalar_t* O = out + r0 * K;
       switch (p.type) {
-        case CovType::kFull: {
-          const int64_t KD = K * D;
-          aigc_engine::gemm_rowmajor<scalar_t>(rows, KD, D, X, D, W, KD, S, KD);
-          for (int64_t r = 0; r < rows; ++r) {
-            const scalar_t* y = S + r * KD;
-            scalar_t* o = O + r * K;
-            for (int64_t k = 0; k < K; ++k) o[k] = squared_distance(y + k * D, b + k * D, D);
-          }
-          break;
-        }
+        case CovType::kFull:
         case CovType::kTied: {
-          aigc_engine::gemm_rowmajor<scalar_t>(rows, D, D, X, D, W, D, S, D);
-          for (int64_t r = 0; r < rows; ++r) {
-            scalar_t* o = O + r * K;
-            std::fill(o, o + K, scalar_t(0));
-            for (int64_t e = 0; e < D; ++e) {
-              const scalar_t ye = S[r * D + e];
-              const scalar_t* be = b + e * K;
-              const Vec vy(ye);
-              int64_t k = 0;
-              for (; k + Vec::size() <= K; k += Vec::size()) {
-                Vec d = vy - Vec::loadu(be + k);
-                at::vec::fmadd(d, d, Vec::loadu(o + k)).store(o + k);
-              }
-              for (; k < K; ++k) {
-                const scalar_t d = ye - be[k];
-                o[k] += d * d;
-              }
-            }
+          const bool full = p.type == CovType::kFull;
+          const int64_t rowsY = full ? K * D : D;
+          scalar_t* acc = S + rowsY * T;
+          aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
+          for (int64_t k = 0; k < K; ++k) {
+            column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, acc);
+            for (int64_t r = 0; r < rows; ++r) O[r * K + k] = acc[r];
           }
           break;
         }

@@ -38,7 +38,7 @@ ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing floa
                    " data instead of float32.")
 
 # rows x components x features of one block of the batched M-step (bounds temporary memory)
-_BLOCK_ELEMENTS = 1 << 21
+_BLOCK_ELEMENTS = 1 << 19
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,7 +50,8 @@ class Source:
     def __init__(self, data, dtype: torch.dtype, device: torch.device, chunk_size: int | None = None):
         self.data, self.dtype, self.device = data, dtype, torch.device(device)
         shape = tuple(data.shape)
-        self.n_samples, self.n_features = shape[0], (shape[1] if len(shape) > 1 else 1)
+        self.n_samples, self.n_features = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        self.global_offset = 0  # first row of this process's shard in the whole data set
         if chunk_size is None:
             chunk_size = self.n_samples if isinstance(data, torch.Tensor) else 65536
         self.chunk_size = max(1, int(chunk_size))
@@ -72,9 +73,19 @@ class Source:
             yield start, self._convert(data[start:start + self.chunk_size])
 
     def take(self, indices) -> torch.Tensor:
-        """Rows at ``indices`` (sorted or not), as a tensor."""
+        """Rows at ``indices`` (any order), as a ``[len(indices), D]`` tensor."""
         indices = np.asarray(indices, dtype=np.int64)
-        data = getattr(data_ := self.data, "_data", data_) if hasattr(self.data, "iter_chunks") else self.data
+        data = self.data
+        if hasattr(data, "iter_chunks"):  # engine Dataset: public API only
+            if data.in_memory:
+                return data.x[torch.as_tensor(indices)].reshape(len(indices), -1).to(self.device, self.dtype)
+            out = torch.empty(len(indices), self.n_features, dtype=self.dtype, device=self.device)
+            for offset, x in self.chunks():
+                hit = (indices >= offset) & (indices < offset + len(x))
+                if hit.any():
+                    pos = torch.as_tensor(np.nonzero(hit)[0], device=self.device)
+                    out[pos] = x[torch.as_tensor(indices[hit] - offset, device=self.device)]
+            return out
         if isinstance(data, torch.Tensor):
             return data[torch.as_tensor(indices, device=data.device)].to(self.device, self.dtype)
         order = np.argsort(indices)

@@ -240,7 +240,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._to_out(self._predict_source(source), out)
 
     def _fit_source(self, source: Source, full_source: Source | None = None, all_reduce=None,
-                    log=None, progress=None, in_memory_init: bool | None = None):
+                    log=None, progress=None, in_memory_init: bool | None = None, iterations=None):
         """EM over ``source`` (this process's rows); ``full_source`` is the whole data set (for
         initialisation, identical on every process); ``all_reduce`` sums statistics across
         processes; ``log(iteration, lower_bound)`` is called each EM iteration."""
@@ -279,7 +279,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 best_params, best_n_iter = params, 0
             else:
                 converged = False
-                for n_iter in range(1, self.max_iter + 1):
+                steps = range(1, self.max_iter + 1)
+                for n_iter in (iterations(steps) if iterations is not None else steps):
                     prev_lower_bound = lower_bound
                     stats = _em.em_pass(source, params, self.covariance_type, all_reduce, progress)
                     params = _em.m_step(stats, params, self.covariance_type, self.reg_covar, self._eps,
@@ -310,6 +311,28 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
         return self
+
+    def _fit_dataset(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None, log=None,
+                     iterations=None):
+        """Fit on an engine Dataset (streamed in chunks), as process ``rank`` of ``world_size``:
+        this process reads its shard, the statistics are summed with ``all_reduce``, and the
+        initialisation (torch k-means on a sample every process draws alike) is the same on every
+        process, so the result equals a one-process fit."""
+        self._validate_params()
+        dtype = _torch_dtype(self.dtype) or torch.float32
+        device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+        chunk = self.chunk_size or 65536
+        full = Source(dataset, dtype, device, chunk)
+        if full.n_samples < 2:
+            raise ValueError(f"Found array with {full.n_samples} sample(s) (shape={tuple(dataset.shape)}) "
+                             f"while a minimum of 2 is required by {type(self).__name__}.")
+        local = full
+        if world_size > 1:
+            local = Source(dataset.shard(rank, world_size), dtype, device, chunk)
+            local.global_offset = rank * full.n_samples // world_size
+        self.n_features_in_ = full.n_features
+        self._dtype, self._device, self._out = dtype, device, ("torch", device)
+        return self._fit_source(local, full, all_reduce, log=log, in_memory_init=False, iterations=iterations)
 
     def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce) -> Params:
         K, cov_type = self.n_components, self.covariance_type
@@ -408,7 +431,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         s = c.mean(0)
         st2 = _em.resp_pass(source, fn2, c, s, K, cov_type, all_reduce)
         if end_state is not None:
-            rs.set_state(end_state)
+            if source.n_samples == n:
+                rs.set_state(end_state)
+            else:  # a shard: leave random_state where a one-process fit leaves it
+                rs.set_state(state)
+                for start in range(0, n, 65536):
+                    rs.uniform(size=(min(65536, n - start), K))
         nk, means, cov = _em.parameters_from_stats(st2, c, s, cov_type, self.reg_covar, self._eps)
         return nk / n, means, cov
 

@@ -1,0 +1,318 @@
+"""Hooks of the ``gmm`` plugin: the engine model ``gmm`` and the ``gmm-select`` command."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from aigc_engine import InputError, Model, Run, hookimpl
+
+from . import _em
+from ._em import Params
+from ._gaussian_mixture import GaussianMixture, _torch_dtype
+
+
+@dataclasses.dataclass
+class GMMConfig:
+    """Hyper-parameters of the ``gmm`` model (scikit-learn's names and meanings)."""
+    n_components: int = 8
+    covariance_type: str = "full"
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    max_iter: int = 100
+    n_init: int = 1
+    init_params: str = "kmeans"
+    dtype: str = "float32"
+    chunk_size: int = 65536
+
+
+class GMMModel(Model):
+    """Gaussian mixture fitted with EM (streamed in chunks; distributed under torchrun)."""
+
+    name = "gmm"
+    Config = GMMConfig
+    default_dataset = "ring8"
+
+    def __init__(self, config: GMMConfig | None = None):
+        super().__init__(config)
+        self.gm: GaussianMixture | None = None
+        self.sample_shape: tuple[int, ...] | None = None
+
+    def _estimator(self, seed: int = 0, device=None) -> GaussianMixture:
+        c = self.config
+        if c.chunk_size < 1:
+            raise InputError(f"chunk_size must be >= 1, got {c.chunk_size}")
+        try:
+            _torch_dtype(c.dtype)
+        except ValueError:
+            raise InputError(f"dtype must be float32 or float64, got {c.dtype!r}") from None
+        gm = GaussianMixture(c.n_components, covariance_type=c.covariance_type, tol=c.tol,
+                             reg_covar=c.reg_covar, max_iter=c.max_iter, n_init=c.n_init,
+                             init_params=c.init_params, random_state=seed, device=device,
+                             dtype=c.dtype, chunk_size=c.chunk_size)
+        try:
+            gm._validate_params()
+        except ValueError as err:
+            raise InputError(str(err).replace("GaussianMixture", "gmm")) from None
+        return gm
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, dataset, run: Run) -> None:
+        gm = self._estimator(run.seed, run.device)
+        if len(dataset) < gm.n_components:
+            raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
+                             f"dataset {dataset.name!r}")
+
+        def log(step, lower_bound):
+            run.log(step, lower_bound=lower_bound)
+
+        def iterations(steps):
+            return run.progress(steps, desc="EM")
+
+        try:
+            gm._fit_dataset(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce,
+                            log=log, iterations=iterations)
+        except ValueError as err:  # ill-defined covariance and the like: bad input, not a crash
+            raise InputError(str(err)) from None
+        self.gm = gm
+        self.sample_shape = tuple(dataset.shape[1:])
+
+    def _fitted(self) -> GaussianMixture:
+        if self.gm is None:
+            raise InputError("the gmm model is not fitted: call fit or load_state_dict first")
+        return self.gm
+
+    # -- using the fit -------------------------------------------------------------------------
+    def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            raise InputError("gmm is an unconditional model: it cannot sample with a condition")
+        if n < 1:
+            raise InputError(f"the number of samples must be >= 1, got {n}")
+        gm = self._fitted()
+        p = gm._params
+        dev = p.means.device
+        labels = torch.multinomial(p.weights.cpu(), n, replacement=True).to(dev)
+        z = torch.randn(n, p.means.shape[1], dtype=torch.float64, device="cpu").to(dev)
+        cov = self._covariances()
+        if gm.covariance_type == "full":
+            x = torch.einsum("nij,nj->ni", torch.linalg.cholesky(cov)[labels], z)
+        elif gm.covariance_type == "tied":
+            x = z @ torch.linalg.cholesky(cov).T
+        elif gm.covariance_type == "diag":
+            x = z * torch.sqrt(cov)[labels]
+        else:
+            x = z * torch.sqrt(cov)[labels][:, None]
+        x = (p.means[labels] + x).to(gm._dtype).cpu()
+        return x.reshape(n, *self.sample_shape) if self.sample_shape else x
+
+    def _covariances(self) -> torch.Tensor:
+        p = self._fitted()._params
+        if p.covariances is not None:
+            return p.covariances
+        return _em.covariances_from_precision_cholesky(p.precisions_cholesky, self.gm.covariance_type)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fitted().score_samples(x.reshape(len(x), -1))
+
+    def evaluate(self, dataset, run: Run) -> dict[str, float]:
+        """Mean log-likelihood per row, BIC, AIC (scikit-learn's definitions), n_iter, converged."""
+        gm = self._fitted()
+        local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
+        total = torch.zeros(2, dtype=torch.float64)
+        for x in local.iter_chunks(gm.chunk_size or 65536, dtype=gm._dtype, device=gm._device):
+            lp = torch.logsumexp(gm._weighted_log_prob(x.reshape(len(x), -1)), 1)
+            total[0] += lp.sum(dtype=torch.float64).cpu()
+            total[1] += len(x)
+        run.all_reduce(total)
+        n = float(total[1])
+        ll = float(total[0])
+        k = gm._n_parameters()
+        return {"mean_log_likelihood": ll / n, "bic": -2 * ll + k * math.log(n), "aic": -2 * ll + 2 * k,
+                "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
+                "lower_bound": float(gm.lower_bound_), "n_parameters": int(k)}
+
+    def annotate_plot(self, ax) -> None:
+        """Component means and 2-sigma ellipses (2-D data only)."""
+        gm = self._fitted()
+        means = gm._params.means.cpu().numpy()
+        if means.shape[1] != 2:
+            return
+        from matplotlib.patches import Ellipse
+
+        cov = self._covariances().cpu().numpy()
+        ct = gm.covariance_type
+        for k, mu in enumerate(means):
+            c = {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
+                 "spherical": lambda: np.eye(2) * cov[k]}[ct]()
+            vals, vecs = np.linalg.eigh(c)
+            angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
+            w, h = 2 * 2 * np.sqrt(np.maximum(vals[::-1], 0))
+            ax.add_patch(Ellipse(mu, w, h, angle=angle, fill=False, color="black", lw=1, zorder=4))
+        ax.scatter(means[:, 0], means[:, 1], marker="x", c="black", s=30, zorder=5, label="means")
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        gm = self._fitted()
+        p = gm._params
+        return {"weights": p.weights.cpu(), "means": p.means.cpu(), "covariances": self._covariances().cpu(),
+                "precisions_cholesky": p.precisions_cholesky.cpu(), "covariance_type": gm.covariance_type,
+                "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
+                "lower_bound": float(gm.lower_bound_), "lower_bounds": [float(v) for v in gm.lower_bounds_],
+                "sample_shape": list(self.sample_shape or ())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        gm = self._estimator()
+        if state.get("covariance_type", gm.covariance_type) != gm.covariance_type:
+            raise InputError(f"state has covariance_type {state['covariance_type']!r}, config says "
+                             f"{gm.covariance_type!r}")
+        f64 = torch.float64
+        params = Params(state["weights"].to(f64), state["means"].to(f64), state["covariances"].to(f64),
+                        state["precisions_cholesky"].to(f64))
+        if params.weights.shape[0] != gm.n_components:
+            raise InputError(f"state has {params.weights.shape[0]} components, config says {gm.n_components}")
+        gm.n_features_in_ = params.means.shape[1]
+        gm._dtype, gm._device, gm._out = _torch_dtype(gm.dtype), torch.device("cpu"), ("torch", torch.device("cpu"))
+        gm._set_parameters(params)
+        gm.n_iter_ = int(state.get("n_iter", 0))
+        gm.converged_ = bool(state.get("converged", False))
+        gm.lower_bound_ = float(state.get("lower_bound", float("nan")))
+        gm.lower_bounds_ = list(state.get("lower_bounds", []))
+        self.gm = gm
+        self.sample_shape = tuple(state.get("sample_shape", ())) or None
+
+
+# ----------------------------------------------------------------------------------------------
+# gmm-select: BIC / AIC sweep over n_components
+def parse_components(spec: str) -> list[int]:
+    """``"2:20"`` (inclusive), ``"2:20:2"`` or ``"2,4,8"`` -> sorted distinct positive ints."""
+    try:
+        if ":" in spec:
+            parts = [int(p) for p in spec.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            lo, hi, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
+            if step < 1 or hi < lo:
+                raise ValueError
+            values = list(range(lo, hi + 1, step))
+        else:
+            values = [int(p) for p in spec.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is not LO:HI, LO:HI:STEP or a comma list of integers",
+                                 param_hint="--components") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{spec!r}: the numbers of components must be >= 1",
+                                 param_hint="--components")
+    return sorted(set(values))
+
+
+def select_components(dataset, components: list[int], covariance_type: str = "full",
+                      criterion: str = "bic", device: str = "cpu", seed: int = 0, max_iter: int = 100,
+                      n_init: int = 1, dtype: str = "float32", reg_covar: float = 1e-6,
+                      progress=None) -> dict[str, Any]:
+    """Fit one GaussianMixture per K; returns ``{"results": [...], "best": {...}}``."""
+    if max(components) > len(dataset):
+        raise InputError(f"n_components={max(components)} is more than the {len(dataset)} rows of "
+                         f"dataset {dataset.name!r}")
+    results = []
+    steps = progress(components) if progress is not None else components
+    for K in steps:
+        gm = GaussianMixture(K, covariance_type=covariance_type, max_iter=max_iter, n_init=n_init,
+                             reg_covar=reg_covar, random_state=seed, device=device, dtype=dtype)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                gm._fit_dataset(dataset)
+        except ValueError as err:
+            raise InputError(f"n_components={K}: {err}") from None
+        n = len(dataset)
+        ll = gm.score(dataset) * n
+        k = gm._n_parameters()
+        results.append({"n_components": K, "bic": -2 * ll + k * math.log(n), "aic": -2 * ll + 2 * k,
+                        "mean_log_likelihood": ll / n, "n_iter": int(gm.n_iter_),
+                        "converged": bool(gm.converged_), "n_parameters": k,
+                        "warnings": sorted({str(w.message) for w in caught})})
+    best = min(results, key=lambda r: r[criterion])
+    return {"dataset": dataset.name, "covariance_type": covariance_type, "criterion": criterion,
+            "seed": seed, "results": results, "best": {"n_components": best["n_components"],
+                                                       criterion: best[criterion]}}
+
+
+def _plot_selection(selection: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [r["n_components"] for r in selection["results"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for crit, style in (("bic", "o-"), ("aic", "s--")):
+        ax.plot(ks, [r[crit] for r in selection["results"]], style, label=crit.upper(), ms=4)
+    best = selection["best"]["n_components"]
+    ax.axvline(best, color="gray", lw=1, ls=":", label=f"best K = {best} ({selection['criterion'].upper()})")
+    ax.set_xlabel("n_components")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.set_title(f"GMM selection on {selection['dataset']} ({selection['covariance_type']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@click.command("gmm-select")
+@click.option("--dataset", "dataset_spec", default="ring8", show_default=True,
+              help="Registered dataset name or a .npy/.csv file.")
+@click.option("--components", default="1:12", show_default=True,
+              help="Numbers of components to try: LO:HI (inclusive), LO:HI:STEP or a comma list.")
+@click.option("--covariance-type", type=click.Choice(list(_em.COVARIANCE_TYPES)), default="full",
+              show_default=True)
+@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Directory for selection.json and selection.png (default runs/gmm-select-<time>).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def gmm_select(dataset_spec, components, covariance_type, criterion, max_iter, n_init, dtype, out, device,
+               seed):
+    """Pick the number of GMM components by BIC or AIC: fit each K, print a table, write
+    selection.json and a criterion-vs-K plot, and report the best K."""
+    from aigc_engine import open_dataset
+
+    ks = parse_components(components)
+    dataset = open_dataset(dataset_spec)
+    if dataset.is_image:
+        raise InputError(f"dataset {dataset.name!r} holds images; gmm-select fits points N x D")
+    run = Run(None, device=device, seed=seed, distributed=False)
+    out_dir = Path(out) if out else Path("runs") / f"gmm-select-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    selection = select_components(dataset, ks, covariance_type, criterion, str(run.device), seed, max_iter,
+                                  n_init, dtype, progress=lambda it: run.progress(it, desc="K"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    _plot_selection(selection, out_dir / "selection.png")
+    best = selection["best"]["n_components"]
+    click.echo(f"{'K':>4} {'BIC':>14} {'AIC':>14} {'mean loglik':>12} {'iter':>5} conv")
+    for r in selection["results"]:
+        mark = " *" if r["n_components"] == best else ""
+        click.echo(f"{r['n_components']:>4} {r['bic']:>14.2f} {r['aic']:>14.2f} {r['mean_log_likelihood']:>12.4f} "
+                   f"{r['n_iter']:>5} {'yes' if r['converged'] else 'no'}{mark}")
+    click.echo(f"best n_components by {criterion.upper()}: {best}")
+    click.echo(str(out_dir))
+
+
+@hookimpl
+def aigc_engine_register_models(register):
+    register(GMMModel)
+
+
+@hookimpl
+def aigc_engine_register_commands(cli):
+    cli.add_command(gmm_select)

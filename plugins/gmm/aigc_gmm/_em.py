@@ -133,9 +133,10 @@ def empty_stats(K: int, D: int, covariance_type: str, device) -> Stats:
 
 
 def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tensor, s: torch.Tensor,
-               covariance_type: str) -> None:
+               covariance_type: str, global_shift: bool = False) -> None:
     """Add one chunk's statistics: ``x [n, D]``, ``resp [n, K]`` (compute dtype), shifts
-    ``c [K, D]`` and ``s [D]`` (compute dtype)."""
+    ``c [K, D]`` and ``s [D]`` (compute dtype). ``global_shift`` says every ``c_k`` equals ``s``;
+    full covariances then take the faster outer-product GEMM ``resp^T [(x-s) (x) (x-s)]``."""
     n, D = x.shape
     K = resp.shape[1]
     f64 = torch.float64
@@ -143,7 +144,14 @@ def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tenso
     stats.nk += resp.sum(0).to(f64)
     stats.sx += (resp.T @ xs).to(f64)
     stats.n += n
-    if covariance_type == "full":
+    if covariance_type == "full" and global_shift:
+        block = max(1, _BLOCK_ELEMENTS // max(1, D * D))
+        second = stats.second.view(K, D * D)
+        for lo in range(0, n, block):
+            xb = xs[lo:lo + block]
+            outer = (xb[:, :, None] * xb[:, None, :]).reshape(len(xb), D * D)
+            second += (resp[lo:lo + block].T @ outer).to(f64)
+    elif covariance_type == "full":
         block = max(1, _BLOCK_ELEMENTS // max(1, K * D))
         for lo in range(0, n, block):
             xb, rb = x[lo:lo + block], resp[lo:lo + block]
@@ -241,6 +249,11 @@ def em_pass(source: Source, params: Params, covariance_type: str,
     dtype = source.dtype
     means, P, logw = params.compute(dtype)
     c, s = params.shifts(dtype)
+    # float64: one global shift is exact enough (error ~ 1e-16 |m_k - s|^2 / var_k) and allows
+    # one GEMM; float32: shift each component by its current mean (error ~ 1e-7 |m'_k - m_k|^2 / var_k)
+    global_shift = dtype == torch.float64
+    if global_shift:
+        c = s.expand_as(c)
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, source.device)
     chunks = source.chunks()
     if progress is not None:
@@ -248,8 +261,10 @@ def em_pass(source: Source, params: Params, covariance_type: str,
     for _, x in chunks:
         log_prob_norm, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
         stats.ll += log_prob_norm.sum(dtype=torch.float64)
-        accumulate(stats, x, torch.exp(log_resp), c, s, covariance_type)
-    return stats.all_reduce(all_reduce)
+        accumulate(stats, x, torch.exp(log_resp), c, s, covariance_type, global_shift)
+    stats.all_reduce(all_reduce)
+    stats.shift = (c, s)  # exactly the shifts used (compute dtype), for the M-step
+    return stats
 
 
 def resp_pass(source: Source, resp_fn, c: torch.Tensor, s: torch.Tensor, K: int, covariance_type: str,
@@ -265,7 +280,7 @@ def m_step(stats: Stats, params_before: Params, covariance_type: str, reg_covar:
            float32_hint: bool, init_weights_norm: float | None = None,
            c: torch.Tensor | None = None, s: torch.Tensor | None = None) -> Params:
     if c is None:
-        c, s = params_before.shifts(torch.float64)
+        c, s = getattr(stats, "shift", None) or params_before.shifts(torch.float64)
     nk, means, cov = parameters_from_stats(stats, c, s, covariance_type, reg_covar, eps)
     weights = nk / (init_weights_norm if init_weights_norm is not None else nk.sum())
     P = precision_cholesky(cov, covariance_type, float32_hint)

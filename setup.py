@@ -19,6 +19,18 @@ def _want_cuda() -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def _cxx_std() -> str:
+    """C++20 when the installed torch's headers demand it (torch >= 2.14), else C++17."""
+    import torch.utils.cpp_extension as ce
+
+    for inc in ce.include_paths():
+        header = os.path.join(inc, "ATen", "ATen.h")
+        if os.path.exists(header):
+            with open(header) as f:
+                return "c++20" if "C++20 or later" in f.read() else "c++17"
+    return "c++17"
+
+
 def _host_has_avx2() -> bool:
     if os.environ.get("AIGC_ENGINE_PORTABLE", "0") == "1":
         return False
@@ -34,7 +46,8 @@ def _extension():
     here = os.path.dirname(os.path.abspath(__file__))
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
-    cxx = ["-O3", "-std=c++17", "-fopenmp", "-DNDEBUG"]
+    std = _cxx_std()
+    cxx = ["-O3", f"-std={std}", "-fopenmp", "-DNDEBUG"]
     if os.environ.get("AIGC_ENGINE_NATIVE", "0") == "1":
         cxx.append("-march=native")
     elif _host_has_avx2():
@@ -51,7 +64,7 @@ def _extension():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         kwargs["extra_compile_args"] = {
             "cxx": cxx,
-            "nvcc": ["-O3", "--use_fast_math", "-std=c++17", "--expt-relaxed-constexpr"],
+            "nvcc": ["-O3", "--use_fast_math", f"-std={std}", "--expt-relaxed-constexpr"],
         }
         print("aigc-engine: building CPU and CUDA kernels", file=sys.stderr)
         return CUDAExtension(sources=sources, **kwargs)

@@ -63,7 +63,7 @@ def _torch_dtype(dtype) -> torch.dtype | None:
 
 def _nan_message(estimator_name: str) -> str:
     try:
-        check_array(np.array([[np.nan]]), estimator=estimator_name)
+        check_array(np.array([[np.nan]]), estimator=estimator_name, input_name="X")
     except ValueError as err:
         return str(err)
     return "Input X contains NaN."  # pragma: no cover
@@ -120,13 +120,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         forced = _torch_dtype(self.dtype) if reset else self._dtype
         if kind == "numpy":
             X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
-                            estimator=self)
+                            estimator=self, input_name="X")
             dtype = forced or (torch.float32 if X.dtype == np.float32 else torch.float64)
             device = torch.device(self.device) if self.device is not None else torch.device("cpu")
             data, out = torch.from_numpy(X), ("numpy", None)
         elif kind == "torch":
             if X.ndim != 2:
-                check_array(X.detach().cpu().numpy(), ensure_min_samples=2 if reset else 1, estimator=self)
+                check_array(X.detach().cpu().numpy(), ensure_min_samples=2 if reset else 1, estimator=self, input_name="X")
             if reset and X.shape[0] < 2:
                 raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
                                  f"minimum of 2 is required by {name}.")

@@ -58,7 +58,7 @@ class Source:
 
     def _convert(self, block) -> torch.Tensor:
         if not isinstance(block, torch.Tensor):
-            block = torch.from_numpy(np.ascontiguousarray(block))
+            block = torch.from_numpy(np.array(block))  # a writable copy (memmaps are read-only)
         return block.to(device=self.device, dtype=self.dtype)
 
     def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:

@@ -1,0 +1,238 @@
+"""The gmm engine model, out-of-core fitting, torchrun (2 processes = 1 process) and gmm-select."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from sklearn.exceptions import ConvergenceWarning
+
+from aigc_engine import InputError, Run, data
+from aigc_gmm import GaussianMixture
+from aigc_gmm.plugin import GMMModel, gmm_select, parse_components
+
+ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
+
+
+def blobs_array(n_per=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n_per, 3)) * (0.3 + 0.3 * i) + 2.5 * i for i in range(4)])
+    rng.shuffle(X)
+    return X
+
+
+@pytest.fixture
+def npy(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, blobs_array())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# out of core
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("init_params", ["random", "random_from_data"])
+def test_memmap_equals_in_memory(npy, covariance_type, init_params):
+    X = np.load(npy)
+    mm = np.load(npy, mmap_mode="r")
+    kw = dict(n_components=4, covariance_type=covariance_type, init_params=init_params, random_state=0,
+              tol=1e-8, max_iter=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(**kw).fit(X)
+        streamed = GaussianMixture(chunk_size=97, **kw).fit(mm)
+    for name in ATTRS:
+        np.testing.assert_allclose(getattr(streamed, name), getattr(ref, name), rtol=1e-7, atol=1e-10)
+    assert streamed.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(streamed.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
+    np.testing.assert_array_equal(streamed.predict(mm), ref.predict(X))
+    np.testing.assert_allclose(streamed.score(mm), ref.score(X), rtol=1e-10)
+
+
+def test_memmap_kmeans_and_dataset(npy):
+    """Streamed k-means initialisation (torch, on a sample) reaches the in-memory optimum; an
+    engine Dataset that is not in memory is streamed the same way as a memmap."""
+    X = np.load(npy)
+    ds = data.from_file(npy)
+    assert not ds.in_memory
+    ref = GaussianMixture(4, random_state=0, tol=1e-8).fit(X)
+    a = GaussianMixture(4, random_state=0, tol=1e-8, chunk_size=128).fit(np.load(npy, mmap_mode="r"))
+    b = GaussianMixture(4, random_state=0, tol=1e-8, chunk_size=128, dtype="float64").fit(ds)
+    assert not ds.in_memory  # never materialised
+    order = np.argsort(ref.means_[:, 0])
+    for gm in (a, b):
+        o = np.argsort(gm.means_[:, 0])
+        np.testing.assert_allclose(gm.means_[o], ref.means_[order], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gm.lower_bound_, ref.lower_bound_, rtol=1e-6)
+
+
+def test_memmap_nan_is_reported(tmp_path):
+    X = blobs_array()
+    X[777, 1] = np.nan
+    np.save(tmp_path / "bad.npy", X)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        GaussianMixture(2, chunk_size=100).fit(np.load(tmp_path / "bad.npy", mmap_mode="r"))
+
+
+def test_float32_streaming_is_accurate_on_far_tight_clusters():
+    """ring8-like data (std 0.01 at radius 100): shifted statistics keep float32 close to float64."""
+    ds = data.ring8(n=4000, radius=100.0)
+    X = ds.x.double().numpy()
+    g64 = GaussianMixture(8, random_state=0, dtype="float64").fit(X)
+    g32 = GaussianMixture(8, random_state=0, dtype="float32", chunk_size=512).fit(X)
+    np.testing.assert_allclose(g32.covariances_, g64.covariances_, rtol=2e-3, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# engine model
+def test_engine_model_fit_state_dict_round_trip(tmp_path):
+    ds = data.ring8(n=2000)
+    run = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
+    model = GMMModel(GMMModel.Config(n_components=8, chunk_size=300))
+    model.fit(ds, run)
+    logged = [row["lower_bound"] for row in run.history]
+    assert len(logged) == model.gm.n_iter_ and logged == sorted(logged)
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+    metrics = model.evaluate(ds, run)
+    assert metrics["mean_log_likelihood"] > 3.5 and metrics["converged"]
+    k = metrics["n_parameters"]
+    assert k == 8 * (2 + 3) + 7
+    assert metrics["bic"] - metrics["aic"] == pytest.approx(k * (np.log(2000) - 2))
+    assert metrics["aic"] == pytest.approx(-2 * 2000 * metrics["mean_log_likelihood"] + 2 * k)
+    # every ring mode is found
+    means = model.gm.means_.numpy()
+    angles = np.sort(np.mod(np.arctan2(means[:, 1], means[:, 0]), 2 * np.pi))
+    np.testing.assert_allclose(angles, 2 * np.pi * np.arange(8) / 8, atol=0.01)
+
+    state = model.state_dict()
+    from aigc_engine import io
+
+    io.save_state(tmp_path / "m.safetensors", state)
+    again = GMMModel(GMMModel.Config(n_components=8))
+    again.load_state_dict(io.load_state(tmp_path / "m.safetensors"))
+    x = ds.x[:100]
+    torch.testing.assert_close(again.log_prob(x), model.log_prob(x))
+    assert again.evaluate(ds, run) == pytest.approx(metrics)
+    torch.manual_seed(0)
+    s = again.sample(500)
+    assert s.shape == (500, 2) and s.dtype == torch.float32
+    assert torch.allclose(s.norm(dim=1), torch.ones(500), atol=0.06)
+    with pytest.raises(InputError, match="unconditional"):
+        again.sample(3, condition=torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(InputError, match="components"):
+        GMMModel(GMMModel.Config(n_components=3)).load_state_dict(state)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    again.annotate_plot(ax)
+    assert len(ax.patches) == 8
+    plt.close(fig)
+
+
+def test_engine_model_bad_config(tmp_path):
+    run = Run(None, device="cpu", progress=False)
+    with pytest.raises(InputError, match="covariance_type"):
+        GMMModel(GMMModel.Config(covariance_type="banana")).fit(data.ring8(n=100), run)
+    with pytest.raises(InputError, match="more than the 50 rows"):
+        GMMModel(GMMModel.Config(n_components=60)).fit(data.ring8(n=50), run)
+    with pytest.raises(InputError, match="dtype"):
+        GMMModel(GMMModel.Config(dtype="int8")).fit(data.ring8(n=100), run)
+
+
+def test_engine_model_on_images_samples_images():
+    ds = data.digits(n=300)
+    model = GMMModel(GMMModel.Config(n_components=3, covariance_type="diag", max_iter=10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(ds, Run(None, device="cpu", progress=False))
+    assert model.sample(4).shape == (4, 1, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed: 2 torchrun processes give the result of 1 process
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_torchrun_two_processes_equal_one(npy, tmp_path):
+    from aigc_engine import io
+
+    sets = ["--set", "n_components=4", "--set", "chunk_size=150", "--set", "dtype=float64", "--set", "tol=1e-9",
+            "--set", "max_iter=15", "--dataset", str(npy), "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+           str(_free_port()), "-m", "aigc_engine", "run", "gmm", *sets, "--out", str(two)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    # one process, same settings, in this process
+    from aigc_engine.engine import Engine
+
+    one = Engine().train("gmm", str(npy), sets=dict(s.split("=", 1) for s in sets[1:10:2]),
+                         out=str(tmp_path / "one"), device="cpu", progress=False)
+    a, b = io.load_state(one / "model.safetensors"), io.load_state(two / "model.safetensors")
+    for key in ("weights", "means", "covariances", "precisions_cholesky"):
+        torch.testing.assert_close(b[key], a[key], rtol=1e-10, atol=1e-12)
+    assert a["n_iter"] == b["n_iter"]
+    np.testing.assert_allclose(b["lower_bounds"], a["lower_bounds"], rtol=1e-12)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert sb["bic"] == pytest.approx(sa["bic"], rel=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# gmm-select
+def test_parse_components():
+    assert parse_components("2:5") == [2, 3, 4, 5]
+    assert parse_components("2:10:4") == [2, 6, 10]
+    assert parse_components("8,2,8") == [2, 8]
+    import click
+
+    for bad in ("0:3", "5:2", "a:b", "", "1:2:3:4"):
+        with pytest.raises(click.BadParameter):
+            parse_components(bad)
+
+
+def test_gmm_select_command(tmp_path):
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(gmm_select, ["--dataset", "ring8", "--components", "6:10", "--out", str(out), "--device", "cpu", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    selection = json.loads((out / "selection.json").read_text())
+    assert [r["n_components"] for r in selection["results"]] == [6, 7, 8, 9, 10]
+    assert selection["best"]["n_components"] == 8
+    assert "best n_components by BIC: 8" in result.output
+    assert (out / "selection.png").stat().st_size > 1000
+    bic = {r["n_components"]: r["bic"] for r in selection["results"]}
+    # the criterion equals the estimator's own bic on the same data
+    X = data.ring8().x.numpy()
+    gm = GaussianMixture(8, random_state=1, dtype="float32").fit(X)
+    assert bic[8] == pytest.approx(gm.bic(X), rel=1e-4)
+
+    aic = CliRunner().invoke(gmm_select, ["--components", "7,8", "--criterion", "aic", "--covariance-type",
+                                          "diag", "--out", str(tmp_path / "aic"), "--device", "cpu"])
+    assert aic.exit_code == 0, aic.output
+    assert "best n_components by AIC" in aic.output
+
+
+def test_gmm_select_bad_input(tmp_path):
+    bad = CliRunner().invoke(gmm_select, ["--components", "x", "--out", str(tmp_path / "a")])
+    assert bad.exit_code == 2 and "--components" in bad.output
+    np.save(tmp_path / "small.npy", blobs_array(n_per=10))
+    too_many = CliRunner().invoke(gmm_select, ["--components", "30:50", "--dataset", str(tmp_path / "small.npy"),
+                                               "--out", str(tmp_path / "b"), "--device", "cpu"])
+    assert isinstance(too_many.exception, InputError)
+    assert "n_components=50 is more than the 40 rows" in str(too_many.exception)
+    missing = CliRunner().invoke(gmm_select, ["--dataset", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "c")])
+    assert isinstance(missing.exception, InputError)

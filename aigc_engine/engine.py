@@ -107,7 +107,7 @@ class Engine:
         if run.is_main_process:
             io.write_json(run.dir / CONFIG_FILE, {
                 "model": model_name, "config": dataclasses.asdict(config),
-                "dataset": {"name": dataset, "options": data.options}, "seed": seed,
+                "dataset": {"name": _dataset_spec(dataset), "options": data.options}, "seed": seed,
                 "device": str(run.device), "world_size": run.world_size, "versions": versions(),
                 "created": _dt.datetime.now().isoformat(timespec="seconds")})
             print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
@@ -167,6 +167,12 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(saved, dict) or "model" not in saved:
         raise InputError(f"{run_dir / CONFIG_FILE} is not an aigc-engine run config")
     return saved
+
+
+def _dataset_spec(spec: str) -> str:
+    """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
+    path = Path(spec)
+    return str(path.resolve()) if path.suffix.lower() in (".npy", ".csv") and path.exists() else spec
 
 
 def default_run_dir(model: str, dataset: str) -> Path:

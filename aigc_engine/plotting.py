@@ -48,7 +48,9 @@ def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title:
     ax.set_xlabel("x[0]")
     ax.set_ylabel("x[1]" if dims > 1 else "")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(loc="upper right", markerscale=4)
+    legend = ax.legend(loc="best", framealpha=0.9)
+    for handle in legend.legend_handles[:2]:  # the tiny scatter dots, readable in the legend
+        handle.set_sizes([30])
     ax.set_title(title + ("" if dims == 2 else f" (first 2 of {dims} dims)"))
     _save(fig, path)
 

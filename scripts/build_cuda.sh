@@ -7,7 +7,8 @@
 # When it does not exist it is created with `pip install torch==2.14.1 numpy setuptools wheel
 # ninja` (a CUDA 13 build of torch from PyPI, ~3 GB). Needs nvcc (CUDA_HOME, default
 # /usr/local/cuda). Builds with FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 into a temporary folder
-# (nothing lands in the source tree) and exits non-zero when the build fails.
+# (default /tmp/aigc-cuda-build, kept for incremental rebuilds; nothing lands in the
+# source tree) and exits non-zero when the build fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,8 +35,9 @@ export CPATH="$NV_INC${CPATH:+:$CPATH}"
 export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-2}"
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/aigc-cuda-build.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+# a fixed folder outside the tree, so that a second run only recompiles what changed
+TMP="${AIGC_CUDA_BUILD_DIR:-${TMPDIR:-/tmp}/aigc-cuda-build}"
+mkdir -p "$TMP"
 cd "$ROOT"
 start=$(date +%s)
 "$PY" setup.py -q build_ext --build-temp "$TMP/temp" --build-lib "$TMP/lib"
@@ -44,10 +46,13 @@ if [ -z "$so" ]; then
   echo "build_cuda.sh: no extension was produced" >&2
   exit 1
 fi
-# the CUDA kernels must be in it: device code for both ops in the fat binary
-kernels="$("$CUDA_HOME/bin/cuobjdump" -symbols "$so" 2>/dev/null | grep -cE "gaussian_tile_kernel|side_kernel|finish_kernel" || true)"
-if [ "${kernels:-0}" -lt 3 ]; then
-  echo "build_cuda.sh: $so has no (or too few: ${kernels:-0}) CUDA kernels" >&2
+# the CUDA kernels must be in it: a fat binary holding device code of both ops
+kernels=0
+for k in gaussian_tile_kernel side_kernel finish_kernel; do
+  if [ "$(strings "$so" | grep -c "$k")" -gt 0 ]; then kernels=$((kernels + 1)); fi
+done
+if [ "$(readelf -S "$so" | grep -c nv_fatbin)" -eq 0 ] || [ "$kernels" -lt 3 ]; then
+  echo "build_cuda.sh: $so lacks the CUDA kernels (found $kernels of 3 kernel names)" >&2
   exit 1
 fi
-echo "build_cuda.sh: OK, CUDA kernels (${kernels} kernel symbols) compiled for sm_${TORCH_CUDA_ARCH_LIST/./} in $(( $(date +%s) - start )) s ($so, removed)"
+echo "build_cuda.sh: OK, CUDA kernels (${kernels} of 3 kernels) compiled for sm_${TORCH_CUDA_ARCH_LIST/./} in $(( $(date +%s) - start )) s ($so)"

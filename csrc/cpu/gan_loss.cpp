@@ -99,7 +99,7 @@ double side_sum(GanTerm term, const T* x, T* grad, int64_t n) {
       }
       double s = at::vec::vec_reduce_all<T>([](Vec& u, Vec& v) { return u + v; }, acc);
       for (; i < hi; ++i) {
-        T l, gs;
+        T l = 0, gs = 0;
         term_scalar<T>(term, x[i], l, gs);
         s += l;
         if (grad != nullptr) grad[i] = gs * inv_n;

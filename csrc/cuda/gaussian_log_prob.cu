@@ -32,7 +32,7 @@ __global__ void gaussian_tile_kernel(const scalar_t* __restrict__ x, const acc_t
                                      scalar_t* __restrict__ out, scalar_t* __restrict__ log_prob_norm,
                                      int64_t N, int D, int K, int cov) {
   // shared layout: xs [D][blockDim.x] | params of one component (size depends on cov)
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* xs = reinterpret_cast<acc_t*>(smem_raw);
   acc_t* ps = xs + static_cast<int64_t>(D) * blockDim.x;
   const int t = threadIdx.x;

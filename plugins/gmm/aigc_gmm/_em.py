@@ -53,7 +53,8 @@ class Source:
         self.n_samples, self.n_features = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
         self.global_offset = 0  # first row of this process's shard in the whole data set
         if chunk_size is None:
-            chunk_size = self.n_samples if isinstance(data, torch.Tensor) else 65536
+            # in memory: large chunks (fewer passes of Python); streamed: 64k rows
+            chunk_size = 1 << 18 if isinstance(data, torch.Tensor) else 65536
         self.chunk_size = max(1, int(chunk_size))
 
     def _convert(self, block) -> torch.Tensor:
@@ -261,7 +262,7 @@ def em_pass(source: Source, params: Params, covariance_type: str,
     for _, x in chunks:
         log_prob_norm, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
         stats.ll += log_prob_norm.sum(dtype=torch.float64)
-        accumulate(stats, x, torch.exp(log_resp), c, s, covariance_type, global_shift)
+        accumulate(stats, x, log_resp.exp_(), c, s, covariance_type, global_shift)
     stats.all_reduce(all_reduce)
     stats.shift = (c, s)  # exactly the shifts used (compute dtype), for the M-step
     return stats

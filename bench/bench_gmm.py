@@ -1,0 +1,125 @@
+"""Seconds per EM iteration: aigc_gmm against scikit-learn and torchgmm (pytest-benchmark).
+
+    pytest bench/bench_gmm.py --benchmark-only -s [--benchmark-json out.json]
+
+Each case fits with ``tol=0`` and ``init_params="random_from_data"`` (the anchor scripts'
+setup) for ``lo`` and ``hi`` iterations; the time of one EM iteration is
+``(t(hi) - t(lo)) / (hi - lo)``, which cancels initialisation and the final E-step. The
+benchmark's own timing is the ``hi``-iteration fit (one round); the per-iteration figure is in
+``extra_info["ms_per_iter"]`` and in the table printed at the end (with ``-s``).
+
+Cases: full covariance, N=200k, D=16, K=32 (ours float32 / float64, scikit-learn float64,
+torchgmm float32); diagonal covariance, N=1M, D=64, K=64 (ours float32 / float64, scikit-learn
+float64; 1 vs 3 iterations because scikit-learn is slow there).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+RESULTS: dict[str, dict[str, float]] = {}
+
+FULL = dict(N=200_000, D=16, K=32, covariance_type="full", lo=1, hi=6)
+DIAG = dict(N=1_000_000, D=64, K=64, covariance_type="diag", lo=1, hi=3)
+
+
+def _data(N, D, dtype):
+    return np.random.default_rng(0).normal(size=(N, D)).astype(dtype)
+
+
+def _ours(case, dtype):
+    from aigc_gmm import GaussianMixture
+
+    X = _data(case["N"], case["D"], dtype)
+
+    def fit(iters):
+        gm = GaussianMixture(case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
+                             init_params="random_from_data", random_state=0)
+        start = time.perf_counter()
+        gm.fit(X)
+        return time.perf_counter() - start
+    return fit
+
+
+def _sklearn(case):
+    from sklearn.mixture import GaussianMixture
+
+    X = _data(case["N"], case["D"], np.float64)
+
+    def fit(iters):
+        gm = GaussianMixture(case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
+                             init_params="random_from_data", random_state=0)
+        start = time.perf_counter()
+        gm.fit(X)
+        return time.perf_counter() - start
+    return fit
+
+
+def _torchgmm(case):
+    pytest.importorskip("torchgmm")
+    logging.disable(logging.WARNING)
+    from torchgmm.bayes import GaussianMixture
+
+    torch.manual_seed(0)
+    X = torch.randn(case["N"], case["D"])
+    init = X[torch.randperm(case["N"])[:case["K"]]].clone()
+
+    def fit(iters):
+        gm = GaussianMixture(case["K"], covariance_type=case["covariance_type"], init_means=init,
+                             convergence_tolerance=0,
+                             trainer_params=dict(max_epochs=iters, accelerator="cpu", devices=1,
+                                                 enable_progress_bar=False, enable_model_summary=False,
+                                                 logger=False, enable_checkpointing=False))
+        start = time.perf_counter()
+        gm.fit(X)
+        return time.perf_counter() - start
+    return fit
+
+
+def _measure(benchmark, name, case, fit, repeats=1):
+    warnings.simplefilter("ignore")
+    fit(case["lo"])  # warm-up (imports, allocator, thread pools)
+    t_lo = min(fit(case["lo"]) for _ in range(repeats))
+    box = {}
+
+    def hi():
+        box["t"] = fit(case["hi"])
+    benchmark.pedantic(hi, rounds=1, iterations=1)
+    per_iter = (box["t"] - t_lo) / (case["hi"] - case["lo"])
+    benchmark.extra_info.update(ms_per_iter=per_iter * 1e3, t_lo=t_lo, t_hi=box["t"], **{
+        k: v for k, v in case.items() if k != "covariance_type"})
+    RESULTS.setdefault(benchmark.group, {})[name] = per_iter * 1e3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report():
+    yield
+    for group, rows in RESULTS.items():
+        print(f"\n{group}: ms per EM iteration")
+        base = rows.get("sklearn-f64")
+        for name, ms in rows.items():
+            ratio = f"  ({base / ms:5.1f}x scikit-learn f64)" if base else ""
+            print(f"  {name:14s} {ms:9.1f} ms{ratio}")
+        if "torchgmm-f32" in rows and "ours-f32" in rows:
+            print(f"  ours-f32 vs torchgmm-f32: {rows['torchgmm-f32'] / rows['ours-f32']:.1f}x")
+
+
+@pytest.mark.benchmark(group="em-full-N200k-D16-K32")
+@pytest.mark.parametrize("name", ["ours-f32", "ours-f64", "sklearn-f64", "torchgmm-f32"])
+def test_em_full(benchmark, name):
+    fit = {"ours-f32": lambda: _ours(FULL, np.float32), "ours-f64": lambda: _ours(FULL, np.float64),
+           "sklearn-f64": lambda: _sklearn(FULL), "torchgmm-f32": lambda: _torchgmm(FULL)}[name]()
+    _measure(benchmark, name, FULL, fit, repeats=2)
+
+
+@pytest.mark.benchmark(group="em-diag-N1M-D64-K64")
+@pytest.mark.parametrize("name", ["ours-f32", "ours-f64", "sklearn-f64"])
+def test_em_diag(benchmark, name):
+    fit = {"ours-f32": lambda: _ours(DIAG, np.float32), "ours-f64": lambda: _ours(DIAG, np.float64),
+           "sklearn-f64": lambda: _sklearn(DIAG)}[name]()
+    _measure(benchmark, name, DIAG, fit)

@@ -22,9 +22,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/blas.h"
+#include "cpu/vec_math.h"
 #include "gaussian_common.h"
 
 namespace {
@@ -33,6 +35,9 @@ using aigc_engine::CovType;
 using at::Tensor;
 
 // Everything the tile loop needs, prepared once per call in the dtype of x.
+// Up to this D, full/tied skip the BLAS call (see run_tiles).
+constexpr int64_t kDirectMaxD = 4;
+
 struct Prepared {
   CovType type;
   int64_t N, K, D;
@@ -83,8 +88,9 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
     }
   }
   // ~128 KiB of float32 scratch per tile: the GEMM output stays in L2 while it is consumed.
+  // T is a multiple of 16 so that the column loops run in whole vectors.
   constexpr int64_t kScratchElems = 1 << 15;
-  p.tile = std::clamp<int64_t>(kScratchElems / std::max<int64_t>(width, 1), 16, 1024);
+  p.tile = std::clamp<int64_t>(kScratchElems / std::max<int64_t>(width, 1), 16, 1024) / 16 * 16;
   return p;
 }
 
@@ -121,14 +127,30 @@ inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool e
   }
   for (; k < K; ++k) row[k] = c[k] - scalar_t(0.5) * row[k];
   if (!estep) return 0;
+  k = 0;
   scalar_t m = -std::numeric_limits<scalar_t>::infinity();
-  for (k = 0; k < K; ++k) m = std::max(m, row[k]);
+  if (K >= Vec::size()) {
+    Vec vm = Vec::loadu(row);
+    for (k = Vec::size(); k + Vec::size() <= K; k += Vec::size()) vm = at::vec::maximum(vm, Vec::loadu(row + k));
+    m = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return at::vec::maximum(u, v); }, vm);
+  }
+  for (; k < K; ++k) m = std::max(m, row[k]);
   // As torch.logsumexp: an infinite max is not subtracted (all -inf rows give -inf, not nan).
   const scalar_t shift = std::isinf(m) ? scalar_t(0) : m;
   Vec acc(scalar_t(0));
   const Vec vshift(shift);
   k = 0;
-  for (; k + Vec::size() <= K; k += Vec::size()) acc = acc + (Vec::loadu(row + k) - vshift).exp();
+  for (; k + Vec::size() <= K; k += Vec::size()) {
+    const Vec d = Vec::loadu(row + k) - vshift;
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      // row - max <= 0 (nan stays nan through max/min): the fast exp of vec_math.h
+      acc = acc + Vec(aigc_engine::exp_nonpositive(d));
+      continue;
+    }
+#endif
+    acc = acc + d.exp();
+  }
   scalar_t s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
   for (; k < K; ++k) s += std::exp(row[k] - shift);
   const scalar_t lse = std::log(s) + shift;
@@ -147,12 +169,13 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
   const scalar_t* b = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
   const scalar_t* c = p.c.data_ptr<scalar_t>();
   const bool estep = log_prob_norm != nullptr;
+  using Vec = at::vec::Vectorized<scalar_t>;
 
   at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
     switch (p.type) {
-      case CovType::kFull: scratch.resize(T * (K * D + 1)); break;
-      case CovType::kTied: scratch.resize(T * (D + 1)); break;
+      case CovType::kFull: scratch.resize(T * (std::max(K * D, 2 * D) + 1)); break;
+      case CovType::kTied: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
     }
@@ -167,6 +190,36 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
         case CovType::kTied: {
           const bool full = p.type == CovType::kFull;
           const int64_t rowsY = full ? K * D : D;
+          if (D <= kDirectMaxD) {
+            // Tiny D: a GEMM with inner dimension D is mostly overhead; stage X^T and form
+            // y = P_k^T x directly in vector lanes of points.
+            scalar_t* XT = S;
+            scalar_t* YT = S + D * T;
+            scalar_t* acc = YT + D * T;
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t d = 0; d < D; ++d) XT[d * T + r] = X[r * D + d];
+            for (int64_t k = 0; k < K; ++k) {
+              const scalar_t* Wk = full ? W + k * D * D : W;  // Wk[e * D + d] = P_k[d][e]
+              for (int64_t e = 0; e < D; ++e) {
+                scalar_t* y = YT + e * T;
+                const Vec w0(Wk[e * D]);
+                int64_t r = 0;
+                for (; r + Vec::size() <= rows; r += Vec::size()) {
+                  Vec v = w0 * Vec::loadu(XT + r);
+                  for (int64_t d = 1; d < D; ++d) v = at::vec::fmadd(Vec(Wk[e * D + d]), Vec::loadu(XT + d * T + r), v);
+                  v.store(y + r);
+                }
+                for (; r < rows; ++r) {
+                  scalar_t v = 0;
+                  for (int64_t d = 0; d < D; ++d) v += Wk[e * D + d] * XT[d * T + r];
+                  y[r] = v;
+                }
+              }
+              column_squared_distances(YT, T, b + (full ? k * D : k * D), D, rows, acc);
+              for (int64_t r = 0; r < rows; ++r) O[r * K + k] = acc[r];
+            }
+            break;
+          }
           scalar_t* acc = S + rowsY * T;
           aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
           for (int64_t k = 0; k < K; ++k) {

@@ -141,28 +141,43 @@ def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tenso
     n, D = x.shape
     K = resp.shape[1]
     f64 = torch.float64
+    stats.n += n
+    if x.device.type == "cpu":  # row blocks that stay in cache
+        rows = max(256, min(16384, _BLOCK_ELEMENTS // (4 * max(D, K))))
+    else:
+        rows = max(1, n)
+    for lo in range(0, n, rows):
+        _accumulate_block(stats, x[lo:lo + rows], resp[lo:lo + rows], c, s, covariance_type, global_shift)
+
+
+def _accumulate_block(stats, x, resp, c, s, covariance_type, global_shift):
+    n, D = x.shape
+    K = resp.shape[1]
+    f64 = torch.float64
     xs = x - s
     stats.nk += resp.sum(0).to(f64)
+    if covariance_type in ("diag", "spherical"):
+        both = resp.T @ torch.cat([xs, xs * xs], 1)            # one GEMM: [K, 2D]
+        stats.sx += both[:, :D].to(f64)
+        stats.second += both[:, D:].to(f64)
+        return
     stats.sx += (resp.T @ xs).to(f64)
-    stats.n += n
-    if covariance_type == "full" and global_shift:
-        block = max(1, _BLOCK_ELEMENTS // max(1, D * D))
+    if covariance_type == "tied":
+        stats.second += (xs.T @ xs).to(f64)
+    elif global_shift:
+        block = max(64, (_BLOCK_ELEMENTS // 2) // max(1, D * D))
         second = stats.second.view(K, D * D)
         for lo in range(0, n, block):
             xb = xs[lo:lo + block]
             outer = (xb[:, :, None] * xb[:, None, :]).reshape(len(xb), D * D)
             second += (resp[lo:lo + block].T @ outer).to(f64)
-    elif covariance_type == "full":
-        block = max(1, _BLOCK_ELEMENTS // max(1, K * D))
-        for lo in range(0, n, block):
-            xb, rb = x[lo:lo + block], resp[lo:lo + block]
-            diff = xb[None, :, :] - c[:, None, :]              # [K, b, D]
-            weighted = diff * rb.T[:, :, None]                 # [K, b, D]
-            stats.second += torch.bmm(weighted.transpose(1, 2), diff).to(f64)
-    elif covariance_type == "tied":
-        stats.second += (xs.T @ xs).to(f64)
     else:
-        stats.second += (resp.T @ (xs * xs)).to(f64)
+        block = max(1, _BLOCK_ELEMENTS // max(1, K * D))
+        root = resp.sqrt()
+        for lo in range(0, n, block):
+            y = x[lo:lo + block][None, :, :] - c[:, None, :]   # [K, b, D]
+            y.mul_(root[lo:lo + block].T[:, :, None])          # sqrt(r_nk) (x_n - c_k)
+            stats.second += torch.bmm(y.transpose(1, 2), y).to(f64)
 
 
 def parameters_from_stats(stats: Stats, c: torch.Tensor, s: torch.Tensor, covariance_type: str,

@@ -126,12 +126,14 @@ class GMMModel(Model):
         """Mean log-likelihood per row, BIC, AIC (scikit-learn's definitions), n_iter, converged."""
         gm = self._fitted()
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
-        total = torch.zeros(2, dtype=torch.float64)
-        for x in local.iter_chunks(gm.chunk_size or 65536, dtype=gm._dtype, device=gm._device):
+        device = gm._params.means.device  # NCCL reduces tensors on the GPU
+        total = torch.zeros(2, dtype=torch.float64, device=device)
+        for x in local.iter_chunks(gm.chunk_size or 65536, dtype=gm._dtype, device=device):
             lp = torch.logsumexp(gm._weighted_log_prob(x.reshape(len(x), -1)), 1)
-            total[0] += lp.sum(dtype=torch.float64).cpu()
+            total[0] += lp.sum(dtype=torch.float64)
             total[1] += len(x)
         run.all_reduce(total)
+        total = total.cpu()
         n = float(total[1])
         ll = float(total[0])
         k = gm._n_parameters()

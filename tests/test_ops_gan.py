@@ -221,3 +221,23 @@ def test_cuda_matches_reference(kind, dtype, _mark):
     again = _losses_and_grads(ops.gan_d_loss, ops.gan_g_loss, rd, fd, kind)
     for a, b in zip(got, again):
         assert torch.equal(a, b)  # deterministic two-stage reduction
+
+
+def test_saved_gradient_is_not_corrupted_by_repeated_backward():
+    """backward(loss) hands the saved gradient to autograd without a copy when grad_loss is 1:
+    retain_graph and a loss used twice must still accumulate correctly."""
+    real = torch.randn(100, requires_grad=True)
+    fake = torch.randn(50, requires_grad=True)
+    loss = ops.gan_d_loss(real, fake)
+    for _ in range(2):
+        loss.backward(retain_graph=True)
+    loss.backward()
+    r2, f2 = real.detach().clone().requires_grad_(), fake.detach().clone().requires_grad_()
+    (3 * reference.gan_d_loss(r2, f2)).backward()
+    torch.testing.assert_close(real.grad, r2.grad)
+    torch.testing.assert_close(fake.grad, f2.grad)
+    x = torch.randn(64, requires_grad=True)
+    (ops.gan_g_loss(x) + ops.gan_g_loss(x)).backward()
+    x2 = x.detach().clone().requires_grad_()
+    (2 * reference.gan_g_loss(x2)).backward()
+    torch.testing.assert_close(x.grad, x2.grad)

@@ -16,6 +16,7 @@ BACKENDS = ("auto", "ext", "torch")
 _loaded: bool | None = None
 _load_error: str = ""
 _requested: str | None = None
+_env_cache: dict = {}
 
 
 def _load() -> bool:
@@ -35,10 +36,14 @@ def requested() -> str:
     """The backend asked for: ``set_backend`` if called, else ``$AIGC_ENGINE_BACKEND``, else auto."""
     if _requested is not None:
         return _requested
-    value = os.environ.get("AIGC_ENGINE_BACKEND", "auto").strip().lower() or "auto"
-    if value not in BACKENDS:
-        raise ValueError(f"AIGC_ENGINE_BACKEND must be one of {BACKENDS}, got {value!r}")
-    return value
+    raw = os.environ.get("AIGC_ENGINE_BACKEND", "auto")
+    cached = _env_cache.get(raw)
+    if cached is None:
+        cached = raw.strip().lower() or "auto"
+        if cached not in BACKENDS:
+            raise ValueError(f"AIGC_ENGINE_BACKEND must be one of {BACKENDS}, got {raw!r}")
+        _env_cache[raw] = cached
+    return cached
 
 
 def set_backend(name: str | None) -> None:

@@ -51,15 +51,30 @@ def _gan_g_loss_fake(fake_logits, kind, compute_grad):
 def _gan_d_setup(ctx, inputs, output):
     _, grad_real, grad_fake = output
     ctx.compute_grad = inputs[3]
+    ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' (unused) grads
     ctx.mark_non_differentiable(grad_real, grad_fake)
     ctx.save_for_backward(grad_real, grad_fake)
 
 
+def _unit(grad_loss) -> bool:
+    """True when grad_loss is exactly 1 (``loss.backward()``), checked only where that is free:
+    eager mode on the CPU. The saved gradient is then returned as it is, without a copy;
+    autograd's AccumulateGrad clones it if anything else still holds it (retain_graph)."""
+    return (type(grad_loss) is torch.Tensor  # not a fake/functional tensor of a tracer
+            and grad_loss.device.type == "cpu" and not torch.compiler.is_compiling()
+            and torch._C._len_torch_dispatch_stack() == 0  # no tracing/dispatch mode active
+            and grad_loss.numel() == 1 and grad_loss.item() == 1.0)
+
+
 def _gan_d_backward(ctx, grad_loss, _g1, _g2):
+    if grad_loss is None:
+        return None, None, None, None
     if not ctx.compute_grad:
         raise RuntimeError("aigc_engine::gan_d_loss was called with compute_grad=False; "
                            "call aigc_engine.ops.gan_d_loss, which sets it when a gradient is needed")
     grad_real, grad_fake = ctx.saved_tensors
+    if _unit(grad_loss):
+        return grad_real, grad_fake, None, None
     return grad_loss * grad_real, grad_loss * grad_fake, None, None
 
 
@@ -69,15 +84,20 @@ torch.library.register_autograd(f"{_LIB}::gan_d_loss", _gan_d_backward, setup_co
 def _gan_g_setup(ctx, inputs, output):
     _, grad_fake = output
     ctx.compute_grad = inputs[2]
+    ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(grad_fake)
     ctx.save_for_backward(grad_fake)
 
 
 def _gan_g_backward(ctx, grad_loss, _g1):
+    if grad_loss is None:
+        return None, None, None
     if not ctx.compute_grad:
         raise RuntimeError("aigc_engine::gan_g_loss was called with compute_grad=False; "
                            "call aigc_engine.ops.gan_g_loss, which sets it when a gradient is needed")
     (grad_fake,) = ctx.saved_tensors
+    if _unit(grad_loss):
+        return grad_fake, None, None
     return grad_loss * grad_fake, None, None
 
 
@@ -140,12 +160,15 @@ def gaussian_log_prob_backward(grad, x, means, P, covariance_type):
 
 def _glp_setup(ctx, inputs, output):
     x, means, P, covariance_type, log_weights = inputs
+    ctx.set_materialize_grads(False)
     ctx.covariance_type = covariance_type
     ctx.has_log_weights = log_weights is not None
     ctx.save_for_backward(x, means, P)
 
 
 def _glp_backward(ctx, grad):
+    if grad is None:
+        return None, None, None, None, None
     x, means, P = ctx.saved_tensors
     need = ctx.needs_input_grad
     gx, gmu, gP, glw = gaussian_log_prob_backward(grad, x, means, P, ctx.covariance_type)

@@ -24,7 +24,8 @@ namespace {
 using aigc_engine::GanTerm;
 using at::Tensor;
 
-constexpr int64_t kChunk = 1 << 15;
+constexpr int64_t kChunk = 1 << 14;
+constexpr int64_t kMinTaskElems = 1 << 18;
 
 template <typename T>
 inline void term_scalar(GanTerm term, T x, T& loss, T& grad) {
@@ -99,7 +100,10 @@ double side_sum(GanTerm term, const T* x, T* grad, int64_t n) {
   const int64_t n_chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(n_chunks, 0.0);
   const T inv_n = T(1) / static_cast<T>(n);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+  // Each task gets at least kMinTaskElems: waking a second thread for less costs more than it
+  // saves (and on a busy machine a sleeping worker can take a scheduler slice to wake).
+  const int64_t grain = std::max<int64_t>(1, kMinTaskElems / kChunk);
+  at::parallel_for(0, n_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t lo = chunk * kChunk, hi = std::min(n, lo + kChunk);
       Vec acc(T(0)), loss, g;

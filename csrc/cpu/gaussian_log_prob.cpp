@@ -115,6 +115,15 @@ inline void column_squared_distances(const scalar_t* Y, int64_t ld, const scalar
   }
 }
 
+// exp of a vector whose lanes are <= 0 (or nan): the fast AVX2 exp for float, Sleef otherwise.
+template <typename scalar_t>
+inline at::vec::Vectorized<scalar_t> exp_nonpositive(const at::vec::Vectorized<scalar_t>& d) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) return aigc_engine::exp_nonpositive(d);
+#endif
+  return d.exp();
+}
+
 // row[k] = c[k] - row[k] / 2 (row holds maha on entry); for the E-step also normalise the row
 // by its logsumexp and return it.
 template <typename scalar_t>
@@ -141,15 +150,7 @@ inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool e
   const Vec vshift(shift);
   k = 0;
   for (; k + Vec::size() <= K; k += Vec::size()) {
-    const Vec d = Vec::loadu(row + k) - vshift;
-#if defined(CPU_CAPABILITY_AVX2)
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      // row - max <= 0 (nan stays nan through max/min): the fast exp of vec_math.h
-      acc = acc + Vec(aigc_engine::exp_nonpositive(d));
-      continue;
-    }
-#endif
-    acc = acc + d.exp();
+    acc = acc + exp_nonpositive<scalar_t>(Vec::loadu(row + k) - vshift);
   }
   scalar_t s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
   for (; k < K; ++k) s += std::exp(row[k] - shift);
@@ -159,6 +160,57 @@ inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool e
   for (; k + Vec::size() <= K; k += Vec::size()) (Vec::loadu(row + k) - vlse).store(row + k);
   for (; k < K; ++k) row[k] -= lse;
   return lse;
+}
+
+// Column form of the tile's epilogue for full/tied, where component k's values sit in
+// M[k * T + r] (points in vector lanes): adds c_k, takes each point's logsumexp over k without
+// horizontal reductions, and writes the [rows, K] block of the output transposed.
+template <typename scalar_t>
+void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const scalar_t* c,
+                      scalar_t* O, scalar_t* log_prob_norm, scalar_t* tmp) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  const int64_t rv = rows / Vec::size() * Vec::size();
+  const Vec half(scalar_t(0.5));
+  for (int64_t k = 0; k < K; ++k) {
+    scalar_t* m = M + k * T;
+    const Vec ck(c[k]);
+    int64_t r = 0;
+    for (; r < rv; r += Vec::size()) (ck - half * Vec::loadu(m + r)).store(m + r);
+    for (; r < rows; ++r) m[r] = c[k] - scalar_t(0.5) * m[r];
+  }
+  if (log_prob_norm == nullptr) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < K; ++k) O[r * K + k] = M[k * T + r];
+    return;
+  }
+  scalar_t* mx = tmp;       // per point: max over k, then the logsumexp
+  scalar_t* sum = tmp + T;  // per point: sum of exp
+  std::copy(M, M + rows, mx);
+  for (int64_t k = 1; k < K; ++k) {
+    const scalar_t* m = M + k * T;
+    int64_t r = 0;
+    for (; r < rv; r += Vec::size()) at::vec::maximum(Vec::loadu(mx + r), Vec::loadu(m + r)).store(mx + r);
+    for (; r < rows; ++r) mx[r] = std::isnan(m[r]) ? m[r] : std::max(mx[r], m[r]);
+  }
+  // As torch.logsumexp: an infinite max is not subtracted (all -inf rows give -inf, not nan).
+  for (int64_t r = 0; r < rows; ++r) {
+    if (std::isinf(mx[r])) mx[r] = 0;
+  }
+  std::fill(sum, sum + rows, scalar_t(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const scalar_t* m = M + k * T;
+    int64_t r = 0;
+    for (; r < rv; r += Vec::size()) {
+      const Vec e = exp_nonpositive<scalar_t>(Vec::loadu(m + r) - Vec::loadu(mx + r));
+      (Vec::loadu(sum + r) + e).store(sum + r);
+    }
+    for (; r < rows; ++r) sum[r] += std::exp(m[r] - mx[r]);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const scalar_t lse = std::log(sum[r]) + mx[r];
+    log_prob_norm[r] = lse;
+    for (int64_t k = 0; k < K; ++k) O[r * K + k] = M[k * T + r] - lse;
+  }
 }
 
 template <typename scalar_t>
@@ -171,11 +223,14 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
   const bool estep = log_prob_norm != nullptr;
   using Vec = at::vec::Vectorized<scalar_t>;
 
-  at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+  // At least ~2 MFLOP per task, so that small inputs do not pay for waking a second thread.
+  const int64_t flops_per_tile = T * K * (p.type == CovType::kFull || p.type == CovType::kTied ? D * D + D : 2 * D + 1) * 2;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(flops_per_tile, 1));
+  at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
     switch (p.type) {
-      case CovType::kFull: scratch.resize(T * (std::max(K * D, 2 * D) + 1)); break;
-      case CovType::kTied: scratch.resize(T * (2 * D + 1)); break;
+      case CovType::kFull: scratch.resize(T * (std::max(K * D, 2 * D) + 1 + K + 2)); break;
+      case CovType::kTied: scratch.resize(T * (2 * D + 1 + K + 2)); break;
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
     }
@@ -195,7 +250,7 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
             // y = P_k^T x directly in vector lanes of points.
             scalar_t* XT = S;
             scalar_t* YT = S + D * T;
-            scalar_t* acc = YT + D * T;
+            scalar_t* M = YT + D * T;  // [K, T]
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t d = 0; d < D; ++d) XT[d * T + r] = X[r * D + d];
             for (int64_t k = 0; k < K; ++k) {
@@ -215,17 +270,17 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
                   y[r] = v;
                 }
               }
-              column_squared_distances(YT, T, b + (full ? k * D : k * D), D, rows, acc);
-              for (int64_t r = 0; r < rows; ++r) O[r * K + k] = acc[r];
+              column_squared_distances(YT, T, b + k * D, D, rows, M + k * T);
             }
+            finalize_columns(M, T, rows, K, c, O, estep ? log_prob_norm + r0 : nullptr, M + K * T);
             break;
           }
-          scalar_t* acc = S + rowsY * T;
+          scalar_t* M = S + std::max(rowsY, 2 * D) * T;  // [K, T]
           aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
           for (int64_t k = 0; k < K; ++k) {
-            column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, acc);
-            for (int64_t r = 0; r < rows; ++r) O[r * K + k] = acc[r];
+            column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, M + k * T);
           }
+          finalize_columns(M, T, rows, K, c, O, estep ? log_prob_norm + r0 : nullptr, M + K * T);
           break;
         }
         case CovType::kDiag:
@@ -250,12 +305,12 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
             }
           }
           aigc_engine::gemm_rowmajor<scalar_t>(rows, K, A, S, A, W, K, O, K);
+          for (int64_t r = 0; r < rows; ++r) {
+            const scalar_t lse = finalize_row(O + r * K, c, K, estep);
+            if (estep) log_prob_norm[r0 + r] = lse;
+          }
           break;
         }
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t lse = finalize_row(O + r * K, c, K, estep);
-        if (estep) log_prob_norm[r0 + r] = lse;
       }
     }
   });

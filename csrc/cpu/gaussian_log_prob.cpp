@@ -162,6 +162,21 @@ inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool e
   return lse;
 }
 
+// O[r * K + k] = M[k * T + r] for r < rows, k < K: 8 x 8 register transposes (AVX2 for
+// float) for the whole blocks, scalar copies for the edges.
+template <typename scalar_t>
+inline void transpose_into(const scalar_t* M, int64_t T, int64_t rows, int64_t K, scalar_t* O) {
+  const int64_t k8 = K / 8 * 8, r8 = rows / 8 * 8;
+  for (int64_t k0 = 0; k0 < k8; k0 += 8) {
+    for (int64_t r0 = 0; r0 < r8; r0 += 8)
+      at::vec::transpose_mxn<scalar_t, 8, 8>(M + k0 * T + r0, T, O + r0 * K + k0, K);
+    for (int64_t r = r8; r < rows; ++r)
+      for (int64_t k = k0; k < k0 + 8; ++k) O[r * K + k] = M[k * T + r];
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = k8; k < K; ++k) O[r * K + k] = M[k * T + r];
+}
+
 // Column form of the tile's epilogue for full/tied, where component k's values sit in
 // M[k * T + r] (points in vector lanes): adds c_k, takes each point's logsumexp over k without
 // horizontal reductions, and writes the [rows, K] block of the output transposed.
@@ -179,8 +194,7 @@ void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const sca
     for (; r < rows; ++r) m[r] = c[k] - scalar_t(0.5) * m[r];
   }
   if (log_prob_norm == nullptr) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t k = 0; k < K; ++k) O[r * K + k] = M[k * T + r];
+    transpose_into(M, T, rows, K, O);
     return;
   }
   scalar_t* mx = tmp;       // per point: max over k, then the logsumexp
@@ -207,10 +221,16 @@ void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const sca
     for (; r < rows; ++r) sum[r] += std::exp(m[r] - mx[r]);
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t lse = std::log(sum[r]) + mx[r];
-    log_prob_norm[r] = lse;
-    for (int64_t k = 0; k < K; ++k) O[r * K + k] = M[k * T + r] - lse;
+    mx[r] = std::log(sum[r]) + mx[r];
+    log_prob_norm[r] = mx[r];
   }
+  for (int64_t k = 0; k < K; ++k) {
+    scalar_t* m = M + k * T;
+    int64_t r = 0;
+    for (; r < rv; r += Vec::size()) (Vec::loadu(m + r) - Vec::loadu(mx + r)).store(m + r);
+    for (; r < rows; ++r) m[r] -= mx[r];
+  }
+  transpose_into(M, T, rows, K, O);
 }
 
 template <typename scalar_t>

@@ -241,3 +241,18 @@ def test_saved_gradient_is_not_corrupted_by_repeated_backward():
     x2 = x.detach().clone().requires_grad_()
     (2 * reference.gan_g_loss(x2)).backward()
     torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_registered_autograd_path_matches_eager_path():
+    """Eager calls go through a light autograd.Function; the op's registered autograd (used by
+    torch.compile and direct torch.ops calls) must give the same gradients."""
+    real = torch.randn(300, requires_grad=True)
+    fake = torch.randn(200, requires_grad=True)
+    loss, _, _ = torch.ops.aigc_engine.gan_d_loss(real, fake, "ns", True)
+    g_reg = torch.autograd.grad(2.5 * loss, (real, fake))
+    g_eager = torch.autograd.grad(2.5 * ops.gan_d_loss(real, fake), (real, fake))
+    for a, b in zip(g_reg, g_eager):
+        torch.testing.assert_close(a, b)
+    gl, _ = torch.ops.aigc_engine.gan_g_loss(fake, "lsgan", True)
+    torch.testing.assert_close(torch.autograd.grad(gl, fake)[0],
+                               torch.autograd.grad(ops.gan_g_loss(fake, "lsgan"), fake)[0])

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import _C  # noqa: F401  (the schemas must exist before anything is registered on them)
+
 _LIB = "aigc_engine"
 # Bound on the elements of one backward chunk's [B, K, D] intermediate (full/tied).
 _BACKWARD_CHUNK_ELEMS = 1 << 22

@@ -71,8 +71,11 @@ class GMMModel(Model):
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
 
-        def log(step, lower_bound):
-            run.log(step, lower_bound=lower_bound)
+        count = [0]
+
+        def log(n_iter, lower_bound):  # steps count on across n_init restarts
+            count[0] += 1
+            run.log(count[0], lower_bound=lower_bound, n_iter=n_iter)
 
         def iterations(steps):
             return run.progress(steps, desc="EM")

@@ -1,16 +1,20 @@
 // CPU kernels of gaussian_log_prob and the fused EM E-step.
 //
-// Never materialises the N x K x D intermediate: the points are cut into tiles of T rows, and
-// each parallel_for task computes the Mahalanobis terms of its tile for every component straight
-// into the tile's [T, K] block of the output, then (while the block is still in cache) turns them
-// into log-densities, adds the per-component constant and, for the E-step, takes the row's
-// logsumexp and normalises. Evaluation order per covariance type:
+// Never materialises the N x K x D intermediate: the points are cut into tiles of T rows (T a
+// multiple of 16, sized so the tile's scratch stays in L2), and each parallel_for task computes
+// the Mahalanobis terms of its tile for every component, turns them into log-densities with the
+// per-component constant c_k and, for the E-step, takes each point's logsumexp and normalises,
+// all before the tile leaves the cache; the [T, K] block of the output is written once.
+// Evaluation order per covariance type:
 //   full       Y^T = [P_1 ... P_K]^T @ X_tile^T (one GEMM), maha_k = |Y_k - mu_k P_k|^2
 //   tied       Y^T = P^T @ X_tile^T (one small GEMM), maha_k = |y - mu_k P|^2
-// (full and tied compute Y transposed so that the square-sums run down columns of points in
-// vector lanes, with no horizontal reductions; the [K, T] result is transposed into the tile)
+//              (D <= 4: no BLAS call, y = P_k^T x formed directly in vector lanes of points)
+//              Points sit in vector lanes throughout (square-sums, max, sum of exp: no
+//              horizontal reductions); the [K, T] result goes to the output through 8 x 8
+//              register transposes.
 //   diag       expansion trick as one GEMM: [x, x^2, 1] @ [-2 mu p^2; p^2; sum mu^2 p^2]^T
 //   spherical  the same with [x, |x|^2, 1] @ [-2 mu_k p_k^2; p_k^2; p_k^2 |mu_k|^2]^T
+//              (the GEMM writes the output block directly; the epilogue runs along rows)
 // The expansion (as in scikit-learn) loses relative precision when x is much closer to mu_k than
 // to the origin; full and tied use the difference form and do not.
 #include <ATen/ATen.h>

@@ -31,8 +31,15 @@ inline __m256 exp_nonpositive(__m256 y) {
   return _mm256_andnot_ps(underflow, p);  // exactly 0 below the float range, as std::exp
 }
 
+// 1 / a for a in [1, 3]: the hardware estimate (12 bits) and one Newton step (~23 bits), a third
+// of the cost of a division.
+inline __m256 reciprocal_1_3(__m256 a) {
+  const __m256 r = _mm256_rcp_ps(a);
+  return _mm256_mul_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(2.0f)));
+}
+
 inline __m256 log1p_unit(__m256 e) {
-  const __m256 s = _mm256_div_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
+  const __m256 s = _mm256_mul_ps(e, reciprocal_1_3(_mm256_add_ps(e, _mm256_set1_ps(2.0f))));
   const __m256 s2 = _mm256_mul_ps(s, s);
   __m256 p = _mm256_set1_ps(1.0f / 15);
   p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 13));
@@ -51,6 +58,7 @@ inline void softplus_sigmoid(__m256 z, __m256& softplus, __m256& sigmoid) {
   const __m256 abs_z = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
   const __m256 e = exp_nonpositive(_mm256_sub_ps(zero, abs_z));
   softplus = _mm256_add_ps(_mm256_max_ps(z, zero), log1p_unit(e));
+  // a true division here: sigmoid(|z| large) must come out exactly 1 (grad exactly -1/N)
   const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
   sigmoid = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(z, zero, _CMP_GE_OQ));
 }

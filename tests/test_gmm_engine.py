@@ -236,3 +236,21 @@ def test_gmm_select_bad_input(tmp_path):
     assert "n_components=50 is more than the 40 rows" in str(too_many.exception)
     missing = CliRunner().invoke(gmm_select, ["--dataset", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "c")])
     assert isinstance(missing.exception, InputError)
+
+
+def test_any_chunk_source(npy):
+    """Any object with ``shape`` and ``iter_chunks`` is streamed (here: a generator of blocks)."""
+    X = np.load(npy)
+
+    class Chunks:
+        shape = X.shape
+
+        def iter_chunks(self, chunk_size, dtype=torch.float32, device="cpu"):
+            for start in range(0, len(X), chunk_size):
+                yield torch.from_numpy(X[start:start + chunk_size]).to(device=device, dtype=dtype)
+
+    kw = dict(n_components=4, init_params="random_from_data", random_state=0, tol=1e-8)
+    ref = GaussianMixture(**kw).fit(X)
+    gm = GaussianMixture(chunk_size=100, dtype="float64", **kw).fit(Chunks())
+    np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-8)
+    assert gm.n_iter_ == ref.n_iter_

@@ -77,8 +77,8 @@ class Source:
         """Rows at ``indices`` (any order), as a ``[len(indices), D]`` tensor."""
         indices = np.asarray(indices, dtype=np.int64)
         data = self.data
-        if hasattr(data, "iter_chunks"):  # engine Dataset: public API only
-            if data.in_memory:
+        if hasattr(data, "iter_chunks"):  # engine Dataset (or any object with shape + iter_chunks)
+            if getattr(data, "in_memory", False):
                 return data.x[torch.as_tensor(indices)].reshape(len(indices), -1).to(self.device, self.dtype)
             out = torch.empty(len(indices), self.n_features, dtype=self.dtype, device=self.device)
             for offset, x in self.chunks():

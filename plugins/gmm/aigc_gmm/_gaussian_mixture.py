@@ -10,7 +10,8 @@ scikit-learn, plus ``device``, ``dtype`` and ``chunk_size``:
 * ``device=None`` computes where a torch input lives (CPU for NumPy input); ``"cuda"`` moves
   the work there. NumPy in gives NumPy out, torch in gives torch out on the input's device.
 * ``X`` may be a NumPy array, a ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``), a torch
-  tensor or an ``aigc_engine`` Dataset. Memory-mapped arrays and Datasets that are not in
+  tensor, an ``aigc_engine`` Dataset, or any object with ``shape`` and
+  ``iter_chunks(chunk_size, dtype, device)`` yielding consecutive row blocks as tensors. Memory-mapped arrays and Datasets that are not in
   memory are streamed in chunks of ``chunk_size`` rows (default 65536) on every EM pass, so
   memory is bounded by the chunk size, not by N; in-memory data uses the same code with one
   chunk unless ``chunk_size`` is set.

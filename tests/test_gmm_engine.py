@@ -96,7 +96,8 @@ def test_engine_model_fit_state_dict_round_trip(tmp_path):
     model = GMMModel(GMMModel.Config(n_components=8, chunk_size=300))
     model.fit(ds, run)
     logged = [row["lower_bound"] for row in run.history]
-    assert len(logged) == model.gm.n_iter_ and logged == sorted(logged)
+    assert len(logged) == model.gm.n_iter_
+    assert np.all(np.diff(logged) > -1e-6)  # monotone up to float32 rounding
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     metrics = model.evaluate(ds, run)
     assert metrics["mean_log_likelihood"] > 3.5 and metrics["converged"]

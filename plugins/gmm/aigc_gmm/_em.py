@@ -142,8 +142,8 @@ def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tenso
     K = resp.shape[1]
     f64 = torch.float64
     stats.n += n
-    if x.device.type == "cpu":  # row blocks that stay in cache
-        rows = max(256, min(16384, _BLOCK_ELEMENTS // (4 * max(D, K))))
+    if x.device.type == "cpu":  # row blocks: bounded temporaries, GEMMs still large
+        rows = max(256, min(16384, (_BLOCK_ELEMENTS * 2) // max(D, K)))
     else:
         rows = max(1, n)
     for lo in range(0, n, rows):
@@ -154,14 +154,19 @@ def _accumulate_block(stats, x, resp, c, s, covariance_type, global_shift):
     n, D = x.shape
     K = resp.shape[1]
     f64 = torch.float64
-    xs = x - s
-    stats.nk += resp.sum(0).to(f64)
-    if covariance_type in ("diag", "spherical"):
-        both = resp.T @ torch.cat([xs, xs * xs], 1)            # one GEMM: [K, 2D]
-        stats.sx += both[:, :D].to(f64)
-        stats.second += both[:, D:].to(f64)
+    moments = covariance_type in ("diag", "spherical")
+    # one GEMM gives nk, sum r (x - s) and (diag/spherical) sum r (x - s)^2: resp^T [x - s | (x - s)^2 | 1]
+    buf = torch.empty(n, (2 * D if moments else D) + 1, dtype=x.dtype, device=x.device)
+    xs = torch.sub(x, s, out=buf[:, :D])
+    if moments:
+        torch.mul(xs, xs, out=buf[:, D:2 * D])
+    buf[:, -1] = 1
+    both = (resp.T @ buf).to(f64)
+    stats.nk += both[:, -1]
+    stats.sx += both[:, :D]
+    if moments:
+        stats.second += both[:, D:2 * D]
         return
-    stats.sx += (resp.T @ xs).to(f64)
     if covariance_type == "tied":
         stats.second += (xs.T @ xs).to(f64)
     elif global_shift:

@@ -264,15 +264,31 @@ class Params:
         return c, s
 
 
+def use_global_shift(params: Params, covariance_type: str, dtype: torch.dtype) -> bool:
+    """Whether full covariances may use one global shift ``s`` (one outer-product GEMM) instead of
+    a shift per component (a batched product per row block, slower).
+
+    Around ``s`` the rounding error of ``cov_k`` relative to its smallest eigenvalue is about
+    ``eps * |m_k - s|^2 / lambda_min(cov_k)``. float64 always affords that; float32 only when the
+    ratio is small (< 64: at most ~6 of its 24 bits, a relative error <~ 1e-5). Otherwise (e.g.
+    tight clusters far apart) each component is centred on its own mean (error ~ eps)."""
+    if covariance_type != "full" or dtype == torch.float64:
+        return True
+    means = params.means
+    s = (params.weights[:, None] * means).sum(0)
+    P = params.precisions_cholesky
+    lam_max_precision = torch.linalg.matrix_norm(P, ord=2) ** 2       # 1 / lambda_min(cov)
+    ratio = ((means - s) ** 2).sum(1) * lam_max_precision
+    return bool(ratio.max() < 64)
+
+
 def em_pass(source: Source, params: Params, covariance_type: str,
             all_reduce=None, progress: Callable[[Iterable], Iterable] | None = None) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows."""
     dtype = source.dtype
     means, P, logw = params.compute(dtype)
     c, s = params.shifts(dtype)
-    # float64: one global shift is exact enough (error ~ 1e-16 |m_k - s|^2 / var_k) and allows
-    # one GEMM; float32: shift each component by its current mean (error ~ 1e-7 |m'_k - m_k|^2 / var_k)
-    global_shift = dtype == torch.float64
+    global_shift = use_global_shift(params, covariance_type, dtype)
     if global_shift:
         c = s.expand_as(c)
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, source.device)

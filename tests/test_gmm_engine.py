@@ -255,3 +255,19 @@ def test_any_chunk_source(npy):
     gm = GaussianMixture(chunk_size=100, dtype="float64", **kw).fit(Chunks())
     np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-8)
     assert gm.n_iter_ == ref.n_iter_
+
+
+def test_float32_full_shift_choice_is_accurate():
+    """float32 full: one global shift when clusters are wide relative to their spread (fast
+    path), per-component centring for tight far clusters; both stay near float64."""
+    from aigc_gmm import _em
+
+    X = np.random.default_rng(0).normal(size=(4000, 4))
+    g64 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data").fit(X)
+    assert _em.use_global_shift(g64._params, "full", torch.float32)
+    g32 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data",
+                          dtype="float32").fit(X)
+    np.testing.assert_allclose(g32.covariances_, g64.covariances_, rtol=1e-4, atol=1e-5)
+    ring = data.ring8(n=800, radius=100.0).x.double().numpy()
+    far = GaussianMixture(8, random_state=0).fit(ring)
+    assert not _em.use_global_shift(far._params, "full", torch.float32)

@@ -64,7 +64,7 @@ def _extension():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         kwargs["extra_compile_args"] = {
             "cxx": cxx,
-            "nvcc": ["-O3", "--use_fast_math", f"-std={std}", "--expt-relaxed-constexpr"],
+            "nvcc": ["-O3", f"-std={std}", "--expt-relaxed-constexpr"],
         }
         print("aigc-engine: building CPU and CUDA kernels", file=sys.stderr)
         return CUDAExtension(sources=sources, **kwargs)
@@ -77,5 +77,5 @@ def _extension():
 setup(
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension},
-    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

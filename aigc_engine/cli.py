@@ -143,7 +143,11 @@ def sample(ctx, run_dir, n, condition, output, seed):
     with torch.no_grad():
         samples = model.sample(n, condition=cond).detach().cpu()
     if output.suffix.lower() == ".npy":
-        io.atomic_write(output, lambda tmp: np.save(open(tmp, "wb"), samples.numpy()))
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, samples.numpy())
+
+        io.atomic_write(output, write)
     elif samples.dim() == 4:
         plotting.image_grid(samples, output, title=f"{saved['model']} samples")
     else:
@@ -171,7 +175,6 @@ def eval_(ctx, run_dir, dataset, sets, device):
     if dataset is None:
         dataset = saved.get("dataset", {}).get("name")
         options = {**saved.get("dataset", {}).get("options", {}), **options}
-        options.pop("path", None)
     data = engine.load_dataset(dataset, options)
     if not hasattr(model, "evaluate"):
         raise InputError(f"model {saved['model']!r} has no evaluate()")
@@ -212,7 +215,9 @@ def datasets(ctx):
 @click.pass_context
 def plugins(ctx):
     """List plugins: name, version, status, hooks and errors."""
-    for rec in _engine(ctx).plugins.records.values():
+    manager = _engine(ctx).plugins
+    manager.models(), manager.datasets()  # run the hooks, so that a failing one is listed as such
+    for rec in manager.records.values():
         version = f" {rec.version}" if rec.version else ""
         click.echo(f"{rec.name}{version}  {rec.status}  ({rec.module})")
         if rec.hooks:
@@ -238,7 +243,9 @@ def info(ctx):
     backend = ops.backend_info()
     click.echo(f"kernel backend: {backend['backend']} ({backend.get('reason', '')})")
     click.echo(f"kernel CUDA support compiled: {'yes' if backend.get('cuda') else 'no'}")
-    records = _engine(ctx).plugins.records.values()
+    manager = _engine(ctx).plugins
+    manager.models(), manager.datasets()
+    records = manager.records.values()
     failed = [r.name for r in records if r.status == "failed"]
     click.echo(f"plugins: {sum(r.status == 'loaded' for r in records)} loaded"
                + (f", failed: {', '.join(failed)}" if failed else ""))

@@ -185,7 +185,7 @@ def from_file(path: str | Path, label_column: int | str | None = None, delimiter
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"{name} must hold a numeric N x D array, got shape {arr.shape} "
                              f"of dtype {arr.dtype}")
-        return Dataset(arr, None, 0, name, {"path": str(path)}).validate()
+        return Dataset(arr, None, 0, name).validate()
     if suffix == ".csv":
         return _read_csv(path, label_column, delimiter)
     raise InputError(f"unsupported dataset file {name!r}: use .npy or .csv")
@@ -225,7 +225,7 @@ def _read_csv(path: Path, label_column, delimiter: str) -> Dataset:
             raise InputError(f"label column of {path.name} must hold non-negative integers")
         y = torch.from_numpy(labels.astype(np.int64))
         arr = np.delete(arr, idx, axis=1)
-    options = {"path": str(path), "label_column": label_column}
+    options = {"label_column": label_column, "delimiter": delimiter}
     return Dataset(torch.from_numpy(arr.astype(np.float32)), y, None, path.name, options).validate()
 
 

@@ -88,7 +88,8 @@ class Engine:
             section = toml.pop("dataset", {})
             if not isinstance(section, dict):
                 raise InputError("the [dataset] entry of a config file must be a table")
-            dataset = dataset or section.pop("name", None)
+            name = section.pop("name", None)
+            dataset = dataset or name
             data_section.update(section)
             values.update(toml)
         model_sets, data_sets = split_dataset_keys(sets or {})
@@ -187,5 +188,10 @@ def default_run_dir(model: str, dataset: str) -> Path:
 
 def open_dataset(spec: str, **options: Any) -> Dataset:
     """A dataset by registered name (``"ring8"``) or file path, with options, for plugins and
-    scripts: ``open_dataset("blobs", n=500, dim=3)``."""
-    return Engine().load_dataset(spec, options)
+    scripts: ``open_dataset("blobs", n=500, dim=3)``. Inside an ``aigc-engine`` command it uses
+    that command's engine (its plugins are loaded once)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    engine = ctx.find_object(Engine) if ctx is not None else None
+    return (engine or Engine()).load_dataset(spec, options)

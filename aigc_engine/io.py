@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 _EXTRA_KEY = "aigc_engine.extra"
 _UMASK = os.umask(0)
@@ -35,7 +35,7 @@ def atomic_write(path: Path, write) -> None:
 def write_json(path: Path, obj: Any) -> None:
     def write(tmp):
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=_jsonable)
+            json.dump(obj, fh, indent=2, sort_keys=False, default=jsonable)
             fh.write("\n")
     atomic_write(path, write)
 
@@ -45,23 +45,23 @@ def read_json(path: Path) -> Any:
         return json.load(fh)
 
 
-def _jsonable(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if hasattr(value, "item"):
-        return value.item()
+def jsonable(value):
+    """JSON form of tensors, NumPy values and paths (``default=`` of ``json.dump``)."""
+    if isinstance(value, torch.Tensor) or hasattr(value, "tolist"):
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _flatten(state: dict, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors under their ``a/b`` paths for safetensors; every other leaf for the JSON part."""
     tensors, extra = {}, {}
     for key, value in state.items():
         full = f"{prefix}{key}"
         if isinstance(value, torch.Tensor):
             tensors[full] = value.detach().to("cpu").contiguous()
-        elif isinstance(value, dict) and value and all(isinstance(v, (torch.Tensor, dict)) for v in value.values()):
+        elif isinstance(value, dict) and value:
             sub_t, sub_e = _flatten(value, full + "/")
             tensors.update(sub_t)
             extra.update(sub_e)
@@ -82,9 +82,10 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Save a (possibly nested) dict of tensors and JSON-able values as one safetensors file."""
+    """Save a (possibly nested) dict of tensors and JSON-able values as one safetensors file
+    (dict keys come back as strings)."""
     tensors, extra = _flatten(state)
-    metadata = {_EXTRA_KEY: json.dumps(extra, default=_jsonable)}
+    metadata = {_EXTRA_KEY: json.dumps(extra, default=jsonable)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -92,8 +93,8 @@ def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]
     """Inverse of :func:`save_state` (no pickle involved)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as fh:
+    with safe_open(str(path), framework="pt", device=str(device)) as fh:
         metadata = fh.metadata() or {}
-    flat: dict[str, Any] = dict(load_file(str(path), device=str(device)))
+        flat: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
     flat.update(json.loads(metadata.get(_EXTRA_KEY, "{}")))
     return _unflatten(flat)

@@ -123,8 +123,9 @@ class PluginManager:
         self.records.pop(name, None)
         self._models = self._datasets = None
 
-    def _fail(self, record: PluginRecord, message: str, err: BaseException) -> PluginRecord:
-        record.status, record.error = "failed", message
+    def _fail(self, record: PluginRecord, message: str, err: BaseException | None) -> PluginRecord:
+        record.status = "failed"
+        record.error = f"{record.error}; {message}" if record.error else message
         self.records[record.name] = record
         if self.strict:
             raise PluginError(f"plugin {record.name!r}: {message}") from err
@@ -135,21 +136,32 @@ class PluginManager:
         """Call every implementation of a hook on its own, in registration order, so that one
         failing plugin is recorded and skipped instead of breaking the others."""
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # in registration order: the core first
             kwargs = make_kwargs(impl.plugin_name)
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception as err:  # noqa: BLE001
-                self._fail(self.records.get(impl.plugin_name) or PluginRecord(impl.plugin_name),
-                           f"{hook_name} raised {_one_line(err)}", err)
+                self._fail(self._record(impl.plugin_name), f"{hook_name} raised {_one_line(err)}", err)
+
+    def _record(self, name: str) -> PluginRecord:
+        return self.records.get(name) or PluginRecord(name)
 
     # -- registries ----------------------------------------------------------------------------
     def models(self) -> dict[str, ModelEntry]:
         if self._models is None:
             models: dict[str, ModelEntry] = {}
             self._models = models
-            self._call_each("aigc_engine_register_models",
-                            lambda plugin: {"register": lambda cls: _add_model(models, cls, plugin)})
+            def adder(plugin):
+                def register(cls):
+                    name = _check_model(cls)
+                    if name in models:  # the first registration wins; the clash is reported
+                        self._fail(self._record(plugin), f"model {name!r} is already registered by "
+                                   f"{models[name].plugin!r}", None)
+                        return
+                    models[name] = ModelEntry(cls, plugin)
+                return register
+
+            self._call_each("aigc_engine_register_models", lambda plugin: {"register": adder(plugin)})
         return self._models
 
     def datasets(self) -> dict[str, DatasetEntry]:
@@ -161,8 +173,10 @@ class PluginManager:
                 def register(name, factory, description=""):
                     if not callable(factory):
                         raise TypeError(f"dataset {name!r}: factory must be callable")
-                    if name in datasets:
-                        raise ValueError(f"dataset {name!r} is already registered by {datasets[name].plugin!r}")
+                    if name in datasets:  # the first registration wins; the clash is reported
+                        self._fail(self._record(plugin), f"dataset {name!r} is already registered by "
+                                   f"{datasets[name].plugin!r}", None)
+                        return
                     datasets[name] = DatasetEntry(name, factory, description, plugin)
                 return register
 
@@ -173,7 +187,8 @@ class PluginManager:
         self._call_each("aigc_engine_register_commands", lambda plugin: {"cli": cli})
 
 
-def _add_model(models: dict[str, ModelEntry], cls: type, plugin: str) -> None:
+def _check_model(cls: type) -> str:
+    """The model's registry name, after checking the class has the contract's shape."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls!r} has no 'name'")
@@ -183,9 +198,7 @@ def _add_model(models: dict[str, ModelEntry], cls: type, plugin: str) -> None:
     for f in dataclasses.fields(config):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TypeError(f"model {name!r}: Config field {f.name!r} has no default")
-    if name in models:
-        raise ValueError(f"model {name!r} is already registered by {models[name].plugin!r}")
-    models[name] = ModelEntry(cls, plugin)
+    return name
 
 
 def _one_line(err: BaseException) -> str:

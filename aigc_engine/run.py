@@ -92,15 +92,13 @@ class Run:
         """Record metrics for a step: appended to ``metrics.jsonl`` and shown on the progress bar."""
         row = {"step": int(step)}
         for key, value in metrics.items():
-            if isinstance(value, torch.Tensor):
-                value = value.item()
-            row[key] = value
+            row[key] = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
         row["time"] = round(time.time(), 3)
         self.history.append(row)
         self._last_metrics = " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k not in ("step", "time"))
         if self.dir is not None and self.is_main_process:
             with open(self.dir / METRICS_FILE, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+                fh.write(json.dumps(row, default=io.jsonable) + "\n")
 
     def progress(self, iterable_or_total: Iterable | int, desc: str = "") -> Iterator:
         """Iterate with a progress bar (rich on a terminal, plain lines otherwise, on stderr)."""

@@ -173,3 +173,24 @@ def test_real_subprocess(probe, tmp_path):
                           text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "Error: steps must be an int, got 'x'"
+
+
+def test_plugins_lists_a_failing_hook(plugin_dir):
+    source = PROBE_PLUGIN + "\n\n@hookimpl\ndef aigc_engine_register_datasets(register):\n    raise RuntimeError('no data today')\n"
+    make_entry_point_plugin(plugin_dir, "aigc-test-probe", "probe", "aigc_test_probe", source)
+    out = invoke("plugins").output
+    assert "probe 0.1  failed" in out and "no data today" in out
+
+
+def test_resume_a_run_on_a_file_and_dataset_flag_beats_config(probe, tmp_path):
+    np.save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(64, 3)))
+    out = tmp_path / "run"
+    assert invoke("run", "probe", "--dataset", tmp_path / "pts.npy", "--out", out).exit_code == 0
+    assert json.loads((out / "config.json").read_text())["dataset"]["name"] == str(tmp_path / "pts.npy")
+    result = invoke("run", "--resume", out)
+    assert result.exit_code == 0, result.output
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[dataset]\nname = "moons"\nn = 100\n')
+    result = invoke("run", "probe", "--config", cfg, "--dataset", "blobs", "--out", tmp_path / "r2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["dataset"]["options"]["n"] == 100

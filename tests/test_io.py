@@ -38,3 +38,17 @@ def test_log_writes_jsonl_and_seed_is_applied(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text().startswith('{"step": 1, "loss": 0.5, "acc": 1')
     Run(tmp_path / "b", device="cpu", seed=5, progress=False)
     assert torch.equal(torch.rand(3), a)
+
+
+def test_nested_mixed_state_and_numpy_metrics(tmp_path):
+    import numpy as np
+
+    opt = {"state": {"0": {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}},
+           "param_groups": [{"lr": 2e-4, "betas": [0.5, 0.999], "params": [0]}]}
+    io.save_state(tmp_path / "c.safetensors", {"optimizer": opt, "epoch": np.int64(4)})
+    loaded = io.load_state(tmp_path / "c.safetensors")
+    assert torch.equal(loaded["optimizer"]["state"]["0"]["exp_avg"], torch.ones(2))
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == [0.5, 0.999] and loaded["epoch"] == 4
+    run = Run(tmp_path / "r", device="cpu", progress=False)
+    run.log(0, loss=np.float32(0.25), grads=torch.ones(2))
+    assert '"loss": 0.25, "grads": [1.0, 1.0]' in (tmp_path / "r" / "metrics.jsonl").read_text()

@@ -157,3 +157,20 @@ def test_every_hook_is_documented_and_tested():
         assert getattr(hookspecs, name).__doc__.strip()
         assert f"`{name}(" in readme
         assert f"def {name}(" in tests
+
+
+def test_clashing_dataset_name_keeps_the_builtin_and_the_rest():
+    from aigc_engine.data import moons, ring8
+
+    class Clash:
+        @hookimpl
+        def aigc_engine_register_datasets(self, register):
+            register("ring8", moons)  # taken by the core
+            register("mine", ring8)
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Clash(), "clash")
+    datasets = pm.datasets()
+    assert datasets["ring8"].plugin == "aigc_engine.core" and datasets["mine"].plugin == "clash"
+    assert {"grid25", "moons", "blobs", "digits"} <= set(datasets)
+    assert pm.records["clash"].status == "failed" and "already registered" in pm.records["clash"].error

@@ -39,7 +39,8 @@ class KDE(Model):
         n, d = x.shape
         if n < 2:
             raise InputError("a KDE needs at least 2 points")
-        factor = self.config.bandwidth or n ** (-1.0 / (d + 4))  # Scott's rule
+        kept = min(n, self.config.max_points)
+        factor = self.config.bandwidth or kept ** (-1.0 / (d + 4))  # Scott's rule, for the kept centres
         data_cov = torch.atleast_2d(torch.cov(x.T))
         self.cov = data_cov * factor**2 + 1e-12 * torch.eye(d, dtype=x.dtype, device=x.device)
         if n > self.config.max_points:
@@ -72,7 +73,7 @@ class KDE(Model):
 
     def evaluate(self, dataset, run) -> dict[str, float]:
         total = 0.0
-        for block in run.progress(list(dataset.iter_chunks(self.config.chunk_size)), "log-likelihood"):
+        for block in run.progress(dataset.iter_chunks(self.config.chunk_size), "log-likelihood"):
             total += float(self.log_prob(block).sum())
         return {"mean_log_likelihood": total / len(dataset), "kernel_points": len(self.points)}
 

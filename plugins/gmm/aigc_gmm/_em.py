@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +40,11 @@ ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing floa
 # rows x components x features of one block of the batched M-step (bounds temporary memory)
 _BLOCK_ELEMENTS = 1 << 19
 
+# default rows per chunk: in-memory tensors take large chunks (fewer passes of Python), streamed
+# data (memmaps, engine Datasets) bounds memory by the chunk
+IN_MEMORY_CHUNK = 1 << 18
+STREAM_CHUNK = 65536
+
 
 # --------------------------------------------------------------------------------------------
 # data sources
@@ -53,8 +58,7 @@ class Source:
         self.n_samples, self.n_features = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
         self.global_offset = 0  # first row of this process's shard in the whole data set
         if chunk_size is None:
-            # in memory: large chunks (fewer passes of Python); streamed: 64k rows
-            chunk_size = 1 << 18 if isinstance(data, torch.Tensor) else 65536
+            chunk_size = IN_MEMORY_CHUNK if isinstance(data, torch.Tensor) else STREAM_CHUNK
         self.chunk_size = max(1, int(chunk_size))
 
     def _convert(self, block) -> torch.Tensor:
@@ -100,12 +104,15 @@ class Source:
 # sufficient statistics
 @dataclass
 class Stats:
-    """Float64 accumulators of one pass. ``second`` is S (full), T (tied) or Q (diag/spherical)."""
+    """Float64 accumulators of one pass. ``second`` is S (full), T (tied) or Q (diag/spherical).
+    ``shift`` is ``(c, s)``, exactly the shifts the pass used (compute dtype), when the M-step
+    needs them (set by ``em_pass``; not part of the all-reduced statistics)."""
     nk: torch.Tensor      # [K]
     sx: torch.Tensor      # [K, D]   sum r (x - s)
     second: torch.Tensor  # see module docstring
     ll: torch.Tensor      # []       sum of log p(x_n)
     n: torch.Tensor       # []       number of rows
+    shift: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def flat(self) -> torch.Tensor:
         return torch.cat([self.nk.reshape(-1), self.sx.reshape(-1), self.second.reshape(-1),
@@ -140,7 +147,6 @@ def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tenso
     full covariances then take the faster outer-product GEMM ``resp^T [(x-s) (x) (x-s)]``."""
     n, D = x.shape
     K = resp.shape[1]
-    f64 = torch.float64
     stats.n += n
     if x.device.type == "cpu":  # row blocks: bounded temporaries, GEMMs still large
         rows = max(256, min(16384, (_BLOCK_ELEMENTS * 2) // max(D, K)))
@@ -238,6 +244,43 @@ def covariances_from_precision_cholesky(P: torch.Tensor, covariance_type: str) -
     return 1.0 / (P * P)
 
 
+def covariances_of(params: "Params", covariance_type: str) -> torch.Tensor:
+    """``params.covariances``, or (when only precisions were given) the covariances derived from
+    the precision Cholesky factors."""
+    if params.covariances is not None:
+        return params.covariances
+    return covariances_from_precision_cholesky(params.precisions_cholesky, covariance_type)
+
+
+def sample_from(params: "Params", covariance_type: str, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Samples ``means[labels] + chol(cov[labels]) z`` (float64) for component ``labels [n]`` and
+    standard normal draws ``z [n, D]``; the caller draws both (the random stream is its choice)."""
+    cov = covariances_of(params, covariance_type)
+    if covariance_type == "full":
+        x = torch.einsum("nij,nj->ni", torch.linalg.cholesky(cov)[labels], z)
+    elif covariance_type == "tied":
+        x = z @ torch.linalg.cholesky(cov).T
+    elif covariance_type == "diag":
+        x = z * torch.sqrt(cov)[labels]
+    else:
+        x = z * torch.sqrt(cov)[labels][:, None]
+    return params.means[labels] + x
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of a mixture (scikit-learn's ``_n_parameters``)."""
+    K, D = n_components, n_features
+    cov_params = {"full": K * D * (D + 1) / 2.0, "diag": K * D, "tied": D * (D + 1) / 2.0,
+                  "spherical": K}[covariance_type]
+    return int(cov_params + D * K + K - 1)
+
+
+def information_criteria(total_log_likelihood: float, n_samples: int, n_params: int) -> tuple[float, float]:
+    """``(bic, aic)`` from the summed log-likelihood of ``n_samples`` rows (lower is better)."""
+    ll = total_log_likelihood
+    return -2 * ll + n_params * math.log(n_samples), -2 * ll + 2 * n_params
+
+
 def precisions_from_cholesky(P: torch.Tensor, covariance_type: str) -> torch.Tensor:
     if covariance_type in ("full", "tied"):
         return P @ P.transpose(-1, -2)
@@ -282,8 +325,7 @@ def use_global_shift(params: Params, covariance_type: str, dtype: torch.dtype) -
     return bool(ratio.max() < 64)
 
 
-def em_pass(source: Source, params: Params, covariance_type: str,
-            all_reduce=None, progress: Callable[[Iterable], Iterable] | None = None) -> Stats:
+def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=None) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows."""
     dtype = source.dtype
     means, P, logw = params.compute(dtype)
@@ -292,15 +334,12 @@ def em_pass(source: Source, params: Params, covariance_type: str,
     if global_shift:
         c = s.expand_as(c)
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, source.device)
-    chunks = source.chunks()
-    if progress is not None:
-        chunks = progress(chunks)
-    for _, x in chunks:
+    for _, x in source.chunks():
         log_prob_norm, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
         stats.ll += log_prob_norm.sum(dtype=torch.float64)
         accumulate(stats, x, log_resp.exp_(), c, s, covariance_type, global_shift)
     stats.all_reduce(all_reduce)
-    stats.shift = (c, s)  # exactly the shifts used (compute dtype), for the M-step
+    stats.shift = (c, s)
     return stats
 
 
@@ -314,12 +353,10 @@ def resp_pass(source: Source, resp_fn, c: torch.Tensor, s: torch.Tensor, K: int,
 
 
 def m_step(stats: Stats, params_before: Params, covariance_type: str, reg_covar: float, eps: float,
-           float32_hint: bool, init_weights_norm: float | None = None,
-           c: torch.Tensor | None = None, s: torch.Tensor | None = None) -> Params:
-    if c is None:
-        c, s = getattr(stats, "shift", None) or params_before.shifts(torch.float64)
+           float32_hint: bool) -> Params:
+    c, s = stats.shift if stats.shift is not None else params_before.shifts(torch.float64)
     nk, means, cov = parameters_from_stats(stats, c, s, covariance_type, reg_covar, eps)
-    weights = nk / (init_weights_norm if init_weights_norm is not None else nk.sum())
+    weights = nk / nk.sum()
     P = precision_cholesky(cov, covariance_type, float32_hint)
     return Params(weights, means, cov, P)
 

@@ -11,10 +11,10 @@ scikit-learn, plus ``device``, ``dtype`` and ``chunk_size``:
   the work there. NumPy in gives NumPy out, torch in gives torch out on the input's device.
 * ``X`` may be a NumPy array, a ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``), a torch
   tensor, an ``aigc_engine`` Dataset, or any object with ``shape`` and
-  ``iter_chunks(chunk_size, dtype, device)`` yielding consecutive row blocks as tensors. Memory-mapped arrays and Datasets that are not in
-  memory are streamed in chunks of ``chunk_size`` rows (default 65536) on every EM pass, so
-  memory is bounded by the chunk size, not by N; in-memory data uses the same code with one
-  chunk unless ``chunk_size`` is set.
+  ``iter_chunks(chunk_size, dtype, device)`` yielding consecutive row blocks as tensors.
+  Memory-mapped arrays and Datasets are streamed in chunks of ``chunk_size`` rows (default
+  65536) on every EM pass, so memory is bounded by the chunk size, not by N; in-memory NumPy
+  arrays and tensors go through the same code in chunks of ``chunk_size`` rows (default 262144).
 
 Initialisation: for in-memory data ``init_params="kmeans"`` calls scikit-learn's
 ``KMeans(n_init=1, random_state)`` and ``"k-means++"`` its ``kmeans_plusplus`` (so the same
@@ -24,7 +24,6 @@ run in torch on a deterministic sample of at most ``20000`` rows drawn with ``ra
 """
 from __future__ import annotations
 
-import math
 import warnings
 from numbers import Integral
 from time import time
@@ -119,6 +118,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         kind = self._kind(X)
         name = type(self).__name__
         forced = _torch_dtype(self.dtype) if reset else self._dtype
+        chunk = self.chunk_size or (_em.IN_MEMORY_CHUNK if kind in ("torch", "numpy") else _em.STREAM_CHUNK)
         if kind == "numpy":
             X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
                             estimator=self, input_name="X")
@@ -155,7 +155,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             dtype = forced or default
             device = torch.device(self.device) if self.device is not None else torch.device("cpu")
             data, out = X, ("numpy", None)
-            self._check_finite_stream(Source(X, dtype, device, self.chunk_size or 65536))
+            self._check_finite_stream(Source(X, dtype, device, chunk))
         n_features = data.shape[1]
         if reset:
             self.n_features_in_ = n_features
@@ -165,7 +165,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                              f"{self.n_features_in_} features as input.")
         else:
             dtype, device = self._dtype, self._device
-        chunk = self.chunk_size if (self.chunk_size or kind in ("torch", "numpy")) else 65536
         return Source(data, dtype, device, chunk), out, kind
 
     def _check_finite_stream(self, source: Source) -> None:
@@ -241,7 +240,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._to_out(self._predict_source(source), out)
 
     def _fit_source(self, source: Source, full_source: Source | None = None, all_reduce=None,
-                    log=None, progress=None, in_memory_init: bool | None = None, iterations=None):
+                    log=None, in_memory_init: bool | None = None, iterations=None):
         """EM over ``source`` (this process's rows); ``full_source`` is the whole data set (for
         initialisation, identical on every process); ``all_reduce`` sums statistics across
         processes; ``log(iteration, lower_bound)`` is called each EM iteration."""
@@ -283,7 +282,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 steps = range(1, self.max_iter + 1)
                 for n_iter in (iterations(steps) if iterations is not None else steps):
                     prev_lower_bound = lower_bound
-                    stats = _em.em_pass(source, params, self.covariance_type, all_reduce, progress)
+                    stats = _em.em_pass(source, params, self.covariance_type, all_reduce)
                     params = _em.m_step(stats, params, self.covariance_type, self.reg_covar, self._eps,
                                         self._float32)
                     lower_bound = float(stats.ll / stats.n)
@@ -322,7 +321,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         dtype = _torch_dtype(self.dtype) or torch.float32
         device = torch.device(self.device) if self.device is not None else torch.device("cpu")
-        chunk = self.chunk_size or 65536
+        chunk = self.chunk_size or _em.STREAM_CHUNK
         full = Source(dataset, dtype, device, chunk)
         if full.n_samples < 2:
             raise ValueError(f"Found array with {full.n_samples} sample(s) (shape={tuple(dataset.shape)}) "
@@ -452,9 +451,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._params = params
         out = self._out_fmt
         dt = self._dtype
-        cov = params.covariances
-        if cov is None:
-            cov = _em.covariances_from_precision_cholesky(params.precisions_cholesky, self.covariance_type)
+        cov = _em.covariances_of(params, self.covariance_type)
         self.weights_ = self._to_out(params.weights.to(dt), out)
         self.means_ = self._to_out(params.means.to(dt), out)
         self.covariances_ = self._to_out(cov.to(dt), out)
@@ -525,37 +522,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         z = torch.as_tensor(rng.standard_normal(size=(n_samples, D)), device=p.means.device)
         labels = torch.repeat_interleave(torch.arange(len(counts), device=p.means.device),
                                          torch.as_tensor(counts, device=p.means.device))
-        cov = p.covariances if p.covariances is not None else \
-            _em.covariances_from_precision_cholesky(p.precisions_cholesky, self.covariance_type)
-        if self.covariance_type == "full":
-            L = torch.linalg.cholesky(cov)
-            X = p.means[labels] + torch.einsum("nij,nj->ni", L[labels], z)
-        elif self.covariance_type == "tied":
-            X = p.means[labels] + z @ torch.linalg.cholesky(cov).T
-        elif self.covariance_type == "diag":
-            X = p.means[labels] + z * torch.sqrt(cov)[labels]
-        else:
-            X = p.means[labels] + z * torch.sqrt(cov)[labels][:, None]
+        X = _em.sample_from(p, self.covariance_type, labels, z)
         out = self._out_fmt
         if out[0] == "numpy":
             return X.cpu().numpy(), labels.cpu().numpy()
         return X.to(device=out[1], dtype=self._dtype), labels.to(out[1])
 
     def _n_parameters(self) -> int:
-        D = self._params.means.shape[1]
-        K = self.n_components
-        cov_params = {"full": K * D * (D + 1) / 2.0, "diag": K * D, "tied": D * (D + 1) / 2.0,
-                      "spherical": K}[self.covariance_type]
-        return int(cov_params + D * K + K - 1)
+        return _em.n_parameters(self.n_components, self._params.means.shape[1], self.covariance_type)
+
+    def _information_criteria(self, X) -> tuple[float, float]:
+        n = X.shape[0]
+        return _em.information_criteria(self.score(X) * n, n, self._n_parameters())
 
     def bic(self, X):
         """Bayesian information criterion (lower is better)."""
-        n = X.shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+        return self._information_criteria(X)[0]
 
     def aic(self, X):
         """Akaike information criterion (lower is better)."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return self._information_criteria(X)[1]
 
     # ------------------------------------------------------------------------------------
     # verbose messages (scikit-learn's)

@@ -104,23 +104,12 @@ class GMMModel(Model):
         dev = p.means.device
         labels = torch.multinomial(p.weights.cpu(), n, replacement=True).to(dev)
         z = torch.randn(n, p.means.shape[1], dtype=torch.float64, device="cpu").to(dev)
-        cov = self._covariances()
-        if gm.covariance_type == "full":
-            x = torch.einsum("nij,nj->ni", torch.linalg.cholesky(cov)[labels], z)
-        elif gm.covariance_type == "tied":
-            x = z @ torch.linalg.cholesky(cov).T
-        elif gm.covariance_type == "diag":
-            x = z * torch.sqrt(cov)[labels]
-        else:
-            x = z * torch.sqrt(cov)[labels][:, None]
-        x = (p.means[labels] + x).to(gm._dtype).cpu()
+        x = _em.sample_from(p, gm.covariance_type, labels, z).to(gm._dtype).cpu()
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
 
     def _covariances(self) -> torch.Tensor:
-        p = self._fitted()._params
-        if p.covariances is not None:
-            return p.covariances
-        return _em.covariances_from_precision_cholesky(p.precisions_cholesky, self.gm.covariance_type)
+        gm = self._fitted()
+        return _em.covariances_of(gm._params, gm.covariance_type)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self._fitted().score_samples(x.reshape(len(x), -1))
@@ -131,7 +120,7 @@ class GMMModel(Model):
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
         device = gm._params.means.device  # NCCL reduces tensors on the GPU
         total = torch.zeros(2, dtype=torch.float64, device=device)
-        for x in local.iter_chunks(gm.chunk_size or 65536, dtype=gm._dtype, device=device):
+        for x in local.iter_chunks(gm.chunk_size or _em.STREAM_CHUNK, dtype=gm._dtype, device=device):
             lp = torch.logsumexp(gm._weighted_log_prob(x.reshape(len(x), -1)), 1)
             total[0] += lp.sum(dtype=torch.float64)
             total[1] += len(x)
@@ -140,7 +129,8 @@ class GMMModel(Model):
         n = float(total[1])
         ll = float(total[0])
         k = gm._n_parameters()
-        return {"mean_log_likelihood": ll / n, "bic": -2 * ll + k * math.log(n), "aic": -2 * ll + 2 * k,
+        bic, aic = _em.information_criteria(ll, n, k)
+        return {"mean_log_likelihood": ll / n, "bic": bic, "aic": aic,
                 "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
                 "lower_bound": float(gm.lower_bound_), "n_parameters": int(k)}
 
@@ -240,7 +230,8 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
         n = len(dataset)
         ll = gm.score(dataset) * n
         k = gm._n_parameters()
-        results.append({"n_components": K, "bic": -2 * ll + k * math.log(n), "aic": -2 * ll + 2 * k,
+        bic, aic = _em.information_criteria(ll, n, k)
+        results.append({"n_components": K, "bic": bic, "aic": aic,
                         "mean_log_likelihood": ll / n, "n_iter": int(gm.n_iter_),
                         "converged": bool(gm.converged_), "n_parameters": k,
                         "warnings": sorted({str(w.message) for w in caught})})

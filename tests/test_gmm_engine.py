@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +273,17 @@ def test_float32_full_shift_choice_is_accurate():
     ring = data.ring8(n=800, radius=100.0).x.double().numpy()
     far = GaussianMixture(8, random_state=0).fit(ring)
     assert not _em.use_global_shift(far._params, "full", torch.float32)
+
+
+def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
+    import datetime
+
+    from aigc_gmm.plugin import _make_default_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    t = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    first, second, third = (_make_default_out_dir(t) for _ in range(3))
+    assert first == Path("runs") / "gmm-select-20260102-030405"
+    assert second == Path("runs") / "gmm-select-20260102-030405-2"
+    assert third == Path("runs") / "gmm-select-20260102-030405-3"
+    assert all(d.is_dir() for d in (first, second, third))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import math
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from aigc_engine import InputError, Model, Run, hookimpl
+from aigc_engine.io import write_json
 
 from . import _em
 from ._em import Params
@@ -241,6 +241,21 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
                                                        criterion: best[criterion]}}
 
 
+def _make_default_out_dir(started: _dt.datetime) -> Path:
+    """Create and return ``runs/gmm-select-<time>``, with ``-2``, ``-3``, ... appended when that
+    already exists (``mkdir`` without ``exist_ok``, so two concurrent commands never share one)."""
+    base = Path("runs") / f"gmm-select-{started:%Y%m%d-%H%M%S}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    out_dir, i = base, 1
+    while True:
+        try:
+            out_dir.mkdir()
+            return out_dir
+        except FileExistsError:
+            i += 1
+            out_dir = base.with_name(f"{base.name}-{i}")
+
+
 def _plot_selection(selection: dict, path: Path) -> None:
     import matplotlib
 
@@ -288,11 +303,15 @@ def gmm_select(dataset_spec, components, covariance_type, criterion, max_iter, n
     if dataset.is_image:
         raise InputError(f"dataset {dataset.name!r} holds images; gmm-select fits points N x D")
     run = Run(None, device=device, seed=seed, distributed=False)
-    out_dir = Path(out) if out else Path("runs") / f"gmm-select-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    started = _dt.datetime.now()
     selection = select_components(dataset, ks, covariance_type, criterion, str(run.device), seed, max_iter,
                                   n_init, dtype, progress=lambda it: run.progress(it, desc="K"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        out_dir = _make_default_out_dir(started)
+    write_json(out_dir / "selection.json", selection)
     _plot_selection(selection, out_dir / "selection.png")
     best = selection["best"]["n_components"]
     click.echo(f"{'K':>4} {'BIC':>14} {'AIC':>14} {'mean loglik':>12} {'iter':>5} conv")

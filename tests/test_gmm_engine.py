@@ -287,3 +287,26 @@ def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
     assert second == Path("runs") / "gmm-select-20260102-030405-2"
     assert third == Path("runs") / "gmm-select-20260102-030405-3"
     assert all(d.is_dir() for d in (first, second, third))
+
+
+def test_engine_model_resumes_from_checkpoint(tmp_path):
+    ds = data.ring8(n=2000)
+    # random init: two iterations are far from converged, so a fresh start would begin lower
+    config = GMMModel.Config(n_components=8, max_iter=2, chunk_size=500, init_params="random")
+    first = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=2 does not converge
+        GMMModel(config).fit(ds, first)
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
+    last = first.history[-1]["lower_bound"]
+    again = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GMMModel(config).fit(ds, again)
+    resumed = [row["lower_bound"] for row in again.history]
+    assert first.history[0]["lower_bound"] < last - 1e-5
+    assert resumed[0] >= last - 1e-6  # EM continues from the checkpoint, not from a new init
+    # a checkpoint of another shape is an input error, not a silent restart
+    with pytest.raises(InputError, match="checkpoint"):
+        GMMModel(GMMModel.Config(n_components=3, max_iter=2)).fit(
+            ds, Run(tmp_path / "run", device="cpu", seed=0, progress=False))

@@ -66,10 +66,13 @@ class GMMModel(Model):
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
+        """EM on ``dataset``. A checkpoint in the run directory (``--resume``) warm-starts EM from
+        its parameters; the fitted parameters are checkpointed at the end."""
         gm = self._estimator(run.seed, run.device)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
+        self._warm_start_from(run.load_checkpoint(), gm, dataset)
 
         count = [0]
 
@@ -87,6 +90,28 @@ class GMMModel(Model):
             raise InputError(str(err)) from None
         self.gm = gm
         self.sample_shape = tuple(dataset.shape[1:])
+        p = gm._params
+        run.save_checkpoint({"weights": p.weights.cpu(), "means": p.means.cpu(),
+                             "precisions_cholesky": p.precisions_cholesky.cpu(),
+                             "covariance_type": gm.covariance_type, "n_iter": int(gm.n_iter_),
+                             "lower_bound": float(gm.lower_bound_)})
+
+    @staticmethod
+    def _warm_start_from(state: dict[str, Any] | None, gm: GaussianMixture, dataset) -> None:
+        """Initialise ``gm`` with the weights, means and precisions of a checkpoint (if any)."""
+        if not state or not all(k in state for k in ("weights", "means", "precisions_cholesky")):
+            return
+        f64 = torch.float64
+        weights, means = state["weights"].to(f64), state["means"].to(f64)
+        n_features = int(np.prod(dataset.shape[1:])) if len(dataset.shape) > 1 else 1
+        if (state.get("covariance_type", gm.covariance_type) != gm.covariance_type
+                or tuple(means.shape) != (gm.n_components, n_features)):
+            raise InputError(f"the checkpoint holds a {state.get('covariance_type')!r} mixture with means of "
+                             f"shape {tuple(means.shape)}; the config and dataset need "
+                             f"{gm.covariance_type!r} and {(gm.n_components, n_features)}")
+        precisions = _em.precisions_from_cholesky(state["precisions_cholesky"].to(f64), gm.covariance_type)
+        gm.set_params(weights_init=(weights / weights.sum()).numpy(), means_init=means.numpy(),
+                      precisions_init=precisions.numpy(), n_init=1)
 
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:

@@ -26,6 +26,14 @@ inline void check_gaussian_shapes(const at::Tensor& x, const at::Tensor& means,
                                   const at::Tensor& prec, CovType type,
                                   const c10::optional<at::Tensor>& log_weights) {
   TORCH_CHECK_VALUE(x.dim() == 2, "x must be [N, D], got ", x.sizes());
+  // the kernels read every input through raw pointers of x's device
+  TORCH_CHECK_VALUE(means.device() == x.device(), "means must be on the device of x (", x.device(),
+                    "), got ", means.device());
+  TORCH_CHECK_VALUE(prec.device() == x.device(), "precisions_chol must be on the device of x (",
+                    x.device(), "), got ", prec.device());
+  TORCH_CHECK_VALUE(!log_weights.has_value() || log_weights->device() == x.device(),
+                    "log_weights must be on the device of x (", x.device(), "), got ",
+                    log_weights.has_value() ? log_weights->device() : x.device());
   TORCH_CHECK_VALUE(means.dim() == 2 && means.size(1) == x.size(1),
                     "means must be [K, D] with D = x.shape[1], got ", means.sizes());
   const int64_t K = means.size(0), D = x.size(1);

@@ -256,3 +256,22 @@ def test_registered_autograd_path_matches_eager_path():
     gl, _ = torch.ops.aigc_engine.gan_g_loss(fake, "lsgan", True)
     torch.testing.assert_close(torch.autograd.grad(gl, fake)[0],
                                torch.autograd.grad(ops.gan_g_loss(fake, "lsgan"), fake)[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("empty_side", ["real", "fake"])
+def test_one_empty_side(kind, empty_side):
+    """One side empty, the other not: the loss is NaN (the mean over the empty side) and the
+    non-empty side still gets its finite gradient term'(x) / n, as the reference's autograd.
+    The CUDA kernel follows the same contract."""
+    torch.manual_seed(0)
+    full = torch.randn(37, dtype=torch.float64) * 3
+    empty = torch.empty(0, dtype=torch.float64)
+    real, fake = (empty, full) if empty_side == "real" else (full, empty)
+    got = _losses_and_grads(ops.gan_d_loss, ops.gan_g_loss, real, fake, kind)
+    want = _losses_and_grads(reference.gan_d_loss, reference.gan_g_loss, real, fake, kind)
+    assert torch.isnan(got[0]) and torch.isnan(want[0])
+    for g, w in zip(got[1:3], want[1:3]):
+        assert g.shape == w.shape
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, w)

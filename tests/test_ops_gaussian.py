@@ -271,3 +271,40 @@ def test_cuda_matches_reference(covariance_type, dtype, _mark):
         xr = x.clone().requires_grad_()
         reference.gaussian_log_prob(xr, means, P, covariance_type, lw).sum().backward()
         torch.testing.assert_close(xs.grad.double().cpu(), xr.grad, rtol=1e-3, atol=1e-2)
+
+
+def test_cuda_full_d_bound(monkeypatch):
+    """The D above which full/tied CUDA calls go to the reference: the kernel's smallest launch,
+    (32 D + D^2 + D) * acc_bytes, must fit the opt-in shared memory per block."""
+    from types import SimpleNamespace
+
+    ops._cuda_max_full_d_cache.clear()
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: SimpleNamespace(shared_memory_per_block_optin=227 * 1024))
+    try:
+        for acc_bytes in (4, 8):
+            d = ops._cuda_max_full_d(0, acc_bytes)
+            assert (32 * d + d * d + d) * acc_bytes <= 227 * 1024
+            assert (32 * (d + 1) + (d + 1) ** 2 + d + 1) * acc_bytes > 227 * 1024
+        assert ops._cuda_max_full_d(0, 8) == 154 and ops._cuda_max_full_d(0, 4) == 225
+        ops._cuda_max_full_d_cache.clear()
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace())
+        assert ops._cuda_max_full_d(0, 4) == ops._CUDA_FULL_D_FALLBACK == 128
+    finally:
+        ops._cuda_max_full_d_cache.clear()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("_mark", [pytest.param(0, marks=cuda_only)])
+def test_cuda_large_d_runs(covariance_type, _mark):
+    """full/tied with a D whose D x D factor does not fit in shared memory: the public ops run
+    the reference instead of raising in the kernel's launch."""
+    N, D, K = 64, 320, 2
+    means, P, _ = make_params(covariance_type, K, D, seed=5)
+    x = torch.randn(N, D, dtype=torch.float64)
+    lw = torch.log_softmax(torch.randn(K, dtype=torch.float64), 0)
+    want = reference.gaussian_log_prob(x, means, P, covariance_type, lw)
+    got = ops.gaussian_log_prob(*[t.cuda() for t in (x, means, P)], covariance_type, lw.cuda())
+    torch.testing.assert_close(got.cpu(), want)
+    lpn, _ = ops.gaussian_estep(*[t.cuda() for t in (x, means, P)], covariance_type, lw.cuda())
+    torch.testing.assert_close(lpn.cpu(), reference.gaussian_estep(x, means, P, covariance_type, lw)[0])

@@ -5,6 +5,13 @@ pure-PyTorch reference (``AIGC_ENGINE_BACKEND=auto|ext|torch``, see ``_loader``)
 
 Supported by the extension: float32/float64 on CPU; float16/bfloat16/float32/float64 on CUDA
 when the CUDA kernels were compiled in. Anything else runs the reference.
+
+Large D on CUDA: the CUDA Gaussian kernel keeps one component's precision factor (D x D for
+``full``/``tied``) and a tile of points in shared memory, so ``full``/``tied`` calls whose D
+exceeds what fits, (32 D + D^2 + D) * (4 for float32/half/bfloat16, 8 for float64) bytes <= the
+device's opt-in shared memory per block (D <= 154 in float64, D <= 225 otherwise on a
+227 KiB H100/H200; D <= 128 when the device does not report it), run the reference instead,
+also under ``AIGC_ENGINE_BACKEND=ext``. ``diag``/``spherical`` have no such limit in practice.
 """
 from __future__ import annotations
 
@@ -36,6 +43,42 @@ def _ext_supports(t: torch.Tensor) -> bool:
     if t.device.type == "cuda":
         return t.dtype in _CUDA_DTYPES and _loader.cuda_compiled()
     return False
+
+
+# max D of full/tied on CUDA when the device does not report its opt-in shared memory per block
+_CUDA_FULL_D_FALLBACK = 128
+_cuda_max_full_d_cache: dict = {}
+
+
+@torch.compiler.assume_constant_result  # a device property: a constant under torch.compile
+def _cuda_max_full_d(device_index: int | None, acc_bytes: int) -> int:
+    """Largest D whose full/tied CUDA launch fits in shared memory: the kernel's smallest block
+    (32 points) needs (32 D + D^2 + D) * acc_bytes bytes (see pick_launch in
+    csrc/cuda/gaussian_log_prob.cu). Cached per (device, acc_bytes)."""
+    if device_index is None:
+        device_index = torch.cuda.current_device()
+    key = (device_index, acc_bytes)
+    d = _cuda_max_full_d_cache.get(key)
+    if d is None:
+        props = torch.cuda.get_device_properties(device_index)
+        limit = getattr(props, "shared_memory_per_block_optin", 0) or 0
+        if limit <= 0:
+            d = _CUDA_FULL_D_FALLBACK
+        else:
+            d = 0
+            while ((d + 1) * 32 + (d + 1) ** 2 + (d + 1)) * acc_bytes <= limit:
+                d += 1
+        _cuda_max_full_d_cache[key] = d
+    return d
+
+
+def _ext_supports_gaussian(x: torch.Tensor, covariance_type: str) -> bool:
+    if not _ext_supports(x):
+        return False
+    if x.device.type == "cuda" and covariance_type in ("full", "tied"):
+        acc_bytes = 8 if x.dtype == torch.float64 else 4
+        return x.shape[1] <= _cuda_max_full_d(x.device.index, acc_bytes)
+    return True
 
 
 def _shape(t) -> str:
@@ -79,10 +122,11 @@ def gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, precisions_chol: tor
 
     ``x [N, D]``, ``means [K, D]``; ``precisions_chol`` P with precision = P P^T (scikit-learn's
     convention): full ``[K, D, D]``, tied ``[D, D]``, diag ``[K, D]``, spherical ``[K]``.
-    Differentiable in x, means, precisions_chol and log_weights.
+    Differentiable in x, means, precisions_chol and log_weights. On CUDA, ``full``/``tied``
+    with a D too large for the kernel's shared memory run the reference (see the module doc).
     """
     _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, False)
-    if _ext_supports(x):
+    if _ext_supports_gaussian(x, covariance_type):
         return torch.ops.aigc_engine.gaussian_log_prob(x, means, precisions_chol, covariance_type,
                                                        log_weights)
     return reference.gaussian_log_prob(x, means, precisions_chol, covariance_type, log_weights)
@@ -100,7 +144,7 @@ def gaussian_estep(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.
     _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, True)
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, means, precisions_chol, log_weights))
-    if _ext_supports(x):
+    if _ext_supports_gaussian(x, covariance_type):
         if not needs_grad:
             return torch.ops.aigc_engine.gaussian_estep(x, means, precisions_chol, covariance_type,
                                                         log_weights)
@@ -109,12 +153,6 @@ def gaussian_estep(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.
         log_prob_norm = torch.logsumexp(weighted, dim=1)
         return log_prob_norm, weighted - log_prob_norm[:, None]
     return reference.gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
-
-
-def _unit(grad_loss) -> bool:
-    from ._registrations import _unit as unit  # loaded with the extension
-
-    return unit(grad_loss)
 
 
 class _GanDLoss(torch.autograd.Function):
@@ -130,10 +168,9 @@ class _GanDLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_real, grad_fake = ctx.saved_tensors
-        if _unit(grad_loss):
-            return grad_real, grad_fake, None
-        return grad_loss * grad_real, grad_loss * grad_fake, None
+        from ._registrations import _scale_saved  # loaded with the extension
+
+        return (*_scale_saved(grad_loss, *ctx.saved_tensors), None)
 
 
 class _GanGLoss(torch.autograd.Function):
@@ -147,10 +184,9 @@ class _GanGLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        (grad_fake,) = ctx.saved_tensors
-        if _unit(grad_loss):
-            return grad_fake, None
-        return grad_loss * grad_fake, None
+        from ._registrations import _scale_saved  # loaded with the extension
+
+        return (*_scale_saved(grad_loss, *ctx.saved_tensors), None)
 
 
 def _check_kind(kind):

@@ -16,7 +16,6 @@ BACKENDS = ("auto", "ext", "torch")
 _loaded: bool | None = None
 _load_error: str = ""
 _requested: str | None = None
-_env_cache: dict = {}
 
 
 def _load() -> bool:
@@ -37,13 +36,10 @@ def requested() -> str:
     if _requested is not None:
         return _requested
     raw = os.environ.get("AIGC_ENGINE_BACKEND", "auto")
-    cached = _env_cache.get(raw)
-    if cached is None:
-        cached = raw.strip().lower() or "auto"
-        if cached not in BACKENDS:
-            raise ValueError(f"AIGC_ENGINE_BACKEND must be one of {BACKENDS}, got {raw!r}")
-        _env_cache[raw] = cached
-    return cached
+    name = raw.strip().lower() or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"AIGC_ENGINE_BACKEND must be one of {BACKENDS}, got {raw!r}")
+    return name
 
 
 def set_backend(name: str | None) -> None:

@@ -42,8 +42,19 @@ __device__ __forceinline__ void term(int kind, acc_t x, acc_t& loss, acc_t& grad
       grad = neg ? -sig : sig;
       break;
     }
-    case GanTerm::kHingeNeg: loss = fmax(acc_t(1) - x, acc_t(0)); grad = acc_t(1) - x > acc_t(0) ? acc_t(-1) : acc_t(0); break;
-    case GanTerm::kHingePos: loss = fmax(acc_t(1) + x, acc_t(0)); grad = acc_t(1) + x > acc_t(0) ? acc_t(1) : acc_t(0); break;
+    // not fmax, which returns 0 for a NaN x: NaN propagates as in F.relu and the CPU kernel
+    case GanTerm::kHingeNeg: {
+      const acc_t m = acc_t(1) - x;
+      loss = m < acc_t(0) ? acc_t(0) : m;
+      grad = m > acc_t(0) ? acc_t(-1) : acc_t(0);
+      break;
+    }
+    case GanTerm::kHingePos: {
+      const acc_t m = acc_t(1) + x;
+      loss = m < acc_t(0) ? acc_t(0) : m;
+      grad = m > acc_t(0) ? acc_t(1) : acc_t(0);
+      break;
+    }
     case GanTerm::kSquareOne: grad = x - acc_t(1); loss = acc_t(0.5) * grad * grad; break;
     case GanTerm::kSquareZero: grad = x; loss = acc_t(0.5) * x * x; break;
     case GanTerm::kLinearNeg: loss = -x; grad = acc_t(-1); break;
@@ -160,21 +171,25 @@ std::tuple<Tensor, Tensor, Tensor> run(const Tensor& a_in, GanTerm ta, const Ten
   Tensor partial = at::empty({2 * kMaxBlocks}, a.options().dtype(at::kDouble));
   double* pa = partial.data_ptr<double>();
   double* pb = pa + kMaxBlocks;
-  if (a.numel() == 0 || (b.defined() && b.numel() == 0)) {
-    loss.fill_(std::nan(""));
-    return {loss, ga, gb};
-  }
+  // An empty side still leaves the other side's gradient to compute (term'(x) / n, as the CPU
+  // kernel and the reference); the loss is then NaN (the mean over an empty side).
+  const bool has_a = a.numel() > 0;
+  const bool has_b = b.defined() && b.numel() > 0;
+  const bool both = has_a && (!b.defined() || has_b);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gan_loss_cuda", [&] {
-    const int blocks_a = launch_side<scalar_t>(a, ga, compute_grad, ta, pa, stream);
-    int blocks_b = 0;
-    if (b.defined()) blocks_b = launch_side<scalar_t>(b, gb, compute_grad, tb, pb, stream);
-    finish_kernel<scalar_t><<<1, kThreads, 0, stream>>>(pa, blocks_a, a.numel(),
-                                                         b.defined() ? pb : nullptr, blocks_b,
-                                                         b.defined() ? b.numel() : 1,
-                                                         loss.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    int blocks_a = 0, blocks_b = 0;
+    if (has_a) blocks_a = launch_side<scalar_t>(a, ga, compute_grad, ta, pa, stream);
+    if (has_b) blocks_b = launch_side<scalar_t>(b, gb, compute_grad, tb, pb, stream);
+    if (both) {
+      finish_kernel<scalar_t><<<1, kThreads, 0, stream>>>(pa, blocks_a, a.numel(),
+                                                           b.defined() ? pb : nullptr, blocks_b,
+                                                           b.defined() ? b.numel() : 1,
+                                                           loss.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   });
+  if (!both) loss.fill_(std::nan(""));
   return {loss, ga, gb};
 }
 

@@ -7,8 +7,11 @@
 // mu_k P per component; diag: mu_k and p_k; spherical: mu_k and p_k) is loaded into shared
 // memory, every thread reads it as a broadcast and writes its log-density. For the E-step each
 // thread then re-reads its own row (still in L1/L2), takes the logsumexp and normalises it, so the
-// responsibilities cost no extra pass over N x K in global memory. All four covariance types use
-// the difference form (x - mu) (no expansion trick), so no cancellation on the GPU either.
+// responsibilities cost no extra pass over N x K in global memory. Full/tied compute
+// y = x P - mu P (mu_k P_k precomputed once per call, then one fma chain per output
+// coordinate), which equals (x - mu) P up to rounding; diag/spherical use the difference form
+// (x - mu) directly. None of them expands |y|^2 into |xP|^2 - 2 xP.muP + |muP|^2, so there is no
+// catastrophic cancellation of squared norms.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>

@@ -151,14 +151,10 @@ class PluginManager:
         if self._models is None:
             models: dict[str, ModelEntry] = {}
             self._models = models
+
             def adder(plugin):
                 def register(cls):
-                    name = _check_model(cls)
-                    if name in models:  # the first registration wins; the clash is reported
-                        self._fail(self._record(plugin), f"model {name!r} is already registered by "
-                                   f"{models[name].plugin!r}", None)
-                        return
-                    models[name] = ModelEntry(cls, plugin)
+                    self._add(models, "model", _check_model(cls), ModelEntry(cls, plugin))
                 return register
 
             self._call_each("aigc_engine_register_models", lambda plugin: {"register": adder(plugin)})
@@ -173,15 +169,19 @@ class PluginManager:
                 def register(name, factory, description=""):
                     if not callable(factory):
                         raise TypeError(f"dataset {name!r}: factory must be callable")
-                    if name in datasets:  # the first registration wins; the clash is reported
-                        self._fail(self._record(plugin), f"dataset {name!r} is already registered by "
-                                   f"{datasets[name].plugin!r}", None)
-                        return
-                    datasets[name] = DatasetEntry(name, factory, description, plugin)
+                    self._add(datasets, "dataset", name, DatasetEntry(name, factory, description, plugin))
                 return register
 
             self._call_each("aigc_engine_register_datasets", lambda plugin: {"register": adder(plugin)})
         return self._datasets
+
+    def _add(self, registry: dict, kind: str, name: str, entry) -> None:
+        """The first registration of a name wins; a clash is reported against the later plugin."""
+        if name in registry:
+            self._fail(self._record(entry.plugin), f"{kind} {name!r} is already registered by "
+                       f"{registry[name].plugin!r}", None)
+        else:
+            registry[name] = entry
 
     def add_commands(self, cli) -> None:
         self._call_each("aigc_engine_register_commands", lambda plugin: {"cli": cli})

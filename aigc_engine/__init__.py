@@ -1,7 +1,7 @@
 """aigc-engine: a plugin-based engine for generative models on PyTorch."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import data, metrics, ops
+from . import data, io, metrics, ops
 from .engine import Engine, open_dataset
 from .errors import InputError
 from .hookspecs import hookimpl
@@ -13,4 +13,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["hookimpl", "Model", "Run", "Engine", "open_dataset", "InputError", "data", "ops", "metrics", "__version__"]
+__all__ = ["hookimpl", "Model", "Run", "Engine", "open_dataset", "InputError", "data", "io", "ops",
+           "metrics", "__version__"]

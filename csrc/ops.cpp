@@ -21,6 +21,10 @@ TORCH_LIBRARY(aigc_engine, m) {
   // Fused EM E-step: (log_prob_norm [N], log_resp [N, K]) in one pass over the points.
   m.def("gaussian_estep(Tensor x, Tensor means, Tensor precisions_chol, str covariance_type, "
         "Tensor log_weights) -> (Tensor, Tensor)");
+  // Fused E-step + M-step statistics: (stats [K, 1 + D + M] float64, sum_n log p(x_n) float64)
+  // with z = x - shift, stats[k] = sum_n r_nk [1 | z_n | moments(z_n)] (see aigc_engine.ops).
+  m.def("gaussian_em_stats(Tensor x, Tensor means, Tensor precisions_chol, str covariance_type, "
+        "Tensor log_weights, Tensor shift, bool double_moments) -> (Tensor, Tensor)");
   // Fused GAN losses: the scalar mean loss and, when compute_grad, d loss / d logits written in
   // the same pass (empty tensors otherwise); autograd's backward only scales them.
   m.def("gan_d_loss(Tensor real_logits, Tensor fake_logits, str kind, bool compute_grad) "

@@ -259,20 +259,22 @@ def test_any_chunk_source(npy):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_float32_full_shift_choice_is_accurate():
-    """float32 full: one global shift when clusters are wide relative to their spread (fast
-    path), per-component centring for tight far clusters; both stay near float64."""
+def test_float32_moment_precision_choice_is_accurate():
+    """float32 full: float32 products when clusters are wide relative to their distance from
+    the shift (fast path), float64 products for tight far clusters; both stay near float64."""
     from aigc_gmm import _em
 
     X = np.random.default_rng(0).normal(size=(4000, 4))
     g64 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data").fit(X)
-    assert _em.use_global_shift(g64._params, "full", torch.float32)
+    assert not _em.needs_double_moments(g64._params, "full", torch.float32)
     g32 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data",
                           dtype="float32").fit(X)
     np.testing.assert_allclose(g32.covariances_, g64.covariances_, rtol=1e-4, atol=1e-5)
     ring = data.ring8(n=800, radius=100.0).x.double().numpy()
     far = GaussianMixture(8, random_state=0).fit(ring)
-    assert not _em.use_global_shift(far._params, "full", torch.float32)
+    assert _em.needs_double_moments(far._params, "full", torch.float32)
+    far32 = GaussianMixture(8, random_state=0, dtype="float32").fit(ring)
+    np.testing.assert_allclose(far32.covariances_, far.covariances_, rtol=1e-3, atol=1e-6)
 
 
 def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):

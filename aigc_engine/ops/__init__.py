@@ -1,5 +1,5 @@
-"""Kernels of the engine: batched Gaussian log-density (and the fused EM E-step) and fused GAN
-losses. Each entry point validates its inputs, then dispatches to the compiled extension
+"""Kernels of the engine: batched Gaussian log-density (and the fused EM E-step and EM
+statistics) and fused GAN losses. Each entry point validates its inputs, then dispatches to the compiled extension
 (``torch.ops.aigc_engine.*``) when it is loaded and supports the device/dtype, else to the
 pure-PyTorch reference (``AIGC_ENGINE_BACKEND=auto|ext|torch``, see ``_loader``).
 
@@ -18,9 +18,10 @@ from __future__ import annotations
 import torch
 
 from . import _loader, reference
-from .reference import COVARIANCE_TYPES, GAN_LOSS_KINDS
+from .reference import COVARIANCE_TYPES, GAN_LOSS_KINDS, mixture_stats, stats_columns
 
-__all__ = ["gaussian_log_prob", "gaussian_estep", "gan_d_loss", "gan_g_loss", "backend_info",
+__all__ = ["gaussian_log_prob", "gaussian_estep", "gaussian_em_stats", "mixture_stats",
+           "stats_columns", "gan_d_loss", "gan_g_loss", "backend_info",
            "set_backend", "COVARIANCE_TYPES", "GAN_LOSS_KINDS", "reference"]
 
 set_backend = _loader.set_backend
@@ -153,6 +154,35 @@ def gaussian_estep(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.
         log_prob_norm = torch.logsumexp(weighted, dim=1)
         return log_prob_norm, weighted - log_prob_norm[:, None]
     return reference.gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
+
+
+def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
+                      covariance_type: str, log_weights: torch.Tensor, shift: torch.Tensor,
+                      double_moments: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One EM pass: the E-step and the M-step's sufficient statistics in one go.
+
+    Returns ``(stats [K, C], log_likelihood [])``, both float64: with ``r = exp(log_resp)`` of
+    ``gaussian_estep`` and ``z = x - shift`` (``shift [D]``, rounded to x's dtype), ``stats[k] = sum_n r_nk [1 | z_n |
+    moments(z_n)]`` (layout of ``mixture_stats``; ``C = stats_columns(covariance_type, D)``) and
+    ``log_likelihood = sum_n log_prob_norm_n``. ``double_moments`` forms the products in float64
+    for float32 data. Forward only.
+
+    The extension (CPU) computes each tile's responsibilities and multiplies them into the
+    tile's features while both are in cache: no ``[N, K]`` responsibilities and no ``[N, C]``
+    features are written. Elsewhere (CUDA, other dtypes, ``AIGC_ENGINE_BACKEND=torch``) it is
+    ``gaussian_estep`` followed by ``mixture_stats``.
+    """
+    _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, True)
+    if not isinstance(shift, torch.Tensor) or tuple(shift.shape) != (x.shape[1],) or shift.device != x.device:
+        raise ValueError(f"shift must be a [D] = ({x.shape[1]},) tensor on {x.device}, got "
+                         f"{_shape(shift) if isinstance(shift, torch.Tensor) else type(shift).__name__}")
+    if x.device.type == "cpu" and _ext_supports(x):
+        return torch.ops.aigc_engine.gaussian_em_stats(x, means, precisions_chol, covariance_type,
+                                                       log_weights, shift.to(x.dtype), bool(double_moments))
+    with torch.no_grad():
+        log_prob_norm, log_resp = gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
+        return (mixture_stats(x, log_resp.exp_(), shift, covariance_type, double_moments),
+                log_prob_norm.sum(dtype=torch.float64))
 
 
 class _GanDLoss(torch.autograd.Function):

@@ -7,6 +7,7 @@ CPU/CUDA kernels, so that the ops work under ``torch.compile(fullgraph=True)`` a
   points so that the full-covariance N x K x D intermediate stays bounded.
 - ``gaussian_estep``: forward only (the EM E-step needs no gradient); the public wrapper routes
   calls that need a gradient through ``gaussian_log_prob`` + ``logsumexp`` instead.
+- ``gaussian_em_stats``: forward only (statistics for the M-step).
 - ``gan_d_loss`` / ``gan_g_loss``: the forward kernel already wrote d loss / d logits; backward
   only scales it by the incoming gradient (Liger-Kernel style). Not twice differentiable.
 """
@@ -31,6 +32,15 @@ def _gaussian_log_prob_fake(x, means, precisions_chol, covariance_type, log_weig
 @torch.library.register_fake(f"{_LIB}::gaussian_estep")
 def _gaussian_estep_fake(x, means, precisions_chol, covariance_type, log_weights):
     return x.new_empty((x.shape[0],)), x.new_empty((x.shape[0], means.shape[0]))
+
+
+@torch.library.register_fake(f"{_LIB}::gaussian_em_stats")
+def _gaussian_em_stats_fake(x, means, precisions_chol, covariance_type, log_weights, shift, double_moments):
+    from .reference import stats_columns
+
+    f64 = dict(dtype=torch.float64)
+    return (x.new_empty((means.shape[0], stats_columns(covariance_type, x.shape[1])), **f64),
+            x.new_empty((), **f64))
 
 
 def _grad_like(t, compute_grad):

@@ -63,6 +63,75 @@ def gaussian_estep(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.
     return log_prob_norm, weighted - log_prob_norm[:, None]
 
 
+def stats_columns(covariance_type: str, n_features: int) -> int:
+    """Columns C of the EM statistics: 1 + D + moments (full D(D+1)/2, tied 0, diag D,
+    spherical 1)."""
+    D = n_features
+    return 1 + D + {"full": D * (D + 1) // 2, "tied": 0, "diag": D, "spherical": 1}[covariance_type]
+
+
+# rows of one block of mixture_stats (bounds the [rows, C] features, or [K, rows, D] when the
+# shift is per component)
+_STATS_BLOCK_ELEMS = 1 << 20
+
+
+def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, covariance_type: str,
+                  double_moments: bool = False) -> torch.Tensor:
+    """EM sufficient statistics under responsibilities ``resp [N, K]``, as ``[K, C]`` float64:
+    with ``z = x - shift``, row k is ``sum_n resp_nk [1 | z_n | moments(z_n)]``, where the
+    moments are ``z_i z_j`` for ``i <= j`` in ``torch.triu_indices`` order (full), ``z_d^2``
+    (diag), ``|z|^2`` (spherical) or nothing (tied).
+
+    ``shift`` is ``[D]`` or, per component, ``[K, D]`` (row k of the result is then around
+    ``shift[k]``); it is first rounded to x's dtype, so pass it in that dtype. Products are formed in x's dtype, or in float64 with ``double_moments``
+    (float32 data whose moments ``S/nk - (m - s)(m - s)^T`` would lose too much to cancellation).
+    """
+    n, D = x.shape
+    K = resp.shape[1]
+    dtype = torch.float64 if double_moments else x.dtype
+    x, resp, shift = x.to(dtype), resp.to(dtype), shift.to(x.dtype).to(dtype)
+    out = torch.zeros(K, stats_columns(covariance_type, D), dtype=torch.float64, device=x.device)
+    if shift.dim() == 2:  # per component: [K, rows, D] blocks
+        iu = torch.triu_indices(D, D, device=x.device)
+        rows = max(1, _STATS_BLOCK_ELEMS // max(1, K * D))
+        for lo in range(0, n, rows):
+            z = x[lo:lo + rows][None, :, :] - shift[:, None, :]      # [K, b, D]
+            r = resp[lo:lo + rows].T                                 # [K, b]
+            rz = r[:, :, None] * z
+            parts = [r.sum(1, keepdim=True), rz.sum(1)]
+            if covariance_type == "full":
+                parts.append(torch.bmm(rz.transpose(1, 2), z)[:, iu[0], iu[1]])
+            elif covariance_type == "diag":
+                parts.append((rz * z).sum(1))
+            elif covariance_type == "spherical":
+                parts.append((rz * z).sum((1, 2))[:, None])
+            out += torch.cat(parts, 1).to(torch.float64)
+        return out
+    iu = torch.triu_indices(D, D, device=x.device) if covariance_type == "full" else None
+    rows = max(1, _STATS_BLOCK_ELEMS // out.shape[1])
+    for lo in range(0, n, rows):
+        z = x[lo:lo + rows] - shift
+        parts = [torch.ones(len(z), 1, dtype=dtype, device=x.device), z]
+        if covariance_type == "full":
+            parts.append(z[:, iu[0]] * z[:, iu[1]])
+        elif covariance_type == "diag":
+            parts.append(z * z)
+        elif covariance_type == "spherical":
+            parts.append((z * z).sum(1, keepdim=True))
+        out += (resp[lo:lo + rows].T @ torch.cat(parts, 1)).to(torch.float64)
+    return out
+
+
+def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
+                      covariance_type: str, log_weights: torch.Tensor, shift: torch.Tensor,
+                      double_moments: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One EM pass over ``x``: ``(mixture_stats(x, exp(log_resp), shift), sum_n log p(x_n))``,
+    both float64, with the responsibilities of ``gaussian_estep``."""
+    log_prob_norm, log_resp = gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
+    return (mixture_stats(x, log_resp.exp_(), shift, covariance_type, double_moments),
+            log_prob_norm.sum(dtype=torch.float64))
+
+
 def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
     """Discriminator loss, a scalar mean over each side."""
     if kind == "ns":

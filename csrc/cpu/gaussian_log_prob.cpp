@@ -234,21 +234,141 @@ void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const sca
     for (; r < rv; r += Vec::size()) (Vec::loadu(m + r) - Vec::loadu(mx + r)).store(m + r);
     for (; r < rows; ++r) m[r] -= mx[r];
   }
-  transpose_into(M, T, rows, K, O);
+  if (O != nullptr) transpose_into(M, T, rows, K, O);
 }
 
-template <typename scalar_t>
-void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* log_prob_norm) {
+// What a pass over the tiles produces.
+enum class Mode {
+  kLogProb,  // out [N, K] = weighted log-densities
+  kEStep,    // out [N, K] = log responsibilities, log_prob_norm [N]
+  kStats,    // per-thread sums of the EM sufficient statistics (below), nothing per point
+};
+
+// Sufficient statistics of the EM M-step, for gaussian_em_stats: with z = x - shift and
+// r = exp(log_resp), row k of the [K, C] statistics is sum_n r_nk [1 | z_n | moments(z_n)],
+// where moments are z_i z_j for i <= j in row-major upper-triangle order (full), z_d^2 (diag),
+// |z|^2 (spherical) or nothing (tied). Each tile forms these C features with its points in
+// vector lanes, F^T [C, T], and one GEMM R [K, T] @ F [T, C] adds the tile's share: the
+// responsibilities never leave the cache and no N x K or N x C array is written.
+// acc_t is the dtype of the features and the GEMM (float64 for float32 data whose second
+// moments would lose too much to cancellation); the tile's sums go to float64 per-thread slots.
+int64_t stats_moments(CovType type, int64_t D) {
+  switch (type) {
+    case CovType::kFull: return D * (D + 1) / 2;
+    case CovType::kTied: return 0;
+    case CovType::kDiag: return D;
+    case CovType::kSpherical: return 1;
+  }
+  return 0;
+}
+
+struct StatsOut {
+  double* slots;      // [threads, K * C + 1]: statistics, then the sum of log p(x_n)
+  int64_t C;          // 1 + D + moments
+  const void* shift;  // [D] in acc_t
+};
+
+template <typename acc_t, typename scalar_t>
+void build_features(const scalar_t* X, int64_t rows, int64_t T, int64_t D, const acc_t* shift,
+                    CovType type, acc_t* F) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  std::fill(F, F + T, acc_t(1));
+  acc_t* Z = F + T;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = 0; d < D; ++d) Z[d * T + r] = static_cast<acc_t>(X[r * D + d]) - shift[d];
+  for (int64_t d = 0; d < D; ++d) std::fill(Z + d * T + rows, Z + (d + 1) * T, acc_t(0));
+  acc_t* out = Z + D * T;  // T is a multiple of 16: whole vectors only
+  switch (type) {
+    case CovType::kFull:
+      for (int64_t i = 0; i < D; ++i) {
+        const acc_t* zi = Z + i * T;
+        for (int64_t j = i; j < D; ++j, out += T) {
+          const acc_t* zj = Z + j * T;
+          for (int64_t r = 0; r < T; r += Vec::size()) (Vec::loadu(zi + r) * Vec::loadu(zj + r)).store(out + r);
+        }
+      }
+      break;
+    case CovType::kDiag:
+      for (int64_t i = 0; i < D; ++i, out += T) {
+        const acc_t* zi = Z + i * T;
+        for (int64_t r = 0; r < T; r += Vec::size()) {
+          const Vec z = Vec::loadu(zi + r);
+          (z * z).store(out + r);
+        }
+      }
+      break;
+    case CovType::kSpherical:
+      std::fill(out, out + T, acc_t(0));
+      for (int64_t i = 0; i < D; ++i) {
+        const acc_t* zi = Z + i * T;
+        for (int64_t r = 0; r < T; r += Vec::size()) {
+          const Vec z = Vec::loadu(zi + r);
+          at::vec::fmadd(z, z, Vec::loadu(out + r)).store(out + r);
+        }
+      }
+      break;
+    case CovType::kTied: break;
+  }
+}
+
+// Adds one tile's statistics to a float64 slot. L holds the tile's log responsibilities, in
+// column form L[k * ldl + r] (full/tied) or row form L[r * K + k] (diag/spherical); it is
+// overwritten by the responsibilities. `acc` is acc_t scratch of (C + K) * T + K * C elements.
+template <typename scalar_t, typename acc_t>
+void accumulate_tile_stats(scalar_t* L, bool column_form, int64_t T, int64_t rows, int64_t K,
+                           int64_t D, CovType type, const scalar_t* X, const scalar_t* lpn,
+                           const StatsOut& so, double* slot, acc_t* acc) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  const int64_t C = so.C;
+  // responsibilities: exp of the log responsibilities, in place
+  const int64_t lines = column_form ? K : rows, len = column_form ? rows : K, ld = column_form ? T : K;
+  for (int64_t a = 0; a < lines; ++a) {
+    scalar_t* l = L + a * ld;
+    int64_t b = 0;
+    for (; b + Vec::size() <= len; b += Vec::size()) exp_nonpositive<scalar_t>(Vec::loadu(l + b)).store(l + b);
+    for (; b < len; ++b) l[b] = std::exp(l[b]);
+  }
+  acc_t* F = acc;               // [C, T]
+  acc_t* R = F + C * T;         // [K, T] or [T, K]: the responsibilities in acc_t
+  acc_t* G = R + K * T;         // [K, C]: the tile's statistics when acc_t is float
+  build_features<acc_t>(X, rows, T, D, static_cast<const acc_t*>(so.shift), type, F);
+  const acc_t* Ra;
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    Ra = L;
+  } else {
+    for (int64_t a = 0; a < lines; ++a)
+      for (int64_t b = 0; b < len; ++b) R[a * ld + b] = static_cast<acc_t>(L[a * ld + b]);
+    Ra = R;
+  }
+  // G[K, C] = R [K, rows] @ F^T: R is [K, T] (column form) or stored transposed [rows, K]
+  if constexpr (std::is_same_v<acc_t, double>) {
+    aigc_engine::gemm_rowmajor<double>(K, C, rows, Ra, ld, F, T, slot, C, /*trans_b=*/true,
+                                       /*trans_a=*/!column_form, /*beta=*/1.0);
+  } else {
+    aigc_engine::gemm_rowmajor<acc_t>(K, C, rows, Ra, ld, F, T, G, C, /*trans_b=*/true,
+                                      /*trans_a=*/!column_form);
+    for (int64_t i = 0; i < K * C; ++i) slot[i] += G[i];
+  }
+  double ll = 0;
+  for (int64_t r = 0; r < rows; ++r) ll += lpn[r];
+  slot[K * C] += ll;
+}
+
+template <typename scalar_t, typename acc_t = scalar_t>
+void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
+               scalar_t* log_prob_norm, const StatsOut* so = nullptr) {
   const int64_t N = p.N, K = p.K, D = p.D, T = p.tile;
   const int64_t n_tiles = (N + T - 1) / T;
   const scalar_t* W = p.W.data_ptr<scalar_t>();
   const scalar_t* b = p.b.defined() ? p.b.data_ptr<scalar_t>() : nullptr;
   const scalar_t* c = p.c.data_ptr<scalar_t>();
-  const bool estep = log_prob_norm != nullptr;
+  const bool estep = mode != Mode::kLogProb;
+  const bool stats = mode == Mode::kStats;
+  const int64_t C = stats ? so->C : 0;
   using Vec = at::vec::Vectorized<scalar_t>;
 
   // At least ~2 MFLOP per task, so that small inputs do not pay for waking a second thread.
-  const int64_t flops_per_tile = T * K * (p.type == CovType::kFull || p.type == CovType::kTied ? D * D + D : 2 * D + 1) * 2;
+  const int64_t flops_per_tile = T * K * ((p.type == CovType::kFull || p.type == CovType::kTied ? D * D + D : 2 * D + 1) + C) * 2;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(flops_per_tile, 1));
   at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
@@ -258,23 +378,35 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
     }
+    std::vector<scalar_t> rowform;   // stats, diag/spherical: the tile's [T, K] block
+    std::vector<scalar_t> tile_lpn;  // stats: the tile's log_prob_norm
+    std::vector<acc_t> acc;          // stats: features, responsibilities, tile sums
+    double* slot = nullptr;
+    if (stats) {
+      rowform.resize(T * K);
+      tile_lpn.resize(T);
+      acc.resize((C + K) * T + K * C);
+      slot = so->slots + at::get_thread_num() * (K * C + 1);
+    }
     scalar_t* S = scratch.data();
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t r0 = tile * T;
       const int64_t rows = std::min(T, N - r0);
       const scalar_t* X = x + r0 * D;
-      scalar_t* O = out + r0 * K;
+      scalar_t* O = stats ? nullptr : out + r0 * K;
+      scalar_t* lpn = stats ? tile_lpn.data() : (estep ? log_prob_norm + r0 : nullptr);
       switch (p.type) {
         case CovType::kFull:
         case CovType::kTied: {
           const bool full = p.type == CovType::kFull;
           const int64_t rowsY = full ? K * D : D;
+          scalar_t* M;  // [K, T]
           if (D <= kDirectMaxD) {
             // Tiny D: a GEMM with inner dimension D is mostly overhead; stage X^T and form
             // y = P_k^T x directly in vector lanes of points.
             scalar_t* XT = S;
             scalar_t* YT = S + D * T;
-            scalar_t* M = YT + D * T;  // [K, T]
+            M = YT + D * T;
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t d = 0; d < D; ++d) XT[d * T + r] = X[r * D + d];
             for (int64_t k = 0; k < K; ++k) {
@@ -296,15 +428,15 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
               }
               column_squared_distances(YT, T, b + k * D, D, rows, M + k * T);
             }
-            finalize_columns(M, T, rows, K, c, O, estep ? log_prob_norm + r0 : nullptr, M + K * T);
-            break;
+          } else {
+            M = S + std::max(rowsY, 2 * D) * T;
+            aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
+            for (int64_t k = 0; k < K; ++k) {
+              column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, M + k * T);
+            }
           }
-          scalar_t* M = S + std::max(rowsY, 2 * D) * T;  // [K, T]
-          aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
-          for (int64_t k = 0; k < K; ++k) {
-            column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, M + k * T);
-          }
-          finalize_columns(M, T, rows, K, c, O, estep ? log_prob_norm + r0 : nullptr, M + K * T);
+          finalize_columns(M, T, rows, K, c, O, lpn, M + K * T);
+          if (stats) accumulate_tile_stats<scalar_t, acc_t>(M, true, T, rows, K, D, p.type, X, lpn, *so, slot, acc.data());
           break;
         }
         case CovType::kDiag:
@@ -328,11 +460,13 @@ void run_tiles(const Prepared& p, const scalar_t* x, scalar_t* out, scalar_t* lo
               a[D + 1] = 1;
             }
           }
-          aigc_engine::gemm_rowmajor<scalar_t>(rows, K, A, S, A, W, K, O, K);
+          scalar_t* L = stats ? rowform.data() : O;
+          aigc_engine::gemm_rowmajor<scalar_t>(rows, K, A, S, A, W, K, L, K);
           for (int64_t r = 0; r < rows; ++r) {
-            const scalar_t lse = finalize_row(O + r * K, c, K, estep);
-            if (estep) log_prob_norm[r0 + r] = lse;
+            const scalar_t lse = finalize_row(L + r * K, c, K, estep);
+            if (estep) lpn[r] = lse;
           }
+          if (stats) accumulate_tile_stats<scalar_t, acc_t>(L, false, T, rows, K, D, p.type, X, lpn, *so, slot, acc.data());
           break;
         }
       }
@@ -356,7 +490,7 @@ Tensor gaussian_log_prob_cpu(const Tensor& x, const Tensor& means, const Tensor&
   Tensor out = at::empty({p.N, p.K}, xc.options());
   if (p.N == 0 || p.K == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "gaussian_log_prob_cpu", [&] {
-    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), nullptr);
+    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), Mode::kLogProb, out.data_ptr<scalar_t>(), nullptr);
   });
   return out;
 }
@@ -375,15 +509,47 @@ std::tuple<Tensor, Tensor> gaussian_estep_cpu(const Tensor& x, const Tensor& mea
   if (p.N == 0) return {log_prob_norm, log_resp};
   if (p.K == 0) return {log_prob_norm.fill_(-std::numeric_limits<double>::infinity()), log_resp};
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "gaussian_estep_cpu", [&] {
-    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), log_resp.data_ptr<scalar_t>(),
+    run_tiles<scalar_t>(p, xc.data_ptr<scalar_t>(), Mode::kEStep, log_resp.data_ptr<scalar_t>(),
                         log_prob_norm.data_ptr<scalar_t>());
   });
   return {log_prob_norm, log_resp};
 }
 
+std::tuple<Tensor, Tensor> gaussian_em_stats_cpu(const Tensor& x, const Tensor& means,
+                                                 const Tensor& prec, c10::string_view covariance_type,
+                                                 const Tensor& log_weights, const Tensor& shift,
+                                                 bool double_moments) {
+  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
+  c10::optional<Tensor> lw(log_weights);
+  aigc_engine::check_gaussian_shapes(x, means, prec, type, lw);
+  check_cpu_inputs(x);
+  TORCH_CHECK_VALUE(shift.dim() == 1 && shift.size(0) == x.size(1) && shift.device() == x.device(),
+                    "shift must be [D] on the device of x, got ", shift.sizes());
+  Tensor xc = x.contiguous();
+  Prepared p = prepare(xc, means, prec, type, lw);
+  const int64_t K = p.K, C = 1 + p.D + stats_moments(type, p.D);
+  const int64_t threads = at::get_num_threads();
+  Tensor slots = at::zeros({threads, K * C + 1}, xc.options().dtype(at::kDouble));
+  if (p.N > 0 && K > 0) {
+    const bool dbl = double_moments || xc.scalar_type() == at::kDouble;
+    Tensor shift_acc = shift.to(dbl ? at::kDouble : xc.scalar_type()).contiguous();
+    StatsOut so{slots.data_ptr<double>(), C, shift_acc.data_ptr()};
+    if (xc.scalar_type() == at::kDouble) {
+      run_tiles<double, double>(p, xc.data_ptr<double>(), Mode::kStats, nullptr, nullptr, &so);
+    } else if (dbl) {
+      run_tiles<float, double>(p, xc.data_ptr<float>(), Mode::kStats, nullptr, nullptr, &so);
+    } else {
+      run_tiles<float, float>(p, xc.data_ptr<float>(), Mode::kStats, nullptr, nullptr, &so);
+    }
+  }
+  Tensor total = slots.sum(0);  // fixed order over a fixed number of slots
+  return {total.narrow(0, 0, K * C).view({K, C}), total[K * C]};
+}
+
 TORCH_LIBRARY_IMPL(aigc_engine, CPU, m) {
   m.impl("gaussian_log_prob", &gaussian_log_prob_cpu);
   m.impl("gaussian_estep", &gaussian_estep_cpu);
+  m.impl("gaussian_em_stats", &gaussian_em_stats_cpu);
 }
 
 }  // namespace

@@ -1,21 +1,20 @@
 """EM maths for Gaussian mixtures, written once for in-memory, out-of-core and distributed data.
 
-One EM iteration is one pass over the data in chunks: for each chunk the E-step runs on the
-engine kernel (``aigc_engine.ops.gaussian_estep``) and the chunk's sufficient statistics are
-added to float64 accumulators. The accumulators of all processes are summed with one
+One EM iteration is one pass over the data in chunks: for each chunk the fused engine kernel
+``aigc_engine.ops.gaussian_em_stats`` runs the E-step and returns the chunk's sufficient
+statistics (float64), which are added up. The sums of all processes are combined with one
 all-reduce of a single flat tensor, and the M-step turns them into parameters with batched
 linear algebra (no Python loop over components).
 
-Second moments are *shifted*, never raw ``sum r x x^T`` (which loses precision in float32):
-
-* full: ``S_k = sum_n r_nk (x_n - c_k)(x_n - c_k)^T`` around a per-component shift ``c_k`` (the
-  means the E-step used, which are close to the new means), one batched GEMM per block;
-* tied: ``T = sum_n (x_n - s)(x_n - s)^T`` around a global shift ``s``;
-* diag / spherical: ``Q_k = sum_n r_nk (x_n - s)^2`` around ``s`` (one GEMM).
-
-Then ``cov_k = S_k / nk - (m_k - c_k)(m_k - c_k)^T`` etc., which is the exact centred
-covariance up to rounding. The shifts are parameters every process already shares, so the
-statistics of several processes (or chunks) add up exactly.
+The statistics table is ``sum_n r_nk [1 | z_n | moments(z_n)]`` with ``z = x - s`` around a
+shift ``s`` (``ops.mixture_stats`` layout): second moments are *shifted*, never raw
+``sum r x x^T``. Then ``cov_k = S_k / nk - (m_k - s)(m_k - s)^T``, the exact centred covariance
+up to rounding; the shifts are parameters every process already shares, so the statistics of
+several processes (or chunks) add up exactly. ``s`` is the mixture mean (the data mean after
+the first iteration). Rounding costs about ``eps |m_k - s|^2 / lambda_min(cov_k)`` relative to
+the smallest variance: nothing in float64; float32 data forms its products in float64 when that
+ratio is large (tight clusters far apart, see ``needs_double_moments``). Tied covariances add
+the unweighted scatter ``sum_n (x_n - s)(x_n - s)^T``.
 """
 from __future__ import annotations
 
@@ -36,9 +35,6 @@ ILL_DEFINED = ("Fitting the mixture model failed because some components have "
                "increase reg_covar, or scale the input data.")
 ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing float64"
                    " data instead of float32.")
-
-# rows x components x features of one block of the batched M-step (bounds temporary memory)
-_BLOCK_ELEMENTS = 1 << 19
 
 # default rows per chunk: in-memory tensors take large chunks (fewer passes of Python), streamed
 # data (memmaps, engine Datasets) bounds memory by the chunk
@@ -104,23 +100,23 @@ class Source:
 # sufficient statistics
 @dataclass
 class Stats:
-    """Float64 accumulators of one pass. ``second`` is S (full), T (tied) or Q (diag/spherical).
-    ``shift`` is ``(c, s)``, exactly the shifts the pass used (compute dtype), when the M-step
-    needs them (set by ``em_pass``; not part of the all-reduced statistics)."""
-    nk: torch.Tensor      # [K]
-    sx: torch.Tensor      # [K, D]   sum r (x - s)
-    second: torch.Tensor  # see module docstring
-    ll: torch.Tensor      # []       sum of log p(x_n)
-    n: torch.Tensor       # []       number of rows
-    shift: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Float64 sums of one pass. ``table [K, C]`` is ``ops.mixture_stats``'s table around
+    ``shift`` (``[D]``, or ``[K, D]`` per component); ``scatter [D, D]`` (tied only, else empty)
+    is ``sum (x - tied_shift)(x - tied_shift)^T`` over all rows. The shifts are exactly the
+    values the pass used (compute dtype, held as float64) and are not all-reduced."""
+    table: torch.Tensor
+    scatter: torch.Tensor
+    ll: torch.Tensor      # []  sum of log p(x_n)
+    n: torch.Tensor       # []  number of rows
+    shift: torch.Tensor
+    tied_shift: torch.Tensor
 
     def flat(self) -> torch.Tensor:
-        return torch.cat([self.nk.reshape(-1), self.sx.reshape(-1), self.second.reshape(-1),
-                          self.ll.reshape(1), self.n.reshape(1)])
+        return torch.cat([self.table.reshape(-1), self.scatter.reshape(-1), self.ll.reshape(1), self.n.reshape(1)])
 
     def load_flat(self, flat: torch.Tensor) -> None:
         i = 0
-        for name in ("nk", "sx", "second", "ll", "n"):
+        for name in ("table", "scatter", "ll", "n"):
             t = getattr(self, name)
             setattr(self, name, flat[i:i + t.numel()].reshape(t.shape))
             i += t.numel()
@@ -133,84 +129,61 @@ class Stats:
         return self
 
 
-def empty_stats(K: int, D: int, covariance_type: str, device) -> Stats:
-    f64 = dict(dtype=torch.float64, device=device)
-    second = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K, D)}[covariance_type]
-    return Stats(torch.zeros(K, **f64), torch.zeros(K, D, **f64), torch.zeros(second, **f64),
-                 torch.zeros((), **f64), torch.zeros((), **f64))
+def empty_stats(K: int, D: int, covariance_type: str, shift: torch.Tensor, tied_shift: torch.Tensor) -> Stats:
+    f64 = dict(dtype=torch.float64, device=shift.device)
+    scatter = (D, D) if covariance_type == "tied" else (0,)
+    return Stats(torch.zeros(K, ops.stats_columns(covariance_type, D), **f64), torch.zeros(scatter, **f64),
+                 torch.zeros((), **f64), torch.zeros((), **f64), shift.to(torch.float64),
+                 tied_shift.to(torch.float64))
 
 
-def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, c: torch.Tensor, s: torch.Tensor,
-               covariance_type: str, global_shift: bool = False) -> None:
-    """Add one chunk's statistics: ``x [n, D]``, ``resp [n, K]`` (compute dtype), shifts
-    ``c [K, D]`` and ``s [D]`` (compute dtype). ``global_shift`` says every ``c_k`` equals ``s``;
-    full covariances then take the faster outer-product GEMM ``resp^T [(x-s) (x) (x-s)]``."""
-    n, D = x.shape
-    K = resp.shape[1]
-    stats.n += n
-    if x.device.type == "cpu":  # row blocks: bounded temporaries, GEMMs still large
-        rows = max(256, min(16384, (_BLOCK_ELEMENTS * 2) // max(D, K)))
-    else:
-        rows = max(1, n)
-    for lo in range(0, n, rows):
-        _accumulate_block(stats, x[lo:lo + rows], resp[lo:lo + rows], c, s, covariance_type, global_shift)
+def _add_scatter(stats: Stats, x: torch.Tensor, s: torch.Tensor, double: bool) -> None:
+    z = (x.double() if double else x) - s
+    stats.scatter += (z.T @ z).to(torch.float64)
 
 
-def _accumulate_block(stats, x, resp, c, s, covariance_type, global_shift):
-    n, D = x.shape
-    K = resp.shape[1]
-    f64 = torch.float64
-    moments = covariance_type in ("diag", "spherical")
-    # one GEMM gives nk, sum r (x - s) and (diag/spherical) sum r (x - s)^2: resp^T [x - s | (x - s)^2 | 1]
-    buf = torch.empty(n, (2 * D if moments else D) + 1, dtype=x.dtype, device=x.device)
-    xs = torch.sub(x, s, out=buf[:, :D])
-    if moments:
-        torch.mul(xs, xs, out=buf[:, D:2 * D])
-    buf[:, -1] = 1
-    both = (resp.T @ buf).to(f64)
-    stats.nk += both[:, -1]
-    stats.sx += both[:, :D]
-    if moments:
-        stats.second += both[:, D:2 * D]
-        return
+def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, tied_shift: torch.Tensor,
+               covariance_type: str, double: bool = False) -> None:
+    """Add one chunk's statistics under given responsibilities ``resp [n, K]``; the shifts in
+    the compute dtype (``shift [D]`` or ``[K, D]``)."""
+    stats.n += x.shape[0]
+    stats.table += ops.mixture_stats(x, resp, shift, covariance_type, double)
     if covariance_type == "tied":
-        stats.second += (xs.T @ xs).to(f64)
-    elif global_shift:
-        block = max(64, (_BLOCK_ELEMENTS // 2) // max(1, D * D))
-        second = stats.second.view(K, D * D)
-        for lo in range(0, n, block):
-            xb = xs[lo:lo + block]
-            outer = (xb[:, :, None] * xb[:, None, :]).reshape(len(xb), D * D)
-            second += (resp[lo:lo + block].T @ outer).to(f64)
-    else:
-        block = max(1, _BLOCK_ELEMENTS // max(1, K * D))
-        root = resp.sqrt()
-        for lo in range(0, n, block):
-            y = x[lo:lo + block][None, :, :] - c[:, None, :]   # [K, b, D]
-            y.mul_(root[lo:lo + block].T[:, :, None])          # sqrt(r_nk) (x_n - c_k)
-            stats.second += torch.bmm(y.transpose(1, 2), y).to(f64)
+        _add_scatter(stats, x, tied_shift, double)
 
 
-def parameters_from_stats(stats: Stats, c: torch.Tensor, s: torch.Tensor, covariance_type: str,
-                          reg_covar: float, eps: float):
+def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float):
     """``(nk, means, covariances)`` in float64 as scikit-learn's ``_estimate_gaussian_parameters``
-    computes them (``nk`` includes its ``10 * eps``)."""
-    nk = stats.nk + 10 * eps
-    c, s = c.to(torch.float64), s.to(torch.float64)
-    dm = stats.sx / nk[:, None]                                # m - s
-    means = s + dm
-    D = means.shape[1]
+    computes them (``nk`` includes its ``10 * eps``).
+
+    Centring uses the raw counts ``n_k = sum r``: ``S - n_k d d^T`` with ``d = sum r z / n_k`` is
+    the exact centred scatter whatever the shift; scikit-learn's ``nk = n_k + 10 eps`` only
+    divides it (and the means ``sum r x / nk``). Centring with ``nk`` instead would add
+    ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k."""
+    table, shift = stats.table, stats.shift
+    D = shift.shape[-1]
+    n_raw = table[:, 0]
+    nk = n_raw + 10 * eps
+    sx = table[:, 1:1 + D]                                     # sum r (x - shift)
+    d = sx / torch.where(n_raw > 0, n_raw, 1)[:, None]         # weighted mean - shift
+    means = (sx + n_raw[:, None] * shift) / nk[:, None]        # sum r x / nk
+    moments = table[:, 1 + D:]
     if covariance_type == "full":
-        d = dm + (s - c)                                       # m - c
-        cov = stats.second / nk[:, None, None] - d[:, :, None] * d[:, None, :]
+        K = table.shape[0]
+        iu = torch.triu_indices(D, D, device=table.device)
+        S = table.new_zeros(K, D, D)
+        S[:, iu[0], iu[1]] = moments
+        S[:, iu[1], iu[0]] = moments
+        cov = (S - n_raw[:, None, None] * d[:, :, None] * d[:, None, :]) / nk[:, None, None]
         cov = cov + reg_covar * torch.eye(D, dtype=cov.dtype, device=cov.device)
     elif covariance_type == "tied":
-        cov = (stats.second - (nk[:, None] * dm).T @ dm) / nk.sum()
+        e = shift + d - stats.tied_shift                       # weighted mean - tied shift
+        cov = (stats.scatter - (n_raw[:, None] * e).T @ e) / nk.sum()
         cov = cov + reg_covar * torch.eye(D, dtype=cov.dtype, device=cov.device)
+    elif covariance_type == "diag":
+        cov = (moments - n_raw[:, None] * d * d) / nk[:, None] + reg_covar
     else:
-        cov = stats.second / nk[:, None] - dm * dm + reg_covar
-        if covariance_type == "spherical":
-            cov = cov.mean(1)
+        cov = (moments[:, 0] - n_raw * (d * d).sum(1)) / (D * nk) + reg_covar
     return nk, means, cov
 
 
@@ -301,61 +274,61 @@ class Params:
     def compute(self, dtype):
         return (self.means.to(dtype), self.precisions_cholesky.to(dtype), torch.log(self.weights).to(dtype))
 
-    def shifts(self, dtype):
-        c = self.means.to(dtype)
-        s = (self.weights[:, None] * self.means).sum(0).to(dtype)
-        return c, s
+    def shift(self, dtype) -> torch.Tensor:
+        """The mixture mean ``sum_k w_k m_k`` in ``dtype``: the shift of the statistics."""
+        return (self.weights[:, None] * self.means).sum(0).to(dtype)
 
 
-def use_global_shift(params: Params, covariance_type: str, dtype: torch.dtype) -> bool:
-    """Whether full covariances may use one global shift ``s`` (one outer-product GEMM) instead of
-    a shift per component (a batched product per row block, slower).
+def needs_double_moments(params: Params, covariance_type: str, dtype: torch.dtype) -> bool:
+    """Whether float32 data must form its second moments in float64.
 
-    Around ``s`` the rounding error of ``cov_k`` relative to its smallest eigenvalue is about
-    ``eps * |m_k - s|^2 / lambda_min(cov_k)``. float64 always affords that; float32 only when the
-    ratio is small (< 64: at most ~6 of its 24 bits, a relative error <~ 1e-5). Otherwise (e.g.
-    tight clusters far apart) each component is centred on its own mean (error ~ eps)."""
-    if covariance_type != "full" or dtype == torch.float64:
-        return True
-    means = params.means
-    s = (params.weights[:, None] * means).sum(0)
+    Around the shift ``s`` the rounding error of ``cov_k`` relative to its smallest eigenvalue is
+    about ``eps |m_k - s|^2 / lambda_min(cov_k)``. float32 products afford that when the ratio is
+    small (< 64: at most ~6 of its 24 bits, a relative error <~ 1e-5); otherwise (e.g. tight
+    clusters far apart) the products are formed in float64, which always suffices."""
+    if dtype == torch.float64:
+        return False
+    s = (params.weights[:, None] * params.means).sum(0)
     P = params.precisions_cholesky
-    lam_max_precision = torch.linalg.matrix_norm(P, ord=2) ** 2       # 1 / lambda_min(cov)
-    ratio = ((means - s) ** 2).sum(1) * lam_max_precision
-    return bool(ratio.max() < 64)
+    if covariance_type in ("full", "tied"):
+        lam = torch.linalg.matrix_norm(P, ord=2) ** 2          # 1 / lambda_min(cov)
+    elif covariance_type == "diag":
+        lam = (P * P).amax(1)
+    else:
+        lam = P * P
+    ratio = ((params.means - s) ** 2).sum(1) * lam
+    return not bool(ratio.max() < 64)
 
 
 def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=None) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows."""
     dtype = source.dtype
     means, P, logw = params.compute(dtype)
-    c, s = params.shifts(dtype)
-    global_shift = use_global_shift(params, covariance_type, dtype)
-    if global_shift:
-        c = s.expand_as(c)
-    stats = empty_stats(means.shape[0], means.shape[1], covariance_type, source.device)
+    s = params.shift(dtype)
+    double = needs_double_moments(params, covariance_type, dtype)
+    stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
     for _, x in source.chunks():
-        log_prob_norm, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
-        stats.ll += log_prob_norm.sum(dtype=torch.float64)
-        accumulate(stats, x, log_resp.exp_(), c, s, covariance_type, global_shift)
-    stats.all_reduce(all_reduce)
-    stats.shift = (c, s)
-    return stats
-
-
-def resp_pass(source: Source, resp_fn, c: torch.Tensor, s: torch.Tensor, K: int, covariance_type: str,
-              all_reduce=None) -> Stats:
-    """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` (initialisation)."""
-    stats = empty_stats(K, source.n_features, covariance_type, source.device)
-    for offset, x in source.chunks():
-        accumulate(stats, x, resp_fn(offset, x), c, s, covariance_type)
+        table, ll = ops.gaussian_em_stats(x, means, P, covariance_type, logw, s, double)
+        stats.table += table
+        stats.ll += ll
+        stats.n += x.shape[0]
+        if covariance_type == "tied":
+            _add_scatter(stats, x, s, double)
     return stats.all_reduce(all_reduce)
 
 
-def m_step(stats: Stats, params_before: Params, covariance_type: str, reg_covar: float, eps: float,
-           float32_hint: bool) -> Params:
-    c, s = stats.shift if stats.shift is not None else params_before.shifts(torch.float64)
-    nk, means, cov = parameters_from_stats(stats, c, s, covariance_type, reg_covar, eps)
+def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Tensor, K: int,
+              covariance_type: str, all_reduce=None) -> Stats:
+    """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` (initialisation: float32
+    data forms its products in float64, a one-off cost)."""
+    stats = empty_stats(K, source.n_features, covariance_type, shift, tied_shift)
+    for offset, x in source.chunks():
+        accumulate(stats, x, resp_fn(offset, x), shift, tied_shift, covariance_type, double=True)
+    return stats.all_reduce(all_reduce)
+
+
+def m_step(stats: Stats, covariance_type: str, reg_covar: float, eps: float, float32_hint: bool) -> Params:
+    nk, means, cov = parameters_from_stats(stats, covariance_type, reg_covar, eps)
     weights = nk / nk.sum()
     P = precision_cholesky(cov, covariance_type, float32_hint)
     return Params(weights, means, cov, P)

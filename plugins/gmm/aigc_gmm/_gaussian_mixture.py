@@ -283,8 +283,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 for n_iter in (iterations(steps) if iterations is not None else steps):
                     prev_lower_bound = lower_bound
                     stats = _em.em_pass(source, params, self.covariance_type, all_reduce)
-                    params = _em.m_step(stats, params, self.covariance_type, self.reg_covar, self._eps,
-                                        self._float32)
+                    params = _em.m_step(stats, self.covariance_type, self.reg_covar, self._eps, self._float32)
                     lower_bound = float(stats.ll / stats.n)
                     current_lower_bounds.append(lower_bound)
                     if log is not None:
@@ -369,23 +368,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             else:
                 rows = _em.kmeans(self._init_sample(full, rs), K, rs.randint(np.iinfo(np.int32).max),
                                   init="k-means++")
-            # one-hot responsibilities on K rows: only those rows contribute
+            # one-hot responsibilities on K rows: only those rows contribute, each centred on
+            # itself; tied: scikit-learn's (X^T X - sum nk m m^T) / sum nk over *all* rows
             rows = rows.to(source.dtype)
-            stats = _em.empty_stats(K, D, cov_type, source.device)
             zero = torch.zeros(D, dtype=source.dtype, device=source.device)
-            _em.accumulate(stats, rows, torch.eye(K, dtype=source.dtype, device=source.device), rows, zero,
-                           cov_type)
-            # rows are in every process's hands: no all-reduce
-            if cov_type == "tied":
-                # scikit-learn's tied estimate is (X^T X - sum nk m m^T) / sum nk over *all* rows,
-                # uncentred (responsibilities do not sum to one here, so no shift applies)
-                stats.second.zero_()
+            stats = _em.empty_stats(K, D, cov_type, rows, zero)
+            stats.table += ops.mixture_stats(rows, torch.eye(K, dtype=source.dtype, device=source.device), rows,
+                                             cov_type, double_moments=True)
+            if cov_type == "tied":  # rows are in every process's hands: only the scatter is all-reduced
                 for _, x in source.chunks():
-                    xs = x - zero
-                    stats.second += (xs.T @ xs).to(torch.float64)
+                    _em._add_scatter(stats, x, zero, double=True)
                 if all_reduce is not None:
-                    all_reduce(stats.second)
-            nk, means, cov = _em.parameters_from_stats(stats, rows, zero, cov_type, self.reg_covar, self._eps)
+                    all_reduce(stats.scatter)
+            nk, means, cov = _em.parameters_from_stats(stats, cov_type, self.reg_covar, self._eps)
             return nk / n, means, cov
 
         if self.init_params == "kmeans":
@@ -420,16 +415,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     return r / r.sum(1, keepdim=True)
                 return resp_fn
             passes = [make(), None]
-        # pass 1: means (for the shift); pass 2: centred second moments
+        # pass 1: means (for the shifts); pass 2: second moments, each component centred on its
+        # pass-1 mean
         zero = torch.zeros(D, dtype=source.dtype, device=source.device)
-        zeros = torch.zeros(K, D, dtype=source.dtype, device=source.device)
-        st1 = _em.resp_pass(source, passes[0], zeros, zero, K, "spherical", all_reduce)
-        means1 = (st1.sx / (st1.nk + 10 * self._eps)[:, None])
+        st1 = _em.resp_pass(source, passes[0], zero, zero, K, "spherical", all_reduce)
+        means1 = st1.table[:, 1:1 + D] / (st1.table[:, :1] + 10 * self._eps)
         end_state = rs.get_state() if passes[1] is None else None
         fn2 = passes[1] if passes[1] is not None else make()
         c = means1.to(source.dtype)
-        s = c.mean(0)
-        st2 = _em.resp_pass(source, fn2, c, s, K, cov_type, all_reduce)
+        st2 = _em.resp_pass(source, fn2, c, c.mean(0), K, cov_type, all_reduce)
         if end_state is not None:
             if source.n_samples == n:
                 rs.set_state(end_state)
@@ -437,7 +431,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 rs.set_state(state)
                 for start in range(0, n, 65536):
                     rs.uniform(size=(min(65536, n - start), K))
-        nk, means, cov = _em.parameters_from_stats(st2, c, s, cov_type, self.reg_covar, self._eps)
+        nk, means, cov = _em.parameters_from_stats(st2, cov_type, self.reg_covar, self._eps)
         return nk / n, means, cov
 
     def _init_sample(self, full: Source, rs) -> torch.Tensor:

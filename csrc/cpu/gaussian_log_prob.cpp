@@ -6,9 +6,13 @@
 // per-component constant c_k and, for the E-step, takes each point's logsumexp and normalises,
 // all before the tile leaves the cache; the [T, K] block of the output is written once.
 // Evaluation order per covariance type:
-//   full       Y^T = [P_1 ... P_K]^T @ X_tile^T (one GEMM), maha_k = |Y_k - mu_k P_k|^2
+//   full       P_k upper triangular (scikit-learn's convention, so every EM call) or D <= 4:
+//              no BLAS call; y = x P_k - mu_k P_k and |y|^2 formed directly in registers, 16
+//              points in vector lanes, over the triangle only (half the FMAs of a GEMM, and no
+//              Y round trip through the cache). Otherwise Y^T = [P_1 ... P_K]^T @ X_tile^T
+//              (one GEMM), maha_k = |Y_k - mu_k P_k|^2.
 //   tied       Y^T = P^T @ X_tile^T (one small GEMM), maha_k = |y - mu_k P|^2
-//              (D <= 4: no BLAS call, y = P_k^T x formed directly in vector lanes of points)
+//              (D <= 4: the direct form of full, with P_k = P)
 //              Points sit in vector lanes throughout (square-sums, max, sum of exp: no
 //              horizontal reductions); the [K, T] result goes to the output through 8 x 8
 //              register transposes.
@@ -49,6 +53,8 @@ struct Prepared {
   Tensor b;  // full [K*D] = mu_k P_k; tied [K, D] = mu P; unused otherwise
   Tensor c;  // [K] = -D/2 log 2pi + log det P_k (+ log w_k)
   int64_t tile;
+  bool direct = false;  // full/tied: y = x P - b in registers (direct_maha), no GEMM
+  bool upper = false;   // ... over the upper triangle of P only
 };
 
 Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovType type,
@@ -68,11 +74,14 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
     case CovType::kFull:
       p.W = P.transpose(1, 2).reshape({K * D, D}).contiguous();
       p.b = at::einsum("kd,kde->ke", {mu, P}).reshape({K * D}).contiguous();
-      width = K * D + 1;
+      p.upper = D > 1 && P.tril(-1).eq(0).all().item<bool>();
+      p.direct = p.upper || D <= kDirectMaxD;
+      width = p.direct ? 2 * D + K + 3 : K * D + 1;
       break;
     case CovType::kTied:
       p.W = P.t().contiguous();
       p.b = at::matmul(mu, P).contiguous();
+      p.direct = D <= kDirectMaxD;
       width = D + 1;
       break;
     case CovType::kDiag: {
@@ -119,19 +128,21 @@ inline void column_squared_distances(const scalar_t* Y, int64_t ld, const scalar
   }
 }
 
-// exp of a vector whose lanes are <= 0 (or nan): the fast AVX2 exp for float, Sleef otherwise.
+// exp of a vector whose lanes are <= 0 (or nan): the fast AVX2 exp (vec_math.h), Sleef otherwise.
 template <typename scalar_t>
 inline at::vec::Vectorized<scalar_t> exp_nonpositive(const at::vec::Vectorized<scalar_t>& d) {
 #if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<scalar_t, float>) return aigc_engine::exp_nonpositive(d);
-#endif
+  return aigc_engine::exp_nonpositive(d);
+#else
   return d.exp();
+#endif
 }
 
 // row[k] = c[k] - row[k] / 2 (row holds maha on entry); for the E-step also normalise the row
-// by its logsumexp and return it.
+// by its logsumexp and return it. With `resp` the row ends as the responsibilities
+// exp(row - logsumexp) instead of their logarithms (one exp per entry).
 template <typename scalar_t>
-inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool estep) {
+inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool estep, bool resp = false) {
   using Vec = at::vec::Vectorized<scalar_t>;
   const Vec half(scalar_t(0.5));
   int64_t k = 0;
@@ -154,11 +165,23 @@ inline scalar_t finalize_row(scalar_t* row, const scalar_t* c, int64_t K, bool e
   const Vec vshift(shift);
   k = 0;
   for (; k + Vec::size() <= K; k += Vec::size()) {
-    acc = acc + exp_nonpositive<scalar_t>(Vec::loadu(row + k) - vshift);
+    const Vec e = exp_nonpositive<scalar_t>(Vec::loadu(row + k) - vshift);
+    if (resp) e.store(row + k);
+    acc = acc + e;
   }
   scalar_t s = at::vec::vec_reduce_all<scalar_t>([](Vec& u, Vec& v) { return u + v; }, acc);
-  for (; k < K; ++k) s += std::exp(row[k] - shift);
+  for (; k < K; ++k) {
+    const scalar_t e = std::exp(row[k] - shift);
+    if (resp) row[k] = e;
+    s += e;
+  }
   const scalar_t lse = std::log(s) + shift;
+  if (resp) {
+    const Vec inv(scalar_t(1) / s);
+    for (k = 0; k + Vec::size() <= K; k += Vec::size()) (Vec::loadu(row + k) * inv).store(row + k);
+    for (; k < K; ++k) row[k] *= scalar_t(1) / s;
+    return lse;
+  }
   const Vec vlse(lse);
   k = 0;
   for (; k + Vec::size() <= K; k += Vec::size()) (Vec::loadu(row + k) - vlse).store(row + k);
@@ -183,7 +206,8 @@ inline void transpose_into(const scalar_t* M, int64_t T, int64_t rows, int64_t K
 
 // Column form of the tile's epilogue for full/tied, where component k's values sit in
 // M[k * T + r] (points in vector lanes): adds c_k, takes each point's logsumexp over k without
-// horizontal reductions, and writes the [rows, K] block of the output transposed.
+// horizontal reductions, and writes the [rows, K] block of the output transposed. Without an
+// output (O == nullptr, EM statistics) M ends as the responsibilities exp(M - logsumexp).
 template <typename scalar_t>
 void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const scalar_t* c,
                       scalar_t* O, scalar_t* log_prob_norm, scalar_t* tmp) {
@@ -214,27 +238,70 @@ void finalize_columns(scalar_t* M, int64_t T, int64_t rows, int64_t K, const sca
   for (int64_t r = 0; r < rows; ++r) {
     if (std::isinf(mx[r])) mx[r] = 0;
   }
+  const bool resp = O == nullptr;
   std::fill(sum, sum + rows, scalar_t(0));
   for (int64_t k = 0; k < K; ++k) {
-    const scalar_t* m = M + k * T;
+    scalar_t* m = M + k * T;
     int64_t r = 0;
     for (; r < rv; r += Vec::size()) {
       const Vec e = exp_nonpositive<scalar_t>(Vec::loadu(m + r) - Vec::loadu(mx + r));
+      if (resp) e.store(m + r);
       (Vec::loadu(sum + r) + e).store(sum + r);
     }
-    for (; r < rows; ++r) sum[r] += std::exp(m[r] - mx[r]);
+    for (; r < rows; ++r) {
+      const scalar_t e = std::exp(m[r] - mx[r]);
+      if (resp) m[r] = e;
+      sum[r] += e;
+    }
   }
   for (int64_t r = 0; r < rows; ++r) {
-    mx[r] = std::log(sum[r]) + mx[r];
-    log_prob_norm[r] = mx[r];
+    log_prob_norm[r] = std::log(sum[r]) + mx[r];
+    mx[r] = resp ? scalar_t(1) / sum[r] : log_prob_norm[r];
   }
   for (int64_t k = 0; k < K; ++k) {
     scalar_t* m = M + k * T;
     int64_t r = 0;
-    for (; r < rv; r += Vec::size()) (Vec::loadu(m + r) - Vec::loadu(mx + r)).store(m + r);
-    for (; r < rows; ++r) m[r] -= mx[r];
+    if (resp) {
+      for (; r < rv; r += Vec::size()) (Vec::loadu(m + r) * Vec::loadu(mx + r)).store(m + r);
+      for (; r < rows; ++r) m[r] *= mx[r];
+    } else {
+      for (; r < rv; r += Vec::size()) (Vec::loadu(m + r) - Vec::loadu(mx + r)).store(m + r);
+      for (; r < rows; ++r) m[r] -= mx[r];
+    }
   }
-  if (O != nullptr) transpose_into(M, T, rows, K, O);
+  if (!resp) transpose_into(M, T, rows, K, O);
+}
+
+// M[k * T + r] = |x_r P_k - b_k|^2 for the points of a tile staged as XT [D, T] (zero-padded
+// to T, a multiple of 16), 16 points per register block; W[k * w_stride + e * D + d] = P_k[d][e]
+// (w_stride 0: one P for all components). With `upper` the sum over d stops at e.
+template <typename scalar_t>
+void direct_maha(const scalar_t* XT, int64_t T, int64_t rows, int64_t D, int64_t K, const scalar_t* W,
+                 int64_t w_stride, const scalar_t* b, bool upper, scalar_t* M) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int NV = 16 / Vec::size();
+  for (int64_t k = 0; k < K; ++k) {
+    const scalar_t* Wk = W + k * w_stride;
+    const scalar_t* bk = b + k * D;
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+      Vec acc[NV];
+      for (int v = 0; v < NV; ++v) acc[v] = Vec(scalar_t(0));
+      for (int64_t e = 0; e < D; ++e) {
+        Vec y[NV];
+        const Vec nb(-bk[e]);
+        for (int v = 0; v < NV; ++v) y[v] = nb;
+        const scalar_t* we = Wk + e * D;
+        const int64_t lim = upper ? e + 1 : D;
+        for (int64_t d = 0; d < lim; ++d) {
+          const Vec w(we[d]);
+          const scalar_t* xd = XT + d * T + r0;
+          for (int v = 0; v < NV; ++v) y[v] = at::vec::fmadd(w, Vec::loadu(xd + v * Vec::size()), y[v]);
+        }
+        for (int v = 0; v < NV; ++v) acc[v] = at::vec::fmadd(y[v], y[v], acc[v]);
+      }
+      for (int v = 0; v < NV; ++v) acc[v].store(M + k * T + r0 + v * Vec::size());
+    }
+  }
 }
 
 // What a pass over the tiles produces.
@@ -311,23 +378,15 @@ void build_features(const scalar_t* X, int64_t rows, int64_t T, int64_t D, const
   }
 }
 
-// Adds one tile's statistics to a float64 slot. L holds the tile's log responsibilities, in
-// column form L[k * ldl + r] (full/tied) or row form L[r * K + k] (diag/spherical); it is
-// overwritten by the responsibilities. `acc` is acc_t scratch of (C + K) * T + K * C elements.
+// Adds one tile's statistics to a float64 slot. R holds the tile's responsibilities, in column
+// form R[k * T + r] (full/tied) or row form R[r * K + k] (diag/spherical). `acc` is acc_t
+// scratch of (C + K) * T + K * C elements.
 template <typename scalar_t, typename acc_t>
-void accumulate_tile_stats(scalar_t* L, bool column_form, int64_t T, int64_t rows, int64_t K,
+void accumulate_tile_stats(const scalar_t* L, bool column_form, int64_t T, int64_t rows, int64_t K,
                            int64_t D, CovType type, const scalar_t* X, const scalar_t* lpn,
                            const StatsOut& so, double* slot, acc_t* acc) {
-  using Vec = at::vec::Vectorized<scalar_t>;
   const int64_t C = so.C;
-  // responsibilities: exp of the log responsibilities, in place
   const int64_t lines = column_form ? K : rows, len = column_form ? rows : K, ld = column_form ? T : K;
-  for (int64_t a = 0; a < lines; ++a) {
-    scalar_t* l = L + a * ld;
-    int64_t b = 0;
-    for (; b + Vec::size() <= len; b += Vec::size()) exp_nonpositive<scalar_t>(Vec::loadu(l + b)).store(l + b);
-    for (; b < len; ++b) l[b] = std::exp(l[b]);
-  }
   acc_t* F = acc;               // [C, T]
   acc_t* R = F + C * T;         // [K, T] or [T, K]: the responsibilities in acc_t
   acc_t* G = R + K * T;         // [K, C]: the tile's statistics when acc_t is float
@@ -401,33 +460,13 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
           const bool full = p.type == CovType::kFull;
           const int64_t rowsY = full ? K * D : D;
           scalar_t* M;  // [K, T]
-          if (D <= kDirectMaxD) {
-            // Tiny D: a GEMM with inner dimension D is mostly overhead; stage X^T and form
-            // y = P_k^T x directly in vector lanes of points.
-            scalar_t* XT = S;
-            scalar_t* YT = S + D * T;
-            M = YT + D * T;
+          if (p.direct) {
+            scalar_t* XT = S;  // [D, T], zero beyond the tile's rows
+            M = S + D * T;
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t d = 0; d < D; ++d) XT[d * T + r] = X[r * D + d];
-            for (int64_t k = 0; k < K; ++k) {
-              const scalar_t* Wk = full ? W + k * D * D : W;  // Wk[e * D + d] = P_k[d][e]
-              for (int64_t e = 0; e < D; ++e) {
-                scalar_t* y = YT + e * T;
-                const Vec w0(Wk[e * D]);
-                int64_t r = 0;
-                for (; r + Vec::size() <= rows; r += Vec::size()) {
-                  Vec v = w0 * Vec::loadu(XT + r);
-                  for (int64_t d = 1; d < D; ++d) v = at::vec::fmadd(Vec(Wk[e * D + d]), Vec::loadu(XT + d * T + r), v);
-                  v.store(y + r);
-                }
-                for (; r < rows; ++r) {
-                  scalar_t v = 0;
-                  for (int64_t d = 0; d < D; ++d) v += Wk[e * D + d] * XT[d * T + r];
-                  y[r] = v;
-                }
-              }
-              column_squared_distances(YT, T, b + k * D, D, rows, M + k * T);
-            }
+            for (int64_t d = 0; d < D; ++d) std::fill(XT + d * T + rows, XT + (d + 1) * T, scalar_t(0));
+            direct_maha(XT, T, rows, D, K, W, full ? D * D : 0, b, p.upper, M);
           } else {
             M = S + std::max(rowsY, 2 * D) * T;
             aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
@@ -463,7 +502,7 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
           scalar_t* L = stats ? rowform.data() : O;
           aigc_engine::gemm_rowmajor<scalar_t>(rows, K, A, S, A, W, K, L, K);
           for (int64_t r = 0; r < rows; ++r) {
-            const scalar_t lse = finalize_row(L + r * K, c, K, estep);
+            const scalar_t lse = finalize_row(L + r * K, c, K, estep, stats);
             if (estep) lpn[r] = lse;
           }
           if (stats) accumulate_tile_stats<scalar_t, acc_t>(L, false, T, rows, K, D, p.type, X, lpn, *so, slot, acc.data());

@@ -1,0 +1,180 @@
+"""gaussian_em_stats / mixture_stats: the fused EM pass against an explicit float64 oracle and
+against the reference; the direct (triangular) and GEMM paths of the full E-step."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aigc_engine import ops
+from aigc_engine.ops import reference
+
+from test_ops_helpers import make_params, requires_ext
+
+TYPES = ops.COVARIANCE_TYPES
+# awkward shapes: single rows/components/features, N not a multiple of any tile, several tiles
+SHAPES = [(1, 1, 1), (5, 2, 3), (37, 3, 5), (1000, 16, 32), (2049, 7, 9), (600, 33, 4)]
+
+
+def oracle(x, resp, shift, covariance_type):
+    """sum_n r_nk [1 | z | moments(z)] in float64, written out with einsum."""
+    x, resp, shift = x.double(), resp.double(), shift.double()
+    z = x - shift if shift.dim() == 1 else x[None] - shift[:, None]          # [N, D] or [K, N, D]
+    D = x.shape[1]
+    if z.dim() == 2:
+        z = z.expand(resp.shape[1], *z.shape)
+    parts = [resp.sum(0)[:, None], torch.einsum("nk,knd->kd", resp, z)]
+    if covariance_type == "full":
+        iu = torch.triu_indices(D, D)
+        parts.append(torch.einsum("nk,kni,knj->kij", resp, z, z)[:, iu[0], iu[1]])
+    elif covariance_type == "diag":
+        parts.append(torch.einsum("nk,knd->kd", resp, z * z))
+    elif covariance_type == "spherical":
+        parts.append(torch.einsum("nk,kn->k", resp, (z * z).sum(-1))[:, None])
+    return torch.cat(parts, 1)
+
+
+def _case(covariance_type, shape, dtype, seed=0):
+    N, D, K = shape
+    means, P, _ = make_params(covariance_type, K, D, dtype, seed=seed + N + D + K)
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(N, D, dtype=torch.float64, generator=gen) * 2 + 0.5).to(dtype)
+    lw = torch.log_softmax(torch.randn(K, dtype=torch.float64, generator=gen), 0).to(dtype)
+    return x, means, P, lw
+
+
+def _scale(x, shift, covariance_type):
+    """Size of the largest sum of |terms| in any column, for an absolute tolerance."""
+    z = (x.double() - shift.double()).abs()
+    return len(x) * max(1.0, float(z.max()) ** 2)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("shift_kind", ["global", "per_component"])
+def test_mixture_stats_matches_oracle(covariance_type, shift_kind):
+    x, means, P, lw = _case(covariance_type, (300, 5, 4), torch.float64)
+    resp = torch.softmax(torch.randn(300, 4, dtype=torch.float64), 1)
+    shift = x.mean(0) if shift_kind == "global" else means
+    got = ops.mixture_stats(x, resp, shift, covariance_type)
+    assert got.shape == (4, ops.stats_columns(covariance_type, 5)) and got.dtype == torch.float64
+    torch.testing.assert_close(got, oracle(x, resp, shift, covariance_type), rtol=1e-12, atol=1e-10)
+
+
+@requires_ext
+@pytest.mark.parametrize("double_moments", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_em_stats_matches_oracle(covariance_type, shape, dtype, double_moments):
+    """The fused kernel against the oracle on the responsibilities of the reference E-step
+    (float64 maths on the same inputs), and the log-likelihood against the reference."""
+    x, means, P, lw = _case(covariance_type, shape, dtype)
+    shift = x.mean(0)
+    got, ll = ops.gaussian_em_stats(x, means, P, covariance_type, lw, shift, double_moments)
+    x64 = x.double()
+    lpn, log_resp = reference.gaussian_estep(x64, means.double(), P.double(), covariance_type, lw.double())
+    want = oracle(x64, log_resp.exp(), shift, covariance_type)
+    assert got.shape == want.shape and got.dtype == torch.float64 and ll.dtype == torch.float64
+    scale = _scale(x, shift, covariance_type)
+    if dtype == torch.float64:
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12 * scale)
+        torch.testing.assert_close(ll, lpn.sum(), rtol=1e-12, atol=1e-9)
+    else:  # float32 E-step: responsibilities to ~1e-6 of their size times the log-density scale
+        torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-4 * scale)
+        torch.testing.assert_close(ll, lpn.sum(), rtol=1e-5, atol=1e-3)
+
+
+@requires_ext
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_em_stats_extension_equals_fallback(covariance_type):
+    """The torch fallback (CUDA, other dtypes, AIGC_ENGINE_BACKEND=torch) gives the extension's
+    numbers."""
+    x, means, P, lw = _case(covariance_type, (1500, 6, 7), torch.float64)
+    shift = x[:10].mean(0)
+    got = ops.gaussian_em_stats(x, means, P, covariance_type, lw, shift)
+    ops.set_backend("torch")
+    try:
+        want = ops.gaussian_em_stats(x, means, P, covariance_type, lw, shift)
+    finally:
+        ops.set_backend(None)
+    torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-9)
+
+
+@requires_ext
+def test_em_stats_thread_count_changes_only_rounding():
+    x, means, P, lw = _case("full", (5000, 8, 6), torch.float32)
+    shift = x.mean(0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.gaussian_em_stats(x, means, P, "full", lw, shift)
+        torch.set_num_threads(2)
+        two = ops.gaussian_em_stats(x, means, P, "full", lw, shift)
+        again = ops.gaussian_em_stats(x, means, P, "full", lw, shift)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one, two, rtol=1e-12, atol=1e-9)
+    assert torch.equal(two[0], again[0]) and torch.equal(two[1], again[1])  # deterministic
+
+
+@requires_ext
+def test_em_stats_double_moments_survive_far_tight_clusters():
+    """float32 data at |x| ~ 1e3 with spread 1e-2: the centred second moments need float64
+    products (relative error ~ eps |m - s|^2 / var = 5e9 eps: ~1e-6 in float64, everything in
+    float32)."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[1000.0, 0.0], [0.0, 1000.0]], dtype=torch.float64)
+    x64 = centres[torch.arange(4000) % 2] + 0.01 * torch.randn(4000, 2, dtype=torch.float64, generator=gen)
+    x = x64.float()
+    P = torch.full((2, 2), 100.0).diag_embed()
+    lw = torch.log(torch.tensor([0.5, 0.5]))
+    shift = x.mean(0)
+    stats, _ = ops.gaussian_em_stats(x, centres.float(), P, "full", lw, shift, True)
+    n, sx, m = stats[:, 0], stats[:, 1:3], stats[:, 3:]
+    var = m[:, [0, 2]] / n[:, None] - (sx / n[:, None]) ** 2       # centred variances
+    want = torch.stack([x.double()[k::2].var(0, correction=0) for k in range(2)])
+    torch.testing.assert_close(var, want, rtol=1e-4, atol=0)
+    stats32, _ = ops.gaussian_em_stats(x, centres.float(), P, "full", lw, shift, False)
+    var32 = stats32[:, [3, 5]] / stats32[:, :1] - (stats32[:, 1:3] / stats32[:, :1]) ** 2
+    assert (var32 - want).abs().max() > 0.1 * want.max()  # why the float64 option exists
+
+
+@requires_ext
+@pytest.mark.parametrize("D", [3, 9, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_with_general_precision_factor(D, dtype):
+    """A precision factor that is not upper triangular (any P with precision = P P^T is
+    accepted) takes the general path: direct for D <= 4, GEMM beyond; both match the reference."""
+    gen = torch.Generator().manual_seed(D)
+    K, N = 5, 777
+    P = torch.randn(K, D, D, dtype=torch.float64, generator=gen) * 0.3
+    P = (P + torch.diag_embed(P.diagonal(0, 1, 2).abs() + 0.5)).to(dtype)  # log det P needs diag > 0
+    means = torch.randn(K, D, dtype=torch.float64, generator=gen).to(dtype)
+    x = torch.randn(N, D, dtype=torch.float64, generator=gen).to(dtype)
+    got = ops.gaussian_log_prob(x, means, P, "full")
+    want = reference.gaussian_log_prob(x.double(), means.double(), P.double(), "full").to(dtype)
+    tol = dict(rtol=1e-5, atol=1e-3) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-9)
+    torch.testing.assert_close(got, want, **tol)
+
+
+@requires_ext
+def test_float64_exp_in_estep_is_accurate():
+    """The E-step's float64 exp (vec_math.h) over its whole range: responsibilities sum to one
+    to ~1e-15 and match the reference, including entries near the underflow threshold."""
+    x = torch.linspace(-40, 40, 4001, dtype=torch.float64)[:, None]
+    means = torch.tensor([[0.0], [1.0], [-3.0]], dtype=torch.float64)
+    P = torch.tensor([[1.0], [0.5], [2.0]], dtype=torch.float64)
+    lw = torch.log(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64))
+    lpn, lr = ops.gaussian_estep(x, means, P, "diag", lw)
+    lpn_ref, lr_ref = reference.gaussian_estep(x, means, P, "diag", lw)
+    torch.testing.assert_close(lpn, lpn_ref, rtol=1e-14, atol=1e-12)
+    stats, _ = ops.gaussian_em_stats(x, means, P, "diag", lw, torch.zeros(1, dtype=torch.float64))
+    torch.testing.assert_close(stats[:, 0], lr_ref.exp().sum(0), rtol=1e-13, atol=1e-300)
+    assert abs(float(stats[:, 0].sum()) - len(x)) < 1e-10
+
+
+def test_em_stats_rejects_bad_shift():
+    x, means, P, lw = _case("diag", (10, 3, 2), torch.float64)
+    with pytest.raises(ValueError, match="shift must be a \\[D\\]"):
+        ops.gaussian_em_stats(x, means, P, "diag", lw, torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="log_weights must be a \\[K\\] tensor"):
+        ops.gaussian_em_stats(x, means, P, "diag", None, torch.zeros(3, dtype=torch.float64))

@@ -5,11 +5,12 @@
 
 Each case is one pytest-benchmark group; every implementation of the case is one test in it,
 named by ``extra_info["impl"]`` (``ext`` is the extension). Peers: torch.distributions,
-scikit-learn's ``_estimate_log_gaussian_prob``, a chunked GEMM in plain PyTorch (as in
+scikit-learn's ``_estimate_log_gaussian_prob`` (and, for the EM pass, its E-step plus
+``_estimate_gaussian_parameters``), a chunked GEMM in plain PyTorch (as in
 shared/anchors/logdensity_peers.py), eager PyTorch BCE-with-logits + autograd and its
 torch.compile; floors: the case's FLOPs as one in-cache GEMM, allocating and writing the [N, K] output
 once, and a read+write copy of the logits.
-Float32 on CPU (and on CUDA when present, for the ``cuda`` cases). Set AIGC_BENCH_ROUNDS to
+Float32 on CPU (the EM pass also float64; CUDA when present, for the ``cuda`` cases). Set AIGC_BENCH_ROUNDS to
 change the number of timed rounds (default 5). No timing assertions here: the report says it.
 """
 from __future__ import annotations
@@ -135,6 +136,54 @@ def test_logdensity_diag(benchmark, impl):
     if impl == "sklearn":
         xn, mun, Pn = x.numpy(), mu.numpy(), P.numpy()
         fn = lambda: _sklearn_log_prob(xn, mun, Pn, "diag")  # noqa: E731
+    else:
+        fn = fns[impl]
+    _run(benchmark, group, impl, fn, rounds=2 if impl in ("sklearn", "reference") else ROUNDS)
+
+
+# --- EM pass: E-step + M-step statistics -------------------------------------------------------
+
+def _sklearn_em_pass(x, mu, P, w, covariance_type):
+    """scikit-learn's work per EM iteration: its E-step and _estimate_gaussian_parameters."""
+    from scipy.special import logsumexp
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    weighted = _sklearn_log_prob(x, mu, P, covariance_type) + np.log(w)
+    log_resp = weighted - logsumexp(weighted, axis=1)[:, None]
+    return _estimate_gaussian_parameters(x, np.exp(log_resp), 1e-6, covariance_type)
+
+
+EM_IMPLS = ["ext", "ext_estep_then_stats", "reference", "sklearn", "gemm_floor"]
+
+
+@pytest.mark.parametrize("impl", EM_IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_em_pass_full(benchmark, dtype, impl):
+    """One EM pass (responsibilities and the M-step's sufficient statistics): the fused
+    ``gaussian_em_stats`` against the extension's E-step followed by ``mixture_stats`` (the
+    unfused path, as on CUDA), the pure-PyTorch reference and scikit-learn. The floor is the
+    pass's FLOPs (triangular E-step + statistics, 2 N K (D(D+1)/2 + C)) at GEMM speed."""
+    N, D, K = 200_000, 16, 32
+    x, mu, P, _ = _full_problem(N, D, K, dtype=dtype)
+    lw = torch.full((K,), -math.log(K), dtype=dtype)
+    shift = x.mean(0)
+    group = f"EM pass full N={N} D={D} K={K} {str(dtype)[-7:].replace('float', 'f')}"
+    if impl.startswith("ext") and not ops.backend_info()["extension_loaded"]:
+        pytest.skip("extension not built")
+
+    def unfused():
+        _, log_resp = torch.ops.aigc_engine.gaussian_estep(x, mu, P, "full", lw)
+        return ops.mixture_stats(x, log_resp.exp_(), shift, "full")
+    fns = {
+        "ext": lambda: torch.ops.aigc_engine.gaussian_em_stats(x, mu, P, "full", lw, shift, False),
+        "ext_estep_then_stats": unfused,
+        "reference": lambda: reference.gaussian_em_stats(x, mu, P, "full", lw, shift),
+    }
+    if impl == "sklearn":
+        xn, mun, Pn, wn = x.numpy(), mu.numpy(), P.numpy(), np.full(K, 1.0 / K, dtype=x.numpy().dtype)
+        fn = lambda: _sklearn_em_pass(xn, mun, Pn, wn, "full")  # noqa: E731
+    elif impl == "gemm_floor":
+        fn = _gemm_floor(2 * N * K * (D * (D + 1) // 2 + ops.stats_columns("full", D)), dtype)
     else:
         fn = fns[impl]
     _run(benchmark, group, impl, fn, rounds=2 if impl in ("sklearn", "reference") else ROUNDS)

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from aigc_engine import InputError, Run, data
 from aigc_gmm import GaussianMixture
 from aigc_gmm.plugin import GMMModel, gmm_select, parse_components
+from test_ops_helpers import cuda_only
 
 ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 
@@ -312,3 +313,17 @@ def test_engine_model_resumes_from_checkpoint(tmp_path):
     with pytest.raises(InputError, match="checkpoint"):
         GMMModel(GMMModel.Config(n_components=3, max_iter=2)).fit(
             ds, Run(tmp_path / "run", device="cpu", seed=0, progress=False))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("_mark", [pytest.param(0, marks=cuda_only)])
+def test_fit_on_cuda_equals_cpu(covariance_type, _mark):
+    """torch in on CUDA: EM runs there (CUDA E-step + mixture_stats) and gives the CPU fit."""
+    X = torch.as_tensor(blobs_array(), dtype=torch.float64)
+    kw = dict(covariance_type=covariance_type, random_state=0, tol=1e-10, init_params="random_from_data")
+    cpu = GaussianMixture(3, **kw).fit(X)
+    gpu = GaussianMixture(3, **kw).fit(X.cuda())
+    assert gpu.means_.device.type == "cuda"
+    torch.testing.assert_close(gpu.means_.cpu(), cpu.means_, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(gpu.covariances_.cpu(), cpu.covariances_, rtol=1e-8, atol=1e-10)
+    assert gpu.n_iter_ == cpu.n_iter_

@@ -8,7 +8,7 @@ import torch
 from aigc_engine import ops
 from aigc_engine.ops import reference
 
-from test_ops_helpers import make_params, requires_ext
+from test_ops_helpers import cuda_only, make_params, requires_ext
 
 TYPES = ops.COVARIANCE_TYPES
 # awkward shapes: single rows/components/features, N not a multiple of any tile, several tiles
@@ -178,3 +178,19 @@ def test_em_stats_rejects_bad_shift():
         ops.gaussian_em_stats(x, means, P, "diag", lw, torch.zeros(4, dtype=torch.float64))
     with pytest.raises(ValueError, match="log_weights must be a \\[K\\] tensor"):
         ops.gaussian_em_stats(x, means, P, "diag", None, torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("_mark", [pytest.param(0, marks=cuda_only)])
+def test_em_stats_cuda_matches_cpu(covariance_type, dtype, _mark):
+    """On CUDA the pass is the CUDA E-step kernel followed by mixture_stats on the GPU."""
+    x, means, P, lw = _case(covariance_type, (3000, 6, 5), dtype)
+    shift = x.mean(0)
+    want, ll_want = ops.gaussian_em_stats(x, means, P, covariance_type, lw, shift)
+    xc, mc, Pc, lwc, sc = (t.cuda() for t in (x, means, P, lw, shift))
+    got, ll = ops.gaussian_em_stats(xc, mc, Pc, covariance_type, lwc, sc)
+    scale = _scale(x, shift, covariance_type)
+    tol = dict(rtol=1e-9, atol=1e-11 * scale) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4 * scale)
+    torch.testing.assert_close(got.cpu(), want, **tol)
+    torch.testing.assert_close(ll.cpu(), ll_want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-3)

@@ -70,9 +70,9 @@ def stats_columns(covariance_type: str, n_features: int) -> int:
     return 1 + D + {"full": D * (D + 1) // 2, "tied": 0, "diag": D, "spherical": 1}[covariance_type]
 
 
-# rows of one block of mixture_stats (bounds the [rows, C] features, or [K, rows, D] when the
-# shift is per component)
-_STATS_BLOCK_ELEMS = 1 << 20
+# elements of one block of mixture_stats' temporaries (the [rows, C] features, or [K, rows, D]
+# when the shift is per component): cache-sized on the CPU, few launches on a GPU
+_STATS_BLOCK_CPU, _STATS_BLOCK_GPU = 1 << 20, 1 << 24
 
 
 def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, covariance_type: str,
@@ -91,9 +91,10 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
     dtype = torch.float64 if double_moments else x.dtype
     x, resp, shift = x.to(dtype), resp.to(dtype), shift.to(x.dtype).to(dtype)
     out = torch.zeros(K, stats_columns(covariance_type, D), dtype=torch.float64, device=x.device)
+    block = _STATS_BLOCK_CPU if x.device.type == "cpu" else _STATS_BLOCK_GPU
     if shift.dim() == 2:  # per component: [K, rows, D] blocks
         iu = torch.triu_indices(D, D, device=x.device)
-        rows = max(1, _STATS_BLOCK_ELEMS // max(1, K * D))
+        rows = max(1, block // max(1, K * D))
         for lo in range(0, n, rows):
             z = x[lo:lo + rows][None, :, :] - shift[:, None, :]      # [K, b, D]
             r = resp[lo:lo + rows].T                                 # [K, b]
@@ -108,7 +109,7 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
             out += torch.cat(parts, 1).to(torch.float64)
         return out
     iu = torch.triu_indices(D, D, device=x.device) if covariance_type == "full" else None
-    rows = max(1, _STATS_BLOCK_ELEMS // out.shape[1])
+    rows = max(1, block // out.shape[1])
     for lo in range(0, n, rows):
         z = x[lo:lo + rows] - shift
         parts = [torch.ones(len(z), 1, dtype=dtype, device=x.device), z]

@@ -378,11 +378,11 @@ void build_features(const scalar_t* X, int64_t rows, int64_t T, int64_t D, const
   }
 }
 
-// Adds one tile's statistics to a float64 slot. R holds the tile's responsibilities, in column
-// form R[k * T + r] (full/tied) or row form R[r * K + k] (diag/spherical). `acc` is acc_t
-// scratch of (C + K) * T + K * C elements.
+// Adds one tile's statistics to a float64 slot. `resp` holds the tile's responsibilities, in
+// column form resp[k * T + r] (full/tied) or row form resp[r * K + k] (diag/spherical). `acc` is
+// acc_t scratch of (C + K) * T + K * C elements.
 template <typename scalar_t, typename acc_t>
-void accumulate_tile_stats(const scalar_t* L, bool column_form, int64_t T, int64_t rows, int64_t K,
+void accumulate_tile_stats(const scalar_t* resp, bool column_form, int64_t T, int64_t rows, int64_t K,
                            int64_t D, CovType type, const scalar_t* X, const scalar_t* lpn,
                            const StatsOut& so, double* slot, acc_t* acc) {
   const int64_t C = so.C;
@@ -393,10 +393,10 @@ void accumulate_tile_stats(const scalar_t* L, bool column_form, int64_t T, int64
   build_features<acc_t>(X, rows, T, D, static_cast<const acc_t*>(so.shift), type, F);
   const acc_t* Ra;
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
-    Ra = L;
+    Ra = resp;
   } else {
     for (int64_t a = 0; a < lines; ++a)
-      for (int64_t b = 0; b < len; ++b) R[a * ld + b] = static_cast<acc_t>(L[a * ld + b]);
+      for (int64_t b = 0; b < len; ++b) R[a * ld + b] = static_cast<acc_t>(resp[a * ld + b]);
     Ra = R;
   }
   // G[K, C] = R [K, rows] @ F^T: R is [K, T] (column form) or stored transposed [rows, K]
@@ -424,7 +424,6 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
   const bool estep = mode != Mode::kLogProb;
   const bool stats = mode == Mode::kStats;
   const int64_t C = stats ? so->C : 0;
-  using Vec = at::vec::Vectorized<scalar_t>;
 
   // At least ~2 MFLOP per task, so that small inputs do not pay for waking a second thread.
   const int64_t flops_per_tile = T * K * ((p.type == CovType::kFull || p.type == CovType::kTied ? D * D + D : 2 * D + 1) + C) * 2;
@@ -432,7 +431,7 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
   at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
     switch (p.type) {
-      case CovType::kFull: scratch.resize(T * (std::max(K * D, 2 * D) + 1 + K + 2)); break;
+      case CovType::kFull: scratch.resize(T * (p.direct ? D + K + 2 : std::max(K * D, 2 * D) + K + 2)); break;
       case CovType::kTied: scratch.resize(T * (2 * D + 1 + K + 2)); break;
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;

@@ -6,7 +6,9 @@ scikit-learn, plus ``device``, ``dtype`` and ``chunk_size``:
 * ``dtype=None`` keeps the input's float dtype (float32 stays float32, float64 stays float64,
   anything else becomes float64), as scikit-learn does; ``dtype="float32"`` or ``"float64"``
   (or a torch / NumPy dtype) forces the compute dtype. The M-step always runs in float64 on
-  float64-accumulated statistics, so float32 differs from float64 only through the E-step.
+  float64-accumulated statistics, so float32 differs from float64 only through the E-step and
+  the rounding of the second-moment products (formed in float64 where that would matter,
+  see ``_em.needs_double_moments``).
 * ``device=None`` computes where a torch input lives (CPU for NumPy input); ``"cuda"`` moves
   the work there. NumPy in gives NumPy out, torch in gives torch out on the input's device.
 * ``X`` may be a NumPy array, a ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``), a torch

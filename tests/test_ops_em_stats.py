@@ -191,6 +191,9 @@ def test_em_stats_cuda_matches_cpu(covariance_type, dtype, _mark):
     xc, mc, Pc, lwc, sc = (t.cuda() for t in (x, means, P, lw, shift))
     got, ll = ops.gaussian_em_stats(xc, mc, Pc, covariance_type, lwc, sc)
     scale = _scale(x, shift, covariance_type)
-    tol = dict(rtol=1e-9, atol=1e-11 * scale) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4 * scale)
+    if dtype == torch.float64:
+        tol = dict(rtol=1e-9, atol=1e-11 * scale)
+    else:
+        tol = dict(rtol=2e-3, atol=2e-4 * scale)
     torch.testing.assert_close(got.cpu(), want, **tol)
     torch.testing.assert_close(ll.cpu(), ll_want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-3)

@@ -1,6 +1,6 @@
 """Kernels of the engine: batched Gaussian log-density (and the fused EM E-step and EM
-statistics) and fused GAN losses. Each entry point validates its inputs, then dispatches to the compiled extension
-(``torch.ops.aigc_engine.*``) when it is loaded and supports the device/dtype, else to the
+statistics) and fused GAN losses. Each entry point validates its inputs, then dispatches to the
+compiled extension (``torch.ops.aigc_engine.*``) when it is loaded and supports the device/dtype, else to the
 pure-PyTorch reference (``AIGC_ENGINE_BACKEND=auto|ext|torch``, see ``_loader``).
 
 Supported by the extension: float32/float64 on CPU; float16/bfloat16/float32/float64 on CUDA
@@ -162,10 +162,10 @@ def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: tor
     """One EM pass: the E-step and the M-step's sufficient statistics in one go.
 
     Returns ``(stats [K, C], log_likelihood [])``, both float64: with ``r = exp(log_resp)`` of
-    ``gaussian_estep`` and ``z = x - shift`` (``shift [D]``, rounded to x's dtype), ``stats[k] = sum_n r_nk [1 | z_n |
-    moments(z_n)]`` (layout of ``mixture_stats``; ``C = stats_columns(covariance_type, D)``) and
-    ``log_likelihood = sum_n log_prob_norm_n``. ``double_moments`` forms the products in float64
-    for float32 data. Forward only.
+    ``gaussian_estep`` and ``z = x - shift`` (``shift [D]``, rounded to x's dtype),
+    ``stats[k] = sum_n r_nk [1 | z_n | moments(z_n)]`` (layout of ``mixture_stats``;
+    ``C = stats_columns(covariance_type, D)``) and ``log_likelihood = sum_n log_prob_norm_n``.
+    ``double_moments`` forms the products in float64 for float32 data. Forward only.
 
     The extension (CPU) computes each tile's responsibilities and multiplies them into the
     tile's features while both are in cache: no ``[N, K]`` responsibilities and no ``[N, C]``

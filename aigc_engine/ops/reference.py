@@ -83,8 +83,9 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
     (diag), ``|z|^2`` (spherical) or nothing (tied).
 
     ``shift`` is ``[D]`` or, per component, ``[K, D]`` (row k of the result is then around
-    ``shift[k]``); it is first rounded to x's dtype, so pass it in that dtype. Products are formed in x's dtype, or in float64 with ``double_moments``
-    (float32 data whose moments ``S/nk - (m - s)(m - s)^T`` would lose too much to cancellation).
+    ``shift[k]``); it is first rounded to x's dtype, so pass it in that dtype. Products are
+    formed in x's dtype, or in float64 with ``double_moments`` (float32 data whose moments
+    ``S/nk - (m - s)(m - s)^T`` would lose too much to cancellation).
     """
     n, D = x.shape
     K = resp.shape[1]

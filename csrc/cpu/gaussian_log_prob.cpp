@@ -1,4 +1,5 @@
-// CPU kernels of gaussian_log_prob and the fused EM E-step.
+// CPU kernels of gaussian_log_prob, the fused EM E-step (gaussian_estep) and the fused EM pass
+// (gaussian_em_stats: E-step + the M-step's sufficient statistics, see accumulate_tile_stats).
 //
 // Never materialises the N x K x D intermediate: the points are cut into tiles of T rows (T a
 // multiple of 16, sized so the tile's scratch stays in L2), and each parallel_for task computes

@@ -112,7 +112,8 @@ class Stats:
     tied_shift: torch.Tensor
 
     def flat(self) -> torch.Tensor:
-        return torch.cat([self.table.reshape(-1), self.scatter.reshape(-1), self.ll.reshape(1), self.n.reshape(1)])
+        return torch.cat([self.table.reshape(-1), self.scatter.reshape(-1), self.ll.reshape(1),
+                          self.n.reshape(1)])
 
     def load_flat(self, flat: torch.Tensor) -> None:
         i = 0
@@ -137,19 +138,21 @@ def empty_stats(K: int, D: int, covariance_type: str, shift: torch.Tensor, tied_
                  tied_shift.to(torch.float64))
 
 
-def _add_scatter(stats: Stats, x: torch.Tensor, s: torch.Tensor, double: bool) -> None:
+def add_scatter(stats: Stats, x: torch.Tensor, s: torch.Tensor, double: bool) -> None:
+    """Tied covariances: add ``sum (x - s)(x - s)^T`` over the chunk (float64 products with
+    ``double``)."""
     z = (x.double() if double else x) - s
     stats.scatter += (z.T @ z).to(torch.float64)
 
 
-def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, tied_shift: torch.Tensor,
-               covariance_type: str, double: bool = False) -> None:
+def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor,
+               tied_shift: torch.Tensor, covariance_type: str, double: bool = False) -> None:
     """Add one chunk's statistics under given responsibilities ``resp [n, K]``; the shifts in
     the compute dtype (``shift [D]`` or ``[K, D]``)."""
     stats.n += x.shape[0]
     stats.table += ops.mixture_stats(x, resp, shift, covariance_type, double)
     if covariance_type == "tied":
-        _add_scatter(stats, x, tied_shift, double)
+        add_scatter(stats, x, tied_shift, double)
 
 
 def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float):
@@ -313,7 +316,7 @@ def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=Non
         stats.ll += ll
         stats.n += x.shape[0]
         if covariance_type == "tied":
-            _add_scatter(stats, x, s, double)
+            add_scatter(stats, x, s, double)
     return stats.all_reduce(all_reduce)
 
 

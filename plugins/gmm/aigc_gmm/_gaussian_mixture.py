@@ -375,11 +375,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             rows = rows.to(source.dtype)
             zero = torch.zeros(D, dtype=source.dtype, device=source.device)
             stats = _em.empty_stats(K, D, cov_type, rows, zero)
-            stats.table += ops.mixture_stats(rows, torch.eye(K, dtype=source.dtype, device=source.device), rows,
-                                             cov_type, double_moments=True)
+            one_hot = torch.eye(K, dtype=source.dtype, device=source.device)
+            stats.table += ops.mixture_stats(rows, one_hot, rows, cov_type, double_moments=True)
             if cov_type == "tied":  # rows are in every process's hands: only the scatter is all-reduced
                 for _, x in source.chunks():
-                    _em._add_scatter(stats, x, zero, double=True)
+                    _em.add_scatter(stats, x, zero, double=True)
                 if all_reduce is not None:
                     all_reduce(stats.scatter)
             nk, means, cov = _em.parameters_from_stats(stats, cov_type, self.reg_covar, self._eps)

@@ -20,40 +20,34 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 
 namespace aigc_engine {
 
-// C[m, n] = op(A)[m, k] @ op(B)[k, n] + beta C, all row-major with leading dimensions lda, ldb,
-// ldc. A row-major product is the column-major product C^T = op(B)^T op(A)^T, hence the swapped
-// operands. With trans_a, A points at op(A)^T stored row-major as [k, m]; with trans_b, B points
-// at op(B)^T stored row-major as [n, k].
+// C[m, n] = A[m, k] @ B[k, n], all row-major with leading dimensions lda, ldb, ldc. A row-major
+// product is the column-major product C^T = B^T A^T, hence the swapped operands.
+// With trans_b, B points at B^T stored row-major as [n, k] (so C = A @ B^T).
 template <typename scalar_t>
 inline void gemm_rowmajor(int64_t m, int64_t n, int64_t k, const scalar_t* A, int64_t lda,
                           const scalar_t* B, int64_t ldb, scalar_t* C, int64_t ldc,
-                          bool trans_b = false, bool trans_a = false, scalar_t beta = 0) {
+                          bool trans_b = false) {
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb), ildc = static_cast<int>(ldc);
-  const scalar_t one = 1;
-  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+  const scalar_t one = 1, zero = 0;
+  const char no = 'N', tb = trans_b ? 'T' : 'N';
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (sgemm_ != nullptr) {
-      sgemm_(&tb, &ta, &in, &im, &ik, &one, B, &ildb, A, &ilda, &beta, C, &ildc);
+      sgemm_(&tb, &no, &in, &im, &ik, &one, B, &ildb, A, &ilda, &zero, C, &ildc);
       return;
     }
   } else {
     if (dgemm_ != nullptr) {
-      dgemm_(&tb, &ta, &in, &im, &ik, &one, B, &ildb, A, &ilda, &beta, C, &ildc);
+      dgemm_(&tb, &no, &in, &im, &ik, &one, B, &ildb, A, &ilda, &zero, C, &ildc);
       return;
     }
   }
   auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
-  at::Tensor a = trans_a ? at::from_blob(const_cast<scalar_t*>(A), {k, m}, {lda, 1}, opts).t()
-                         : at::from_blob(const_cast<scalar_t*>(A), {m, k}, {lda, 1}, opts);
+  at::Tensor a = at::from_blob(const_cast<scalar_t*>(A), {m, k}, {lda, 1}, opts);
   at::Tensor b = trans_b ? at::from_blob(const_cast<scalar_t*>(B), {n, k}, {ldb, 1}, opts).t()
                          : at::from_blob(const_cast<scalar_t*>(B), {k, n}, {ldb, 1}, opts);
   at::Tensor c = at::from_blob(C, {m, n}, {ldc, 1}, opts);
-  if (beta == 0) {
-    at::mm_out(c, a, b);
-  } else {
-    c.mul_(beta).addmm_(a, b);
-  }
+  at::mm_out(c, a, b);
 }
 
 }  // namespace aigc_engine

@@ -387,28 +387,22 @@ void accumulate_tile_stats(const scalar_t* resp, bool column_form, int64_t T, in
                            int64_t D, CovType type, const scalar_t* X, const scalar_t* lpn,
                            const StatsOut& so, double* slot, acc_t* acc) {
   const int64_t C = so.C;
-  const int64_t lines = column_form ? K : rows, len = column_form ? rows : K, ld = column_form ? T : K;
   acc_t* F = acc;               // [C, T]
-  acc_t* R = F + C * T;         // [K, T] or [T, K]: the responsibilities in acc_t
-  acc_t* G = R + K * T;         // [K, C]: the tile's statistics when acc_t is float
+  acc_t* R = F + C * T;         // [K, T]: the responsibilities in acc_t, column form
+  acc_t* G = R + K * T;         // [K, C]: the tile's statistics
   build_features<acc_t>(X, rows, T, D, static_cast<const acc_t*>(so.shift), type, F);
-  const acc_t* Ra;
+  const acc_t* Rk = R;
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
-    Ra = resp;
-  } else {
-    for (int64_t a = 0; a < lines; ++a)
-      for (int64_t b = 0; b < len; ++b) R[a * ld + b] = static_cast<acc_t>(resp[a * ld + b]);
-    Ra = R;
+    if (column_form) Rk = resp;
   }
-  // G[K, C] = R [K, rows] @ F^T: R is [K, T] (column form) or stored transposed [rows, K]
-  if constexpr (std::is_same_v<acc_t, double>) {
-    aigc_engine::gemm_rowmajor<double>(K, C, rows, Ra, ld, F, T, slot, C, /*trans_b=*/true,
-                                       /*trans_a=*/!column_form, /*beta=*/1.0);
-  } else {
-    aigc_engine::gemm_rowmajor<acc_t>(K, C, rows, Ra, ld, F, T, G, C, /*trans_b=*/true,
-                                      /*trans_a=*/!column_form);
-    for (int64_t i = 0; i < K * C; ++i) slot[i] += G[i];
+  if (Rk == R) {  // convert and/or transpose: a plain [K, rows] operand is MKL's fastest layout
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < rows; ++r)
+        R[k * T + r] = static_cast<acc_t>(column_form ? resp[k * T + r] : resp[r * K + k]);
   }
+  // G[K, C] = R [K, rows] @ F^T
+  aigc_engine::gemm_rowmajor<acc_t>(K, C, rows, Rk, T, F, T, G, C, /*trans_b=*/true);
+  for (int64_t i = 0; i < K * C; ++i) slot[i] += G[i];
   double ll = 0;
   for (int64_t r = 0; r < rows; ++r) ll += lpn[r];
   slot[K * C] += ll;

@@ -157,19 +157,68 @@ def test_full_with_general_precision_factor(D, dtype):
 
 
 @requires_ext
-def test_float64_exp_in_estep_is_accurate():
-    """The E-step's float64 exp (vec_math.h) over its whole range: responsibilities sum to one
-    to ~1e-15 and match the reference, including entries near the underflow threshold."""
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_float64_exp_in_estep_is_accurate(covariance_type):
+    """The E-step's float64 exp (vec_math.h) through both epilogues (diag: along rows of K = 9
+    components; full: along points) over its whole range, down to the underflow threshold:
+    log_prob_norm and the responsibilities match the reference."""
+    K = 9
     x = torch.linspace(-40, 40, 4001, dtype=torch.float64)[:, None]
-    means = torch.tensor([[0.0], [1.0], [-3.0]], dtype=torch.float64)
-    P = torch.tensor([[1.0], [0.5], [2.0]], dtype=torch.float64)
-    lw = torch.log(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64))
-    lpn, lr = ops.gaussian_estep(x, means, P, "diag", lw)
-    lpn_ref, lr_ref = reference.gaussian_estep(x, means, P, "diag", lw)
+    means = torch.linspace(-30, 30, K, dtype=torch.float64)[:, None]
+    scale = torch.logspace(-0.5, 0.7, K, dtype=torch.float64)     # log-densities down to ~ -1e4
+    lw = torch.log_softmax(torch.linspace(0, 3, K, dtype=torch.float64), 0)
+    P = scale[:, None, None] if covariance_type == "full" else scale[:, None]
+    lpn, lr = ops.gaussian_estep(x, means, P, covariance_type, lw)
+    lpn_ref, lr_ref = reference.gaussian_estep(x, means, P, covariance_type, lw)
     torch.testing.assert_close(lpn, lpn_ref, rtol=1e-14, atol=1e-12)
-    stats, _ = ops.gaussian_em_stats(x, means, P, "diag", lw, torch.zeros(1, dtype=torch.float64))
-    torch.testing.assert_close(stats[:, 0], lr_ref.exp().sum(0), rtol=1e-13, atol=1e-300)
-    assert abs(float(stats[:, 0].sum()) - len(x)) < 1e-10
+    stats, _ = ops.gaussian_em_stats(x, means, P, covariance_type, lw, torch.zeros(1, dtype=torch.float64))
+    resp = lr_ref.exp()
+    assert ((resp > 0) & (resp < 1e-250)).any()  # the range near underflow is exercised
+    torch.testing.assert_close(stats[:, 0], resp.sum(0), rtol=1e-13, atol=1e-300)
+    torch.testing.assert_close(stats[:, 1], (resp * x).sum(0), rtol=1e-12, atol=1e-12)
+
+
+@requires_ext
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_opcheck(covariance_type):
+    """Schema, fake kernel and (no) aliasing of the two outputs."""
+    x, means, P, lw = _case(covariance_type, (20, 3, 4), torch.float64)
+    torch.library.opcheck(torch.ops.aigc_engine.gaussian_em_stats,
+                          (x, means, P, covariance_type, lw, x.mean(0), False))
+    stats, ll = torch.ops.aigc_engine.gaussian_em_stats(x, means, P, covariance_type, lw, x.mean(0), False)
+    assert stats.untyped_storage().data_ptr() != ll.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("backend", ["ext", "torch"])
+def test_em_stats_edge_cases(backend):
+    """No components: log-likelihood -inf on every path (as gaussian_estep); no rows: zeros; the
+    outputs never require grad, whatever the inputs."""
+    if backend == "ext" and not ops.backend_info()["extension_loaded"]:
+        pytest.skip("extension not built")
+    ops.set_backend(backend)
+    try:
+        x = torch.randn(50, 3, dtype=torch.float64)
+        empty = ops.gaussian_em_stats(x, x[:0], torch.ones(0, 3, dtype=torch.float64), "diag",
+                                      torch.zeros(0, dtype=torch.float64), x.mean(0))
+        assert empty[0].shape == (0, ops.stats_columns("diag", 3)) and empty[1].item() == float("-inf")
+        _, means, P, lw = _case("full", (50, 3, 2), torch.float64)
+        none = ops.gaussian_em_stats(x[:0], means, P, "full", lw, x.mean(0))
+        assert none[0].abs().sum() == 0 and none[1].item() == 0
+        stats, ll = ops.gaussian_em_stats(x, means.requires_grad_(), P, "full", lw, x.mean(0))
+        assert not stats.requires_grad and not ll.requires_grad
+    finally:
+        ops.set_backend(None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_mixture_stats_half_precision_sums_in_float32(dtype):
+    """200k half-precision rows: counts and second moments far beyond float16's 65504 (summed in
+    float32 within each block: ~1e-4 relative)."""
+    x = torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0)).to(dtype)
+    resp = torch.ones(200_000, 1, dtype=dtype)
+    got = ops.mixture_stats(x, resp, torch.zeros(2, dtype=dtype), "diag")
+    want = ops.mixture_stats(x.double(), resp.double(), torch.zeros(2, dtype=torch.float64), "diag")
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=0)
 
 
 def test_em_stats_rejects_bad_shift():

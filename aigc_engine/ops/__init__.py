@@ -165,7 +165,8 @@ def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: tor
     ``gaussian_estep`` and ``z = x - shift`` (``shift [D]``, rounded to x's dtype),
     ``stats[k] = sum_n r_nk [1 | z_n | moments(z_n)]`` (layout of ``mixture_stats``;
     ``C = stats_columns(covariance_type, D)``) and ``log_likelihood = sum_n log_prob_norm_n``.
-    ``double_moments`` forms the products in float64 for float32 data. Forward only.
+    ``double_moments`` forms the products in float64 for float32 data. No gradient: the outputs
+    never require grad.
 
     The extension (CPU) computes each tile's responsibilities and multiplies them into the
     tile's features while both are in cache: no ``[N, K]`` responsibilities and no ``[N, C]``
@@ -173,16 +174,17 @@ def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: tor
     ``gaussian_estep`` followed by ``mixture_stats``.
     """
     _check_gaussian(x, means, precisions_chol, covariance_type, log_weights, True)
-    if not isinstance(shift, torch.Tensor) or tuple(shift.shape) != (x.shape[1],) or shift.device != x.device:
-        raise ValueError(f"shift must be a [D] = ({x.shape[1]},) tensor on {x.device}, got "
-                         f"{_shape(shift) if isinstance(shift, torch.Tensor) else type(shift).__name__}")
-    if x.device.type == "cpu" and _ext_supports(x):
-        return torch.ops.aigc_engine.gaussian_em_stats(x, means, precisions_chol, covariance_type,
-                                                       log_weights, shift.to(x.dtype), bool(double_moments))
-    with torch.no_grad():
-        log_prob_norm, log_resp = gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
-        return (mixture_stats(x, log_resp.exp_(), shift, covariance_type, double_moments),
-                log_prob_norm.sum(dtype=torch.float64))
+    if not isinstance(shift, torch.Tensor):
+        raise ValueError(f"shift must be a [D] tensor, got {type(shift).__name__}")
+    if tuple(shift.shape) != (x.shape[1],) or shift.device != x.device:
+        raise ValueError(f"shift must be a [D] = ({x.shape[1]},) tensor on {x.device}, got shape "
+                         f"{_shape(shift)} on {shift.device}")
+    with torch.no_grad():  # statistics, not a differentiable function: same on every path
+        if x.device.type == "cpu" and _ext_supports(x):
+            return torch.ops.aigc_engine.gaussian_em_stats(x, means, precisions_chol, covariance_type,
+                                                           log_weights, shift.to(x.dtype), bool(double_moments))
+        return reference.gaussian_em_stats(x, means, precisions_chol, covariance_type, log_weights, shift,
+                                           double_moments, estep=gaussian_estep)
 
 
 class _GanDLoss(torch.autograd.Function):

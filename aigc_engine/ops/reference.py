@@ -84,18 +84,19 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
 
     ``shift`` is ``[D]`` or, per component, ``[K, D]`` (row k of the result is then around
     ``shift[k]``); it is first rounded to x's dtype, so pass it in that dtype. Products are
-    formed in x's dtype, or in float64 with ``double_moments`` (float32 data whose moments
-    ``S/nk - (m - s)(m - s)^T`` would lose too much to cancellation).
+    formed in x's dtype (at least float32), or in float64 with ``double_moments`` (float32 data
+    whose moments ``S/nk - (m - s)(m - s)^T`` would lose too much to cancellation).
     """
     n, D = x.shape
     K = resp.shape[1]
-    dtype = torch.float64 if double_moments else x.dtype
+    # half-precision data is summed in float32 (float16 sums overflow at 65504)
+    dtype = torch.float64 if double_moments else torch.promote_types(x.dtype, torch.float32)
     x, resp, shift = x.to(dtype), resp.to(dtype), shift.to(x.dtype).to(dtype)
     out = torch.zeros(K, stats_columns(covariance_type, D), dtype=torch.float64, device=x.device)
     block = _STATS_BLOCK_CPU if x.device.type == "cpu" else _STATS_BLOCK_GPU
     if shift.dim() == 2:  # per component: [K, rows, D] blocks
         iu = torch.triu_indices(D, D, device=x.device)
-        rows = max(1, block // max(1, K * D))
+        rows = max(64, block // max(1, K * D))
         for lo in range(0, n, rows):
             z = x[lo:lo + rows][None, :, :] - shift[:, None, :]      # [K, b, D]
             r = resp[lo:lo + rows].T                                 # [K, b]
@@ -110,7 +111,7 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
             out += torch.cat(parts, 1).to(torch.float64)
         return out
     iu = torch.triu_indices(D, D, device=x.device) if covariance_type == "full" else None
-    rows = max(1, block // out.shape[1])
+    rows = max(64, block // out.shape[1])
     for lo in range(0, n, rows):
         z = x[lo:lo + rows] - shift
         parts = [torch.ones(len(z), 1, dtype=dtype, device=x.device), z]
@@ -126,10 +127,12 @@ def mixture_stats(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, cova
 
 def gaussian_em_stats(x: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
                       covariance_type: str, log_weights: torch.Tensor, shift: torch.Tensor,
-                      double_moments: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      double_moments: bool = False, estep=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One EM pass over ``x``: ``(mixture_stats(x, exp(log_resp), shift), sum_n log p(x_n))``,
-    both float64, with the responsibilities of ``gaussian_estep``."""
-    log_prob_norm, log_resp = gaussian_estep(x, means, precisions_chol, covariance_type, log_weights)
+    both float64, with the responsibilities of ``estep`` (default: this module's
+    ``gaussian_estep``)."""
+    estep = estep or gaussian_estep
+    log_prob_norm, log_resp = estep(x, means, precisions_chol, covariance_type, log_weights)
     return (mixture_stats(x, log_resp.exp_(), shift, covariance_type, double_moments),
             log_prob_norm.sum(dtype=torch.float64))
 

@@ -63,8 +63,9 @@ struct Prepared {
   bool upper = false;   // ... over the upper triangle of P only
 };
 
+// stats_width: elements per point of the EM statistics' scratch (0 without statistics).
 Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovType type,
-                 const c10::optional<Tensor>& log_weights) {
+                 const c10::optional<Tensor>& log_weights, int64_t stats_width = 0) {
   Prepared p;
   p.type = type;
   p.N = x.size(0);
@@ -82,13 +83,13 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
       p.b = at::einsum("kd,kde->ke", {mu, P}).reshape({K * D}).contiguous();
       p.upper = D > 1 && P.tril(-1).eq(0).all().item<bool>();
       p.direct = (p.upper && (D <= kDirectMaxUpperD32 || dt == at::kDouble)) || D <= kDirectMaxD;
-      width = p.direct ? 2 * D + K + 3 : K * D + 1;
+      width = (p.direct ? D : K * D) + K + 2;
       break;
     case CovType::kTied:
       p.W = P.t().contiguous();
       p.b = at::matmul(mu, P).contiguous();
       p.direct = D <= kDirectMaxD;
-      width = D + 1;
+      width = D + K + 2;
       break;
     case CovType::kDiag: {
       Tensor prec2 = P * P;
@@ -109,7 +110,9 @@ Prepared prepare(const Tensor& x, const Tensor& means, const Tensor& prec, CovTy
   // ~128 KiB of float32 scratch per tile: the GEMM output stays in L2 while it is consumed.
   // T is a multiple of 16 so that the column loops run in whole vectors.
   constexpr int64_t kScratchElems = 1 << 15;
-  p.tile = std::clamp<int64_t>(kScratchElems / std::max<int64_t>(width, 1), 16, 1024) / 16 * 16;
+  constexpr int64_t kStatsScratchElems = 1 << 16;  // with the statistics: ~256 KiB of float32
+  const int64_t budget = stats_width > 0 ? kStatsScratchElems : kScratchElems;
+  p.tile = std::clamp<int64_t>(budget / std::max<int64_t>(width + stats_width, 1), 16, 1024) / 16 * 16;
   return p;
 }
 
@@ -337,6 +340,7 @@ int64_t stats_moments(CovType type, int64_t D) {
 
 struct StatsOut {
   double* slots;      // [threads, K * C + 1]: statistics, then the sum of log p(x_n)
+  int64_t threads;    // rows of slots
   int64_t C;          // 1 + D + moments
   const void* shift;  // [D] in acc_t
 };
@@ -431,8 +435,8 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
   at::parallel_for(0, n_tiles, grain, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch;
     switch (p.type) {
-      case CovType::kFull: scratch.resize(T * (p.direct ? D + K + 2 : std::max(K * D, 2 * D) + K + 2)); break;
-      case CovType::kTied: scratch.resize(T * (2 * D + 1 + K + 2)); break;
+      case CovType::kFull: scratch.resize(T * ((p.direct ? D : K * D) + K + 2)); break;
+      case CovType::kTied: scratch.resize(T * (D + K + 2)); break;
       case CovType::kDiag: scratch.resize(T * (2 * D + 1)); break;
       case CovType::kSpherical: scratch.resize(T * (D + 2)); break;
     }
@@ -444,7 +448,9 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
       rowform.resize(T * K);
       tile_lpn.resize(T);
       acc.resize((C + K) * T + K * C);
-      slot = so->slots + at::get_thread_num() * (K * C + 1);
+      const int64_t t = at::get_thread_num();
+      TORCH_INTERNAL_ASSERT(t < so->threads, "thread ", t, " beyond ", so->threads, " slots");
+      slot = so->slots + t * (K * C + 1);
     }
     scalar_t* S = scratch.data();
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -467,7 +473,7 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
             for (int64_t d = 0; d < D; ++d) std::fill(XT + d * T + rows, XT + (d + 1) * T, scalar_t(0));
             direct_maha(XT, T, rows, D, K, W, full ? D * D : 0, b, p.upper, M);
           } else {
-            M = S + std::max(rowsY, 2 * D) * T;
+            M = S + rowsY * T;
             aigc_engine::gemm_rowmajor<scalar_t>(rowsY, rows, D, W, D, X, D, S, T, /*trans_b=*/true);
             for (int64_t k = 0; k < K; ++k) {
               column_squared_distances(full ? S + k * D * T : S, T, b + k * D, D, rows, M + k * T);
@@ -564,14 +570,17 @@ std::tuple<Tensor, Tensor> gaussian_em_stats_cpu(const Tensor& x, const Tensor& 
   TORCH_CHECK_VALUE(shift.dim() == 1 && shift.size(0) == x.size(1) && shift.device() == x.device(),
                     "shift must be [D] on the device of x, got ", shift.sizes());
   Tensor xc = x.contiguous();
-  Prepared p = prepare(xc, means, prec, type, lw);
-  const int64_t K = p.K, C = 1 + p.D + stats_moments(type, p.D);
+  const int64_t K = means.size(0), C = 1 + x.size(1) + stats_moments(type, x.size(1));
+  const bool dbl = double_moments || xc.scalar_type() == at::kDouble;
+  // per point: features and responsibilities in acc_t (twice a float's size when float32 data
+  // forms float64 products), the row-form block and log_prob_norm in scalar_t
+  const int64_t acc_scale = dbl && xc.scalar_type() == at::kFloat ? 2 : 1;
+  Prepared p = prepare(xc, means, prec, type, lw, (C + K) * acc_scale + K + 1);
   const int64_t threads = at::get_num_threads();
   Tensor slots = at::zeros({threads, K * C + 1}, xc.options().dtype(at::kDouble));
   if (p.N > 0 && K > 0) {
-    const bool dbl = double_moments || xc.scalar_type() == at::kDouble;
     Tensor shift_acc = shift.to(dbl ? at::kDouble : xc.scalar_type()).contiguous();
-    StatsOut so{slots.data_ptr<double>(), C, shift_acc.data_ptr()};
+    StatsOut so{slots.data_ptr<double>(), threads, C, shift_acc.data_ptr()};
     if (xc.scalar_type() == at::kDouble) {
       run_tiles<double, double>(p, xc.data_ptr<double>(), Mode::kStats, nullptr, nullptr, &so);
     } else if (dbl) {
@@ -580,8 +589,11 @@ std::tuple<Tensor, Tensor> gaussian_em_stats_cpu(const Tensor& x, const Tensor& 
       run_tiles<float, float>(p, xc.data_ptr<float>(), Mode::kStats, nullptr, nullptr, &so);
     }
   }
-  Tensor total = slots.sum(0);  // fixed order over a fixed number of slots
-  return {total.narrow(0, 0, K * C).view({K, C}), total[K * C]};
+  // slots summed in a fixed order; two separate outputs (the schema says they do not alias)
+  Tensor stats = slots.narrow(1, 0, K * C).sum(0).view({K, C});
+  Tensor ll = slots.select(1, K * C).sum();
+  if (p.N > 0 && K == 0) ll.fill_(-std::numeric_limits<double>::infinity());  // as gaussian_estep
+  return {stats, ll};
 }
 
 TORCH_LIBRARY_IMPL(aigc_engine, CPU, m) {

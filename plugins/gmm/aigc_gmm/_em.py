@@ -138,21 +138,14 @@ def empty_stats(K: int, D: int, covariance_type: str, shift: torch.Tensor, tied_
                  tied_shift.to(torch.float64))
 
 
-def add_scatter(stats: Stats, x: torch.Tensor, s: torch.Tensor, double: bool) -> None:
-    """Tied covariances: add ``sum (x - s)(x - s)^T`` over the chunk (float64 products with
-    ``double``)."""
-    z = (x.double() if double else x) - s
-    stats.scatter += (z.T @ z).to(torch.float64)
-
-
-def accumulate(stats: Stats, x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor,
-               tied_shift: torch.Tensor, covariance_type: str, double: bool = False) -> None:
-    """Add one chunk's statistics under given responsibilities ``resp [n, K]``; the shifts in
-    the compute dtype (``shift [D]`` or ``[K, D]``)."""
+def add_chunk(stats: Stats, x: torch.Tensor, table: torch.Tensor, covariance_type: str, double: bool) -> None:
+    """Add one chunk: its statistics table, its row count and (tied) its scatter around
+    ``stats.tied_shift`` (float64 products with ``double``)."""
     stats.n += x.shape[0]
-    stats.table += ops.mixture_stats(x, resp, shift, covariance_type, double)
+    stats.table += table
     if covariance_type == "tied":
-        add_scatter(stats, x, tied_shift, double)
+        z = x.double() - stats.tied_shift if double else x - stats.tied_shift.to(x.dtype)
+        stats.scatter += (z.T @ z).to(torch.float64)
 
 
 def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float):
@@ -162,7 +155,10 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
     Centring uses the raw counts ``n_k = sum r``: ``S - n_k d d^T`` with ``d = sum r z / n_k`` is
     the exact centred scatter whatever the shift; scikit-learn's ``nk = n_k + 10 eps`` only
     divides it (and the means ``sum r x / nk``). Centring with ``nk`` instead would add
-    ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k."""
+    ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k. The one
+    departure from scikit-learn: for a nearly empty component (``n_k`` below ~1e-8) its
+    origin-centred diag/spherical formula carries that ``10 eps |m_k|^2 / n_k`` term (and full
+    a smaller one); here the covariance stays the centred one."""
     table, shift = stats.table, stats.shift
     D = shift.shape[-1]
     n_raw = table[:, 0]
@@ -312,11 +308,8 @@ def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=Non
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
     for _, x in source.chunks():
         table, ll = ops.gaussian_em_stats(x, means, P, covariance_type, logw, s, double)
-        stats.table += table
+        add_chunk(stats, x, table, covariance_type, double)
         stats.ll += ll
-        stats.n += x.shape[0]
-        if covariance_type == "tied":
-            add_scatter(stats, x, s, double)
     return stats.all_reduce(all_reduce)
 
 
@@ -326,7 +319,8 @@ def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Te
     data forms its products in float64, a one-off cost)."""
     stats = empty_stats(K, source.n_features, covariance_type, shift, tied_shift)
     for offset, x in source.chunks():
-        accumulate(stats, x, resp_fn(offset, x), shift, tied_shift, covariance_type, double=True)
+        add_chunk(stats, x, ops.mixture_stats(x, resp_fn(offset, x), shift, covariance_type, True),
+                  covariance_type, double=True)
     return stats.all_reduce(all_reduce)
 
 

@@ -371,15 +371,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 rows = _em.kmeans(self._init_sample(full, rs), K, rs.randint(np.iinfo(np.int32).max),
                                   init="k-means++")
             # one-hot responsibilities on K rows: only those rows contribute, each centred on
-            # itself; tied: scikit-learn's (X^T X - sum nk m m^T) / sum nk over *all* rows
+            # itself (table [1 | 0 | 0]); tied: scikit-learn's (X^T X - sum nk m m^T) / sum nk
+            # over *all* rows, so the scatter is around zero
             rows = rows.to(source.dtype)
             zero = torch.zeros(D, dtype=source.dtype, device=source.device)
             stats = _em.empty_stats(K, D, cov_type, rows, zero)
-            one_hot = torch.eye(K, dtype=source.dtype, device=source.device)
-            stats.table += ops.mixture_stats(rows, one_hot, rows, cov_type, double_moments=True)
+            stats.table[:, 0] = 1
             if cov_type == "tied":  # rows are in every process's hands: only the scatter is all-reduced
                 for _, x in source.chunks():
-                    _em.add_scatter(stats, x, zero, double=True)
+                    stats.scatter += x.double().T @ x.double()
                 if all_reduce is not None:
                     all_reduce(stats.scatter)
             nk, means, cov = _em.parameters_from_stats(stats, cov_type, self.reg_covar, self._eps)

@@ -518,17 +518,20 @@ void run_tiles(const Prepared& p, const scalar_t* x, Mode mode, scalar_t* out,
   });
 }
 
-void check_cpu_inputs(const Tensor& x) {
+// The checks every CPU entry point makes; returns the parsed covariance type.
+CovType check_cpu_call(const Tensor& x, const Tensor& means, const Tensor& prec,
+                       c10::string_view covariance_type, const c10::optional<Tensor>& log_weights) {
+  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
+  aigc_engine::check_gaussian_shapes(x, means, prec, type, log_weights);
   TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
                     "x must be float32 or float64 on CPU, got ", x.scalar_type());
+  return type;
 }
 
 Tensor gaussian_log_prob_cpu(const Tensor& x, const Tensor& means, const Tensor& prec,
                              c10::string_view covariance_type,
                              const c10::optional<Tensor>& log_weights) {
-  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
-  aigc_engine::check_gaussian_shapes(x, means, prec, type, log_weights);
-  check_cpu_inputs(x);
+  const CovType type = check_cpu_call(x, means, prec, covariance_type, log_weights);
   Tensor xc = x.contiguous();
   Prepared p = prepare(xc, means, prec, type, log_weights);
   Tensor out = at::empty({p.N, p.K}, xc.options());
@@ -542,10 +545,8 @@ Tensor gaussian_log_prob_cpu(const Tensor& x, const Tensor& means, const Tensor&
 std::tuple<Tensor, Tensor> gaussian_estep_cpu(const Tensor& x, const Tensor& means,
                                               const Tensor& prec, c10::string_view covariance_type,
                                               const Tensor& log_weights) {
-  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
   c10::optional<Tensor> lw(log_weights);
-  aigc_engine::check_gaussian_shapes(x, means, prec, type, lw);
-  check_cpu_inputs(x);
+  const CovType type = check_cpu_call(x, means, prec, covariance_type, lw);
   Tensor xc = x.contiguous();
   Prepared p = prepare(xc, means, prec, type, lw);
   Tensor log_resp = at::empty({p.N, p.K}, xc.options());
@@ -563,10 +564,8 @@ std::tuple<Tensor, Tensor> gaussian_em_stats_cpu(const Tensor& x, const Tensor& 
                                                  const Tensor& prec, c10::string_view covariance_type,
                                                  const Tensor& log_weights, const Tensor& shift,
                                                  bool double_moments) {
-  const CovType type = aigc_engine::parse_covariance_type(std::string(covariance_type));
   c10::optional<Tensor> lw(log_weights);
-  aigc_engine::check_gaussian_shapes(x, means, prec, type, lw);
-  check_cpu_inputs(x);
+  const CovType type = check_cpu_call(x, means, prec, covariance_type, lw);
   TORCH_CHECK_VALUE(shift.dim() == 1 && shift.size(0) == x.size(1) && shift.device() == x.device(),
                     "shift must be [D] on the device of x, got ", shift.sizes());
   Tensor xc = x.contiguous();

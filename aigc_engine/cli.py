@@ -14,6 +14,7 @@ import torch
 from .config import field_types, type_name
 from .engine import Engine, versions
 from .errors import InputError
+from .training import Interrupted
 
 DEBUG_ENV = "AIGC_ENGINE_DEBUG"
 
@@ -35,6 +36,8 @@ class _EngineGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except Interrupted as err:  # the loop wrote its checkpoint and said how to resume
+            ctx.exit(err.exit_code)
         except (InputError, ValueError) as err:
             if os.environ.get(DEBUG_ENV):
                 raise

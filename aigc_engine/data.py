@@ -23,12 +23,17 @@ class Dataset:
     """A data set held in memory, or memory-mapped from a ``.npy`` file and streamed in chunks.
 
     ``x`` is a float tensor (materialised on first access for memory-mapped data), ``y`` int64
-    labels or None, ``num_classes`` 0 when unlabelled. ``iter_chunks`` streams rows without
-    holding all of ``x``; ``shard`` gives one process's contiguous share of the rows.
+    labels or None, ``num_classes`` 0 when unlabelled. ``labels_are_classes`` says whether ``y``
+    is a class a model may condition on (digits, image folders, ``.npz``, CSV label columns) or
+    only metadata (the synthetic mixtures' component ids); ``conditional_classes`` is
+    ``num_classes`` in the first case, else 0. Mixtures with known modes carry their centres
+    ``modes`` (``K x D``) and ``mode_std`` for mode-coverage metrics. ``iter_chunks`` streams
+    rows without holding all of ``x``; ``shard`` gives one process's contiguous share of the rows.
     """
 
     def __init__(self, x, y: torch.Tensor | None = None, num_classes: int | None = None,
-                 name: str = "", options: dict | None = None):
+                 name: str = "", options: dict | None = None, *, labels_are_classes: bool = True,
+                 modes: torch.Tensor | None = None, mode_std: float | None = None):
         if isinstance(x, np.ndarray) and not isinstance(x, np.memmap):
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
@@ -40,6 +45,14 @@ class Dataset:
         self.num_classes = num_classes
         self.name = name
         self.options = dict(options or {})
+        self.labels_are_classes = bool(labels_are_classes)
+        self.modes = modes
+        self.mode_std = mode_std
+
+    @property
+    def conditional_classes(self) -> int:
+        """How many classes a conditional model should condition on (0: train unconditionally)."""
+        return self.num_classes if self.labels_are_classes and self.y is not None else 0
 
     @property
     def x(self) -> torch.Tensor:
@@ -75,8 +88,16 @@ class Dataset:
         """Rows ``[rank * N / W, (rank + 1) * N / W)``: this process's share under torchrun."""
         n = len(self)
         lo, hi = rank * n // world_size, (rank + 1) * n // world_size
-        y = self.y[lo:hi] if self.y is not None else None
-        return Dataset(self._data[lo:hi], y, self.num_classes, self.name, self.options)
+        return self.subset(slice(lo, hi))
+
+    def subset(self, rows: slice | torch.Tensor) -> "Dataset":
+        """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a
+        held-out split, a shard)."""
+        data = self._data[rows] if isinstance(rows, slice) or isinstance(self._data, torch.Tensor) \
+            else self._data[np.asarray(rows)]
+        y = self.y[rows] if self.y is not None else None
+        return Dataset(data, y, self.num_classes, self.name, self.options,
+                       labels_are_classes=self.labels_are_classes, modes=self.modes, mode_std=self.mode_std)
 
     def validate(self) -> "Dataset":
         """Raise InputError for empty data or non-finite values (checked chunk by chunk)."""
@@ -110,7 +131,8 @@ def _mixture(centres: np.ndarray, n: int, std: float, seed: int, name: str, opti
     labels = rng.integers(0, len(centres), size=n)
     x = centres[labels] + std * rng.standard_normal((n, centres.shape[1]))
     return Dataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(labels.astype(np.int64)),
-                   len(centres), name, options)
+                   len(centres), name, options, labels_are_classes=False,
+                   modes=torch.from_numpy(centres.astype(np.float64)), mode_std=float(std))
 
 
 def ring8(n: int = 10_000, std: float = 0.01, radius: float = 1.0, modes: int = 8, seed: int = 0) -> Dataset:
@@ -135,7 +157,7 @@ def moons(n: int = 10_000, noise: float = 0.05, seed: int = 0) -> Dataset:
     _check_positive(n=n)
     x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
     return Dataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)), 2,
-                   "moons", dict(n=n, noise=noise, seed=seed))
+                   "moons", dict(n=n, noise=noise, seed=seed), labels_are_classes=False)
 
 
 def blobs(n: int = 10_000, centers: int = 5, dim: int = 2, std: float = 1.0, seed: int = 0) -> Dataset:
@@ -143,9 +165,11 @@ def blobs(n: int = 10_000, centers: int = 5, dim: int = 2, std: float = 1.0, see
     from sklearn.datasets import make_blobs
 
     _check_positive(n=n, centers=centers, dim=dim, std=std)
-    x, y = make_blobs(n_samples=n, centers=centers, n_features=dim, cluster_std=std, random_state=seed)
+    x, y, c = make_blobs(n_samples=n, centers=centers, n_features=dim, cluster_std=std, random_state=seed,
+                         return_centers=True)
     return Dataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)), centers,
-                   "blobs", dict(n=n, centers=centers, dim=dim, std=std, seed=seed))
+                   "blobs", dict(n=n, centers=centers, dim=dim, std=std, seed=seed), labels_are_classes=False,
+                   modes=torch.from_numpy(c.astype(np.float64)), mode_std=float(std))
 
 
 def digits(n: int = 0, seed: int = 0) -> Dataset:

@@ -104,7 +104,7 @@ class Engine:
         run_dir = Path(out) if out else default_run_dir(model_name, data.name)
         if not resume and (run_dir / CONFIG_FILE).exists():
             raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it")
-        run = Run(run_dir, device=device, seed=seed, progress=progress)
+        run = Run(run_dir, device=device, seed=seed, progress=progress, resume=bool(resume))
         if run.is_main_process:
             io.write_json(run.dir / CONFIG_FILE, {
                 "model": model_name, "config": dataclasses.asdict(config),

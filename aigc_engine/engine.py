@@ -147,6 +147,9 @@ class Engine:
                                  run_dir / SAMPLES_PNG, title=title,
                                  annotate=getattr(model, "annotate_plot", None))
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
+        figures = getattr(model, "figures", None)
+        for name, draw in (figures(data) if figures is not None else {}).items():
+            draw(run_dir / name)
 
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):

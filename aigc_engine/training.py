@@ -159,19 +159,29 @@ class Batches:
 
 
 class EMA(torch.nn.Module):
-    """Exponential moving average of a module's parameters (``AveragedModel`` with
-    ``get_ema_multi_avg_fn``): after each ``update(model)``, ``w_ema = decay * w_ema + (1 - decay)
-    * w`` (the first update copies); buffers (batch-norm statistics) are copied from the model.
-    ``ema.module`` is the averaged copy, for sampling; it is part of the checkpoint."""
+    """Exponential moving average of a module's parameters, on ``torch.optim.swa_utils.AveragedModel``:
+    after the ``t``-th ``update(model)``, ``w_ema = d * w_ema + (1 - d) * w`` (the first update
+    copies) with ``d = decay``, or with ``warmup`` ``d = min(decay, (1 + t) / (10 + t))`` (the
+    warm-up of TensorFlow's ``ExponentialMovingAverage``: a short run is not dominated by its
+    first weights). Buffers (batch-norm statistics) are copied from the model. ``ema.module`` is
+    the averaged copy, for sampling; it is part of the checkpoint."""
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, warmup: bool = False):
         super().__init__()
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
         if not 0.0 <= decay <= 1.0:
             raise InputError(f"ema decay must be in [0, 1], got {decay}")
-        self.decay = decay
-        self.averaged = AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+        self.decay, self.warmup = decay, warmup
+
+        @torch.no_grad()
+        def average(ema_params, params, n_averaged):
+            t = int(n_averaged)  # updates before this one (>= 1 here: the first one copies)
+            d = min(decay, (1 + t) / (10 + t)) if warmup else decay
+            for e, p in zip(ema_params, params):
+                e.lerp_(p, 1 - d)
+
+        self.averaged = AveragedModel(unwrap(model), multi_avg_fn=average, use_buffers=False)
         self.averaged.requires_grad_(False)
 
     @property

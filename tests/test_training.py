@@ -318,3 +318,16 @@ def test_torchrun_two_processes_equal_one_process(dae, tmp_path):
     ref = [json.loads(line) for line in (one / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [r["step"] for r in ref]  # rank 0 alone writes
     assert rows[-1]["loss"] == pytest.approx(ref[-1]["loss"], rel=1e-3)  # averaged over ranks
+
+
+def test_ema_warmup_follows_the_tensorflow_schedule():
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(net, decay=0.999, warmup=True)
+    expected = None
+    for t in range(5):
+        with torch.no_grad():
+            net.weight.fill_(float(t))
+        d = min(0.999, (1 + t) / (10 + t))  # t updates so far
+        expected = 0.0 if expected is None else d * expected + (1 - d) * t
+        ema.update(net)
+    assert float(ema.module.weight) == pytest.approx(expected)

@@ -253,10 +253,10 @@ def from_file(path: str | Path, label_column: int | str | None = None, delimiter
 # -- arrays --------------------------------------------------------------------------------------
 def _load_error(name: str, err: BaseException) -> InputError:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if "pickle" in text.lower() or "object arrays" in text.lower():
+    if any(word in text.lower() for word in ("pickle", "object arrays", "python objects")):
         return InputError(f"{name} holds pickled or object data, which is refused (never unpickled): "
                           f"save plain numeric arrays")
-    return InputError(f"cannot read {name}: {text}")
+    return InputError(f"cannot read {name} (truncated, or not a valid {Path(name).suffix} file): {text}")
 
 
 def _read_npy(path: Path) -> Dataset:

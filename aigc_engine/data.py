@@ -31,6 +31,10 @@ class Dataset:
     (``class_names[k]`` for label ``k``) when the labels came from names (image folders, ``.npz``
     string labels), else None. ``iter_chunks`` streams rows without holding all of ``x``;
     ``shard`` gives one process's contiguous share of the rows.
+
+    Memory-mapped storage (a ``numpy.memmap`` for points; for ``.npy`` images a view that scales
+    on read) supports row slices (still lazy), integer-array row indexing (reads those rows as a
+    float32 array) and ``numpy.asarray`` (reads all).
     """
 
     def __init__(self, x, y: torch.Tensor | None = None, num_classes: int | None = None,
@@ -53,7 +57,7 @@ class Dataset:
     @property
     def x(self) -> torch.Tensor:
         if not isinstance(self._data, torch.Tensor):
-            self._data = torch.from_numpy(np.asarray(self._data, dtype=np.float32).copy())
+            self._data = torch.from_numpy(np.array(self._data, dtype=np.float32))  # one writable copy
         return self._data
 
     @property
@@ -425,7 +429,10 @@ def _labels(y: np.ndarray, n: int, name: str) -> tuple[torch.Tensor, list[str] |
     if len(y) != n:
         raise InputError(f"{name} has {n} rows in x but {len(y)} labels in y")
     if y.dtype.kind in "US":
-        names = y.astype(str)
+        try:
+            names = y.astype(str)
+        except UnicodeDecodeError:
+            raise InputError(f"labels y of {name} are bytes that are not ASCII: save them as str") from None
         class_names, ids = np.unique(names, return_inverse=True)
         return torch.from_numpy(ids.reshape(-1).astype(np.int64)), [str(c) for c in class_names]
     if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):

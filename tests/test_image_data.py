@@ -62,6 +62,9 @@ def test_npy_uint8_nhw_is_one_channel_memory_mapped(tmp_path):
     assert torch.allclose(d.x[:, 0], torch.from_numpy(raw).float() / 127.5 - 1, atol=1e-6)
     assert d.x.min() == -1 and d.x.max() == 1
     assert torch.equal(streamed, d.x[25:])
+    lazy = from_file(tmp_path / "u8.npy")._data  # the storage minibatches gather rows from
+    assert np.array_equal(lazy[[7, 3, 7]], d.x[[7, 3, 7]].numpy())
+    assert np.array_equal(lazy[-1], d.x[-1].numpy()) and np.array_equal(lazy[2:9:3, 0, 1], d.x[2:9:3, 0, 1].numpy())
 
 
 @pytest.mark.parametrize("lo, hi, expected", [
@@ -114,6 +117,8 @@ def test_npz_string_labels_become_class_names(tmp_path):
     assert d.class_names == ["ant", "bee", "zebra"] and d.num_classes == 3
     assert d.y.tolist() == [2, 0, 2, 1, 0]
     assert d.shard(0, 2).class_names == d.class_names
+    np.savez(tmp_path / "b.npz", x=np.zeros((2, 2)), y=np.array([b"yes", b"no"]))
+    assert from_file(tmp_path / "b.npz").class_names == ["no", "yes"]
 
 
 def test_npz_points_without_labels(tmp_path):

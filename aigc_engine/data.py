@@ -95,9 +95,12 @@ class Dataset:
         """Raise InputError for empty data or non-finite values (checked chunk by chunk)."""
         if len(self) == 0:
             raise InputError(f"dataset {self.name!r} is empty")
-        for i, chunk in enumerate(self.iter_chunks(1 << 16)):
+        # image files were checked while their value range was scanned; the scaling keeps them finite
+        scanned = isinstance(self._data, _ImageArray)
+        rows = max(1, min(1 << 16, (1 << 22) // max(1, math.prod(self.shape[1:]))))  # bounded memory
+        for i, chunk in enumerate(() if scanned else self.iter_chunks(rows)):
             if not torch.isfinite(chunk).all():
-                bad = (~torch.isfinite(chunk)).nonzero()[0, 0].item() + i * (1 << 16)
+                bad = (~torch.isfinite(chunk)).nonzero()[0, 0].item() + i * rows
                 raise InputError(f"dataset {self.name!r} has NaN or inf values (first in row {bad})")
         if self.y is not None and len(self.y) != len(self):
             raise InputError(f"dataset {self.name!r} has {len(self)} rows but {len(self.y)} labels")

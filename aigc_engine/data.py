@@ -241,7 +241,8 @@ def from_file(path: str | Path, label_column: int | str | None = None, delimiter
     for key, is_set in given.items():
         if is_set and key not in FILE_OPTIONS[kind]:
             allowed = " and ".join(_KIND_NAMES[k] for k, opts in FILE_OPTIONS.items() if key in opts)
-            raise InputError(f"dataset option {key} applies to {allowed} only, not to {path.name or str(path)}")
+            raise InputError(f"dataset option {key} applies to {allowed} only, "
+                             f"not to {path.name or str(path)}")
     if kind == ".npy":
         return _read_npy(path)
     if kind == ".npz":
@@ -307,7 +308,7 @@ def _read_npz(path: Path) -> Dataset:
 
 
 def _check_numeric(arr: np.ndarray, name: str, what: str) -> None:
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+    if arr.dtype.kind not in "iuf":  # bool, complex, strings, records are not pixels or points
         raise InputError(f"{what} of {name} must hold integers or floats, got dtype {arr.dtype}")
 
 
@@ -438,7 +439,7 @@ def _labels(y: np.ndarray, n: int, name: str) -> tuple[torch.Tensor, list[str] |
             raise InputError(f"labels y of {name} are bytes that are not ASCII: save them as str") from None
         class_names, ids = np.unique(names, return_inverse=True)
         return torch.from_numpy(ids.reshape(-1).astype(np.int64)), [str(c) for c in class_names]
-    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+    if y.dtype.kind not in "iuf":
         raise InputError(f"labels y of {name} must be non-negative integers or strings, got dtype {y.dtype}")
     if y.dtype.kind == "f" and (not np.isfinite(y).all() or np.any(y != np.round(y))):
         raise InputError(f"labels y of {name} must be non-negative integers or strings")
@@ -480,7 +481,8 @@ def _read_folder(root: Path, size: int | None, channels: Literal["auto", 1, 3]) 
             raise InputError(f"class folder {str(root / empty[0])} has no PNG/JPEG images")
         class_names = sorted(per_class)
         files = [f for k in class_names for f in per_class[k]]
-        labels = np.concatenate([np.full(len(per_class[k]), i, dtype=np.int64) for i, k in enumerate(class_names)])
+        labels = np.concatenate([np.full(len(per_class[k]), i, dtype=np.int64)
+                                 for i, k in enumerate(class_names)])
     elif top:
         class_names, files, labels = None, top, None
     else:
@@ -488,7 +490,8 @@ def _read_folder(root: Path, size: int | None, channels: Literal["auto", 1, 3]) 
                          f"images per class, or the images themselves)")
 
     def fail(path: Path, err: BaseException):
-        return InputError(f"cannot read image {str(path)}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return InputError(f"cannot read image {str(path)}: {text}")
 
     errors = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
     headers = []  # (mode, (width, height)) of each file, read without decoding the pixels

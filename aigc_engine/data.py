@@ -17,6 +17,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
+from .config import coerce
 from .errors import InputError
 
 __all__ = ["Dataset", "ring8", "grid25", "moons", "blobs", "digits", "from_file", "file_kind", "FILE_OPTIONS",
@@ -249,8 +250,6 @@ def from_file(path: str | Path, label_column: int | str | None = None, delimiter
         return _read_npz(path)
     if kind == ".csv":
         return _read_csv(path, label_column, delimiter)
-    from .config import coerce
-
     size = coerce(FILE_OPTIONS["folder"]["size"][1], size, "dataset.size")
     if size is not None and size <= 0:
         raise InputError(f"dataset option size must be > 0, got {size}")

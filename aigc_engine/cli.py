@@ -90,8 +90,8 @@ def cli(ctx):
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--dataset", "dataset", metavar="NAME|FILE.npy|FILE.csv",
-              help="Registered dataset or data file (default: the model's own).")
+@click.option("--dataset", "dataset", metavar="NAME|FILE|DIR",
+              help="Registered dataset, .npy/.npz/.csv file or image folder (default: the model's own).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of config values.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")

@@ -36,6 +36,8 @@ class Dataset:
     case, else 0. Mixtures with known modes carry their centres ``modes`` (``K x D``) and
     ``mode_std`` for mode-coverage metrics. ``iter_chunks`` streams rows without holding all of
     ``x``; ``shard`` gives one process's contiguous share of the rows, ``subset`` any rows.
+    ``splits`` names a data set's standard ``train`` / ``validation`` / ``test`` row ranges, when
+    it has one (digits); :meth:`split` uses them, or draws a seeded random split.
 
     Memory-mapped storage (a ``numpy.memmap`` for points; for ``.npy`` images a view that scales
     on read) supports row slices (still lazy), integer-array row indexing (reads those rows as a
@@ -45,7 +47,7 @@ class Dataset:
     def __init__(self, x, y: torch.Tensor | None = None, num_classes: int | None = None,
                  name: str = "", options: dict | None = None, class_names: list[str] | None = None, *,
                  labels_are_classes: bool = True, modes: torch.Tensor | None = None,
-                 mode_std: float | None = None):
+                 mode_std: float | None = None, splits: dict[str, tuple[int, int]] | None = None):
         if isinstance(x, np.ndarray) and not isinstance(x, np.memmap):
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
@@ -63,6 +65,7 @@ class Dataset:
         self.labels_are_classes = bool(labels_are_classes)
         self.modes = modes
         self.mode_std = mode_std
+        self.splits = dict(splits) if splits else None
 
     @property
     def conditional_classes(self) -> int:
@@ -104,6 +107,22 @@ class Dataset:
         n = len(self)
         lo, hi = rank * n // world_size, (rank + 1) * n // world_size
         return self.subset(slice(lo, hi))
+
+    def split(self, validation: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, "Dataset"]:
+        """``{"train", "validation", "test"}`` subsets: the data set's standard split when it has
+        one (``splits``; the fractions are then ignored), else a random split with these
+        fractions from ``seed`` (every model fitted with one seed holds out the same rows)."""
+        if self.splits:
+            return {name: self.subset(slice(lo, hi)) for name, (lo, hi) in self.splits.items()}
+        if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
+            raise InputError(f"held-out fractions must be in [0, 1) with a sum below 1, got {validation} and {test}")
+        n = len(self)
+        n_val, n_test = int(round(n * validation)), int(round(n * test))
+        if n - n_val - n_test < 1:
+            raise InputError(f"dataset {self.name!r} has too few rows ({n}) to hold out {validation} and {test}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+        parts = {"train": perm[n_val + n_test:], "validation": perm[:n_val], "test": perm[n_val:n_val + n_test]}
+        return {name: self.subset(rows.sort().values) for name, rows in parts.items()}
 
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
         """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a
@@ -193,7 +212,8 @@ def blobs(n: int = 10_000, centers: int = 5, dim: int = 2, std: float = 1.0, see
 def digits(n: int = 0, seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8x8 digits: 1797 labelled images, N x 1 x 8 x 8 in [-1, 1].
 
-    ``n > 0`` keeps a random subset of that size."""
+    ``n > 0`` keeps a random subset of that size. The full set carries the standard split
+    (``splits``): rows 0:1000 train, 1000:1350 validation, 1350:1797 test."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -204,7 +224,10 @@ def digits(n: int = 0, seed: int = 0) -> Dataset:
     if n:
         keep = np.sort(_rng(seed).choice(len(x), size=n, replace=False))
         x, y = x[keep], y[keep]
-    return Dataset(torch.from_numpy(x[:, None]), torch.from_numpy(y), 10, "digits", dict(n=n, seed=seed))
+    # the split of jmtomczak/intro_dgm, common for this set: rows 0:1000 / 1000:1350 / 1350:1797
+    splits = None if n else {"train": (0, 1000), "validation": (1000, 1350), "test": (1350, 1797)}
+    return Dataset(torch.from_numpy(x[:, None]), torch.from_numpy(y), 10, "digits", dict(n=n, seed=seed),
+                   splits=splits)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -113,6 +113,27 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
     _save(fig, path)
 
 
+def latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path: Path, title: str = "") -> None:
+    """A 2-D latent space: one point per encoded row, coloured by label when there are labels."""
+    z = z.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is not None:
+        lab = labels.cpu().numpy()
+        classes = np.unique(lab)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            m = lab == c
+            ax.scatter(z[m, 0], z[m, 1], s=6, color=cmap(i % cmap.N), label=str(c), rasterized=True)
+        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=2, fontsize=8)
+    else:
+        ax.scatter(z[:, 0], z[:, 1], s=4, c="tab:blue", rasterized=True)
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
 def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
     t = t.detach().float().cpu()
     if len(t) > k:

@@ -97,3 +97,20 @@ def test_bad_npy(tmp_path):
         from_file(tmp_path / "x.txt")
     with pytest.raises(InputError, match="empty"):
         Dataset(torch.zeros(0, 2), name="e").validate()
+
+
+def test_split_standard_and_random():
+    from aigc_engine import data
+
+    parts = data.digits().split()
+    assert [len(parts[k]) for k in ("train", "validation", "test")] == [1000, 350, 447]
+    assert torch.equal(parts["test"].x, data.digits().x[1350:])
+    ring = data.ring8(n=1000)
+    a, b = ring.split(0.1, 0.2, seed=3), ring.split(0.1, 0.2, seed=3)
+    assert [len(a[k]) for k in ("train", "validation", "test")] == [700, 100, 200]
+    assert torch.equal(a["test"].x, b["test"].x) and not torch.equal(a["test"].x, ring.split(0.1, 0.2, seed=4)["test"].x)
+    rows = torch.cat([a[k].x for k in a])
+    assert len(torch.unique(rows, dim=0)) == 1000  # disjoint, covering
+    assert a["train"].modes is ring.modes and not a["train"].labels_are_classes
+    with pytest.raises(ValueError, match="held-out fractions"):
+        ring.split(0.6, 0.5)

@@ -105,10 +105,11 @@ def test_em_stats_thread_count_changes_only_rounding(double_moments):
     """Thread-count independence up to rounding, and bitwise determinism at a fixed thread count.
 
     The tiles do not depend on the thread count, but each tile's statistics come from one BLAS
-    GEMM over its T <= 1024 points in the features' dtype, and MKL does not promise the same
-    summation order for the same operands in every calling context (on Intel Xeon its sgemm
-    differs between a call inside the OpenMP region and one on the only thread; MKL_CBWR=...,STRICT
-    makes them equal). "Rounding" is therefore the GEMM's: two summation orders of T terms differ
+    GEMM over its T <= 1024 points in the features' dtype, and MKL promises the same summation
+    order only in its strict reproducibility mode: on an Intel Xeon the float32 statistics at 1
+    and 2 threads differ by 2e-5 relative (equal under MKL_CBWR=AVX2,STRICT, still different
+    under MKL_ENABLE_INSTRUCTIONS=AVX2; equal on the AMD EPYC they were first run on).
+    "Rounding" is therefore the GEMM's: two summation orders of T terms differ
     by at most 2 gamma_T sum_n r_nk |f_n| per entry (float32: 1.2e-4 of the sum of |terms|,
     measured 3e-7, and one dropped point of the 5000 is 50x over; float64 moments: 2.3e-13)."""
     x, means, P, lw = _case("full", (5000, 8, 6), torch.float32)

@@ -64,6 +64,13 @@ class GMMModel(Model):
             raise InputError(str(err).replace("GaussianMixture", "gmm")) from None
         return gm
 
+    def validate(self, dataset) -> None:
+        """Check the config and the data before the engine makes a run directory."""
+        gm = self._estimator()
+        if len(dataset) < gm.n_components:
+            raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
+                             f"dataset {dataset.name!r}")
+
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
         """EM on ``dataset``. A checkpoint in the run directory (``--resume``) warm-starts EM from

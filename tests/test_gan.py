@@ -23,10 +23,10 @@ def _cmd(*args):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("shape", [(2,), (5,), (1, 8, 8), (3, 16, 16), (1, 32, 32)])
+@pytest.mark.parametrize("shape", [(2,), (5,), (1, 8, 8), (3, 16, 16), (1, 32, 32), (3, 64, 64)])
 @pytest.mark.parametrize("classes", [0, 10])
 def test_network_shapes(shape, classes):
-    g = Generator(8, shape, classes, width=32, depth=2, channels=8, batch_norm=True)
+    g = Generator(8, shape, classes, width=32, depth=2, channels=8, norm="batch")
     d = Discriminator(shape, classes, width=32, depth=2, channels=8)
     y = torch.randint(0, 10, (6,)) if classes else None
     x = g(torch.randn(6, 8), y)

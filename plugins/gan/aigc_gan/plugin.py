@@ -14,10 +14,10 @@ from .networks import Discriminator, Generator, check_image_shape
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
-    "points": dict(steps=4000, batch_size=256, z_dim=16, width=256, depth=3, r1_gamma=0.1, pack=1,
-                   ema_decay=0.999, augment=False, batch_norm=False),
-    "images": dict(steps=3000, batch_size=64, z_dim=64, width=0, depth=0, r1_gamma=0.1, pack=1,
-                   ema_decay=0.999, augment=False, batch_norm=True),
+    "points": dict(steps=5000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
+                   ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5),
+    "images": dict(steps=1500, batch_size=64, z_dim=32, width=0, depth=0, channels=32, r1_gamma=1.0, pack=1,
+                   ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0),
 }
 
 
@@ -39,8 +39,11 @@ class GANConfig:
     z_dim: int | None = None
     width: int | None = None
     depth: int | None = None
-    channels: int = 64
-    batch_norm: bool | None = None
+    channels: int | None = None
+    norm: Literal["none", "batch", "layer"] | None = None
+    embed_dim: int = 32
+    lr_decay_from: float | None = None
+    standardize: bool = True
     conditional: Literal["auto", "true", "false"] = "auto"
     truncation: float = 0.0
     amp: bool = True
@@ -59,7 +62,8 @@ def _resolved(config: GANConfig, kind: str) -> GANConfig:
 
 
 def _check(c: GANConfig) -> None:
-    for key in ("steps", "batch_size", "z_dim", "n_critic", "pack", "channels", "log_every", "checkpoint_every"):
+    for key in ("steps", "batch_size", "z_dim", "n_critic", "pack", "channels", "embed_dim", "log_every",
+                "checkpoint_every"):
         if getattr(c, key) is not None and getattr(c, key) < 1:
             raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
     for key in ("width", "depth", "snapshots"):
@@ -74,6 +78,8 @@ def _check(c: GANConfig) -> None:
             raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
     if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
         raise InputError(f"ema_decay must be in [0, 1], got {c.ema_decay}")
+    if c.lr_decay_from is not None and not 0 <= c.lr_decay_from <= 1:
+        raise InputError(f"lr_decay_from must be in [0, 1], got {c.lr_decay_from}")
 
 
 def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
@@ -106,6 +112,7 @@ class GAN(Model):
         self.resolved: GANConfig | None = None
         self.snapshots: dict[str, Any] = {}
         self.data_shape: tuple[int, ...] = ()
+        self.scale = 1.0
 
     # -- construction --------------------------------------------------------------------------
     def _conditional(self, dataset) -> int:
@@ -127,7 +134,7 @@ class GAN(Model):
             raise InputError(f"the GAN takes points N x D or images N x C x H x W, got rows of shape {list(shape)}")
         if c.pack > 1 and num_classes:
             raise InputError("pack > 1 (PacGAN) is for unconditional models: set conditional=false or pack=1")
-        netG = Generator(c.z_dim, shape, num_classes, c.width, c.depth, c.channels, c.batch_norm)
+        netG = Generator(c.z_dim, shape, num_classes, c.width, c.depth, c.channels, c.norm, c.embed_dim)
         netD = Discriminator(shape, num_classes, c.width, c.depth, c.channels, c.pack)
         return netG, netD
 
@@ -144,25 +151,36 @@ class GAN(Model):
         if self.num_classes:
             counts = torch.bincount(dataset.y, minlength=self.num_classes).double()
             self.class_freq = counts / counts.sum()
+        # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
+        # is kept), samples are scaled back
+        self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image) else 1.0
+        self.scale = self.scale if self.scale > 0 else 1.0
         self.netG, netD = self._build(self.data_shape, self.num_classes, c)
         self.netG.to(run.device)
         self.ema = EMA(self.netG, c.ema_decay, warmup=True)
         netG, netD = run.wrap(self.netG), run.wrap(netD)
         optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas)
         optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas)
+        decay_at = c.lr_decay_from * c.steps  # constant, then linear to 0 at the last step
+
+        def lr_factor(i: int) -> float:
+            return 1.0 if i < decay_at or c.lr_decay_from >= 1 else max(0.0, (c.steps - i) / (c.steps - decay_at))
+        schedG = torch.optim.lr_scheduler.LambdaLR(optG, lr_factor)
+        schedD = torch.optim.lr_scheduler.LambdaLR(optD, lr_factor)
         batches = run.batches(dataset, c.batch_size, drop_last=True)
         fixed_z = torch.randn(64 if dataset.is_image else 512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
         fixed_y = self._fixed_labels(len(fixed_z), run.device)
         every = max(1, c.steps // max(1, c.snapshots))
         self.snapshots = {"steps": [], "samples": []}
-        loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "ema": self.ema,
-                                  "data": batches, "snapshots": self.snapshots},
+        loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
+                                  "schedD": schedD, "ema": self.ema, "data": batches, "snapshots": self.snapshots},
                         log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN")
         augment = translate if (c.augment and dataset.is_image) else (lambda t: t)
         y = None
         for step in loop:
             for _ in range(c.n_critic):  # discriminator step(s)
                 x, y = next(batches)
+                x = x / self.scale if self.scale != 1.0 else x
                 y = y if self.num_classes else None
                 z = torch.randn(len(x), c.z_dim, device=run.device)
                 with torch.no_grad(), run.autocast(c.amp):
@@ -189,16 +207,42 @@ class GAN(Model):
             with training.no_sync(netD):
                 loss_g.backward(inputs=list(netG.parameters()))
             optG.step()
+            schedG.step()
+            schedD.step()
             self.ema.update(netG)
             loop.log(loss_d=loss_d, loss_g=loss_g, r1=penalty, **self._d_outputs(d_real, d_fake, c.loss))
             if step % every == 0 or step == c.steps:
                 with torch.no_grad():
                     self.ema.module.eval()
                     self.snapshots["steps"].append(step)
-                    self.snapshots["samples"].append(self.ema.module(fixed_z, fixed_y).float().cpu())
+                    self.snapshots["samples"].append(self.ema.module(fixed_z, fixed_y).float().cpu() * self.scale)
                     self.ema.module.train()
+        self._recompute_batch_norm(c.batch_size, run.device, run.seed)
         self.netG.eval()
         self.ema.module.eval()
+
+    @torch.no_grad()
+    def _recompute_batch_norm(self, batch: int, device, seed: int, batches: int = 20) -> None:
+        """Batch-norm statistics of the EMA generator estimated under its own (averaged) weights,
+        as ``torch.optim.swa_utils.update_bn`` does, from random (z, y) of a private generator."""
+        g = self.ema.module
+        norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        gen = torch.Generator().manual_seed(seed + 123)
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        g.train()
+        for _ in range(batches):
+            z = torch.randn(batch, self.resolved.z_dim, generator=gen).to(device)
+            y = torch.multinomial(self.class_freq.float(), batch, replacement=True, generator=gen).to(device) \
+                if self.num_classes else None
+            g(z, y)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        g.eval()
 
     @staticmethod
     def _d_outputs(d_real: torch.Tensor, d_fake: torch.Tensor, loss: str) -> dict[str, torch.Tensor]:
@@ -241,7 +285,7 @@ class GAN(Model):
                 z[bad] = torch.randn(int(bad.sum()))
         self.ema.module.eval()
         with torch.no_grad():
-            return self.ema.module(z.to(device), y).float().cpu()
+            return self.ema.module(z.to(device), y).float().cpu() * self.scale
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
@@ -272,7 +316,7 @@ class GAN(Model):
     def state_dict(self) -> dict[str, Any]:
         if self.ema is None:
             raise InputError("the gan model is not fitted")
-        return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape),
+        return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
                 "num_classes": self.num_classes, "class_freq": self.class_freq,
                 "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
 
@@ -284,6 +328,7 @@ class GAN(Model):
             self.data_shape = tuple(state["data_shape"])
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
+            self.scale = float(state.get("scale", 1.0))
             netG, _ = self._build(self.data_shape, self.num_classes, self.resolved)
             netG.load_state_dict(state["ema"])
         except (KeyError, TypeError, RuntimeError) as err:

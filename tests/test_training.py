@@ -246,9 +246,11 @@ def test_metrics_are_rewound_to_the_checkpoint_on_resume(tmp_path):
         run.log(step, loss=1.0)
     with open(tmp_path / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 8, "lo')  # a line cut by a kill
+    (tmp_path / ".checkpoint.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")  # a kill mid-write
     again = Run(tmp_path, device="cpu", progress=False, resume=True)
     assert [r["step"] for r in again.history] == [2, 4]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
 
 
 # -- the CLI: SIGKILL + resume, SIGINT, torchrun ------------------------------------------------

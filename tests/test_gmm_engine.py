@@ -446,22 +446,25 @@ def test_sigkill_during_em_then_resume_is_bit_identical(tmp_path):
     parameters bit for bit, each iteration once in metrics.jsonl, every file readable."""
     from aigc_engine import io
 
-    common = ["--device", "cpu", "--set", "dataset.n=60000", "--set", "max_iter=150", "--set", "tol=0",
+    common = ["--device", "cpu", "--set", "dataset.n=60000", "--set", "max_iter=250", "--set", "tol=0",
               "--set", "n_init=2", "--set", "init_params=random_from_data", "--no-progress"]
     ref = tmp_path / "ref"
     subprocess.run(_cli("run", "gmm", *common, "--out", str(ref)), env=_CLI_ENV, check=True, capture_output=True,
                    timeout=300)
     expected = _model(ref)
-    n_steps = 2 * 150
+    n_steps = 2 * 250
     rng = random.Random(0)
     for trial in range(3):
         out = tmp_path / f"t{trial}"
         proc = subprocess.Popen(_cli("run", "gmm", *common, "--out", str(out)), env=_CLI_ENV,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while not (out / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5))
+        # kill at a random iteration (the checkpoints come about once a second, so the kill lands
+        # anywhere between, or during, their writes)
+        target, deadline = rng.randint(100, n_steps - 60), time.time() + 180
+        metrics = out / "metrics.jsonl"
+        while time.time() < deadline and proc.poll() is None and \
+                (not metrics.exists() or metrics.read_bytes().count(b"\n") < target):
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (out / "model.safetensors").exists(), "the fit ended before the kill: make it longer"

@@ -34,6 +34,18 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` calls that a kill (SIGKILL, power loss)
+    interrupted in ``directory``; the files they were replacing are intact. Only call it when
+    nothing else writes there (resuming a run). Returns the paths removed."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def write_json(path: Path, obj: Any) -> None:
     def write(tmp):
         with open(tmp, "w") as fh:

@@ -34,6 +34,13 @@ class GMMConfig:
     chunk_size: int = 65536
 
 
+# EM parameters are small, but a checkpoint (~2-7 ms with the RNG states) would still outweigh a
+# small data set's iteration: the EM state is checkpointed after the first iteration that ends at
+# least this many seconds after the last checkpoint (after every iteration when they are slower),
+# at the end and on SIGINT / SIGTERM. 0 checkpoints every iteration.
+CHECKPOINT_SECONDS = 1.0
+
+
 class GMMModel(Model):
     """Gaussian mixture fitted with EM (streamed in chunks; distributed under torchrun)."""
 
@@ -73,52 +80,32 @@ class GMMModel(Model):
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
-        """EM on ``dataset``. A checkpoint in the run directory (``--resume``) warm-starts EM from
-        its parameters; the fitted parameters are checkpointed at the end."""
+        """EM on ``dataset`` through the run's step loop, one EM iteration per step (numbered on
+        across the ``n_init`` restarts): each iteration is logged, the EM state is checkpointed
+        about every ``CHECKPOINT_SECONDS`` and at the end, SIGINT / SIGTERM checkpoint and stop, and
+        ``--resume`` continues the fit at its iteration (ending as the uninterrupted fit would).
+        A finished fit resumed with settings that let it go on (a larger ``max_iter``, a smaller
+        ``tol``) continues its best restart from its final parameters."""
         gm = self._estimator(run.seed, run.device)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
-        self._warm_start_from(run.load_checkpoint(), gm, dataset)
-
-        count = [0]
-
-        def log(n_iter, lower_bound):  # steps count on across n_init restarts
-            count[0] += 1
-            run.log(count[0], lower_bound=lower_bound, n_iter=n_iter)
-
-        def iterations(steps):
-            return run.progress(steps, desc="EM")
-
         try:
-            gm._fit_dataset(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce,
-                            log=log, iterations=iterations)
-        except ValueError as err:  # ill-defined covariance and the like: bad input, not a crash
+            em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce)
+            bound = gm.n_init * gm.max_iter  # restarts may converge early: ``until`` ends the loop
+            loop = run.loop(bound, {"em": em}, log_every=1, checkpoint_every=bound + 1,  # by time only
+                            checkpoint_seconds=CHECKPOINT_SECONDS, desc="EM", until=lambda: em.done)
+            for _ in loop:
+                it = em.step()
+                loop.log(lower_bound=it.lower_bound, n_iter=it.n_iter)
+            em.finish()  # sets the fitted attributes (and runs what the bound left: max_iter=0, or
+            #              max_iter lowered on --resume)
+        except InputError:
+            raise
+        except ValueError as err:  # ill-defined covariance, a checkpoint of another mixture: bad input
             raise InputError(str(err)) from None
         self.gm = gm
         self.sample_shape = tuple(dataset.shape[1:])
-        p = gm._params
-        run.save_checkpoint({"weights": p.weights.cpu(), "means": p.means.cpu(),
-                             "precisions_cholesky": p.precisions_cholesky.cpu(),
-                             "covariance_type": gm.covariance_type, "n_iter": int(gm.n_iter_),
-                             "lower_bound": float(gm.lower_bound_)})
-
-    @staticmethod
-    def _warm_start_from(state: dict[str, Any] | None, gm: GaussianMixture, dataset) -> None:
-        """Initialise ``gm`` with the weights, means and precisions of a checkpoint (if any)."""
-        if not state or not all(k in state for k in ("weights", "means", "precisions_cholesky")):
-            return
-        f64 = torch.float64
-        weights, means = state["weights"].to(f64), state["means"].to(f64)
-        n_features = int(np.prod(dataset.shape[1:])) if len(dataset.shape) > 1 else 1
-        if (state.get("covariance_type", gm.covariance_type) != gm.covariance_type
-                or tuple(means.shape) != (gm.n_components, n_features)):
-            raise InputError(f"the checkpoint holds a {state.get('covariance_type')!r} mixture with means of "
-                             f"shape {tuple(means.shape)}; the config and dataset need "
-                             f"{gm.covariance_type!r} and {(gm.n_components, n_features)}")
-        precisions = _em.precisions_from_cholesky(state["precisions_cholesky"].to(f64), gm.covariance_type)
-        gm.set_params(weights_init=(weights / weights.sum()).numpy(), means_init=means.numpy(),
-                      precisions_init=precisions.numpy(), n_init=1)
 
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:
@@ -256,7 +243,7 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                gm._fit_dataset(dataset)
+                gm.em_fit(dataset).finish()
         except ValueError as err:
             raise InputError(f"n_components={K}: {err}") from None
         n = len(dataset)

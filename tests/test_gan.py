@@ -101,7 +101,7 @@ def test_mixture_component_ids_are_not_classes(tmp_path):
     assert model.num_classes == 0
     with pytest.raises(ValueError, match="unconditional"):
         model.sample(3, condition=torch.tensor([1]))
-    forced = _fit(data.ring8(n=300), tmp_path / "f", steps=2, batch_size=30, conditional="true")
+    forced = _fit(data.ring8(n=300), tmp_path / "f", steps=2, batch_size=30, conditional="true", pack=1)
     assert forced.num_classes == 8
 
 

@@ -1,5 +1,9 @@
 """The engine: resolves models and datasets through the plugin manager and drives a run from
-config to artifacts. The CLI is a thin layer over this."""
+config to artifacts. The CLI is a thin layer over this.
+
+torch, matplotlib and the data modules are imported where a run or a dataset needs them, not at
+import: ``aigc-engine --help`` builds an Engine to list the plugins' commands.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -9,16 +13,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import io, plotting
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
-from .data import Dataset, from_file
 from .errors import InputError
 from .plugins import PluginManager
-from .run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -30,6 +32,7 @@ N_PLOT_SAMPLES = 2500
 
 def versions() -> dict[str, str]:
     import numpy
+    import torch
 
     from . import __version__
 
@@ -53,6 +56,8 @@ class Engine:
 
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, or a ``.npy`` / ``.csv`` file by path."""
+        from .data import Dataset, from_file
+
         options = dict(options or {})
         datasets = self.plugins.datasets()
         if spec in datasets:
@@ -74,6 +79,9 @@ class Engine:
               sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
               seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
         """Fit a model and write the run directory; returns its path."""
+        from . import io
+        from .run import Run
+
         saved: dict[str, Any] = {}
         if resume:
             saved = read_run_config(Path(resume))
@@ -130,6 +138,10 @@ class Engine:
 
     def draw(self, model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
         """``samples.png`` and, when metrics were logged, ``metrics.png``."""
+        import torch
+
+        from . import plotting
+
         title = f"{model.name} on {data.name}"
         num_classes = getattr(model, "num_classes", 0) or 0
         with torch.no_grad():
@@ -151,6 +163,8 @@ class Engine:
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
         """The fitted model of a run directory and its saved config."""
+        from . import io
+
         run_dir = Path(run_dir)
         saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
@@ -162,6 +176,8 @@ class Engine:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
+    from . import io
+
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     saved = io.read_json(run_dir / CONFIG_FILE)

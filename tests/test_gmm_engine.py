@@ -15,7 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from aigc_engine import InputError, Run, data
 from aigc_gmm import GaussianMixture
-from aigc_gmm.plugin import GMMModel, gmm_select, parse_components
+from aigc_gmm.model import GMMModel
+from aigc_gmm.select import gmm_select, parse_components
 from test_ops_helpers import cuda_only
 
 ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
@@ -281,7 +282,7 @@ def test_float32_moment_precision_choice_is_accurate():
 def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
     import datetime
 
-    from aigc_gmm.plugin import _make_default_out_dir
+    from aigc_gmm.select import _make_default_out_dir
 
     monkeypatch.chdir(tmp_path)
     t = datetime.datetime(2026, 1, 2, 3, 4, 5)

@@ -5,13 +5,16 @@ by the commands that use them, so ``--version`` and ``--help`` start in a fracti
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+import typing
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,7 +41,8 @@ class _EngineGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (InputError, ValueError) as err:
@@ -50,6 +54,25 @@ class _EngineGroup(click.Group):
                 raise
             raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
                               f"(set {DEBUG_ENV}=1 for the traceback)") from None
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Library warnings (scikit-learn's ConvergenceWarning and the like) as one line on stderr,
+    ``warning: MESSAGE (Category)``, without the source path and line that Python prints;
+    ``AIGC_ENGINE_DEBUG=1`` keeps Python's format."""
+    if os.environ.get(DEBUG_ENV):
+        yield
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        print(f"warning: {text}{kind}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _first_line(err: BaseException) -> str:
@@ -118,7 +141,30 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
     run_dir = _engine(ctx).train(model, dataset, config_file, parse_sets(list(sets)), out, device, seed,
                                  resume, progress=not no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(summary_line(run_dir), err=True)
         click.echo(str(run_dir))
+
+
+def summary_line(run_dir: Path) -> str:
+    """How a run went, in one line: the scalar entries of its summary.json (the model's metrics
+    and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=1.433 bic=-2.85e+04 ... in 1.9 s``."""
+    from .engine import SUMMARY_FILE
+    from .io import read_json
+
+    summary = read_json(Path(run_dir) / SUMMARY_FILE)
+    head = f"{summary.get('model', '?')} on {summary.get('dataset', '?')}"
+    metrics = " ".join(f"{key}={_short(value)}" for key, value in summary.items()
+                       if key not in ("model", "dataset", "fit_seconds") and isinstance(value, (int, float)))
+    seconds = summary.get("fit_seconds")
+    return f"aigc-engine: {head}: {metrics or 'no metrics'}" + (f" in {seconds:.1f} s" if seconds is not None else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 @cli.command()
@@ -202,9 +248,13 @@ def models(ctx):
     for name, entry in sorted(entries.items()):
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         click.echo(f"{name}  [{entry.plugin}]  {doc[0] if doc else ''}".rstrip())
+        types_ = field_types(entry.cls.Config)
         for field in dataclasses.fields(entry.cls.Config):
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            click.echo(f"    {field.name} = {default!r}  ({type_name(field_types(entry.cls.Config)[field.name])})")
+            tp = types_[field.name]
+            kind = (f"one of {', '.join(map(str, typing.get_args(tp)))}" if typing.get_origin(tp) is typing.Literal
+                    else type_name(tp))
+            click.echo(f"    {field.name} = {default!r}  ({kind})")
 
 
 @cli.command()

@@ -194,3 +194,46 @@ def test_resume_a_run_on_a_file_and_dataset_flag_beats_config(probe, tmp_path):
     result = invoke("run", "probe", "--config", cfg, "--dataset", "blobs", "--out", tmp_path / "r2")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["dataset"]["options"]["n"] == 100
+
+
+def test_run_ends_with_a_summary_line_on_stderr(probe, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "probe", "--set", "dataset.n=100", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)  # stdout stays the run directory alone
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("aigc-engine: probe on ring8: distance=") and "world_size=1" in last
+    assert last.endswith(" s") and " in " in last
+
+
+def test_library_warnings_are_one_clean_line(plugin_dir, tmp_path):
+    source = PROBE_PLUGIN.replace("        shard = dataset.shard", "        import warnings\n"
+                                  "        warnings.warn('EM did not\\n  converge', RuntimeWarning)\n"
+                                  "        warnings.warn('plain note')\n        shard = dataset.shard")
+    make_entry_point_plugin(plugin_dir, "aigc-test-probe", "probe", "aigc_test_probe", source)
+    result = invoke("run", "probe", "--set", "dataset.n=100", "--out", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert "warning: EM did not converge (RuntimeWarning)" in lines and "warning: plain note" in lines
+    assert "aigc_test_probe.py" not in result.stderr  # no source path, no source line
+    assert not any("warnings.warn" in line for line in lines)
+
+
+def test_models_lists_the_choices_of_literal_options(probe):
+    out = invoke("models").output
+    assert "covariance_type = 'full'  (one of full, tied, diag, spherical)" in out
+    assert "init_params = 'kmeans'  (one of kmeans, k-means++, random, random_from_data)" in out
+    assert "dtype = 'float32'  (one of float32, float64)" in out
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("covariance_type", "ful", "'full', 'tied', 'diag', 'spherical'"),
+    ("init_params", "kmeans+", "'kmeans', 'k-means++', 'random', 'random_from_data'"),
+    ("dtype", "float16", "'float32', 'float64'"),
+])
+def test_set_checks_enumerated_options_before_the_run(tmp_path, key, value, choices):
+    out = tmp_path / "r"
+    result = invoke("run", "gmm", "--set", f"{key}={value}", "--out", out)
+    assert result.exit_code == 2
+    assert f"{key} must be one of {choices}, got '{value}'" in result.output
+    assert "fitting" not in result.stderr and not out.exists()  # refused before the run started

@@ -170,7 +170,8 @@ def _short(value: Any) -> str:
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
-@click.option("--condition", type=int, help="Class label for a conditional model.")
+@click.option("--condition", metavar="LABEL", help="Class of a conditional model: its id, or its name "
+              "when the training labels were names (a CSV column of dog, cat).")
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); default RUN_DIR/samples.npy.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -191,9 +192,8 @@ def sample(ctx, run_dir, n, condition, output, seed):
         num_classes = getattr(model, "num_classes", 0) or 0
         if not num_classes:
             raise InputError(f"model {saved['model']!r} of this run is not conditional: drop --condition")
-        if not 0 <= condition < num_classes:
-            raise InputError(f"--condition must be in [0, {num_classes - 1}], got {condition}")
-        cond = torch.full((n,), condition, dtype=torch.int64)
+        label = class_id(condition, saved.get("dataset", {}).get("class_names"), num_classes)
+        cond = torch.full((n,), label, dtype=torch.int64)
     torch.manual_seed(seed)
     with torch.no_grad():
         samples = model.sample(n, condition=cond).detach().cpu()
@@ -209,6 +209,20 @@ def sample(ctx, run_dir, n, condition, output, seed):
         plotting.scatter(samples, None, output, title=f"{saved['model']} samples",
                          annotate=getattr(model, "annotate_plot", None))
     click.echo(str(output))
+
+
+def class_id(condition: str, class_names: list[str] | None, num_classes: int) -> int:
+    """The label id that ``--condition`` names: a class name of the training data, or an id."""
+    if class_names and condition in class_names:
+        return class_names.index(condition)
+    try:
+        label = int(condition)
+    except ValueError:
+        known = f"one of {', '.join(class_names)} or an id" if class_names else "an integer id"
+        raise InputError(f"--condition must be {known} in [0, {num_classes - 1}], got {condition!r}") from None
+    if not 0 <= label < num_classes:
+        raise InputError(f"--condition must be in [0, {num_classes - 1}], got {label}")
+    return label
 
 
 @cli.command(name="eval")
@@ -267,7 +281,8 @@ def datasets(ctx):
         if opts:
             click.echo(f"    options: {opts}")
     click.echo("FILE.npy  N x D float array (memory-mapped)")
-    click.echo("FILE.csv  numeric columns, optional header; options: label_column, delimiter")
+    click.echo("FILE.csv  numeric columns, optional header; options: label_column (header name or 0-based "
+               "index; integer ids or class names), delimiter")
 
 
 @cli.command()

@@ -116,7 +116,8 @@ class Engine:
         if run.is_main_process:
             io.write_json(run.dir / CONFIG_FILE, {
                 "model": model_name, "config": dataclasses.asdict(config),
-                "dataset": {"name": _dataset_spec(dataset), "options": data.options}, "seed": seed,
+                "dataset": {"name": _dataset_spec(dataset), "options": data.options,
+                            **({"class_names": data.class_names} if data.class_names else {})}, "seed": seed,
                 "device": str(run.device), "world_size": run.world_size, "versions": versions(),
                 "created": _dt.datetime.now().isoformat(timespec="seconds")})
             print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "

@@ -237,3 +237,50 @@ def test_set_checks_enumerated_options_before_the_run(tmp_path, key, value, choi
     assert result.exit_code == 2
     assert f"{key} must be one of {choices}, got '{value}'" in result.output
     assert "fitting" not in result.stderr and not out.exists()  # refused before the run started
+
+
+CONDITIONAL_PROBE = PROBE_PLUGIN.replace('''    def sample(self, n, condition=None):
+        return self.mean.expand(n, -1) + self.config.scale * torch.randn(n, self.mean.numel())''', '''    num_classes = 0
+
+    def sample(self, n, condition=None):
+        if condition is not None:  # the label itself, to see which one was asked for
+            return condition.double()[:, None].expand(n, self.mean.numel())
+        return self.mean.expand(n, -1) + self.config.scale * torch.randn(n, self.mean.numel())''').replace(
+    '''        self.mean = stats[0] / stats[1]''', '''        self.mean = stats[0] / stats[1]
+        self.num_classes = dataset.num_classes''').replace(
+    '''        return {"mean": self.mean, "world_size": self.world_size}''',
+    '''        return {"mean": self.mean, "world_size": self.world_size, "num_classes": self.num_classes}''').replace(
+    '''        self.mean, self.world_size = state["mean"], state["world_size"]''',
+    '''        self.mean, self.world_size, self.num_classes = state["mean"], state["world_size"], state["num_classes"]''')
+
+
+def test_csv_class_names_reach_sample_condition(plugin_dir, tmp_path):
+    make_entry_point_plugin(plugin_dir, "aigc-test-probe", "probe", "aigc_test_probe", CONDITIONAL_PROBE)
+    csv = tmp_path / "pets.csv"
+    csv.write_text("w,h,species\n" + "".join(f"{i},{i % 3},{['dog', 'cat', 'emu'][i % 3]}\n" for i in range(30)))
+    out = tmp_path / "run"
+    result = invoke("run", "probe", "--dataset", csv, "--set", "dataset.label_column=species", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["dataset"]["class_names"] == ["cat", "dog", "emu"]
+    for condition, label in (("dog", 1), ("emu", 2), ("0", 0)):
+        result = invoke("sample", out, "-n", 2, "--condition", condition, "-o", tmp_path / "s.npy")
+        assert result.exit_code == 0, result.output
+        assert np.load(tmp_path / "s.npy").tolist() == [[label, label]] * 2
+    result = invoke("sample", out, "--condition", "cow")
+    assert result.exit_code == 2 and "--condition must be one of cat, dog, emu or an id in [0, 2], got 'cow'" in result.output
+    result = invoke("sample", out, "--condition", "3")
+    assert result.exit_code == 2 and "--condition must be in [0, 2], got 3" in result.output
+
+
+def test_csv_label_like_column_is_one_warning_line(probe, tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,target\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(20)))
+    result = invoke("run", "probe", "--dataset", csv, "--out", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert ("warning: column 'target' of d.csv is fitted as a feature; if it holds labels, pass "
+            "--set dataset.label_column=target") in result.stderr.splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,dog\n")
+    result = invoke("run", "probe", "--dataset", bad, "--out", tmp_path / "r2")
+    assert result.exit_code == 2
+    assert "Error: bad.csv line 3, column 2 ('b'): 'dog' is not a number" in result.output

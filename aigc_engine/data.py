@@ -74,6 +74,16 @@ class Dataset:
                 block = torch.from_numpy(np.array(block, dtype=np.float32))
             yield block.to(device=device, dtype=dtype)
 
+    def subsample(self, k: int, seed: int = 0) -> torch.Tensor:
+        """At most ``k`` rows drawn without replacement (in file order), read row by row from a
+        memory-mapped file instead of loading it (for pictures of large data)."""
+        n = len(self)
+        if n <= k:
+            return self.x if self.in_memory else torch.from_numpy(np.array(self._data, dtype=np.float32))
+        rows = np.sort(_rng(seed).choice(n, size=k, replace=False))
+        block = self._data[torch.from_numpy(rows)] if self.in_memory else self._data[rows]
+        return block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block, dtype=np.float32))
+
     def shard(self, rank: int, world_size: int) -> "Dataset":
         """Rows ``[rank * N / W, (rank + 1) * N / W)``: this process's share under torchrun."""
         n = len(self)

@@ -151,14 +151,15 @@ class Engine:
                     per = 8
                     cond = torch.arange(num_classes).repeat_interleave(per)
                     plotting.image_grid(model.sample(len(cond), condition=cond), run_dir / SAMPLES_PNG,
-                                        ncols=per, title=title + " (a row per class)")
+                                        ncols=per, title=title + " (a row per class)",
+                                        row_labels=data.class_names or [str(i) for i in range(num_classes)])
                 else:
                     plotting.image_grid(model.sample(64), run_dir / SAMPLES_PNG, title=title)
             else:
                 samples = model.sample(N_PLOT_SAMPLES)
-                plotting.scatter(samples, data.x if data.in_memory or len(data) <= 10**6 else None,
-                                 run_dir / SAMPLES_PNG, title=title,
-                                 annotate=getattr(model, "annotate_plot", None))
+                plotting.scatter(samples, data.subsample(plotting.MAX_POINTS), run_dir / SAMPLES_PNG,
+                                 title=title, annotate=getattr(model, "annotate_plot", None),
+                                 data_total=len(data))
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
 
     # -- using a finished run ------------------------------------------------------------------

@@ -162,8 +162,9 @@ class GMMModel(Model):
             vals, vecs = np.linalg.eigh(c)
             angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
             w, h = 2 * 2 * np.sqrt(np.maximum(vals[::-1], 0))
-            ax.add_patch(Ellipse(mu, w, h, angle=angle, fill=False, color="black", lw=1, zorder=4))
-        ax.scatter(means[:, 0], means[:, 1], marker="x", c="black", s=30, zorder=5, label="means")
+            ax.add_patch(Ellipse(mu, w, h, angle=angle, fill=False, color="black", lw=1.2, zorder=4,
+                                 label="2-sigma ellipses" if k == 0 else None))
+        ax.scatter(means[:, 0], means[:, 1], marker="+", c="black", s=12, linewidths=0.8, zorder=5, label="means")
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

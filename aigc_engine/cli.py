@@ -147,7 +147,7 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
 
 def summary_line(run_dir: Path) -> str:
     """How a run went, in one line: the scalar entries of its summary.json (the model's metrics
-    and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=1.433 bic=-2.85e+04 ... in 1.9 s``."""
+    and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=4.30116 bic=-85590.4 ... in 1.9 s``."""
     from .engine import SUMMARY_FILE
     from .io import read_json
 

@@ -1,5 +1,9 @@
 """The engine: resolves models and datasets through the plugin manager and drives a run from
-config to artifacts. The CLI is a thin layer over this."""
+config to artifacts. The CLI is a thin layer over this.
+
+torch, matplotlib and the data modules are imported where a run or a dataset needs them, not at
+import: ``aigc-engine --help`` builds an Engine to list the plugins' commands.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,17 +16,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import io, plotting
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
-from .data import FILE_OPTIONS, Dataset, file_kind, from_file
 from .errors import InputError
 from .plugins import PluginManager
-from .run import Run
-from .training import Interrupted
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -34,6 +35,7 @@ N_PLOT_SAMPLES = 2500
 
 def versions() -> dict[str, str]:
     import numpy
+    import torch
 
     from . import __version__
 
@@ -58,6 +60,8 @@ class Engine:
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, or by path a ``.npy`` / ``.npz`` / ``.csv`` file or a folder
         of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``)."""
+        from .data import FILE_OPTIONS, Dataset, file_kind, from_file
+
         options = dict(options or {})
         datasets = self.plugins.datasets()
         if spec in datasets:
@@ -85,6 +89,10 @@ class Engine:
               sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
               seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
         """Fit a model and write the run directory; returns its path."""
+        from . import io
+        from .run import Run
+        from .errors import Interrupted
+
         saved: dict[str, Any] = {}
         if resume:
             saved = read_run_config(Path(resume))
@@ -128,7 +136,8 @@ class Engine:
             if run.is_main_process:
                 io.write_json(run.dir / CONFIG_FILE, {
                     "model": model_name, "config": dataclasses.asdict(config),
-                    "dataset": {"name": _dataset_spec(dataset), "options": data.options}, "seed": seed,
+                    "dataset": {"name": _dataset_spec(dataset), "options": data.options,
+                                **({"class_names": data.class_names} if data.class_names else {})}, "seed": seed,
                     "device": str(run.device), "world_size": run.world_size, "versions": versions(),
                     "created": _dt.datetime.now().isoformat(timespec="seconds")})
                 print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
@@ -155,6 +164,10 @@ class Engine:
 
     def draw(self, model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
         """``samples.png`` and, when metrics were logged, ``metrics.png``."""
+        import torch
+
+        from . import plotting
+
         title = f"{model.name} on {data.name}"
         num_classes = getattr(model, "num_classes", 0) or 0
         with torch.no_grad():
@@ -163,14 +176,15 @@ class Engine:
                     per = 8
                     cond = torch.arange(num_classes).repeat_interleave(per)
                     plotting.image_grid(model.sample(len(cond), condition=cond), run_dir / SAMPLES_PNG,
-                                        ncols=per, title=title + " (a row per class)")
+                                        ncols=per, title=title + " (a row per class)",
+                                        row_labels=data.class_names or [str(i) for i in range(num_classes)])
                 else:
                     plotting.image_grid(model.sample(64), run_dir / SAMPLES_PNG, title=title)
             else:
                 samples = model.sample(N_PLOT_SAMPLES)
-                plotting.scatter(samples, data.x if data.in_memory or len(data) <= 10**6 else None,
-                                 run_dir / SAMPLES_PNG, title=title,
-                                 annotate=getattr(model, "annotate_plot", None))
+                plotting.scatter(samples, data.subsample(plotting.MAX_POINTS), run_dir / SAMPLES_PNG,
+                                 title=title, annotate=getattr(model, "annotate_plot", None),
+                                 data_total=len(data))
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
         figures = getattr(model, "figures", None)
         for name, draw in (figures(data) if figures is not None else {}).items():
@@ -179,6 +193,8 @@ class Engine:
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
         """The fitted model of a run directory and its saved config."""
+        from . import io
+
         run_dir = Path(run_dir)
         saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
@@ -190,6 +206,8 @@ class Engine:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
+    from . import io
+
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     try:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -231,15 +231,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-class Interrupted(Exception):
-    """A run stopped by SIGINT or SIGTERM after writing its checkpoint; ``exit_code`` is 130 or 143."""
-
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
-
-
 class TrainLoop:
     """The step loop of a run: iterate over it to get step numbers ``1..steps`` (after the
     checkpoint's step on ``--resume``); do one optimisation step per number.

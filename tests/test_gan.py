@@ -13,7 +13,7 @@ import torch
 
 from aigc_engine import Run, data, io, metrics
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
-from aigc_gan.plugin import gradient_penalty, translate
+from aigc_gan.model import gradient_penalty, translate
 
 
 def _cmd(*args):

@@ -18,7 +18,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from aigc_engine import InputError, Run, data
 from aigc_gmm import GaussianMixture
-from aigc_gmm.plugin import GMMModel, gmm_select, parse_components
+from aigc_gmm.model import GMMModel
+from aigc_gmm.select import gmm_select, parse_components
 from test_ops_helpers import cuda_only
 
 ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
@@ -232,6 +233,39 @@ def test_gmm_select_command(tmp_path):
     assert "best n_components by AIC" in aic.output
 
 
+def test_gmm_select_keeps_the_winner_as_a_normal_run(tmp_path):
+    from aigc_engine.cli import cli
+
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(cli, ["gmm-select", "--dataset", "blobs", "--components", "3:6", "--out", str(out),
+                                      "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    best = out / "best"
+    assert result.stdout.strip().splitlines()[-1] == str(best)  # the winner's run directory, printed last
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["best"]["n_components"] == 5 and selection["best"]["run"] == "best"
+    config = json.loads((best / "config.json").read_text())
+    assert config["model"] == "gmm" and config["config"] == selection["best"]["config"]
+    assert config["config"]["n_components"] == 5 and config["dataset"]["name"] == "blobs"
+    assert {"model.safetensors", "checkpoint.safetensors", "summary.json", "samples.png"} <= {p.name for p in best.iterdir()}
+    # the kept run is the sweep's fit of K=5, not merely the same K
+    summary = json.loads((best / "summary.json").read_text())
+    swept = next(r for r in selection["results"] if r["n_components"] == 5)
+    assert summary["bic"] == pytest.approx(swept["bic"], rel=1e-9)
+    assert summary["n_iter"] == swept["n_iter"]
+
+    assert CliRunner().invoke(cli, ["sample", str(best), "-n", "5", "-o", str(tmp_path / "s.npy")]).exit_code == 0
+    assert np.load(tmp_path / "s.npy").shape == (5, 2)
+    evaluated = CliRunner().invoke(cli, ["eval", str(best)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["bic"] == pytest.approx(summary["bic"], rel=1e-9)
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(best), "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+
+    again = CliRunner().invoke(cli, ["gmm-select", "--components", "2,3", "--out", str(out)])
+    assert again.exit_code == 2 and "already holds a selection" in again.output
+
+
 def test_gmm_select_bad_input(tmp_path):
     bad = CliRunner().invoke(gmm_select, ["--components", "x", "--out", str(tmp_path / "a")])
     assert bad.exit_code == 2 and "--components" in bad.output
@@ -284,7 +318,7 @@ def test_float32_moment_precision_choice_is_accurate():
 def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
     import datetime
 
-    from aigc_gmm.plugin import _make_default_out_dir
+    from aigc_gmm.select import _make_default_out_dir
 
     monkeypatch.chdir(tmp_path)
     t = datetime.datetime(2026, 1, 2, 3, 4, 5)

@@ -15,8 +15,10 @@ from . import likelihoods
 from .networks import CVAENet, gaussian_log_density
 
 DEFAULTS = {
-    "points": dict(latent_dim=2, width=128, depth=2, batch_size=256, lr=2e-3),
-    "images": dict(latent_dim=16, width=256, depth=2, batch_size=100, lr=1e-3),
+    "points": dict(steps=12000, latent_dim=2, width=128, depth=2, batch_size=256, lr=2e-3, lr_schedule="cosine",
+                   eval_every=100, patience=30),
+    "images": dict(steps=20000, latent_dim=16, width=256, depth=2, batch_size=100, lr=1e-3, lr_schedule="constant",
+                   eval_every=50, patience=40),
 }
 
 
@@ -24,9 +26,10 @@ DEFAULTS = {
 class CVAEConfig:
     """Hyper-parameters of the ``cvae`` model; None means the default for the data's kind (points or
     images, see ``aigc_cvae.model.DEFAULTS``)."""
-    steps: int = 20000
+    steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    lr_schedule: Literal["constant", "cosine"] | None = None
     latent_dim: int | None = None
     width: int | None = None
     depth: int | None = None
@@ -40,19 +43,21 @@ class CVAEConfig:
     conditional: Literal["auto", "true", "false"] = "auto"
     validation: float = 0.1
     test: float = 0.1
-    eval_every: int = 50
-    patience: int = 40
+    eval_every: int | None = None
+    patience: int | None = None
+    val_samples: int = 5
     iwae_k: int = 1000
     temperature: float = 1.0
+    sample_mean: bool = False
     log_every: int = 50
     checkpoint_every: int = 1000
 
 
 def _check(c: CVAEConfig) -> None:
-    for key in ("steps", "embed_dim", "eval_every", "patience", "iwae_k", "log_every", "checkpoint_every"):
+    for key in ("embed_dim", "val_samples", "iwae_k", "log_every", "checkpoint_every"):
         if getattr(c, key) < 1:
             raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
-    for key in ("batch_size", "latent_dim"):
+    for key in ("steps", "batch_size", "latent_dim", "eval_every", "patience"):
         if getattr(c, key) is not None and getattr(c, key) < 1:
             raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
     for key in ("width", "depth"):
@@ -134,11 +139,15 @@ class CVAE(Model):
         self.net = self._build().to(run.device)
         net = run.wrap(self.net)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        # cosine: from lr down to 2% of it at the last step (points); constant for images, where
+        # early stopping ends training long before
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if c.lr_schedule == "constant" else
+                                                  0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
         batches = run.batches(train, min(c.batch_size, len(train)), drop_last=True)
         x_val = val.x.to(run.device)
         y_val = val.y.to(run.device) if self.num_classes else None
         best: dict[str, Any] = {"elbo": -math.inf, "step": 0, "weights": {}, "since": 0}
-        loop = run.loop(c.steps, {"net": net, "opt": opt, "data": batches, "best": best},
+        loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "data": batches, "best": best},
                         log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="CVAE")
         for step in loop:
             x, y = next(batches)
@@ -150,8 +159,11 @@ class CVAE(Model):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             loop.log(recon=-rec.mean(), kl=kl.sum(1).mean(), elbo=(rec - kl.sum(1)).mean(), beta=beta)
-            if step % c.eval_every == 0 or step == c.steps:
+            # early stopping on the held-out ELBO once the KL warm-up is over (before it the
+            # objective is not the ELBO yet, and the weights are far from a good model)
+            if step >= min(c.kl_warmup, c.steps) and (step % c.eval_every == 0 or step == c.steps):
                 val_elbo = self._validation_elbo(x_val, y_val, run)
                 loop.log(val_elbo=val_elbo)
                 if val_elbo > best["elbo"]:
@@ -168,15 +180,17 @@ class CVAE(Model):
 
     @torch.no_grad()
     def _validation_elbo(self, x: torch.Tensor, y, run: Run) -> float:
-        """Mean ELBO (beta = 1) of the validation rows, with the same noise at every evaluation
+        """Mean ELBO (beta = 1, ``val_samples`` draws of z) of the validation rows, with the same noise at every evaluation
         (common random numbers: differences between evaluations are the model's), and without
         touching the global generator (resume stays exact)."""
         g = torch.Generator(device=x.device).manual_seed(run.seed + 1)
         total = 0.0
-        for i in range(0, len(x), 1024):
-            rec, kl = self.net(x[i:i + 1024], y[i:i + 1024] if y is not None else None, g)
-            total += float((rec - kl.sum(1)).sum())
-        value = torch.tensor([total / len(x)], dtype=torch.float64)
+        draws = self.resolved.val_samples
+        for _ in range(draws):
+            for i in range(0, len(x), 1024):
+                rec, kl = self.net(x[i:i + 1024], y[i:i + 1024] if y is not None else None, g)
+                total += float((rec - kl.sum(1)).sum())
+        value = torch.tensor([total / (len(x) * draws)], dtype=torch.float64)
         if run.world_size > 1:  # every process computed it alike; keep them bit-identical anyway
             value = run.all_reduce(value.to(run.device)).cpu() / run.world_size
         return float(value)
@@ -265,8 +279,8 @@ class CVAE(Model):
     def sample(self, n: int, condition: torch.Tensor | None = None, temperature: float | None = None,
                mean: bool | None = None) -> torch.Tensor:
         """``n`` samples: z ~ p(z | c) (its std scaled by ``temperature``), then x ~ p(x | z, c)
-        (snapped to the data's levels), or the decoder's mean with ``mean=True`` (the default for
-        images)."""
+        (a draw from the discrete likelihood for images on levels), or with ``mean=True`` (default:
+        the config's ``sample_mean``) the decoder's mean, snapped to the levels."""
         net = self._fitted()
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
@@ -287,7 +301,7 @@ class CVAE(Model):
         mu_p, ls_p = net.prior(y, n, device)
         z = mu_p + t * torch.exp(ls_p) * torch.randn(n, mu_p.shape[1], device=device)
         mu_x, ls_x = net.decode(z, y)
-        use_mean = (len(self.shape) == 3) if mean is None else mean
+        use_mean = self.resolved.sample_mean if mean is None else mean
         if use_mean:
             x = likelihoods.snap(mu_x, self.levels) if self.levels else mu_x
         else:

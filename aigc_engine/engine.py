@@ -222,6 +222,8 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 
 def _dataset_spec(spec: str) -> str:
     """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
+    from .data import file_kind
+
     path = Path(spec)
     return str(path.resolve()) if file_kind(spec) is not None and path.exists() else spec
 

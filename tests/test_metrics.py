@@ -1,5 +1,6 @@
 """Shared metrics: mode coverage, the image judge and what it measures, manifold metrics,
 Frechet and kernel distances, held-out likelihood and the closest-distance ratio."""
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,35 @@ import torch
 from aigc_engine import data, metrics
 from aigc_engine.errors import InputError
 from aigc_engine.metrics import _neighbours
+from aigc_engine.metrics.judge import stratified_split
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These are many small tensor ops: on a busy machine extra threads only wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.digits()
+
+
+@pytest.fixture(scope="module")
+def judge_cache(tmp_path_factory):
+    """XDG_CACHE_HOME pointed at a fresh folder for the whole module (the judge is trained once)."""
+    root = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def judge(digits, judge_cache):
+    return metrics.ImageJudge.for_dataset(digits)
 
 
 # -- mode coverage -----------------------------------------------------------------------------
@@ -25,6 +55,138 @@ def test_mode_coverage_hand_computed():
     assert out["reverse_kl"] == pytest.approx(0.5 * math.log(2))
     assert metrics.mode_coverage(samples + 10, centres, std=0.1) == {
         "modes": 0, "high_quality": 0.0, "reverse_kl": math.inf}
+
+
+# -- the judge ---------------------------------------------------------------------------------
+def test_judge_accuracy_on_held_out_digits(judge, digits):
+    assert judge.accuracy >= 0.97
+    train, held = stratified_split(digits.y, 0.2, 0)
+    assert judge.meta["holdout_size"] == len(held) == 359 and judge.meta["train_size"] == len(train)
+    assert set(train.tolist()).isdisjoint(held.tolist()) and len(train) + len(held) == len(digits)
+    assert torch.bincount(digits.y[held]).min() >= 34  # every class held out in proportion
+    assert judge.predict(digits.x[held]).eq(digits.y[held]).double().mean() == pytest.approx(judge.accuracy)
+    assert judge.features(digits.x[:5]).shape == (5, 128)
+    assert torch.equal(judge.predict(digits.x[:7].reshape(7, 64)), judge.predict(digits.x[:7]))
+
+
+def test_judge_cache_under_xdg_cache_home(judge, digits, judge_cache):
+    files = sorted(p.name for p in (judge_cache / "aigc-engine" / "judges").iterdir())
+    assert files == [f"{judge.fingerprint}.json", f"{judge.fingerprint}.safetensors"]
+    again = metrics.ImageJudge.for_dataset(digits)
+    assert again.from_cache and not judge.from_cache
+    assert again.accuracy == judge.accuracy
+    for key, value in judge.net.state_dict().items():
+        assert torch.equal(again.net.state_dict()[key], value)
+    description = json.loads((judge_cache / "aigc-engine" / "judges" / files[0]).read_text())
+    assert description["fingerprint"] == judge.fingerprint and description["accuracy"] == judge.accuracy
+    # other data or other settings: another fingerprint
+    assert metrics.ImageJudge.for_dataset(digits, seed=1, epochs=1, cache=False).fingerprint != judge.fingerprint
+
+
+def test_judge_cache_dir_falls_back_to_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert metrics.judge_cache_dir() == tmp_path / ".cache" / "aigc-engine" / "judges"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # the XDG spec says: ignore it
+    assert metrics.judge_cache_dir() == tmp_path / ".cache" / "aigc-engine" / "judges"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert metrics.judge_cache_dir() == tmp_path / "xdg" / "aigc-engine" / "judges"
+
+
+def test_judge_is_deterministic(tmp_path):
+    small = data.digits(n=300)
+    a = metrics.ImageJudge.for_dataset(small, epochs=2, cache_dir=tmp_path / "a")
+    rng_before, threads = torch.get_rng_state(), torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # trained on one thread whatever the setting
+    try:
+        b = metrics.ImageJudge.for_dataset(small, epochs=2, cache_dir=tmp_path / "b")
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
+    c = metrics.ImageJudge.for_dataset(small, epochs=2, seed=1, cache=False)
+    for key, value in a.net.state_dict().items():
+        assert torch.equal(b.net.state_dict()[key], value), key
+    assert not torch.equal(a.net.conv1.weight, c.net.conv1.weight)
+    assert (tmp_path / "a" / f"{a.fingerprint}.safetensors").read_bytes() == \
+        (tmp_path / "b" / f"{b.fingerprint}.safetensors").read_bytes()
+
+
+def test_damaged_cache_file_is_retrained(tmp_path):
+    small = data.digits(n=200)
+    judge = metrics.ImageJudge.for_dataset(small, epochs=1, cache_dir=tmp_path)
+    path = tmp_path / f"{judge.fingerprint}.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.warns(RuntimeWarning, match="ignoring the cached image judge"):
+        again = metrics.ImageJudge.for_dataset(small, epochs=1, cache_dir=tmp_path)
+    assert not again.from_cache and torch.equal(again.net.head.weight, judge.net.head.weight)
+    assert metrics.ImageJudge.for_dataset(small, epochs=1, cache_dir=tmp_path).from_cache
+
+
+def test_judge_input_errors(judge, digits):
+    with pytest.raises(InputError, match="class labels"):
+        metrics.ImageJudge.for_dataset(data.Dataset(digits.x, None, 0, "unlabelled"), cache=False)
+    with pytest.raises(InputError, match="N x C x H x W"):
+        metrics.ImageJudge.for_dataset(data.ring8(n=100), cache=False)
+    with pytest.raises(InputError, match=r"N x 1 x 8 x 8 images \(or N x 64\)"):
+        judge.predict(torch.zeros(3, 1, 7, 7))
+    with pytest.raises(InputError, match="labels"):
+        judge.conditional_accuracy(digits.x[:4], torch.zeros(3, dtype=torch.int64))
+
+
+def test_conditional_accuracy(judge, digits):
+    _, held = stratified_split(digits.y, 0.2, 0)
+    assert judge.conditional_accuracy(digits.x[held], digits.y[held]) == pytest.approx(judge.accuracy)
+    wrong = (digits.y[held] + 1) % 10
+    assert judge.conditional_accuracy(digits.x[held], wrong) < 0.05
+
+
+def test_frechet_distance_real_vs_noise_in_judge_features(judge, digits):
+    train, held = stratified_split(digits.y, 0.2, 0)
+    noise = torch.rand(len(held), 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    f_train = judge.features(digits.x[train])
+    fd_real = metrics.frechet_distance(f_train, judge.features(digits.x[held]))
+    fd_noise = metrics.frechet_distance(f_train, judge.features(noise))
+    assert 0 < fd_real < 0.05 * fd_noise
+
+
+# -- calibration on digits, pixel space --------------------------------------------------------
+def _repeat_per_class(digits, per_class, n=2000):
+    picks = torch.cat([(digits.y == c).nonzero()[:per_class, 0] for c in range(10)])
+    return digits.x[picks[torch.arange(n) % len(picks)]]
+
+
+def test_coverage_calibration_on_digits(digits):
+    g = torch.Generator().manual_seed(0)
+    resampled = digits.x[torch.randint(0, len(digits), (2000,), generator=g)]
+    real = metrics.precision_recall_density_coverage(digits.x, resampled)
+    assert real["coverage"] >= 0.9 and real["precision"] >= 0.9 and real["recall"] >= 0.9
+    halves = torch.randperm(len(digits), generator=g)
+    other_half = metrics.precision_recall_density_coverage(digits.x[halves[:900]], digits.x[halves[900:]])
+    assert other_half["coverage"] >= 0.9
+    one = metrics.precision_recall_density_coverage(digits.x, _repeat_per_class(digits, 1))
+    five = metrics.precision_recall_density_coverage(digits.x, _repeat_per_class(digits, 5))
+    assert one["coverage"] <= 0.1 and one["recall"] == 0
+    assert one["coverage"] == pytest.approx(0.02, abs=0.01)  # ../shared/ANCHORS.md's calibration
+    assert five["coverage"] == pytest.approx(0.10, abs=0.03)
+    assert one["precision"] == five["precision"] == 1.0  # copies of real images are all faithful
+
+
+def test_image_metrics_in_one_call(judge, digits):
+    samples = _repeat_per_class(digits, 1, n=200)
+    labels = torch.arange(200) % 10
+    out = metrics.image_metrics(digits, samples, labels, judge=judge, kid_subsets=10)
+    manifold = ["precision", "recall", "density", "coverage"]
+    assert set(out) == ({f"pixel_{k}" for k in manifold} | {f"judge_{k}" for k in manifold}
+                        | {"judge_accuracy", "conditional_accuracy", "judge_fd", "judge_kid", "judge_kid_std"})
+    assert out["conditional_accuracy"] == 1.0 and out["judge_accuracy"] == judge.accuracy
+    assert out["pixel_coverage"] < 0.05 and out["judge_kid"] > 0 and out["judge_fd"] > 1
+    assert all(isinstance(v, float) for v in out.values())
+    pixel_only = metrics.image_metrics(digits.x, samples)
+    assert set(pixel_only) == {f"pixel_{k}" for k in manifold}
+    assert pixel_only == {k: out[k] for k in pixel_only}
+    with pytest.raises(InputError, match="do not match"):
+        metrics.image_metrics(digits.x, torch.zeros(10, 1, 4, 4), judge=False)
 
 
 # -- precision / recall / density / coverage ---------------------------------------------------

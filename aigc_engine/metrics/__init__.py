@@ -1,12 +1,19 @@
 """Evaluation shared by every model plugin and by ``aigc-engine eval``; nothing is downloaded.
 
 - :func:`mode_coverage`: modes captured on the synthetic mixtures (VEEGAN / PacGAN protocol).
+- :class:`ImageJudge`: a small CNN trained on the real labelled images (cached per data set),
+  standing in for Inception: its held-out ``accuracy``, ``predict``, ``features`` and
+  ``conditional_accuracy`` of conditional samples (GAN-test).
 - :func:`frechet_distance` and :func:`kernel_distance` (FID's and KID's formulas) in any
   feature space; :func:`precision_recall_density_coverage` (k-NN manifolds).
+- :func:`image_metrics`: all of the above for image samples in one dict.
 """
 from .distances import frechet_distance, frechet_distance_from_moments, kernel_distance
+from .images import image_metrics
+from .judge import ImageJudge, judge_cache_dir
 from .manifold import precision_recall_density_coverage
 from .modes import mode_coverage
 
-__all__ = ["mode_coverage", "frechet_distance", "frechet_distance_from_moments", "kernel_distance",
-           "precision_recall_density_coverage"]
+__all__ = ["mode_coverage", "ImageJudge", "judge_cache_dir", "frechet_distance",
+           "frechet_distance_from_moments", "kernel_distance", "precision_recall_density_coverage",
+           "image_metrics"]

@@ -344,3 +344,73 @@ def test_kernel_distance_matches_torchmetrics():
     # one subset of everything: no randomness on either side
     assert metrics.kernel_distance(a, b, subset_size=300) == (
         pytest.approx(float(kid_module.poly_mmd(a, b)), rel=1e-9), 0.0)
+
+
+# -- held-out log-likelihood -------------------------------------------------------------------
+class _StandardNormal:
+    def log_prob(self, x):
+        x = x.reshape(len(x), -1)
+        return -0.5 * (x.square() + math.log(2 * math.pi)).sum(1)
+
+
+def test_heldout_log_likelihood_exact_and_bound():
+    x = torch.randn(1000, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    want = float(_StandardNormal().log_prob(x).mean())
+    out = metrics.heldout_log_likelihood(_StandardNormal(), x, batch_size=64)
+    assert out["log_likelihood"] == pytest.approx(want)
+    assert out["log_likelihood_per_dim"] == pytest.approx(want / 6)
+    assert out["bits_per_dim"] == pytest.approx(-want / 6 / math.log(2))
+    assert out["is_bound"] is False
+    dataset = data.Dataset(x.float().reshape(1000, 6), None, 0, "points")
+    from_dataset = metrics.heldout_log_likelihood(_StandardNormal(), dataset, batch_size=300)
+    assert from_dataset["log_likelihood"] == pytest.approx(want, rel=1e-6)
+
+    class Elbo(_StandardNormal):
+        log_prob_is_bound = True
+
+    assert metrics.heldout_log_likelihood(Elbo(), x)["is_bound"] is True
+
+
+def test_heldout_log_likelihood_of_the_gmm_plugin_on_ring8():
+    from aigc_engine import Run
+    from aigc_gmm.plugin import GMMConfig, GMMModel
+
+    model = GMMModel(GMMConfig(n_components=8))
+    model.fit(data.ring8(n=2000), Run(None, device="cpu", seed=0, progress=False))
+    out = metrics.heldout_log_likelihood(model, data.ring8(n=1000, seed=1))
+    # the true density's expected log-likelihood: -ln 8 - ln(2 pi e) - 2 ln 0.01 = 4.29 nats per point
+    true = -math.log(8) - math.log(2 * math.pi * math.e) - 2 * math.log(0.01)
+    assert out["log_likelihood"] == pytest.approx(true, abs=0.1)
+    assert out["log_likelihood_per_dim"] == pytest.approx(out["log_likelihood"] / 2)
+    assert out["is_bound"] is False
+
+
+def test_heldout_log_likelihood_errors():
+    with pytest.raises(InputError, match="no log_prob"):
+        metrics.heldout_log_likelihood(object(), torch.zeros(3, 2))
+
+    class Bad:
+        def log_prob(self, x):
+            return x
+
+    with pytest.raises(InputError, match="one value per row"):
+        metrics.heldout_log_likelihood(Bad(), torch.zeros(3, 2))
+
+
+# -- closest-distance ratio (memorisation) -----------------------------------------------------
+def test_closest_distance_ratio_hand_computed():
+    train = torch.tensor([[0.0], [10.0]])
+    holdout = torch.tensor([[1.0], [8.0], [13.0]])     # closest distances 1, 2, 3 -> median 2
+    samples = torch.tensor([[0.5], [10.0], [9.0]])      # closest distances 0.5, 0, 1 -> median 0.5
+    assert metrics.closest_distance_ratio(samples, train, holdout) == {
+        "sample_dcr_median": 0.5, "holdout_dcr_median": 2.0, "dcr_ratio": 0.25}
+
+
+def test_closest_distance_ratio_copies_and_fresh_samples(digits):
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(digits), generator=g)
+    train, holdout, fresh = digits.x[perm[:1000]], digits.x[perm[1000:1400]], digits.x[perm[1400:]]
+    copies = metrics.closest_distance_ratio(train[:300], train, holdout)
+    assert copies["sample_dcr_median"] == pytest.approx(0, abs=1e-6) and copies["dcr_ratio"] < 1e-6
+    new = metrics.closest_distance_ratio(fresh, train, holdout)
+    assert 0.85 < new["dcr_ratio"] < 1.15

@@ -7,13 +7,18 @@
 - :func:`frechet_distance` and :func:`kernel_distance` (FID's and KID's formulas) in any
   feature space; :func:`precision_recall_density_coverage` (k-NN manifolds).
 - :func:`image_metrics`: all of the above for image samples in one dict.
+- :func:`heldout_log_likelihood`: nats and bits per dimension, exact or a bound.
+- :func:`closest_distance_ratio`: distance of samples to the closest training point against
+  that of held-out real points (memorisation).
 """
 from .distances import frechet_distance, frechet_distance_from_moments, kernel_distance
 from .images import image_metrics
 from .judge import ImageJudge, judge_cache_dir
+from .likelihood import heldout_log_likelihood
 from .manifold import precision_recall_density_coverage
+from .memorisation import closest_distance_ratio
 from .modes import mode_coverage
 
 __all__ = ["mode_coverage", "ImageJudge", "judge_cache_dir", "frechet_distance",
            "frechet_distance_from_moments", "kernel_distance", "precision_recall_density_coverage",
-           "image_metrics"]
+           "image_metrics", "heldout_log_likelihood", "closest_distance_ratio"]

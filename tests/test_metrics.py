@@ -123,6 +123,17 @@ def test_damaged_cache_file_is_retrained(tmp_path):
     assert metrics.ImageJudge.for_dataset(small, epochs=1, cache_dir=tmp_path).from_cache
 
 
+@pytest.mark.parametrize("shape", [(3, 40, 20), (1, 3, 5), (2, 70, 70)])
+def test_judge_takes_other_image_sizes(shape):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, *shape, generator=g) * 2 - 1
+    y = torch.arange(40) % 3
+    judge = metrics.ImageJudge.for_dataset((x, y), epochs=1, cache=False)
+    assert judge.image_shape == shape and judge.num_classes == 3
+    assert judge.features(x).shape == (40, 128) and judge.predict(x).shape == (40,)
+    assert 0 <= judge.accuracy <= 1 and judge.meta["holdout_size"] == 9  # round(0.2 * 13 or 14) per class
+
+
 def test_judge_input_errors(judge, digits):
     with pytest.raises(InputError, match="class labels"):
         metrics.ImageJudge.for_dataset(data.Dataset(digits.x, None, 0, "unlabelled"), cache=False)

@@ -125,8 +125,8 @@ def kernel_distance(a, b, subsets: int = 100, subset_size: int = 1000, degree: i
         sum_aa = _quadratic_sums(a, a, ind_a, ind_a, kernel)
         sum_bb = _quadratic_sums(b, b, ind_b, ind_b, kernel)
         sum_ab = _quadratic_sums(a, b, ind_a, ind_b, kernel)
-        diag_aa = kernel_diagonal(a, gamma, coef, degree) @ ind_a
-        diag_bb = kernel_diagonal(b, gamma, coef, degree) @ ind_b
+        diag_aa = _kernel_diagonal(a, gamma, coef, degree) @ ind_a
+        diag_bb = _kernel_diagonal(b, gamma, coef, degree) @ ind_b
     else:
         sums = []
         for ia, ib in zip(picks_a, picks_b):
@@ -139,7 +139,7 @@ def kernel_distance(a, b, subsets: int = 100, subset_size: int = 1000, degree: i
     return float(values.mean()), float(values.std(unbiased=False)) if subsets > 1 else 0.0
 
 
-def kernel_diagonal(x: torch.Tensor, gamma: float, coef: float, degree: int) -> torch.Tensor:
+def _kernel_diagonal(x: torch.Tensor, gamma: float, coef: float, degree: int) -> torch.Tensor:
     return (x.square().sum(1) * gamma + coef) ** degree
 
 

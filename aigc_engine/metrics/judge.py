@@ -172,9 +172,10 @@ class ImageJudge:
     def for_dataset(cls, dataset, device: str | torch.device = "cpu", seed: int = 0,
                     holdout: float = 0.2, epochs: int | None = None, cache: bool = True,
                     cache_dir: str | Path | None = None) -> "ImageJudge":
-        """The judge of a labelled image data set: loaded from the cache when one was trained
-        on the same data with the same settings, else trained (about 2 s on a CPU core for the
-        1797 digits) and cached.
+        """The judge of a labelled image data set (a Dataset with ``N x C x H x W`` images and
+        class labels, or an ``(x, y)`` pair): loaded from the cache when one was trained on the
+        same data with the same settings, else trained (about 3 s on one CPU core for the 1797
+        digits) and cached.
 
         ``holdout`` is the fraction of each class kept out of training to measure
         ``accuracy``. Training is seeded and, on the CPU, deterministic. The cache

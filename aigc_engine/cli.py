@@ -14,6 +14,7 @@ import torch
 from .config import field_types, type_name
 from .engine import Engine, versions
 from .errors import InputError
+from .training import Interrupted
 
 DEBUG_ENV = "AIGC_ENGINE_DEBUG"
 
@@ -35,6 +36,8 @@ class _EngineGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except Interrupted as err:  # the loop wrote its checkpoint and said how to resume
+            ctx.exit(err.exit_code)
         except (InputError, ValueError) as err:
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -87,8 +90,8 @@ def cli(ctx):
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--dataset", "dataset", metavar="NAME|FILE.npy|FILE.csv",
-              help="Registered dataset or data file (default: the model's own).")
+@click.option("--dataset", "dataset", metavar="NAME|FILE|DIR",
+              help="Registered dataset, .npy/.npz/.csv file or image folder (default: the model's own).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of config values.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")

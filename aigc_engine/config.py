@@ -132,14 +132,19 @@ def split_dataset_keys(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return model, dataset
 
 
-def coerce_options(defaults: dict[str, Any], values: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """Dataset options: typed by the factory's defaults; unknown names list the valid ones."""
+def coerce_options(defaults: dict[str, Any], values: dict[str, Any], dataset: str,
+                   types: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dataset options: typed by ``types[key]`` where given, else by the factory's defaults;
+    unknown names list the valid ones."""
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         valid = ", ".join(f"{k} (default {v!r})" for k, v in defaults.items()) or "none"
         raise InputError(f"unknown option {unknown[0]!r} for dataset {dataset}; valid options: {valid}")
     out = {}
     for key, value in values.items():
+        if types and types.get(key) is not None:
+            out[key] = coerce(types[key], value, f"dataset.{key}")
+            continue
         default = defaults[key]
         tp = type(default) if default is not None and not isinstance(value, type(default)) else None
         out[key] = coerce(tp, value, f"dataset.{key}") if tp in (int, float, bool, str) else value

@@ -15,7 +15,7 @@ import torch
 
 from . import io, plotting
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
-from .data import Dataset, from_file
+from .data import FILE_OPTIONS, Dataset, file_kind, from_file
 from .errors import InputError
 from .plugins import PluginManager
 from .run import Run
@@ -52,7 +52,8 @@ class Engine:
         return models[name].cls
 
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
-        """A registered dataset by name, or a ``.npy`` / ``.csv`` file by path."""
+        """A registered dataset by name, or by path a ``.npy`` / ``.npz`` / ``.csv`` file or a folder
+        of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``)."""
         options = dict(options or {})
         datasets = self.plugins.datasets()
         if spec in datasets:
@@ -63,11 +64,17 @@ class Engine:
                 raise InputError(f"dataset {spec!r} (plugin {entry.plugin}) did not return a Dataset")
             dataset.name = dataset.name or spec
             return dataset.validate()
-        if Path(spec).suffix.lower() in (".npy", ".csv"):
-            file_options = {"label_column": None, "delimiter": ","}
-            return from_file(spec, **coerce_options(file_options, options, spec))
+        kind = file_kind(spec)
+        if kind is not None:
+            specs = FILE_OPTIONS[kind]
+            defaults = {key: default for key, (default, _) in specs.items()}
+            types = {key: tp for key, (_, tp) in specs.items()}
+            return from_file(spec, **coerce_options(defaults, options, spec, types))
+        if "/" in spec or "\\" in spec:
+            raise InputError(f"dataset path {spec!r} does not exist")
         known = ", ".join(sorted(datasets))
-        raise InputError(f"unknown dataset {spec!r}; use one of {known}, or a .npy/.csv file")
+        raise InputError(f"unknown dataset {spec!r}; use one of {known}, a .npy/.npz/.csv file or a "
+                         f"folder of images")
 
     # -- run -----------------------------------------------------------------------------------
     def train(self, model_name: str | None, dataset: str | None = None, config_file: str | None = None,
@@ -104,7 +111,7 @@ class Engine:
         run_dir = Path(out) if out else default_run_dir(model_name, data.name)
         if not resume and (run_dir / CONFIG_FILE).exists():
             raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it")
-        run = Run(run_dir, device=device, seed=seed, progress=progress)
+        run = Run(run_dir, device=device, seed=seed, progress=progress, resume=bool(resume))
         if run.is_main_process:
             io.write_json(run.dir / CONFIG_FILE, {
                 "model": model_name, "config": dataclasses.asdict(config),
@@ -147,6 +154,9 @@ class Engine:
                                  run_dir / SAMPLES_PNG, title=title,
                                  annotate=getattr(model, "annotate_plot", None))
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
+        figures = getattr(model, "figures", None)
+        for name, draw in (figures(data) if figures is not None else {}).items():
+            draw(run_dir / name)
 
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
@@ -173,7 +183,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 def _dataset_spec(spec: str) -> str:
     """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
     path = Path(spec)
-    return str(path.resolve()) if path.suffix.lower() in (".npy", ".csv") and path.exists() else spec
+    return str(path.resolve()) if file_kind(spec) is not None and path.exists() else spec
 
 
 def default_run_dir(model: str, dataset: str) -> Path:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -54,23 +55,66 @@ def jsonable(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _flatten(state: dict, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors under their ``a/b`` paths for safetensors; every other leaf for the JSON part."""
-    tensors, extra = {}, {}
-    for key, value in state.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, torch.Tensor):
-            tensors[full] = value.detach().to("cpu").contiguous()
-        elif isinstance(value, dict) and value:
-            sub_t, sub_e = _flatten(value, full + "/")
-            tensors.update(sub_t)
-            extra.update(sub_e)
-        else:
-            extra[full] = value
-    return tensors, extra
+_TREE_KEY = "aigc_engine.tree"
+
+
+def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor], arrays: set[str]) -> Any:
+    """JSON form of a state tree: tensors (and NumPy arrays) are stored in ``tensors`` under their
+    path and referenced as ``{"$tensor": path}``; tuples and dicts with non-string keys keep their
+    types (``{"$tuple": [...]}``, ``{"$dict": [[key, value], ...]}``), so an optimizer's integer
+    parameter ids come back as integers."""
+    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.ndim > 0):
+        is_array = isinstance(value, np.ndarray)
+        t = torch.from_numpy(np.ascontiguousarray(value)) if is_array else value.detach().to("cpu")
+        if any(t.untyped_storage().data_ptr() == o.untyped_storage().data_ptr() and t.numel()
+               for o in tensors.values()):
+            t = t.clone()  # safetensors refuses tensors that share memory
+        while path in tensors:  # {"a/b": x} beside {"a": {"b": y}}
+            path += "'"
+        tensors[path] = t.contiguous()
+        if is_array:
+            arrays.add(path)
+        return {"$tensor": path}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: _encode(v, f"{path}/{k}" if path else k, tensors, arrays) for k, v in value.items()}
+        return {"$dict": [[_encode(k, f"{path}/#k{i}", tensors, arrays),
+                           _encode(v, f"{path}/{k}" if path else str(k), tensors, arrays)]
+                          for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{path}/{i}" if path else str(i), tensors, arrays) for i, v in enumerate(value)]
+        return {"$tuple": items} if isinstance(value, tuple) else items
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{type(value).__name__} at {path!r} cannot be saved in a state file "
+                    "(tensors, arrays, numbers, strings, lists, tuples and dicts can)")
+
+
+def _decode(node: Any, tensors: dict[str, torch.Tensor], arrays: set[str]) -> Any:
+    if isinstance(node, list):
+        return [_decode(v, tensors, arrays) for v in node]
+    if isinstance(node, dict):
+        if "$tensor" in node:
+            t = tensors[node["$tensor"]]
+            return t.numpy() if node["$tensor"] in arrays else t
+        if "$tuple" in node:
+            return tuple(_decode(v, tensors, arrays) for v in node["$tuple"])
+        if "$dict" in node:
+            return {_hashable(_decode(k, tensors, arrays)): _decode(v, tensors, arrays) for k, v in node["$dict"]}
+        return {k: _decode(v, tensors, arrays) for k, v in node.items()}
+    return node
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """Files written before the tree format: ``a/b`` paths, dict keys as strings."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         node = out
@@ -81,20 +125,51 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Save a (possibly nested) dict of tensors and JSON-able values as one safetensors file
-    (dict keys come back as strings)."""
-    tensors, extra = _flatten(state)
-    metadata = {_EXTRA_KEY: json.dumps(extra, default=jsonable)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+def save_state(path: Path, state: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Save a nested state (dicts, lists, tuples of tensors, NumPy arrays and JSON-able values)
+    as one safetensors file: tensors as tensors, the structure as JSON metadata. Key and
+    container types survive the round trip (an optimizer's ``state_dict()`` loads back
+    attached to its parameters). ``metadata``: extra strings for the header (see
+    :func:`read_metadata`)."""
+    tensors: dict[str, torch.Tensor] = {}
+    arrays: set[str] = set()
+    tree = _encode(state, "", tensors, arrays)
+    meta = {**(metadata or {}), _TREE_KEY: json.dumps({"tree": tree, "arrays": sorted(arrays)})}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (its header only; no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})
 
 
 def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Inverse of :func:`save_state` (no pickle involved)."""
+    """Inverse of :func:`save_state` (no pickle involved). A file that is not a state file
+    written by :func:`save_state` (missing, truncated, foreign, a pickle) is an InputError
+    naming it."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device=str(device)) as fh:
-        metadata = fh.metadata() or {}
-        flat: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
-    flat.update(json.loads(metadata.get(_EXTRA_KEY, "{}")))
-    return _unflatten(flat)
+    from .errors import InputError
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            metadata = fh.metadata() or {}
+            tensors: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
+        if _TREE_KEY in metadata:
+            info = json.loads(metadata[_TREE_KEY])
+            return _decode(info["tree"], tensors, set(info.get("arrays", ())))
+        tensors.update(json.loads(metadata.get(_EXTRA_KEY, "{}")))
+        return _unflatten(tensors)
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path} is not a readable aigc-engine state file "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'corrupt'})") from None
+    except Exception as err:  # safetensors' own SafetensorError derives from Exception
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise InputError(f"{path} is not a readable safetensors file ({err})") from None

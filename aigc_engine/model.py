@@ -18,8 +18,10 @@ class Model(abc.ABC):
     A model has a registry ``name``, a ``Config`` dataclass whose fields all have defaults (its
     hyper-parameters), and implements ``fit``, ``sample``, ``state_dict`` and
     ``load_state_dict``. Optional: ``log_prob(x)``, ``evaluate(dataset, run) -> dict`` and
-    ``annotate_plot(ax)`` (draws on the 2-D scatter of ``samples.png``), ``default_dataset``
-    and ``num_classes`` (> 0 for a model that samples conditioned on a label).
+    ``annotate_plot(ax)`` (draws on the 2-D scatter of ``samples.png``), ``figures(dataset) ->
+    {file_name: draw(path)}`` (more pictures for the run directory, written by the engine, e.g.
+    ``progress.png``), ``default_dataset`` and ``num_classes`` (> 0 for a model that samples
+    conditioned on a label).
     """
 
     name: ClassVar[str]

@@ -76,6 +76,43 @@ def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
     return True
 
 
+def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Path, data: torch.Tensor | None = None,
+                      title: str = "", per_row: int = 16) -> None:
+    """Samples from one fixed noise at several points of training: for images a row of
+    ``per_row`` images per snapshot, for points one scatter panel per snapshot over the data."""
+    if snapshots[0].dim() == 4:
+        rows = [s[:per_row].detach().float().cpu().clamp(-1, 1) for s in snapshots]
+        n, (c, h, w) = len(rows), rows[0].shape[1:]
+        fig, axes = plt.subplots(n, 1, figsize=(max(4, per_row * 0.45), 0.5 * n + 0.8), squeeze=False)
+        for ax, step, imgs in zip(axes[:, 0], steps, rows):
+            strip = np.ones((h, len(imgs) * (w + 1) - 1, c), dtype=np.float32)
+            for i, img in enumerate(imgs):
+                strip[:, i * (w + 1):i * (w + 1) + w] = (img.permute(1, 2, 0).numpy() + 1) / 2
+            ax.imshow(strip[..., 0] if c == 1 else strip, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"{step}", rotation=0, ha="right", va="center", fontsize=8)
+        axes[0, 0].set_title(title + " (step on the left)", fontsize=9)
+    else:
+        n = len(snapshots)
+        cols = min(4, n)
+        nrows = int(math.ceil(n / cols))
+        fig, axes = plt.subplots(nrows, cols, figsize=(3 * cols, 3 * nrows), squeeze=False, sharex=True, sharey=True)
+        d = _subsample(data, 2000) if data is not None else None
+        for ax in axes.flat[n:]:
+            ax.set_axis_off()
+        for ax, step, s in zip(axes.flat, steps, snapshots):
+            if d is not None:
+                ax.scatter(d[:, 0], d[:, 1], s=2, c="0.75", zorder=1, rasterized=True)
+            p = _subsample(s, 2000)
+            ax.scatter(p[:, 0], p[:, 1], s=3, c="tab:red", alpha=0.6, zorder=2, rasterized=True)
+            ax.set_title(f"step {step}", fontsize=9)
+            ax.set_aspect("equal", adjustable="datalim")
+        fig.suptitle(title + (" (grey: data)" if d is not None else ""), fontsize=10)
+    _save(fig, path)
+
+
 def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
     t = t.detach().float().cpu()
     if len(t) > k:

@@ -3,12 +3,13 @@ logging, progress bars, atomic checkpoints and ``torch.distributed`` state."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -16,7 +17,11 @@ import torch
 from . import io
 from .errors import InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .training import Batches, TrainLoop
+
 CHECKPOINT_FILE = "checkpoint.safetensors"
+STEP_KEY = "aigc_engine.step"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -59,7 +64,7 @@ class Run:
     """One training run. Only the main process (rank 0) writes to ``dir``."""
 
     def __init__(self, dir: str | Path | None = None, device: str | torch.device = "auto", seed: int = 0,
-                 *, progress: bool = True, distributed: bool = True):
+                 *, progress: bool = True, distributed: bool = True, resume: bool = False):
         self.device = resolve_device(device)
         self.seed = int(seed)
         self.distributed = distributed and init_distributed(self.device.type)
@@ -79,8 +84,11 @@ class Run:
         if self.dir is not None and self.is_main_process:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.show_progress = progress
+        self.resuming = bool(resume) and self.dir is not None
         self.history: list[dict[str, Any]] = []
         self._last_metrics = ""
+        if self.resuming:
+            self.history = self._rewind_metrics()
         seed_everything(self.seed)
 
     @property
@@ -107,47 +115,93 @@ class Run:
         else:
             iterable = iterable_or_total
             total = len(iterable) if hasattr(iterable, "__len__") else None
-        if not self.show_progress or not self.is_main_process:
-            return iter(iterable)
-        if sys.stderr.isatty():
-            return self._rich_progress(iterable, total, desc)
-        return self._plain_progress(iterable, total, desc)
-
-    def _rich_progress(self, iterable, total, desc) -> Iterator:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
-        with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-            task = bar.add_task(desc, total=total, metrics="")
+        bar = self.progress_bar(total, desc)
+        try:
             for item in iterable:
                 yield item
-                bar.update(task, advance=1, metrics=self._last_metrics)
+                bar.advance(self._last_metrics)
+        finally:
+            bar.close()
 
-    def _plain_progress(self, iterable, total, desc) -> Iterator:
-        start = time.perf_counter()
-        every = max(1, (total or 100) // 10)
-        done = 0
-        for item in iterable:
-            yield item
-            done += 1
-            if done % every == 0 or done == total:
-                of = f"/{total}" if total else ""
-                print(f"{desc} {done}{of} [{time.perf_counter() - start:.1f}s] {self._last_metrics}".rstrip(),
-                      file=sys.stderr, flush=True)
+    def progress_bar(self, total: int | None, desc: str = "", initial: int = 0) -> "ProgressBar":
+        """A bar to ``advance(metrics_text)`` by hand (what :meth:`progress` and the step loop use);
+        silent with ``progress=False`` and on processes other than the main one."""
+        enabled = self.show_progress and self.is_main_process
+        return ProgressBar(total, desc, initial, enabled=enabled, rich=enabled and sys.stderr.isatty())
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``checkpoint.safetensors`` atomically (tensors + JSON metadata, no pickle)."""
+    def save_checkpoint(self, state: dict[str, Any], step: int | None = None) -> None:
+        """Write ``checkpoint.safetensors`` atomically (tensors + JSON metadata, no pickle).
+
+        ``step``: the last logged step the checkpoint includes; on ``--resume`` the metrics log is
+        cut back to it, so that each step appears once."""
         if self.dir is not None and self.is_main_process:
-            io.save_state(self.dir / CHECKPOINT_FILE, state)
+            meta = {STEP_KEY: str(int(step))} if step is not None else None
+            io.save_state(self.dir / CHECKPOINT_FILE, state, metadata=meta)
+
+    def _rewind_metrics(self) -> list[dict[str, Any]]:
+        """On resume: the logged rows the checkpoint covers (``metrics.jsonl`` is rewritten to
+        them, atomically, by the main process); rows of steps after it will be logged again."""
+        path, ckpt = self.dir / METRICS_FILE, self.dir / CHECKPOINT_FILE
+        last = None
+        if ckpt.exists():
+            meta = io.read_metadata(ckpt)
+            last = int(meta[STEP_KEY]) if STEP_KEY in meta else math.inf  # older files: keep all
+        rows = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill
+                    continue
+                if last is not None and isinstance(row, dict) and row.get("step", 0) <= last:
+                    rows.append(row)
+            if self.is_main_process:
+                text = "".join(json.dumps(r, default=io.jsonable) + "\n" for r in rows)
+                io.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        self.barrier()
+        return rows
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The last checkpoint of this run directory (for ``--resume``), or None."""
         if self.dir is None or not (self.dir / CHECKPOINT_FILE).exists():
             return None
         return io.load_state(self.dir / CHECKPOINT_FILE)
+
+    # -- minibatch training (see aigc_engine.training) ------------------------------------------
+    def batches(self, dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = False,
+                seed: int | None = None) -> "Batches":
+        """Minibatches ``(x, y)`` of ``dataset`` on this run's device, this process's share of each
+        global batch of ``batch_size`` rows, shuffled per epoch from ``(seed, epoch)``."""
+        from .training import Batches
+
+        return Batches(dataset, batch_size, device=self.device, seed=self.seed if seed is None else seed,
+                       shuffle=shuffle, drop_last=drop_last, rank=self.rank, world_size=self.world_size)
+
+    def loop(self, steps: int, state: dict[str, Any], **options: Any) -> "TrainLoop":
+        """The resumable step loop over ``state`` (see :class:`aigc_engine.training.TrainLoop`)."""
+        from .training import TrainLoop
+
+        return TrainLoop(self, steps, state, **options)
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` on this run's device; under torchrun wrapped in ``DistributedDataParallel``
+        (gradients averaged over processes in ``backward``)."""
+        module = module.to(self.device)
+        if self.distributed and self.world_size > 1 and any(p.requires_grad for p in module.parameters()):
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=ids)
+        return module
+
+    def autocast(self, enabled: bool = True):
+        """bf16 autocast on CUDA when ``enabled``; a no-op context on CPU."""
+        import contextlib
+
+        if enabled and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # -- distributed ---------------------------------------------------------------------------
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -163,6 +217,49 @@ class Run:
             import torch.distributed as dist
 
             dist.barrier()
+
+
+class ProgressBar:
+    """A progress bar on stderr: rich on a terminal (redrawn at most ~10 times a second), plain
+    lines at every tenth of the total otherwise, nothing when disabled."""
+
+    def __init__(self, total: int | None, desc: str, initial: int = 0, *, enabled: bool = True, rich: bool = False):
+        self.total, self.desc, self.done, self.enabled = total, desc, initial, enabled
+        self._start = time.perf_counter()
+        self._every = max(1, (total or 100) // 10)
+        self._bar = None
+        self._shown = initial
+        self._next_draw = 0.0
+        if enabled and rich:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
+            self._bar = Progress(*columns, console=Console(stderr=True), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(desc, total=total, completed=initial, metrics="")
+
+    def advance(self, metrics: str = "") -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            now = time.perf_counter()
+            if now >= self._next_draw or self.done == self.total:
+                self._bar.update(self._task, completed=self.done, metrics=metrics)
+                self._next_draw = now + 0.1
+        elif self.done % self._every == 0 or self.done == self.total:
+            of = f"/{self.total}" if self.total else ""
+            print(f"{self.desc} {self.done}{of} [{time.perf_counter() - self._start:.1f}s] {metrics}".rstrip(),
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+            self._bar.stop()
+            self._bar = None
 
 
 def _fmt(value: Any) -> str:

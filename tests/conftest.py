@@ -80,3 +80,77 @@ class Probe(Model):
 def aigc_engine_register_models(register):
     register(Probe)
 '''
+
+
+NEURAL_PLUGIN = '''
+import dataclasses
+import torch
+from torch import nn
+from aigc_engine import EMA, Model, hookimpl
+
+
+@dataclasses.dataclass
+class DAEConfig:
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 1e-2
+    noise: float = 0.1
+    ema_decay: float = 0.9
+    log_every: int = 10
+    checkpoint_every: int = 20
+    step_sleep: float = 0.0
+
+
+class DAE(Model):
+    """A tiny denoising autoencoder trained through the core loop (for engine tests)."""
+    name = "dae"
+    Config = DAEConfig
+    default_dataset = "ring8"
+
+    def build(self, dim):
+        torch.manual_seed(1234)  # the same initial weights on every process
+        self.net = nn.Sequential(nn.Linear(dim, 16), nn.Tanh(), nn.Linear(16, 2), nn.Tanh(), nn.Linear(2, 16),
+                                 nn.Tanh(), nn.Linear(16, dim))
+        self.ema = EMA(self.net, self.config.ema_decay)
+
+    def fit(self, dataset, run):
+        import time
+        c = self.config
+        self.build(dataset.x.shape[1])
+        torch.manual_seed(run.seed)
+        net = run.wrap(self.net)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        sched = torch.optim.lr_scheduler.StepLR(opt, 50, 0.5)
+        batches = run.batches(dataset, c.batch_size, drop_last=True)
+        loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "ema": self.ema, "data": batches},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every)
+        for step in loop:
+            x, _ = next(batches)
+            noisy = x + c.noise * torch.randn_like(x)
+            loss = ((net(noisy) - x) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            self.ema.update(net)
+            loop.log(loss=loss)
+            if c.step_sleep:
+                time.sleep(c.step_sleep)
+
+    def sample(self, n, condition=None):
+        with torch.no_grad():
+            return self.ema.module[4:](torch.randn(n, 2) * 0.5)
+
+    def state_dict(self):
+        return {"dim": self.net[0].in_features, "net": self.net.state_dict(), "ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state):
+        self.build(state["dim"])
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+
+
+@hookimpl
+def aigc_engine_register_models(register):
+    register(DAE)
+'''

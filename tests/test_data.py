@@ -89,9 +89,9 @@ def test_bad_csv(tmp_path, content, message):
 
 
 def test_bad_npy(tmp_path):
-    np.save(tmp_path / "3d.npy", np.zeros((2, 2, 2)))
+    np.save(tmp_path / "1d.npy", np.zeros(4))  # 3-D and 4-D arrays are images (test_image_data.py)
     with pytest.raises(InputError, match="N x D"):
-        from_file(tmp_path / "3d.npy")
+        from_file(tmp_path / "1d.npy")
     (tmp_path / "x.txt").write_text("1\n")
     with pytest.raises(InputError, match="unsupported"):
         from_file(tmp_path / "x.txt")

@@ -16,7 +16,8 @@ def image_metrics(real, samples, sample_labels=None, judge: ImageJudge | bool | 
     the ``real`` images (a Dataset or an ``N x C x H x W`` tensor).
 
     ``judge`` is an :class:`ImageJudge`; ``None`` trains (or loads from the cache) the judge of
-    ``real`` when it is a labelled Dataset, ``False`` skips the judge's metrics. Keys:
+    ``real`` on ``device`` when it is a Dataset with at least two classes, ``False`` skips the
+    judge's metrics. Keys:
 
     - ``pixel_precision``, ``pixel_recall``, ``pixel_density``, ``pixel_coverage``:
       :func:`precision_recall_density_coverage` (``k`` neighbours) on the flattened pixels;
@@ -36,7 +37,8 @@ def image_metrics(real, samples, sample_labels=None, judge: ImageJudge | bool | 
     for key, value in precision_recall_density_coverage(real_x, samples, k).items():
         out[f"pixel_{key}"] = value
     if judge is None:
-        judge = ImageJudge.for_dataset(real, device=device) if getattr(real, "y", None) is not None else False
+        labelled = getattr(real, "y", None) is not None and getattr(real, "num_classes", 0) >= 2
+        judge = ImageJudge.for_dataset(real, device=device) if labelled else False
     if judge is False:
         return out
     real_f = judge.features(real_x.reshape(len(real_x), *judge.image_shape))

@@ -1,18 +1,70 @@
-"""aigc-engine: a plugin-based engine for generative models on PyTorch."""
-from importlib.metadata import PackageNotFoundError, version as _version
+"""aigc-engine: a plugin-based engine for generative models on PyTorch.
 
-from . import data, io, metrics, ops, plotting, training
-from .engine import Engine, open_dataset
-from .errors import InputError
-from .hookspecs import hookimpl
-from .model import Model
-from .run import Run
-from .training import EMA, Batches, Interrupted, TrainLoop
+The public names are imported on first use (PEP 562 module ``__getattr__``), so that
+``aigc-engine --version`` and ``--help`` start without importing torch; ``from aigc_engine
+import Run`` and ``aigc_engine.ops`` work as with eager imports. A new public name is one line
+of ``_PUBLIC``.
+"""
+from __future__ import annotations
 
-try:
-    __version__ = _version("aigc-engine")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["hookimpl", "Model", "Run", "Engine", "open_dataset", "InputError", "data", "io", "ops",
-           "metrics", "plotting", "training", "Batches", "TrainLoop", "EMA", "Interrupted", "__version__"]
+# public name -> the submodule that defines it (a submodule's own name: the submodule itself)
+_PUBLIC = {
+    "hookimpl": "hookspecs",
+    "InputError": "errors",
+    "Model": "model",
+    "Run": "run",
+    "Engine": "engine",
+    "open_dataset": "engine",
+    "data": "data",
+    "io": "io",
+    "metrics": "metrics",
+    "ops": "ops",
+    "plotting": "plotting",
+    "training": "training",
+    "Batches": "training",
+    "TrainLoop": "training",
+    "EMA": "training",
+    "Interrupted": "errors",
+}
+
+__all__ = [*_PUBLIC, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
+    from . import data, io, metrics, ops, plotting, training
+    from .engine import Engine, open_dataset
+    from .errors import InputError
+    from .hookspecs import hookimpl
+    from .model import Model
+    from .run import Run
+    from .errors import Interrupted
+    from .training import EMA, Batches, TrainLoop
+
+    __version__: str
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        value = _package_version()
+    elif name in _PUBLIC:
+        module = _importlib.import_module(f".{_PUBLIC[name]}", __name__)
+        value = module if _PUBLIC[name] == name else getattr(module, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # looked up once: later accesses do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aigc-engine")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"

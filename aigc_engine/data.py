@@ -36,6 +36,8 @@ class Dataset:
     case, else 0. Mixtures with known modes carry their centres ``modes`` (``K x D``) and
     ``mode_std`` for mode-coverage metrics. ``iter_chunks`` streams rows without holding all of
     ``x``; ``shard`` gives one process's contiguous share of the rows, ``subset`` any rows.
+    ``splits`` names a data set's standard ``train`` / ``validation`` / ``test`` row ranges, when
+    it has one (digits); :meth:`split` uses them, or draws a seeded random split.
 
     Memory-mapped storage (a ``numpy.memmap`` for points; for ``.npy`` images a view that scales
     on read) supports row slices (still lazy), integer-array row indexing (reads those rows as a
@@ -45,7 +47,7 @@ class Dataset:
     def __init__(self, x, y: torch.Tensor | None = None, num_classes: int | None = None,
                  name: str = "", options: dict | None = None, class_names: list[str] | None = None, *,
                  labels_are_classes: bool = True, modes: torch.Tensor | None = None,
-                 mode_std: float | None = None):
+                 mode_std: float | None = None, splits: dict[str, tuple[int, int]] | None = None):
         if isinstance(x, np.ndarray) and not isinstance(x, np.memmap):
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
@@ -63,6 +65,7 @@ class Dataset:
         self.labels_are_classes = bool(labels_are_classes)
         self.modes = modes
         self.mode_std = mode_std
+        self.splits = dict(splits) if splits else None
 
     @property
     def conditional_classes(self) -> int:
@@ -99,11 +102,37 @@ class Dataset:
                 block = torch.from_numpy(np.array(block, dtype=np.float32))
             yield block.to(device=device, dtype=dtype)
 
+    def subsample(self, k: int, seed: int = 0) -> torch.Tensor:
+        """At most ``k`` rows drawn without replacement (in file order), read row by row from a
+        memory-mapped file instead of loading it (for pictures of large data)."""
+        n = len(self)
+        if n <= k:
+            return self.x if self.in_memory else torch.from_numpy(np.array(self._data, dtype=np.float32))
+        rows = np.sort(_rng(seed).choice(n, size=k, replace=False))
+        block = self._data[torch.from_numpy(rows)] if self.in_memory else self._data[rows]
+        return block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block, dtype=np.float32))
+
     def shard(self, rank: int, world_size: int) -> "Dataset":
         """Rows ``[rank * N / W, (rank + 1) * N / W)``: this process's share under torchrun."""
         n = len(self)
         lo, hi = rank * n // world_size, (rank + 1) * n // world_size
         return self.subset(slice(lo, hi))
+
+    def split(self, validation: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, "Dataset"]:
+        """``{"train", "validation", "test"}`` subsets: the data set's standard split when it has
+        one (``splits``; the fractions are then ignored), else a random split with these
+        fractions from ``seed`` (every model fitted with one seed holds out the same rows)."""
+        if self.splits:
+            return {name: self.subset(slice(lo, hi)) for name, (lo, hi) in self.splits.items()}
+        if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
+            raise InputError(f"held-out fractions must be in [0, 1) with a sum below 1, got {validation} and {test}")
+        n = len(self)
+        n_val, n_test = int(round(n * validation)), int(round(n * test))
+        if n - n_val - n_test < 1:
+            raise InputError(f"dataset {self.name!r} has too few rows ({n}) to hold out {validation} and {test}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+        parts = {"train": perm[n_val + n_test:], "validation": perm[:n_val], "test": perm[n_val:n_val + n_test]}
+        return {name: self.subset(rows.sort().values) for name, rows in parts.items()}
 
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
         """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a
@@ -193,7 +222,8 @@ def blobs(n: int = 10_000, centers: int = 5, dim: int = 2, std: float = 1.0, see
 def digits(n: int = 0, seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8x8 digits: 1797 labelled images, N x 1 x 8 x 8 in [-1, 1].
 
-    ``n > 0`` keeps a random subset of that size."""
+    ``n > 0`` keeps a random subset of that size. The full set carries the standard split
+    (``splits``): rows 0:1000 train, 1000:1350 validation, 1350:1797 test."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -204,7 +234,10 @@ def digits(n: int = 0, seed: int = 0) -> Dataset:
     if n:
         keep = np.sort(_rng(seed).choice(len(x), size=n, replace=False))
         x, y = x[keep], y[keep]
-    return Dataset(torch.from_numpy(x[:, None]), torch.from_numpy(y), 10, "digits", dict(n=n, seed=seed))
+    # the split of jmtomczak/intro_dgm, common for this set: rows 0:1000 / 1000:1350 / 1350:1797
+    splits = None if n else {"train": (0, 1000), "validation": (1000, 1350), "test": (1350, 1797)}
+    return Dataset(torch.from_numpy(x[:, None]), torch.from_numpy(y), 10, "digits", dict(n=n, seed=seed),
+                   splits=splits)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -241,7 +274,9 @@ def from_file(path: str | Path, label_column: int | str | None = None, delimiter
     - ``.npz`` (loaded in memory): array ``x`` (points or images as above) and optional ``y``:
       non-negative integer labels (class ids), or strings (class names, ids by sorted name,
       kept in ``class_names``).
-    - ``.csv``: numeric points; ``label_column`` (index or header name) is split off as labels.
+    - ``.csv``: numeric points; ``label_column`` (0-based index or header name) is split off as
+      int64 labels: non-negative integers are the ids themselves; any other values are class
+      names, numbered in sorted order and kept as ``class_names``.
     - a folder of PNG/JPEG images: one sub-folder per class (the ImageFolder convention: class
       ids by sorted folder name, names in ``class_names``; images found at any depth below each
       class folder), or images directly in the folder (unlabelled). ``size=None`` requires every
@@ -570,42 +605,100 @@ def _pixels(im, channels: int, size: int | None) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+# header names that usually hold labels: fitted as features unless label_column says otherwise
+LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_csv(path: Path, label_column, delimiter: str) -> Dataset:
+    """CSV points. Errors name lines and columns 1-based, as an editor shows them (the header,
+    when there is one, is line 1)."""
     with open(path, newline="") as fh:
         first = fh.readline()
-    cells = [c.strip() for c in first.split(delimiter)]
-    header = None
-    try:
-        [float(c) for c in cells]
-    except ValueError:
-        header = cells
+    cells = [c.strip() for c in first.rstrip("\r\n").split(delimiter)]
+    by_name = isinstance(label_column, str) and not label_column.lstrip("-").isdigit()
+    label_idx = None if label_column is None or by_name else int(label_column)
+    if label_idx is not None:
+        if not -len(cells) <= label_idx < len(cells):
+            raise InputError(f"label_column {label_idx} is out of range for {len(cells)} columns")
+        label_idx %= len(cells)
+    # a header when a feature cell of line 1 is not a number (or a label column is named)
+    header = cells if by_name or any(not _is_number(c) for i, c in enumerate(cells) if i != label_idx) else None
+    if by_name:
+        if label_column not in cells:
+            raise InputError(f"label_column {label_column!r} is not a column of {path.name} "
+                             f"(columns: {', '.join(cells)})")
+        label_idx = cells.index(label_column)
+    skip = 1 if header else 0
+    features = [i for i in range(len(cells)) if i != label_idx]
+    if not features:
+        raise InputError(f"{path.name} has no feature column besides the label column")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
-            arr = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0, ndmin=2, dtype=np.float64)
-    except ValueError as err:
-        raise InputError(f"{path.name} is not a numeric CSV: {err}") from None
+            arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, ndmin=2,
+                             dtype=np.float64, quotechar='"')
+            labels = (np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=[label_idx], ndmin=1,
+                                 dtype=str, quotechar='"') if label_idx is not None else None)
+    except ValueError:
+        raise InputError(_csv_problem(path, delimiter, skip, header, features, len(cells))) from None
     if arr.size == 0:
         raise InputError(f"dataset file {path.name!r} has no rows")
-    y = None
-    if label_column is not None:
-        if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
-            if not header or label_column not in header:
-                raise InputError(f"label_column {label_column!r} is not a column of {path.name} "
-                                 f"(columns: {', '.join(header or []) or 'no header'})")
-            idx = header.index(label_column)
-        else:
-            idx = int(label_column)
-            if not -arr.shape[1] <= idx < arr.shape[1]:
-                raise InputError(f"label_column {idx} is out of range for {arr.shape[1]} columns")
-            idx %= arr.shape[1]
-        labels = arr[:, idx]
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or np.any(labels < 0):
-            raise InputError(f"label column of {path.name} must hold non-negative integers")
-        y = torch.from_numpy(labels.astype(np.int64))
-        arr = np.delete(arr, idx, axis=1)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"{path.name} line {row + skip + 1}, column {features[col] + 1}: NaN or inf value")
+    if header and label_idx is None:
+        named = [c for c in header if c.lower() in LABEL_LIKE_COLUMNS]
+        if named:
+            warnings.warn(f"column {named[0]!r} of {path.name} is fitted as a feature; if it holds labels, "
+                          f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
+    y, class_names = (_labels(labels, path.name) if labels is not None else (None, None))
     options = {"label_column": label_column, "delimiter": delimiter}
-    return Dataset(torch.from_numpy(arr.astype(np.float32)), y, None, path.name, options).validate()
+    return Dataset(torch.from_numpy(arr.astype(np.float32)), y, len(class_names) if class_names else None,
+                   path.name, options, class_names).validate()
+
+
+def _labels(cells: np.ndarray, file_name: str) -> tuple[torch.Tensor, list[str] | None]:
+    """Label ids and, for names, the sorted names (id i is ``class_names[i]``)."""
+    cells = np.char.strip(cells.astype(str))
+    if all(_is_number(c) for c in cells):
+        values = cells.astype(np.float64)
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or np.any(values < 0):
+            raise InputError(f"label column of {file_name} must hold non-negative integers or class names")
+        return torch.from_numpy(values.astype(np.int64)), None
+    names, ids = np.unique(cells, return_inverse=True)
+    return torch.from_numpy(ids.astype(np.int64).reshape(-1)), [str(n) for n in names]
+
+
+def _csv_problem(path: Path, delimiter: str, skip: int, header: list[str] | None, features: list[int],
+                 width: int) -> str:
+    """The first cell NumPy could not read, found again with the csv module: line and column
+    1-based, with the column's header name."""
+    import csv
+
+    with open(path, newline="") as fh:
+        for line_no, row in enumerate(csv.reader(fh, delimiter=delimiter), start=1):
+            if line_no <= skip or not row:
+                continue
+            if len(row) != width:
+                return (f"{path.name} line {line_no} has {len(row)} columns, "
+                        f"{'the header' if header else 'line 1'} has {width}")
+            for col in features:
+                cell = row[col].strip()
+                if not _is_number(cell):
+                    named = f" ({header[col]!r})" if header else ""
+                    hint = (f"; if this column holds labels, pass --set dataset.label_column="
+                            + (header[col] if header else f"{col} (0-based)"))
+                    return f"{path.name} line {line_no}, column {col + 1}{named}: {cell!r} is not a number{hint}"
+    return f"{path.name} is not a numeric CSV"
 
 
 BUILTIN_DATASETS = {"ring8": ring8, "grid25": grid25, "moons": moons, "blobs": blobs, "digits": digits}

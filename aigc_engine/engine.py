@@ -1,24 +1,29 @@
 """The engine: resolves models and datasets through the plugin manager and drives a run from
-config to artifacts. The CLI is a thin layer over this."""
+config to artifacts. The CLI is a thin layer over this.
+
+torch, matplotlib and the data modules are imported where a run or a dataset needs them, not at
+import: ``aigc-engine --help`` builds an Engine to list the plugins' commands.
+"""
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import itertools
+import os
 import platform
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from . import io, plotting
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
-from .data import FILE_OPTIONS, Dataset, file_kind, from_file
 from .errors import InputError
 from .plugins import PluginManager
-from .run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -30,6 +35,7 @@ N_PLOT_SAMPLES = 2500
 
 def versions() -> dict[str, str]:
     import numpy
+    import torch
 
     from . import __version__
 
@@ -54,6 +60,8 @@ class Engine:
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, or by path a ``.npy`` / ``.npz`` / ``.csv`` file or a folder
         of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``)."""
+        from .data import FILE_OPTIONS, Dataset, file_kind, from_file
+
         options = dict(options or {})
         datasets = self.plugins.datasets()
         if spec in datasets:
@@ -81,6 +89,10 @@ class Engine:
               sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
               seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
         """Fit a model and write the run directory; returns its path."""
+        from . import io
+        from .run import Run
+        from .errors import Interrupted
+
         saved: dict[str, Any] = {}
         if resume:
             saved = read_run_config(Path(resume))
@@ -108,35 +120,54 @@ class Engine:
             raise InputError(f"model {model_name!r} has no default dataset: pass --dataset")
         data = self.load_dataset(dataset, data_section)
 
-        run_dir = Path(out) if out else default_run_dir(model_name, data.name)
-        if not resume and (run_dir / CONFIG_FILE).exists():
-            raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it")
-        run = Run(run_dir, device=device, seed=seed, progress=progress, resume=bool(resume))
-        if run.is_main_process:
-            io.write_json(run.dir / CONFIG_FILE, {
-                "model": model_name, "config": dataclasses.asdict(config),
-                "dataset": {"name": _dataset_spec(dataset), "options": data.options}, "seed": seed,
-                "device": str(run.device), "world_size": run.world_size, "versions": versions(),
-                "created": _dt.datetime.now().isoformat(timespec="seconds")})
-            print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
-                  f"({run.device}, {run.world_size} process{'es' if run.world_size > 1 else ''})",
-                  file=sys.stderr)
-        model = cls(config)
-        start = time.perf_counter()
-        model.fit(data, run)
-        fit_seconds = time.perf_counter() - start
-        metrics = model.evaluate(data, run) if hasattr(model, "evaluate") else {}
-        if run.is_main_process:
-            io.save_state(run.dir / MODEL_FILE, model.state_dict())
-            summary = {"model": model_name, "dataset": data.name, "fit_seconds": round(fit_seconds, 3),
-                       **(metrics or {})}
-            io.write_json(run.dir / SUMMARY_FILE, summary)
-            self.draw(model, data, run.dir, run.history)
+        model = cls(config)  # a model validates its config here: bad values fail before any directory
+        if hasattr(model, "validate"):
+            model.validate(data)
+        main = int(os.environ.get("RANK", "0")) == 0
+        created = False
+        if resume:
+            run_dir = Path(resume)
+        elif main:
+            run_dir, created = claim_run_dir(Path(out) if out else None, model_name, data.name)
+        else:
+            run_dir = Path(out) if out else None  # rank 0's name is broadcast by Run
+        try:
+            run = Run(run_dir, device=device, seed=seed, progress=progress, resume=bool(resume))
+            if run.is_main_process:
+                io.write_json(run.dir / CONFIG_FILE, {
+                    "model": model_name, "config": dataclasses.asdict(config),
+                    "dataset": {"name": _dataset_spec(dataset), "options": data.options,
+                                **({"class_names": data.class_names} if data.class_names else {})}, "seed": seed,
+                    "device": str(run.device), "world_size": run.world_size, "versions": versions(),
+                    "created": _dt.datetime.now().isoformat(timespec="seconds")})
+                print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
+                      f"({run.device}, {run.world_size} process{'es' if run.world_size > 1 else ''})",
+                      file=sys.stderr)
+            start = time.perf_counter()
+            model.fit(data, run)
+            fit_seconds = time.perf_counter() - start
+            metrics = model.evaluate(data, run) if hasattr(model, "evaluate") else {}
+            if run.is_main_process:
+                io.save_state(run.dir / MODEL_FILE, model.state_dict())
+                summary = {"model": model_name, "dataset": data.name, "fit_seconds": round(fit_seconds, 3),
+                           **(metrics or {})}
+                io.write_json(run.dir / SUMMARY_FILE, summary)
+                self.draw(model, data, run.dir, run.history)
+        except Interrupted:
+            raise  # the loop wrote its checkpoint: the directory is a resumable run
+        except BaseException:
+            if main and not resume:
+                release_run_dir(run_dir, created)
+            raise
         run.barrier()
         return run.dir
 
     def draw(self, model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
         """``samples.png`` and, when metrics were logged, ``metrics.png``."""
+        import torch
+
+        from . import plotting
+
         title = f"{model.name} on {data.name}"
         num_classes = getattr(model, "num_classes", 0) or 0
         with torch.no_grad():
@@ -145,14 +176,15 @@ class Engine:
                     per = 8
                     cond = torch.arange(num_classes).repeat_interleave(per)
                     plotting.image_grid(model.sample(len(cond), condition=cond), run_dir / SAMPLES_PNG,
-                                        ncols=per, title=title + " (a row per class)")
+                                        ncols=per, title=title + " (a row per class)",
+                                        row_labels=data.class_names or [str(i) for i in range(num_classes)])
                 else:
                     plotting.image_grid(model.sample(64), run_dir / SAMPLES_PNG, title=title)
             else:
                 samples = model.sample(N_PLOT_SAMPLES)
-                plotting.scatter(samples, data.x if data.in_memory or len(data) <= 10**6 else None,
-                                 run_dir / SAMPLES_PNG, title=title,
-                                 annotate=getattr(model, "annotate_plot", None))
+                plotting.scatter(samples, data.subsample(plotting.MAX_POINTS), run_dir / SAMPLES_PNG,
+                                 title=title, annotate=getattr(model, "annotate_plot", None),
+                                 data_total=len(data))
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
         figures = getattr(model, "figures", None)
         for name, draw in (figures(data) if figures is not None else {}).items():
@@ -161,6 +193,8 @@ class Engine:
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
         """The fitted model of a run directory and its saved config."""
+        from . import io
+
         run_dir = Path(run_dir)
         saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
@@ -172,9 +206,15 @@ class Engine:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
+    from . import io
+
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    saved = io.read_json(run_dir / CONFIG_FILE)
+    try:
+        saved = io.read_json(run_dir / CONFIG_FILE)
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{run_dir / CONFIG_FILE} is not a readable run config ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
     if not isinstance(saved, dict) or "model" not in saved:
         raise InputError(f"{run_dir / CONFIG_FILE} is not an aigc-engine run config")
     return saved
@@ -182,18 +222,62 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 
 def _dataset_spec(spec: str) -> str:
     """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
+    from .data import file_kind
+
     path = Path(spec)
     return str(path.resolve()) if file_kind(spec) is not None and path.exists() else spec
 
 
-def default_run_dir(model: str, dataset: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{Path(dataset).stem}")
-    base = Path("runs") / f"{safe}-{stamp}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "checkpoint.safetensors", MODEL_FILE, SUMMARY_FILE, SAMPLES_PNG,
+             METRICS_PNG)
+
+
+def claim_run_dir(out: Path | None, model: str, dataset: str) -> tuple[Path, bool]:
+    """Make the run directory this run alone owns: ``out``, or ``runs/<model>-<data>-<time>``
+    (``-2``, ``-3``, ... when taken). The claim is the exclusive creation of ``config.json``, so of
+    several runs started at once on one ``--out`` exactly one wins and the others get an
+    InputError. Returns the path and whether the directory was created by this call."""
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{Path(dataset).stem}")
+        base = Path("runs") / f"{safe}-{stamp}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for i in itertools.count(1):
+            path = base if i == 1 else Path(f"{base}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            _claim(path / CONFIG_FILE, path)
+            return path, True
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--out {out} exists and is not a directory") from None
+    _claim(out / CONFIG_FILE, out)
+    return out, created
+
+
+def _claim(config: Path, run_dir: Path) -> None:
+    try:
+        os.close(os.open(config, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it") from None
+
+
+def release_run_dir(run_dir: Path, created: bool) -> None:
+    """After a run failed before it wrote anything worth keeping (no checkpoint): remove what it
+    wrote, and the directory itself when it made it, so that no half-written run is left behind."""
+    if run_dir is None or (run_dir / "checkpoint.safetensors").exists():
+        return
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def open_dataset(spec: str, **options: Any) -> Dataset:

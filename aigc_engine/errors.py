@@ -7,3 +7,15 @@ class InputError(ValueError):
 
 class PluginError(RuntimeError):
     """A plugin failed to load or its hook raised (raised only with AIGC_ENGINE_STRICT_PLUGINS=1)."""
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after writing its checkpoint (raised by the training
+    loop, :class:`aigc_engine.training.TrainLoop`); ``exit_code`` is 130 or 143."""
+
+    def __init__(self, signum: int, step: int):
+        import signal
+
+        self.signum, self.step = signum, step
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")

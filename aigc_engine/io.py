@@ -2,6 +2,7 @@
 written to a temporary name in the same directory and renamed into place (atomic on POSIX)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -31,6 +32,18 @@ def atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` calls that a kill (SIGKILL, power loss)
+    interrupted in ``directory``; the files they were replacing are intact. Only call it when
+    nothing else writes there (resuming a run). Returns the paths removed."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -142,28 +155,19 @@ def read_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file (its header only; no tensor is read)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        return dict(fh.metadata() or {})
+    with _readable(Path(path)):
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
 
 
-def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Inverse of :func:`save_state` (no pickle involved). A file that is not a state file
-    written by :func:`save_state` (missing, truncated, foreign, a pickle) is an InputError
-    naming it."""
-    from safetensors import safe_open
-
+@contextlib.contextmanager
+def _readable(path: Path):
+    """Turns the ways a state file can be unreadable (missing, truncated, foreign, a pickle)
+    into an InputError naming it."""
     from .errors import InputError
 
-    path = Path(path)
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as fh:
-            metadata = fh.metadata() or {}
-            tensors: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
-        if _TREE_KEY in metadata:
-            info = json.loads(metadata[_TREE_KEY])
-            return _decode(info["tree"], tensors, set(info.get("arrays", ())))
-        tensors.update(json.loads(metadata.get(_EXTRA_KEY, "{}")))
-        return _unflatten(tensors)
+        yield
     except FileNotFoundError:
         raise InputError(f"{path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -173,3 +177,21 @@ def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]
         if type(err).__name__ != "SafetensorError":
             raise
         raise InputError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Inverse of :func:`save_state` (no pickle involved). A file that is not a state file
+    written by :func:`save_state` (missing, truncated, foreign, a pickle) is an InputError
+    naming it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with _readable(path):
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            metadata = fh.metadata() or {}
+            tensors: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
+        if _TREE_KEY in metadata:
+            info = json.loads(metadata[_TREE_KEY])
+            return _decode(info["tree"], tensors, set(info.get("arrays", ())))
+        tensors.update(json.loads(metadata.get(_EXTRA_KEY, "{}")))
+        return _unflatten(tensors)

@@ -5,9 +5,9 @@ import abc
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
+    import torch
 
-if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
     from .run import Run
 

@@ -1,5 +1,5 @@
 """Pictures of a run: ``samples.png`` (an image grid, or a scatter of 2-D samples over the data)
-and ``metrics.png`` (the logged curves)."""
+and ``metrics.png`` (the logged curves that vary)."""
 from __future__ import annotations
 
 import math
@@ -11,65 +11,100 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+DATA_COLOUR = "0.55"  # the data: faint grey, drawn first
+SAMPLE_COLOUR = "tab:orange"  # the samples: above the data, in a colour that stands out from it
+MAX_POINTS = 5000  # per layer of a scatter: more only hides the density
 
 
-def image_grid(images: torch.Tensor, path: Path, ncols: int | None = None, title: str = "") -> None:
-    """Save images ``N x C x H x W`` in [-1, 1] as one grid."""
+def image_grid(images: torch.Tensor, path: Path, ncols: int | None = None, title: str = "",
+               row_labels: list[str] | None = None) -> None:
+    """Save images ``N x C x H x W`` in [-1, 1] as one grid, tiles apart by a white gap;
+    ``row_labels`` names the rows (e.g. a row per class)."""
     images = images.detach().float().cpu().clamp(-1, 1)
     n, c, h, w = images.shape
     ncols = ncols or max(1, int(math.ceil(math.sqrt(n))))
     nrows = int(math.ceil(n / ncols))
-    grid = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c), dtype=np.float32)
+    gap = max(2, min(h, w) // 4)
+    grid = np.ones((nrows * (h + gap) + gap, ncols * (w + gap) + gap, c), dtype=np.float32)
     for i in range(n):
         r, col = divmod(i, ncols)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = \
-            ((images[i].permute(1, 2, 0).numpy() + 1) / 2)
-    fig, ax = plt.subplots(figsize=(max(3, ncols * 0.5), max(3, nrows * 0.5)))
+        top, left = gap + r * (h + gap), gap + col * (w + gap)
+        grid[top:top + h, left:left + w] = (images[i].permute(1, 2, 0).numpy() + 1) / 2
+    fig, ax = plt.subplots(figsize=(max(3, ncols * 0.6) + (1 if row_labels else 0), max(3, nrows * 0.6)))
     ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
               interpolation="nearest")
-    ax.set_axis_off()
+    ax.set_xticks([])
+    if row_labels:
+        ax.set_yticks([gap + r * (h + gap) + h / 2 for r in range(nrows)], [str(s) for s in row_labels[:nrows]])
+        ax.tick_params(length=0)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
         ax.set_title(title)
     _save(fig, path)
 
 
 def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title: str = "",
-            annotate=None, max_points: int = 5000) -> None:
-    """Scatter of samples over the data (first two coordinates); ``annotate(ax)`` draws extras."""
-    fig, ax = plt.subplots(figsize=(6, 6))
+            annotate=None, max_points: int = MAX_POINTS, data_total: int | None = None) -> None:
+    """Samples over the data (first two coordinates): the data faint grey below, the samples
+    above in orange, ``annotate(ax)`` (e.g. a mixture's ellipses) on top, the legend outside the
+    axes. Layers of more than ``max_points`` are subsampled, and the legend says so
+    (``data_total``: the data's row count when ``data`` is already a subsample of it)."""
+    fig, ax = plt.subplots(figsize=(8, 6))
     if data is not None:
         d = _subsample(data, max_points)
-        ax.scatter(d[:, 0], d[:, 1], s=2, c="tab:orange", alpha=0.8, label="data", zorder=3, rasterized=True)
+        total = max(data_total or 0, len(data))
+        shown = f" ({len(d):,} of {total:,} rows)" if len(d) < total else ""
+        ax.scatter(d[:, 0], d[:, 1], s=3, c=DATA_COLOUR, alpha=0.35, linewidths=0, label="data" + shown,
+                   zorder=1, rasterized=True)
     s = _subsample(samples, max_points)
-    ax.scatter(s[:, 0], s[:, 1], s=3, c="tab:blue", alpha=0.4, label="samples", zorder=2, rasterized=True)
+    shown = f" ({len(s):,} of {len(samples):,})" if len(s) < len(samples) else ""
+    ax.scatter(s[:, 0], s[:, 1], s=4, c=SAMPLE_COLOUR, alpha=0.6, linewidths=0, label="samples" + shown,
+               zorder=2, rasterized=True)
     if annotate is not None:
         annotate(ax)
     dims = samples.shape[1]
     ax.set_xlabel("x[0]")
     ax.set_ylabel("x[1]" if dims > 1 else "")
     ax.set_aspect("equal", adjustable="datalim")
-    legend = ax.legend(loc="best", framealpha=0.9)
-    for handle in legend.legend_handles[:2]:  # the tiny scatter dots, readable in the legend
-        handle.set_sizes([30])
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    for handle in legend.legend_handles:  # the tiny scatter dots, readable in the legend
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([30])
+        if hasattr(handle, "set_alpha"):
+            handle.set_alpha(1.0)
     ax.set_title(title + ("" if dims == 2 else f" (first 2 of {dims} dims)"))
     _save(fig, path)
 
 
 def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
-    """One panel per logged metric against step; returns False when there is nothing to plot."""
+    """One panel per logged metric that varies, against step (integer ticks, plain numbers).
+    Counters (an integer metric that grows by the same amount every step, such as an iteration
+    number) are left out, and so are constants unless nothing varies (a fit that converged at
+    once still shows its value). Returns False when nothing is left to plot."""
     if len(history) < 2:
         return False
     keys = [k for k in dict.fromkeys(k for row in history for k in row)
             if k not in ("step", "time") and all(isinstance(r.get(k, 0.0), (int, float)) for r in history)]
-    if not keys:
+    series = {key: (np.array([r["step"] for r in history if key in r], dtype=np.float64),
+                    np.array([r[key] for r in history if key in r], dtype=np.float64)) for key in keys}
+    kinds = {key: _kind(values) for key, (_, values) in series.items()}
+    shown = [k for k in keys if kinds[k] == "varies"] or [k for k in keys if kinds[k] == "constant"]
+    curves = {k: series[k] for k in shown}
+    if not curves:
         return False
-    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True, squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
-        steps = [r["step"] for r in history if key in r]
-        ax.plot(steps, [r[key] for r in history if key in r], lw=1.2)
+    fig, axes = plt.subplots(len(curves), 1, figsize=(7, 0.6 + 2.0 * len(curves)), sharex=True, squeeze=False)
+    for ax, (key, (steps, values)) in zip(axes[:, 0], curves.items()):
+        ax.plot(steps, values, lw=1.2, marker="o" if len(steps) <= 30 else None, ms=3)
         ax.set_ylabel(key)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         axes[0, 0].set_title(title)
     _save(fig, path)
@@ -113,6 +148,39 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
     _save(fig, path)
 
 
+def latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path: Path, title: str = "") -> None:
+    """A 2-D latent space: one point per encoded row, coloured by label when there are labels."""
+    z = z.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is not None:
+        lab = labels.cpu().numpy()
+        classes = np.unique(lab)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            m = lab == c
+            ax.scatter(z[m, 0], z[m, 1], s=6, color=cmap(i % cmap.N), label=str(c), rasterized=True)
+        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=2, fontsize=8)
+    else:
+        ax.scatter(z[:, 0], z[:, 1], s=4, c="tab:blue", rasterized=True)
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def _kind(values: np.ndarray) -> str:
+    """``varies``, ``constant``, ``counter`` (the step again) or ``empty`` (under two finite values)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return "empty"
+    if np.ptp(finite) == 0:
+        return "constant"
+    if np.all(values == np.round(values)) and len(np.unique(np.diff(values))) == 1:
+        return "counter"
+    return "varies"
+
+
 def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
     t = t.detach().float().cpu()
     if len(t) > k:
@@ -124,6 +192,5 @@ def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
 def _save(fig, path: Path) -> None:
     from .io import atomic_write
 
-    fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)

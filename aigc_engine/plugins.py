@@ -9,13 +9,15 @@ import inspect
 import os
 import sys
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from . import hookspecs
-from .data import BUILTIN_DATASETS, Dataset
 from .errors import PluginError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
 
 ENTRY_POINT_GROUP = "aigc_engine"
 CORE_PLUGIN = "aigc_engine.core"
@@ -58,6 +60,8 @@ class _CorePlugin:
 
     @hookspecs.hookimpl
     def aigc_engine_register_datasets(self, register):
+        from .data import BUILTIN_DATASETS  # torch: only when datasets are asked for
+
         for name, factory in BUILTIN_DATASETS.items():
             register(name, factory, (factory.__doc__ or "").strip().split("\n")[0])
 

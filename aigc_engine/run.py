@@ -88,6 +88,8 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self._last_metrics = ""
         if self.resuming:
+            if self.is_main_process:  # a kill during a checkpoint write leaves its temporary file
+                io.remove_stale_temporaries(self.dir)
             self.history = self._rewind_metrics()
         seed_everything(self.seed)
 

@@ -29,12 +29,12 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -231,15 +231,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-class Interrupted(Exception):
-    """A run stopped by SIGINT or SIGTERM after writing its checkpoint; ``exit_code`` is 130 or 143."""
-
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
-
-
 class TrainLoop:
     """The step loop of a run: iterate over it to get step numbers ``1..steps`` (after the
     checkpoint's step on ``--resume``); do one optimisation step per number.
@@ -255,6 +246,10 @@ class TrainLoop:
       resume, and :class:`Interrupted` is raised (the CLI exits 130 / 143).
     - ``stop()`` ends the loop early (early stopping); the checkpoint remembers it, so a resumed
       run does not train on.
+    - ``until``: a function of the registered state, called after the restore and after each
+      step; the loop ends when it returns true (a fit that ends on convergence, like EM). It is
+      not remembered: a resumed run whose restored state (under its current settings) can go
+      on goes on. It must return the same on every process.
 
     On CPU a resumed run ends bit-identical to an uninterrupted one with the same seed, provided
     the plugin keeps all its state in ``state`` and draws randomness from the global generators
@@ -262,7 +257,8 @@ class TrainLoop:
     """
 
     def __init__(self, run: "Run", steps: int, state: dict[str, Any], *, log_every: int = 50,
-                 checkpoint_every: int = 1000, checkpoint_seconds: float | None = 120.0, desc: str = "train"):
+                 checkpoint_every: int = 1000, checkpoint_seconds: float | None = 120.0, desc: str = "train",
+                 until: Callable[[], bool] | None = None):
         if steps < 0:
             raise InputError(f"steps must be >= 0, got {steps}")
         if log_every < 1 or checkpoint_every < 1:
@@ -272,7 +268,7 @@ class TrainLoop:
                 raise TypeError(f"state[{name!r}] has no state_dict/load_state_dict (a {type(obj).__name__})")
         self.run, self.steps, self.state = run, int(steps), state
         self.log_every, self.checkpoint_every, self.checkpoint_seconds = log_every, checkpoint_every, checkpoint_seconds
-        self.desc = desc
+        self.desc, self.until = desc, until
         self.step = 0
         self.stopped = False
         self._pending: dict[str, list] = {}
@@ -303,10 +299,10 @@ class TrainLoop:
         bar = run.progress_bar(self.steps, self.desc, initial=self.step)
         handlers = self._install_handlers()
         try:
-            while self.step < self.steps and not self.stopped:
+            while not self._finished():
                 self.step += 1
                 yield self.step
-                done = self.step == self.steps or self.stopped
+                done = self._finished()
                 if self.step % self.log_every == 0 or done:
                     self._flush()
                 bar.advance(run._last_metrics)
@@ -334,6 +330,9 @@ class TrainLoop:
         finally:
             bar.close()
             self._restore_handlers(handlers)
+
+    def _finished(self) -> bool:
+        return self.step >= self.steps or self.stopped or (self.until is not None and bool(self.until()))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""Turns pytest-benchmark's JSON (``--benchmark-json``) of bench/bench_kernels.py into a
-markdown table: per group (case), each implementation's time and the extension's speed-up
-over it, with the machine named.
+"""Turns pytest-benchmark's JSON (``--benchmark-json``) of the files in bench/ into a markdown
+table: per group (case), each implementation's time and our speed-up over it, with the machine
+named.
 
-    python bench/report.py /tmp/bench_kernels.json [--stat min|median] [-o table.md]
+    python bench/report.py bench.json [--stat min|median] [-o table.md]
 
 Ratios use the minimum over rounds by default (the least disturbed run on a shared machine);
-``ratio > 1`` means the extension is faster. For floors (``*_floor``) the ratio is below 1 and
-says how far the extension is from the floor.
+``ratio > 1`` means ours (``ext`` in bench_kernels.py, ``ours-*`` in bench_gmm.py) is faster.
+For floors (``*_floor``) the ratio is below 1 and says how far ours is from the floor. EM
+cases (bench_gmm.py) report time per EM iteration; start-up cases (bench_startup.py) their
+target. A missing or unreadable file is one ``error:`` line and exit status 2.
 """
 from __future__ import annotations
 
@@ -63,27 +65,79 @@ def machine_line(data: dict) -> str:
             f"{gpu}; run {when}")
 
 
+def _impl_name(bench: dict) -> str:
+    """``extra_info["impl"]``, else the test's parameter (``test_em_full[ours-f32]`` -> ``ours-f32``)."""
+    impl = bench.get("extra_info", {}).get("impl")
+    if impl:
+        return impl
+    name = bench["name"]
+    return name[name.index("[") + 1:-1] if name.endswith("]") and "[" in name else name
+
+
+def _seconds(bench: dict, stat: str) -> float:
+    extra = bench.get("extra_info", {})
+    if "ms_per_iter" in extra:  # bench_gmm.py: per EM iteration, timed inside the fit
+        return extra["ms_per_iter"] / 1e3
+    return bench["stats"][stat]
+
+
+def _note(bench: dict, seconds: float) -> str:
+    extra = bench.get("extra_info", {})
+    notes = []
+    if "cpu_s_min" in extra:
+        notes.append(f"CPU {extra['cpu_s_min']:.2f} s")
+    if "target_s" in extra:
+        notes.append(f"target <= {extra['target_s']:g} s: {'met' if seconds <= extra['target_s'] else 'missed'}")
+    return "; ".join(notes)
+
+
+def _ours(impls: dict) -> str | None:
+    if "ext" in impls:
+        return "ext"
+    return next((k for k in impls if k.startswith("ours")), None)
+
+
 def table(data: dict, stat: str = "min") -> str:
     groups: "OrderedDict[str, dict]" = OrderedDict()
     for b in data.get("benchmarks", []):
-        impl = b.get("extra_info", {}).get("impl") or b["name"]
-        groups.setdefault(b.get("group") or b["name"], {})[impl] = b["stats"][stat]
+        groups.setdefault(b.get("group") or b["name"], {})[_impl_name(b)] = b
     lines = [machine_line(data), "",
-             f"| case | implementation | time ({stat}) | extension speed-up |",
-             "|---|---|---:|---:|"]
+             f"| case | implementation | time ({stat}) | our speed-up | note |",
+             "|---|---|---:|---:|---|"]
     for group, impls in groups.items():
-        ext = impls.get("ext")
-        order = sorted(impls, key=lambda k: (k != "ext", k != "ext_estep", impls[k]))
+        times = {impl: _seconds(b, stat) for impl, b in impls.items()}
+        ours = _ours(times)
+        order = sorted(times, key=lambda k: (k != ours, k != "ext_estep", times[k]))
         for impl in order:
-            t = impls[impl]
-            if impl == "ext":
+            t = times[impl]
+            if impl == ours:
                 ratio = "1.00x (this)"
-            elif ext is None:
+            elif ours is None:
                 ratio = "n/a"
             else:
-                ratio = f"{t / ext:.2f}x"
-            lines.append(f"| {group} | {impl} | {_fmt_time(t)} | {ratio} |")
+                ratio = f"{t / times[ours]:.2f}x"
+            per = " / iter" if "ms_per_iter" in impls[impl].get("extra_info", {}) else ""
+            lines.append(f"| {group} | {impl} | {_fmt_time(t)}{per} | {ratio} | {_note(impls[impl], t)} |")
     return "\n".join(lines) + "\n"
+
+
+def read_results(path: str) -> dict:
+    """The JSON of ``--benchmark-json``; ValueError with a one-line reason otherwise."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist; write it with "
+                         f"`pytest bench/ --benchmark-only --benchmark-json {path}`") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not JSON ({err}); is it a --benchmark-json file?") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ValueError(f"{path} is not pytest-benchmark output (no 'benchmarks' list)")
+    if not data["benchmarks"]:
+        raise ValueError(f"{path} holds no benchmarks: was the run collected (pytest bench/ --benchmark-only)?")
+    return data
 
 
 def main(argv=None) -> int:
@@ -92,8 +146,11 @@ def main(argv=None) -> int:
     ap.add_argument("--stat", default="min", choices=["min", "median", "mean"])
     ap.add_argument("-o", "--output", help="write the table here too")
     args = ap.parse_args(argv)
-    with open(args.json_path) as f:
-        data = json.load(f)
+    try:
+        data = read_results(args.json_path)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     text = table(data, args.stat)
     sys.stdout.write(text)
     if args.output:

@@ -194,3 +194,93 @@ def test_resume_a_run_on_a_file_and_dataset_flag_beats_config(probe, tmp_path):
     result = invoke("run", "probe", "--config", cfg, "--dataset", "blobs", "--out", tmp_path / "r2")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["dataset"]["options"]["n"] == 100
+
+
+def test_run_ends_with_a_summary_line_on_stderr(probe, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "probe", "--set", "dataset.n=100", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)  # stdout stays the run directory alone
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("aigc-engine: probe on ring8: distance=") and "world_size=1" in last
+    assert last.endswith(" s") and " in " in last
+
+
+def test_library_warnings_are_one_clean_line(plugin_dir, tmp_path):
+    source = PROBE_PLUGIN.replace("        shard = dataset.shard", "        import warnings\n"
+                                  "        warnings.warn('EM did not\\n  converge', RuntimeWarning)\n"
+                                  "        warnings.warn('plain note')\n        shard = dataset.shard")
+    make_entry_point_plugin(plugin_dir, "aigc-test-probe", "probe", "aigc_test_probe", source)
+    result = invoke("run", "probe", "--set", "dataset.n=100", "--out", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert "warning: EM did not converge (RuntimeWarning)" in lines and "warning: plain note" in lines
+    assert "aigc_test_probe.py" not in result.stderr  # no source path, no source line
+    assert not any("warnings.warn" in line for line in lines)
+
+
+def test_models_lists_the_choices_of_literal_options(probe):
+    out = invoke("models").output
+    assert "covariance_type = 'full'  (one of full, tied, diag, spherical)" in out
+    assert "init_params = 'kmeans'  (one of kmeans, k-means++, random, random_from_data)" in out
+    assert "dtype = 'float32'  (one of float32, float64)" in out
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("covariance_type", "ful", "'full', 'tied', 'diag', 'spherical'"),
+    ("init_params", "kmeans+", "'kmeans', 'k-means++', 'random', 'random_from_data'"),
+    ("dtype", "float16", "'float32', 'float64'"),
+])
+def test_set_checks_enumerated_options_before_the_run(tmp_path, key, value, choices):
+    out = tmp_path / "r"
+    result = invoke("run", "gmm", "--set", f"{key}={value}", "--out", out)
+    assert result.exit_code == 2
+    assert f"{key} must be one of {choices}, got '{value}'" in result.output
+    assert "fitting" not in result.stderr and not out.exists()  # refused before the run started
+
+
+CONDITIONAL_PROBE = PROBE_PLUGIN.replace('''    def sample(self, n, condition=None):
+        return self.mean.expand(n, -1) + self.config.scale * torch.randn(n, self.mean.numel())''', '''    num_classes = 0
+
+    def sample(self, n, condition=None):
+        if condition is not None:  # the label itself, to see which one was asked for
+            return condition.double()[:, None].expand(n, self.mean.numel())
+        return self.mean.expand(n, -1) + self.config.scale * torch.randn(n, self.mean.numel())''').replace(
+    '''        self.mean = stats[0] / stats[1]''', '''        self.mean = stats[0] / stats[1]
+        self.num_classes = dataset.num_classes''').replace(
+    '''        return {"mean": self.mean, "world_size": self.world_size}''',
+    '''        return {"mean": self.mean, "world_size": self.world_size, "num_classes": self.num_classes}''').replace(
+    '''        self.mean, self.world_size = state["mean"], state["world_size"]''',
+    '''        self.mean, self.world_size, self.num_classes = state["mean"], state["world_size"], state["num_classes"]''')
+
+
+def test_csv_class_names_reach_sample_condition(plugin_dir, tmp_path):
+    make_entry_point_plugin(plugin_dir, "aigc-test-probe", "probe", "aigc_test_probe", CONDITIONAL_PROBE)
+    csv = tmp_path / "pets.csv"
+    csv.write_text("w,h,species\n" + "".join(f"{i},{i % 3},{['dog', 'cat', 'emu'][i % 3]}\n" for i in range(30)))
+    out = tmp_path / "run"
+    result = invoke("run", "probe", "--dataset", csv, "--set", "dataset.label_column=species", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["dataset"]["class_names"] == ["cat", "dog", "emu"]
+    for condition, label in (("dog", 1), ("emu", 2), ("0", 0)):
+        result = invoke("sample", out, "-n", 2, "--condition", condition, "-o", tmp_path / "s.npy")
+        assert result.exit_code == 0, result.output
+        assert np.load(tmp_path / "s.npy").tolist() == [[label, label]] * 2
+    result = invoke("sample", out, "--condition", "cow")
+    assert result.exit_code == 2 and "--condition must be one of cat, dog, emu or an id in [0, 2], got 'cow'" in result.output
+    result = invoke("sample", out, "--condition", "3")
+    assert result.exit_code == 2 and "--condition must be in [0, 2], got 3" in result.output
+
+
+def test_csv_label_like_column_is_one_warning_line(probe, tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,target\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(20)))
+    result = invoke("run", "probe", "--dataset", csv, "--out", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert ("warning: column 'target' of d.csv is fitted as a feature; if it holds labels, pass "
+            "--set dataset.label_column=target") in result.stderr.splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,dog\n")
+    result = invoke("run", "probe", "--dataset", bad, "--out", tmp_path / "r2")
+    assert result.exit_code == 2
+    assert "Error: bad.csv line 3, column 2 ('b'): 'dog' is not a number" in result.output

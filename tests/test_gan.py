@@ -13,7 +13,7 @@ import torch
 
 from aigc_engine import Run, data, io, metrics
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
-from aigc_gan.plugin import gradient_penalty, translate
+from aigc_gan.model import gradient_penalty, translate
 
 
 def _cmd(*args):
@@ -23,10 +23,10 @@ def _cmd(*args):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("shape", [(2,), (5,), (1, 8, 8), (3, 16, 16), (1, 32, 32)])
+@pytest.mark.parametrize("shape", [(2,), (5,), (1, 8, 8), (3, 16, 16), (1, 32, 32), (3, 64, 64)])
 @pytest.mark.parametrize("classes", [0, 10])
 def test_network_shapes(shape, classes):
-    g = Generator(8, shape, classes, width=32, depth=2, channels=8, batch_norm=True)
+    g = Generator(8, shape, classes, width=32, depth=2, channels=8, norm="batch")
     d = Discriminator(shape, classes, width=32, depth=2, channels=8)
     y = torch.randint(0, 10, (6,)) if classes else None
     x = g(torch.randn(6, 8), y)
@@ -101,7 +101,7 @@ def test_mixture_component_ids_are_not_classes(tmp_path):
     assert model.num_classes == 0
     with pytest.raises(ValueError, match="unconditional"):
         model.sample(3, condition=torch.tensor([1]))
-    forced = _fit(data.ring8(n=300), tmp_path / "f", steps=2, batch_size=30, conditional="true")
+    forced = _fit(data.ring8(n=300), tmp_path / "f", steps=2, batch_size=30, conditional="true", pack=1)
     assert forced.num_classes == 8
 
 

@@ -1,9 +1,12 @@
 """The gmm engine model, out-of-core fitting, torchrun (2 processes = 1 process) and gmm-select."""
 import json
 import os
+import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from aigc_engine import InputError, Run, data
 from aigc_gmm import GaussianMixture
-from aigc_gmm.plugin import GMMModel, gmm_select, parse_components
+from aigc_gmm.model import GMMModel
+from aigc_gmm.select import gmm_select, parse_components
 from test_ops_helpers import cuda_only
 
 ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
@@ -229,6 +233,39 @@ def test_gmm_select_command(tmp_path):
     assert "best n_components by AIC" in aic.output
 
 
+def test_gmm_select_keeps_the_winner_as_a_normal_run(tmp_path):
+    from aigc_engine.cli import cli
+
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(cli, ["gmm-select", "--dataset", "blobs", "--components", "3:6", "--out", str(out),
+                                      "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    best = out / "best"
+    assert result.stdout.strip().splitlines()[-1] == str(best)  # the winner's run directory, printed last
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["best"]["n_components"] == 5 and selection["best"]["run"] == "best"
+    config = json.loads((best / "config.json").read_text())
+    assert config["model"] == "gmm" and config["config"] == selection["best"]["config"]
+    assert config["config"]["n_components"] == 5 and config["dataset"]["name"] == "blobs"
+    assert {"model.safetensors", "checkpoint.safetensors", "summary.json", "samples.png"} <= {p.name for p in best.iterdir()}
+    # the kept run is the sweep's fit of K=5, not merely the same K
+    summary = json.loads((best / "summary.json").read_text())
+    swept = next(r for r in selection["results"] if r["n_components"] == 5)
+    assert summary["bic"] == pytest.approx(swept["bic"], rel=1e-9)
+    assert summary["n_iter"] == swept["n_iter"]
+
+    assert CliRunner().invoke(cli, ["sample", str(best), "-n", "5", "-o", str(tmp_path / "s.npy")]).exit_code == 0
+    assert np.load(tmp_path / "s.npy").shape == (5, 2)
+    evaluated = CliRunner().invoke(cli, ["eval", str(best)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["bic"] == pytest.approx(summary["bic"], rel=1e-9)
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(best), "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+
+    again = CliRunner().invoke(cli, ["gmm-select", "--components", "2,3", "--out", str(out)])
+    assert again.exit_code == 2 and "already holds a selection" in again.output
+
+
 def test_gmm_select_bad_input(tmp_path):
     bad = CliRunner().invoke(gmm_select, ["--components", "x", "--out", str(tmp_path / "a")])
     assert bad.exit_code == 2 and "--components" in bad.output
@@ -281,7 +318,7 @@ def test_float32_moment_precision_choice_is_accurate():
 def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
     import datetime
 
-    from aigc_gmm.plugin import _make_default_out_dir
+    from aigc_gmm.select import _make_default_out_dir
 
     monkeypatch.chdir(tmp_path)
     t = datetime.datetime(2026, 1, 2, 3, 4, 5)
@@ -292,27 +329,197 @@ def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
     assert all(d.is_dir() for d in (first, second, third))
 
 
+def _fitted(gm):
+    return [gm.weights_, gm.means_, gm.covariances_, gm.precisions_cholesky_]
+
+
+def _assert_same_fit(a, b):
+    for x, y in zip(_fitted(a), _fitted(b)):
+        assert torch.equal(x, y)
+    assert (a.n_iter_, a.converged_, a.lower_bound_, a.lower_bounds_) == \
+        (b.n_iter_, b.converged_, b.lower_bound_, b.lower_bounds_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("covariance_type,init_params", [("full", "kmeans"), ("tied", "random"),
+                                                         ("diag", "k-means++")])
+def test_em_fit_resumes_bit_identically_from_its_state(tmp_path, dtype, covariance_type, init_params):
+    """EMFit stopped after any step, saved, loaded into a new estimator and stepped to the end
+    equals the uninterrupted fit bit for bit (several restarts, so the random_state matters)."""
+    from aigc_engine import io
+
+    np.save(tmp_path / "x.npy", blobs_array(n_per=300))
+    ds = data.from_file(tmp_path / "x.npy")  # memory-mapped: streamed in chunks
+    kw = dict(n_components=4, covariance_type=covariance_type, init_params=init_params, n_init=3, max_iter=12,
+              tol=1e-4, random_state=7, dtype=dtype, chunk_size=256)
+    ref_fit = GaussianMixture(**kw).em_fit(ds)
+    steps = []
+    while not ref_fit.done:
+        steps.append(ref_fit.step())
+    ref = ref_fit.finish()
+    assert [s.restart for s in steps] == sorted(s.restart for s in steps) and steps[-1].restart == 2
+    ends = [i + 1 for i in range(len(steps) - 1) if steps[i + 1].restart != steps[i].restart]
+    for stop_after in sorted({1, 2, *ends, len(steps) - 1}):
+        em = GaussianMixture(**kw).em_fit(ds)
+        for _ in range(stop_after):
+            em.step()
+        io.save_state(tmp_path / "em.safetensors", {"em": em.state_dict()})
+        again = GaussianMixture(**kw).em_fit(ds)
+        again.load_state_dict(io.load_state(tmp_path / "em.safetensors")["em"])
+        rest = []
+        while not again.done:
+            rest.append(again.step())
+        assert rest == steps[stop_after:], stop_after
+        _assert_same_fit(again.finish(), ref)
+    # the estimator's own fit is the same computation
+    _assert_same_fit(GaussianMixture(**kw).em_fit(ds).finish(), ref)
+
+
+def test_em_fit_state_under_new_settings():
+    """A finished fit loaded with a larger max_iter continues its best restart (n_init=1: equal to
+    the longer fit); with the same settings it has nothing left; a state of another mixture is
+    refused."""
+    X = data.Dataset(torch.as_tensor(blobs_array(), dtype=torch.float32))
+    kw = dict(n_components=4, init_params="random", tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        short = GaussianMixture(max_iter=3, **kw).em_fit(X)
+        short.finish()
+        same = GaussianMixture(max_iter=3, **kw).em_fit(X)
+        same.load_state_dict(short.state_dict())
+        assert same.done
+        longer = GaussianMixture(max_iter=7, **kw).em_fit(X)
+        longer.load_state_dict(short.state_dict())
+        assert not longer.done and [longer.step().n_iter for _ in range(4)] == [4, 5, 6, 7] and longer.done
+        _assert_same_fit(longer.finish(), GaussianMixture(max_iter=7, **kw).em_fit(X).finish())
+    with pytest.raises(ValueError, match="EM state is of a 'full' mixture of 4 components"):
+        GaussianMixture(n_components=3).em_fit(X).load_state_dict(short.state_dict())
+
+
 def test_engine_model_resumes_from_checkpoint(tmp_path):
+    """Resuming a finished fit with a larger max_iter continues EM from its final parameters and
+    ends as the longer fit would; the metrics log has each iteration once. (Before EM ran in the
+    step loop, resuming warm-started a new fit from the final parameters even with the same
+    max_iter, and logged its iterations from step 1 again; now a finished fit with the same
+    settings has nothing left to do.)"""
+    from aigc_engine import io
+
     ds = data.ring8(n=2000)
-    # random init: two iterations are far from converged, so a fresh start would begin lower
-    config = GMMModel.Config(n_components=8, max_iter=2, chunk_size=500, init_params="random")
-    first = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
+    # random init, tol=0: two iterations do not converge, and a fresh start would begin lower
+    config = dict(n_components=8, max_iter=2, chunk_size=500, init_params="random", tol=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter=2 does not converge
-        GMMModel(config).fit(ds, first)
-    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
-    last = first.history[-1]["lower_bound"]
-    again = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        GMMModel(config).fit(ds, again)
-    resumed = [row["lower_bound"] for row in again.history]
+        first = Run(tmp_path / "run", device="cpu", seed=0, progress=False)
+        GMMModel(GMMModel.Config(**config)).fit(ds, first)
+        assert (tmp_path / "run" / "checkpoint.safetensors").exists()
+        last = first.history[-1]["lower_bound"]
+        same = Run(tmp_path / "run", device="cpu", seed=0, progress=False, resume=True)
+        GMMModel(GMMModel.Config(**config)).fit(ds, same)
+        assert [row["step"] for row in same.history] == [1, 2]  # nothing left to do
+        again = Run(tmp_path / "run", device="cpu", seed=0, progress=False, resume=True)
+        resumed = GMMModel(GMMModel.Config(**{**config, "max_iter": 5}))
+        resumed.fit(ds, again)
+        once = GMMModel(GMMModel.Config(**{**config, "max_iter": 5}))
+        once.fit(ds, Run(tmp_path / "once", device="cpu", seed=0, progress=False))
     assert first.history[0]["lower_bound"] < last - 1e-5
-    assert resumed[0] >= last - 1e-6  # EM continues from the checkpoint, not from a new init
-    # a checkpoint of another shape is an input error, not a silent restart
-    with pytest.raises(InputError, match="checkpoint"):
+    assert again.history[2]["lower_bound"] >= last - 1e-6  # EM continues from the checkpoint
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and [r["n_iter"] for r in rows] == [1, 2, 3, 4, 5]
+    _assert_same_fit(resumed.gm, once.gm)
+    # a checkpoint of another mixture is an input error, not a silent restart
+    with pytest.raises(InputError, match="EM state is of a 'full' mixture of 8 components"):
         GMMModel(GMMModel.Config(n_components=3, max_iter=2)).fit(
-            ds, Run(tmp_path / "run", device="cpu", seed=0, progress=False))
+            ds, Run(tmp_path / "run", device="cpu", seed=0, progress=False, resume=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI: SIGINT / SIGTERM, SIGKILL + --resume
+def _cli(*args):
+    return [sys.executable, "-m", "aigc_engine", *args]
+
+
+_CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_em_checkpoints_and_exits(tmp_path, sig, code):
+    from aigc_engine import io
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli("run", "gmm", "--device", "cpu", "--set", "dataset.n=400000", "--set", "max_iter=1000",
+                                 "--set", "tol=0", "--no-progress", "--out", str(out)),
+                            env=_CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    lines = [line for line in stderr.splitlines() if "checkpoint written" in line]
+    assert len(lines) == 1 and f"--resume {out}" in lines[0]
+    step = int(io.read_metadata(out / "checkpoint.safetensors")["aigc_engine.step"])
+    assert 1 <= step < 1000 and not (out / "model.safetensors").exists()
+    state = io.load_state(out / "checkpoint.safetensors")["state"]["em"]
+    assert state["n_iter"] == step and state["restart"] == 0 and len(state["lower_bounds"]) == step
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, step + 1))
+
+
+def _model(run_dir):
+    from aigc_engine import io
+
+    return io.load_state(run_dir / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_sigkill_during_em_then_resume_is_bit_identical(tmp_path):
+    """Killed at random moments (several trials), resumed with --resume: the uninterrupted fit's
+    parameters bit for bit, each iteration once in metrics.jsonl, every file readable."""
+    from aigc_engine import io
+
+    common = ["--device", "cpu", "--set", "dataset.n=60000", "--set", "max_iter=250", "--set", "tol=0",
+              "--set", "n_init=2", "--set", "init_params=random_from_data", "--no-progress"]
+    ref = tmp_path / "ref"
+    subprocess.run(_cli("run", "gmm", *common, "--out", str(ref)), env=_CLI_ENV, check=True, capture_output=True,
+                   timeout=300)
+    expected = _model(ref)
+    n_steps = 2 * 250
+    rng = random.Random(0)
+    for trial in range(3):
+        out = tmp_path / f"t{trial}"
+        proc = subprocess.Popen(_cli("run", "gmm", *common, "--out", str(out)), env=_CLI_ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # kill at a random iteration (the checkpoints come about once a second, so the kill lands
+        # anywhere between, or during, their writes)
+        target, deadline = rng.randint(100, n_steps - 60), time.time() + 180
+        metrics = out / "metrics.jsonl"
+        while time.time() < deadline and proc.poll() is None and \
+                (not metrics.exists() or metrics.read_bytes().count(b"\n") < target):
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "model.safetensors").exists(), "the fit ended before the kill: make it longer"
+        # everything left behind is complete and readable
+        killed_at = int(io.read_metadata(out / "checkpoint.safetensors")["aigc_engine.step"])
+        assert io.load_state(out / "checkpoint.safetensors")["state"]["em"] is not None
+        json.loads((out / "config.json").read_text())
+        [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()[:-1]]  # the last may be cut
+        done = subprocess.run(_cli("run", "--resume", str(out), "--no-progress"), env=_CLI_ENV, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got = _model(out)
+        for key in ("weights", "means", "covariances", "precisions_cholesky"):
+            assert torch.equal(got[key], expected[key]), (trial, killed_at, key)
+        assert got["lower_bounds"] == expected["lower_bounds"] and got["n_iter"] == expected["n_iter"]
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, n_steps + 1)), (trial, killed_at)
+        assert json.loads((out / "summary.json").read_text())["bic"] == json.loads((ref / "summary.json").read_text())["bic"]
+        # a kill during a checkpoint write leaves a temporary file: --resume removes it
+        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+        io.load_state(out / "checkpoint.safetensors")
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

@@ -216,6 +216,29 @@ def test_loop_stop_ends_early_and_resume_keeps_it_stopped(tmp_path):
     assert seen == []
 
 
+def test_loop_until_ends_on_the_state_and_is_not_remembered(tmp_path):
+    """``until`` is a function of the restored state: a resumed run whose state is finished does
+    nothing; one whose state can go on under a new end condition goes on."""
+    def fit(run, target, steps=100):
+        track = {"value": 0}
+        loop = run.loop(steps, {"track": track}, log_every=1, checkpoint_every=1000,
+                        until=lambda: track["value"] >= target)
+        seen = []
+        for step in loop:
+            track["value"] += 1
+            seen.append(step)
+            loop.log(value=track["value"])
+        return seen, track
+
+    assert fit(Run(tmp_path, device="cpu", progress=False), 5) == ([1, 2, 3, 4, 5], {"value": 5})
+    assert io.read_metadata(tmp_path / "checkpoint.safetensors")["aigc_engine.step"] == "5"
+    assert fit(Run(tmp_path, device="cpu", progress=False, resume=True), 5) == ([], {"value": 5})
+    again = Run(tmp_path, device="cpu", progress=False, resume=True)
+    assert fit(again, 7) == ([6, 7], {"value": 7})
+    assert [r["step"] for r in again.history] == [1, 2, 3, 4, 5, 6, 7]
+    assert fit(Run(tmp_path / "b", device="cpu", progress=False), 50, steps=3) == ([1, 2, 3], {"value": 3})
+
+
 def test_metrics_are_rewound_to_the_checkpoint_on_resume(tmp_path):
     run = Run(tmp_path, device="cpu", progress=False)
     run.save_checkpoint({"w": torch.ones(1)}, step=4)
@@ -223,9 +246,11 @@ def test_metrics_are_rewound_to_the_checkpoint_on_resume(tmp_path):
         run.log(step, loss=1.0)
     with open(tmp_path / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 8, "lo')  # a line cut by a kill
+    (tmp_path / ".checkpoint.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")  # a kill mid-write
     again = Run(tmp_path, device="cpu", progress=False, resume=True)
     assert [r["step"] for r in again.history] == [2, 4]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
 
 
 # -- the CLI: SIGKILL + resume, SIGINT, torchrun ------------------------------------------------

@@ -51,7 +51,15 @@ _CUDA_FULL_D_FALLBACK = 128
 _cuda_max_full_d_cache: dict = {}
 
 
-@torch.compiler.assume_constant_result  # a device property: a constant under torch.compile
+def _assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (about 1.7 s,
+    which every ``aigc-engine`` command would pay): that decorator only sets this attribute,
+    which dynamo reads when it traces a call (tests/test_startup.py checks that they agree)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_assume_constant_result  # a device property: a constant under torch.compile
 def _cuda_max_full_d(device_index: int | None, acc_bytes: int) -> int:
     """Largest D whose full/tied CUDA launch fits in shared memory: the kernel's smallest block
     (32 points) needs (32 D + D^2 + D) * acc_bytes bytes (see pick_launch in

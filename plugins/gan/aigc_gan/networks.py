@@ -10,38 +10,51 @@ import torch
 from torch import nn
 
 
+def _norm1d(kind: str, n: int) -> list[nn.Module]:
+    return {"batch": [nn.BatchNorm1d(n)], "layer": [nn.LayerNorm(n)], "none": []}[kind]
+
+
+def start_size(side: int) -> int:
+    """The side the conv stacks start from (generator) and end at (discriminator): 2 for 8x8
+    images, 4 beyond (DCGAN)."""
+    return 2 if side <= 8 else 4
+
+
 class Generator(nn.Module):
-    """``G(z, y)``: an MLP (points) or DCGAN upsampling stack (images) from ``z ~ N(0, I)``."""
+    """``G(z, y)``: an MLP (points) or a DCGAN upsampling stack (images) from ``z ~ N(0, I)``.
+
+    Images: ``[z, embed(y)] -> Linear -> (channels * 2^u) x s x s -> u transposed convs 4/2/1
+    (halving the channels, the last to the image's) -> tanh``, with ``s = start_size(H)``,
+    ``u = log2(H / s)``; batch norm after each layer but the last when ``norm = "batch"``."""
 
     def __init__(self, z_dim: int, out_shape: tuple[int, ...], num_classes: int, width: int, depth: int,
-                 channels: int, batch_norm: bool):
+                 channels: int, norm: str, embed_dim: int = 0):
         super().__init__()
         self.z_dim, self.out_shape, self.num_classes = z_dim, tuple(out_shape), num_classes
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
-        in_dim = z_dim * (2 if num_classes else 1)
+        e = (embed_dim or z_dim) if num_classes else 0
+        self.embed = nn.Embedding(num_classes, e) if num_classes else None
+        in_dim = z_dim + e
         if len(out_shape) == 1:
             layers: list[nn.Module] = []
             for i in range(depth):
-                layers += [nn.Linear(in_dim if i == 0 else width, width)]
-                layers += [nn.BatchNorm1d(width)] if batch_norm else []
-                layers += [nn.ReLU()]
+                layers += [nn.Linear(in_dim if i == 0 else width, width), *_norm1d(norm, width), nn.ReLU()]
             layers += [nn.Linear(width if depth else in_dim, out_shape[0])]
             self.net = nn.Sequential(*layers)
             self.head = None
         else:
             c_out, h, _ = out_shape
-            ups = int(round(math.log2(h / 4)))
-            base = channels * 2 ** ups
-            self.head = nn.Sequential(nn.Linear(in_dim, base * 16), nn.Unflatten(1, (base, 4, 4)),
-                                      *([nn.BatchNorm2d(base)] if batch_norm else []), nn.ReLU())
+            s0 = start_size(h)
+            ups = int(round(math.log2(h / s0)))
+            c = channels * 2 ** ups
+            bn = norm == "batch"
+            self.head = nn.Sequential(nn.Linear(in_dim, c * s0 * s0), *([nn.BatchNorm1d(c * s0 * s0)] if bn else []),
+                                      nn.ReLU(), nn.Unflatten(1, (c, s0, s0)))
             layers = []
-            c = base
-            for _ in range(ups):
-                layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=not batch_norm)]
-                layers += [nn.BatchNorm2d(c // 2)] if batch_norm else []
-                layers += [nn.ReLU()]
+            for i in range(ups):
+                last = i == ups - 1
+                layers += [nn.ConvTranspose2d(c, c_out if last else c // 2, 4, 2, 1)]
+                layers += [nn.Tanh()] if last else [*([nn.BatchNorm2d(c // 2)] if bn else []), nn.ReLU()]
                 c //= 2
-            layers += [nn.Conv2d(c, c_out, 3, 1, 1), nn.Tanh()]
             self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,7 +68,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """``D(x, y)``: logits ``[N]``. With ``pack = m`` it judges ``N / m`` groups of ``m`` samples
     (PacGAN): the samples of a group are concatenated along features (points) or channels
-    (images)."""
+    (images). Images: strided convs 4/2/1 (doubling the channels) down to ``start_size(H)``, one
+    3x3 conv, then the features ``phi(x)``; LeakyReLU(0.2) throughout, no normalisation."""
 
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int, depth: int, channels: int,
                  pack: int = 1):
@@ -70,15 +84,16 @@ class Discriminator(nn.Module):
             feat = width if depth else d
         else:
             c_in, h, _ = in_shape
-            downs = int(round(math.log2(h / 4)))
-            layers = [nn.Conv2d(c_in * pack, channels, 3, 1, 1), nn.LeakyReLU(0.2)]
-            c = channels
+            s0 = start_size(h)
+            downs = int(round(math.log2(h / s0)))
+            layers = []
+            c_prev, c = c_in * pack, channels
             for _ in range(downs):
-                layers += [nn.Conv2d(c, c * 2, 4, 2, 1), nn.LeakyReLU(0.2)]
-                c *= 2
-            layers += [nn.Flatten()]
+                layers += [nn.Conv2d(c_prev, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+                c_prev, c = c, c * 2
+            layers += [nn.Conv2d(c_prev, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Flatten()]
             self.features = nn.Sequential(*layers)
-            feat = c * 16
+            feat = c * s0 * s0
         self.out = nn.Linear(feat, 1)
         self.embed = nn.Embedding(num_classes, feat) if num_classes else None
 
@@ -96,8 +111,8 @@ class Discriminator(nn.Module):
 def check_image_shape(shape: tuple[int, ...]) -> str | None:
     """Why the conv nets cannot take images of ``shape`` (C x H x W), or None."""
     c, h, w = shape
-    if h != w or h < 4 or 2 ** round(math.log2(h / 4)) * 4 != h:
-        return (f"the GAN's conv nets take square images of side 4 * 2^k (8, 16, 32, 64, ...), got {h} x {w}: "
+    if h != w or h < 8 or 2 ** round(math.log2(h / 4)) * 4 != h:
+        return (f"the GAN's conv nets take square images of side 8, 16, 32, 64, ..., got {h} x {w}: "
                 "resize them (image folders: --set dataset.size=32)")
     if c not in (1, 3):
         return f"the GAN's conv nets take 1 or 3 channels, got {c}"

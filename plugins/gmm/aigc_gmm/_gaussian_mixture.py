@@ -29,6 +29,7 @@ from __future__ import annotations
 import warnings
 from numbers import Integral
 from time import time
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -237,88 +238,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         source, out, kind = self._prepare(X, reset=True)
         self._out = out
-        self._fit_source(source, full_source=source, all_reduce=None)
+        self._fit_source(source, full_source=source)
         # a final E-step so that fit_predict(X) equals fit(X).predict(X)
         return self._to_out(self._predict_source(source), out)
 
     def _fit_source(self, source: Source, full_source: Source | None = None, all_reduce=None,
-                    log=None, in_memory_init: bool | None = None, iterations=None):
-        """EM over ``source`` (this process's rows); ``full_source`` is the whole data set (for
-        initialisation, identical on every process); ``all_reduce`` sums statistics across
-        processes; ``log(iteration, lower_bound)`` is called each EM iteration."""
-        full_source = full_source or source
-        n_total = full_source.n_samples
-        if n_total < self.n_components:
-            raise ValueError("Expected n_samples >= n_components "
-                             f"but got n_components = {self.n_components}, n_samples = {n_total}")
-        if self.covariance_type not in _em.COVARIANCE_TYPES:  # only reachable without validation
-            raise ValueError(f"covariance_type must be one of {_em.COVARIANCE_TYPES}")
-        w_init, m_init, p_init = self._check_init_arrays(source.n_features)
-        self._inits = (w_init, m_init, p_init)
-        if in_memory_init is None:
-            in_memory_init = isinstance(full_source.data, torch.Tensor)
-        self._in_memory_init = in_memory_init
-        self._float32 = source.dtype == torch.float32
-        self._eps = float(torch.finfo(source.dtype).eps)
+                    in_memory_init: bool | None = None):
+        """EM over ``source`` (this process's rows) to the end; see :class:`EMFit`."""
+        return EMFit(self, source, full_source, all_reduce, in_memory_init).finish()
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
-        max_lower_bound = -np.inf
-        best_lower_bounds: list[float] = []
-        best_params, best_n_iter = None, 0
-        self.converged_ = False
-        random_state = check_random_state(self.random_state)
+    def em_fit(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None) -> "EMFit":
+        """Begin an EM fit of an engine Dataset (streamed in chunks) that the caller drives one
+        iteration at a time and can checkpoint and resume: see :class:`EMFit`.
+        ``gm.em_fit(dataset).finish()`` is a whole fit; fitted attributes are torch tensors.
 
-        for init in range(n_init):
-            self._print_verbose_msg_init_beg(init)
-            if do_init:
-                params = self._initialize_parameters(source, full_source, random_state, all_reduce)
-            else:
-                params = self._params
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            current_lower_bounds = []
-            if self.max_iter == 0:
-                best_params, best_n_iter = params, 0
-            else:
-                converged = False
-                steps = range(1, self.max_iter + 1)
-                for n_iter in (iterations(steps) if iterations is not None else steps):
-                    prev_lower_bound = lower_bound
-                    stats = _em.em_pass(source, params, self.covariance_type, all_reduce)
-                    params = _em.m_step(stats, self.covariance_type, self.reg_covar, self._eps, self._float32)
-                    lower_bound = float(stats.ll / stats.n)
-                    current_lower_bounds.append(lower_bound)
-                    if log is not None:
-                        log(n_iter, lower_bound)
-                    change = lower_bound - prev_lower_bound
-                    self._print_verbose_msg_iter_end(n_iter, change)
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
-                self._print_verbose_msg_init_end(lower_bound, converged)
-                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-                    max_lower_bound = lower_bound
-                    best_params, best_n_iter = params, n_iter
-                    best_lower_bounds = current_lower_bounds
-                    self.converged_ = converged
-            self._params = params
-
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different init "
-                          "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          ConvergenceWarning)
-        self._set_parameters(best_params)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = best_lower_bounds
-        return self
-
-    def _fit_dataset(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None, log=None,
-                     iterations=None):
-        """Fit on an engine Dataset (streamed in chunks), as process ``rank`` of ``world_size``:
-        this process reads its shard, the statistics are summed with ``all_reduce``, and the
-        initialisation (torch k-means on a sample every process draws alike) is the same on every
-        process, so the result equals a one-process fit."""
+        As process ``rank`` of ``world_size`` (torchrun), this process reads its shard
+        (``dataset.shard(rank, world_size)``), the statistics are summed with ``all_reduce``,
+        and the initialisation (torch k-means on a sample every process draws alike) is the
+        same on every process, so the result equals a one-process fit."""
         self._validate_params()
         dtype = _torch_dtype(self.dtype) or torch.float32
         device = torch.device(self.device) if self.device is not None else torch.device("cpu")
@@ -333,7 +270,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             local.global_offset = rank * full.n_samples // world_size
         self.n_features_in_ = full.n_features
         self._dtype, self._device, self._out = dtype, device, ("torch", device)
-        return self._fit_source(local, full, all_reduce, log=log, in_memory_init=False, iterations=iterations)
+        return EMFit(self, local, full, all_reduce, in_memory_init=False)
 
     def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce) -> Params:
         K, cov_type = self.n_components, self.covariance_type
@@ -566,3 +503,199 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         elif self.verbose >= 2:
             t = time() - self._init_prev_time
             print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# EM, one iteration at a time
+class EMIteration(NamedTuple):
+    """What one :meth:`EMFit.step` did: iteration ``n_iter`` (from 1) of restart ``restart``
+    (from 0), and the lower bound it reached."""
+    restart: int
+    n_iter: int
+    lower_bound: float
+
+
+class EMFit:
+    """An EM fit in progress: scikit-learn's ``fit`` (``n_init`` restarts of up to ``max_iter``
+    iterations, the one with the best lower bound kept) unrolled into steps.
+
+    - ``step()`` runs the next EM iteration, initialising a restart first when one is due, and
+      returns an :class:`EMIteration`; ``done`` says whether every restart has ended (it
+      converged or reached ``max_iter``).
+    - ``finish()`` runs whatever remains and sets the estimator's fitted attributes (with
+      scikit-learn's ``ConvergenceWarning``); it returns the estimator.
+    - ``state_dict()`` is everything the fit needs to go on exactly where it is: the restart,
+      its iteration count, parameters and lower bounds, the best restart so far and the state of
+      the ``random_state`` generator that initialises the restarts to come (tensors, numbers and
+      lists only). ``load_state_dict()`` continues from it under the estimator's *current*
+      ``max_iter``, ``tol`` and ``n_init``: a restart that those end is ended; a finished fit
+      whose best restart they let go on (a larger ``max_iter``, a smaller ``tol``) continues
+      that restart from its parameters, and a larger ``n_init`` adds restarts. Stepping a
+      loaded fit to the end gives bit for bit the result of the uninterrupted fit.
+    """
+
+    def __init__(self, gm: GaussianMixture, source: Source, full_source: Source | None = None,
+                 all_reduce=None, in_memory_init: bool | None = None):
+        full_source = full_source or source
+        n_total = full_source.n_samples
+        if n_total < gm.n_components:
+            raise ValueError("Expected n_samples >= n_components "
+                             f"but got n_components = {gm.n_components}, n_samples = {n_total}")
+        if gm.covariance_type not in _em.COVARIANCE_TYPES:  # only reachable without validation
+            raise ValueError(f"covariance_type must be one of {_em.COVARIANCE_TYPES}")
+        gm._inits = gm._check_init_arrays(source.n_features)
+        if in_memory_init is None:
+            in_memory_init = isinstance(full_source.data, torch.Tensor)
+        gm._in_memory_init = in_memory_init
+        gm._float32 = source.dtype == torch.float32
+        gm._eps = float(torch.finfo(source.dtype).eps)
+        self.gm, self.source, self.full_source, self.all_reduce = gm, source, full_source, all_reduce
+        self.warm = gm.warm_start and hasattr(gm, "converged_")  # scikit-learn: one restart, from the fit
+        gm.converged_ = False
+        self.random_state = check_random_state(gm.random_state)
+        self.restart = 0
+        self.params: Params | None = None     # the current restart's (None until it is initialised)
+        self.n_iter = 0
+        self.lower_bound = -np.inf
+        self.lower_bounds: list[float] = []
+        self.change = np.inf                  # the last iteration's gain in lower bound
+        self.best: dict | None = None         # the best ended restart: params, n_iter, lower_bounds, ...
+        self.max_lower_bound = -np.inf
+
+    @property
+    def n_init(self) -> int:
+        return 1 if self.warm else self.gm.n_init
+
+    @property
+    def done(self) -> bool:
+        return self.restart >= self.n_init
+
+    # -- stepping ------------------------------------------------------------------------------
+    def step(self) -> EMIteration:
+        """One EM iteration (E-step pass over the data, M-step)."""
+        gm = self.gm
+        if self.done:
+            raise RuntimeError("the EM fit is done: call finish()")
+        if gm.max_iter < 1:
+            raise RuntimeError("max_iter=0: there is no EM iteration to run; call finish()")
+        if self.params is None:
+            self._begin_restart()
+        restart, previous = self.restart, self.lower_bound
+        stats = _em.em_pass(self.source, self.params, gm.covariance_type, self.all_reduce)
+        self.params = _em.m_step(stats, gm.covariance_type, gm.reg_covar, gm._eps, gm._float32)
+        self.lower_bound = float(stats.ll / stats.n)
+        self.n_iter += 1
+        self.lower_bounds.append(self.lower_bound)
+        self.change = self.lower_bound - previous
+        gm._print_verbose_msg_iter_end(self.n_iter, self.change)
+        self._end_restart_if_due()
+        return EMIteration(restart, self.n_iter, self.lower_bounds[-1])
+
+    def finish(self) -> GaussianMixture:
+        """Run what remains, then set the fitted attributes to the best restart's."""
+        gm = self.gm
+        while not self.done:
+            if gm.max_iter < 1:  # scikit-learn: each restart is initialised and kept as it is
+                self._begin_restart()
+                self.best = {"params": self.params, "n_iter": 0, "lower_bounds": [], "converged": False,
+                             "change": np.inf}
+                self.restart, self.params = self.restart + 1, None
+            else:
+                self.step()
+        best = self.best
+        gm.converged_ = best["converged"]
+        if not gm.converged_ and gm.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning)
+        gm._set_parameters(best["params"])
+        gm.n_iter_ = best["n_iter"]
+        gm.lower_bound_ = self.max_lower_bound
+        gm.lower_bounds_ = list(best["lower_bounds"])
+        return gm
+
+    def _begin_restart(self) -> None:
+        gm = self.gm
+        gm._print_verbose_msg_init_beg(self.restart)
+        if self.warm:
+            self.params, self.lower_bound = gm._params, gm.lower_bound_
+        else:
+            self.params = gm._initialize_parameters(self.source, self.full_source, self.random_state,
+                                                    self.all_reduce)
+            self.lower_bound = -np.inf
+        self.n_iter, self.lower_bounds, self.change = 0, [], np.inf
+
+    def _end_restart_if_due(self) -> None:
+        converged = abs(self.change) < self.gm.tol
+        if not (converged or self.n_iter >= self.gm.max_iter):
+            return
+        self.gm._print_verbose_msg_init_end(self.lower_bound, converged)
+        if self.lower_bound > self.max_lower_bound or self.max_lower_bound == -np.inf:
+            self.max_lower_bound = self.lower_bound
+            self.best = {"params": self.params, "n_iter": self.n_iter, "lower_bounds": self.lower_bounds,
+                         "converged": converged, "change": self.change}
+        self.restart, self.params = self.restart + 1, None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = self.random_state.get_state()
+        best = None
+        if self.best is not None:
+            best = {**self.best, "params": _params_state(self.best["params"]),
+                    "lower_bounds": list(self.best["lower_bounds"])}
+        return {"mixture": self._shape(), "restart": self.restart, "n_iter": self.n_iter,
+                "lower_bound": self.lower_bound, "lower_bounds": list(self.lower_bounds), "change": self.change,
+                "params": _params_state(self.params), "best": best, "max_lower_bound": self.max_lower_bound,
+                "random_state": {"keys": keys.copy(), "pos": int(pos), "has_gauss": int(has_gauss),
+                                 "cached_gaussian": float(cached)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if dict(state["mixture"]) != self._shape():
+            saved, here = state["mixture"], self._shape()
+            raise ValueError(f"the saved EM state is of a {saved['covariance_type']!r} mixture of "
+                             f"{saved['n_components']} components in {saved['n_features']} features; this fit "
+                             f"is {here['covariance_type']!r} with {here['n_components']} components in "
+                             f"{here['n_features']} features")
+        device = self.source.device
+        self.restart, self.n_iter = int(state["restart"]), int(state["n_iter"])
+        self.lower_bound, self.change = float(state["lower_bound"]), float(state["change"])
+        self.lower_bounds = [float(v) for v in state["lower_bounds"]]
+        self.params = _params_from_state(state["params"], device)
+        self.best = None
+        if state["best"] is not None:
+            b = state["best"]
+            self.best = {"params": _params_from_state(b["params"], device), "n_iter": int(b["n_iter"]),
+                         "lower_bounds": [float(v) for v in b["lower_bounds"]], "converged": bool(b["converged"]),
+                         "change": float(b["change"])}
+        self.max_lower_bound = float(state["max_lower_bound"])
+        rs = state["random_state"]
+        self.random_state.set_state(("MT19937", np.asarray(rs["keys"], dtype=np.uint32), int(rs["pos"]),
+                                     int(rs["has_gauss"]), float(rs["cached_gaussian"])))
+        # under the current settings: end a restart they end, reopen a best restart they continue
+        if self.params is not None:
+            self._end_restart_if_due()
+        elif self.done and self.best is not None and self.gm.max_iter > 0:
+            b = self.best
+            if b["n_iter"] < self.gm.max_iter and not abs(b["change"]) < self.gm.tol:
+                self.restart, self.params, self.n_iter = self.n_init - 1, b["params"], b["n_iter"]
+                self.lower_bound, self.lower_bounds, self.change = self.max_lower_bound, list(b["lower_bounds"]), b["change"]
+                self.best, self.max_lower_bound = None, -np.inf
+
+    def _shape(self) -> dict[str, Any]:
+        return {"covariance_type": self.gm.covariance_type, "n_components": int(self.gm.n_components),
+                "n_features": int(self.source.n_features)}
+
+
+def _params_state(params: Params | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {"weights": params.weights, "means": params.means, "covariances": params.covariances,
+            "precisions_cholesky": params.precisions_cholesky}
+
+
+def _params_from_state(state: dict[str, Any] | None, device) -> Params | None:
+    if state is None:
+        return None
+    cov = state["covariances"]
+    return Params(state["weights"].to(device), state["means"].to(device),
+                  cov.to(device) if cov is not None else None, state["precisions_cholesky"].to(device))

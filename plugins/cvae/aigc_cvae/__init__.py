@@ -1,0 +1,20 @@
+"""aigc_cvae: conditional variational autoencoders for aigc-engine (the ``cvae`` model): a learned
+prior p(z|c), a Gaussian decoder p(x|z,c) (integrated over each level's bin for discrete images),
+early stopping on held-out ELBO and importance-weighted likelihoods. Names are imported on first
+use (they need torch)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__all__ = ["CVAE", "CVAEConfig"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import CVAE, CVAEConfig
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

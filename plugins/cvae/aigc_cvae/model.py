@@ -1,0 +1,411 @@
+"""The ``cvae`` model: a conditional VAE (a VAE when the labels are not classes) trained on the
+ELBO through the core's step loop, with early stopping on a held-out split and importance-
+weighted likelihoods."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import torch
+
+from aigc_engine import InputError, Model, Run, metrics
+
+from . import likelihoods
+from .networks import CVAENet, gaussian_log_density
+
+DEFAULTS = {
+    "points": dict(steps=12000, latent_dim=2, width=128, depth=2, batch_size=256, lr=2e-3, lr_schedule="cosine",
+                   eval_every=100, patience=30),
+    "images": dict(steps=20000, latent_dim=16, width=256, depth=2, batch_size=100, lr=1e-3, lr_schedule="constant",
+                   eval_every=50, patience=40),
+}
+
+
+@dataclasses.dataclass
+class CVAEConfig:
+    """Hyper-parameters of the ``cvae`` model; None means the default for the data's kind (points or
+    images, see ``aigc_cvae.model.DEFAULTS``)."""
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_schedule: Literal["constant", "cosine"] | None = None
+    latent_dim: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    embed_dim: int = 16
+    arch: Literal["auto", "mlp", "conv"] = "auto"
+    beta: float = 1.0
+    kl_warmup: int = 1000
+    free_bits: float = 0.0
+    prior: Literal["learned", "standard"] = "learned"
+    decoder: Literal["auto", "gaussian", "discretized_logistic", "discretized_gaussian"] = "auto"
+    conditional: Literal["auto", "true", "false"] = "auto"
+    validation: float = 0.1
+    test: float = 0.1
+    eval_every: int | None = None
+    patience: int | None = None
+    val_samples: int = 5
+    iwae_k: int = 1000
+    temperature: float = 1.0
+    sample_mean: bool = False
+    log_every: int = 50
+    checkpoint_every: int = 1000
+
+
+def _check(c: CVAEConfig) -> None:
+    for key in ("embed_dim", "val_samples", "iwae_k", "log_every", "checkpoint_every"):
+        if getattr(c, key) < 1:
+            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
+    for key in ("steps", "batch_size", "latent_dim", "eval_every", "patience"):
+        if getattr(c, key) is not None and getattr(c, key) < 1:
+            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
+    for key in ("width", "depth"):
+        if getattr(c, key) is not None and getattr(c, key) < 0:
+            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
+    for key in ("beta", "kl_warmup", "free_bits"):
+        if getattr(c, key) < 0:
+            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
+    if c.lr is not None and not c.lr > 0:
+        raise InputError(f"lr must be > 0, got {c.lr}")
+    if not c.temperature > 0:
+        raise InputError(f"temperature must be > 0, got {c.temperature}")
+
+
+class CVAE(Model):
+    """Conditional VAE with a learned prior p(z|c) and a Gaussian decoder p(x|z,c) (integrated over
+    each level's bin for discrete images); a VAE when unconditional. Early stopping on held-out
+    ELBO; IWAE likelihoods in nats and bits/dim."""
+
+    name = "cvae"
+    Config = CVAEConfig
+    default_dataset = "digits"
+
+    def __init__(self, config: CVAEConfig | None = None):
+        super().__init__(config)
+        _check(self.config)
+        self.net: CVAENet | None = None
+        self.resolved: CVAEConfig | None = None
+        self.num_classes = 0
+        self.class_freq: torch.Tensor | None = None
+        self.levels = 0
+        self.decoder = "gaussian"
+        self.shape: tuple[int, ...] = ()
+
+    # -- construction --------------------------------------------------------------------------
+    def _setup(self, dataset) -> None:
+        kind = "images" if dataset.is_image else "points"
+        values = dataclasses.asdict(self.config)
+        for key, default in DEFAULTS[kind].items():
+            if values[key] is None:
+                values[key] = default
+        if values["arch"] == "auto":
+            values["arch"] = "mlp"
+        c = self.resolved = CVAEConfig(**values)
+        _check(c)
+        if c.arch == "conv" and (not dataset.is_image or dataset.shape[2] % 2 or dataset.shape[3] % 2):
+            raise InputError("arch=conv takes images of even height and width; use arch=mlp")
+        mode = c.conditional
+        if mode == "true" and (dataset.y is None or not dataset.num_classes):
+            raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
+        self.num_classes = (0 if mode == "false" else dataset.num_classes if mode == "true"
+                            else dataset.conditional_classes)
+        self.shape = tuple(dataset.shape[1:])
+        if c.decoder == "auto":
+            self.levels = likelihoods.detect_levels(dataset.x) if dataset.is_image else 0
+            self.decoder = "discretized_logistic" if self.levels else "gaussian"
+        else:
+            self.decoder = c.decoder
+            self.levels = likelihoods.detect_levels(dataset.x) if c.decoder != "gaussian" else 0
+            if c.decoder != "gaussian" and not self.levels:
+                raise InputError(f"decoder={c.decoder} needs data on evenly spaced levels in [-1, 1] "
+                                 f"(like 8-bit or 17-level images); {dataset.name!r} is continuous: use gaussian")
+
+    def _build(self) -> CVAENet:
+        c = self.resolved
+        return CVAENet(self.shape, c.latent_dim, self.num_classes, c.width, c.depth, c.embed_dim, c.prior, c.arch,
+                       self.decoder, self.levels)
+
+    def fit(self, dataset, run: Run) -> None:
+        self._setup(dataset)
+        c = self.resolved
+        parts = dataset.split(c.validation, c.test, seed=run.seed)
+        train, val = parts["train"], parts["validation"]
+        if len(val) == 0:
+            raise InputError("the CVAE needs a validation split for early stopping: set validation > 0")
+        if self.num_classes:
+            counts = torch.bincount(train.y, minlength=self.num_classes).double()
+            self.class_freq = counts / counts.sum()
+        self.net = self._build().to(run.device)
+        net = run.wrap(self.net)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        # cosine: from lr down to 2% of it at the last step (points); constant for images, where
+        # early stopping ends training long before
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if c.lr_schedule == "constant" else
+                                                  0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
+        batches = run.batches(train, min(c.batch_size, len(train)), drop_last=True)
+        x_val = val.x.to(run.device)
+        y_val = val.y.to(run.device) if self.num_classes else None
+        best: dict[str, Any] = {"elbo": -math.inf, "step": 0, "weights": {}, "since": 0}
+        loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "data": batches, "best": best},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="CVAE")
+        for step in loop:
+            x, y = next(batches)
+            y = y if self.num_classes else None
+            rec, kl = net(x, y)
+            beta = c.beta * min(1.0, step / c.kl_warmup) if c.kl_warmup else c.beta
+            kl_term = kl.mean(0).clamp(min=c.free_bits).sum() if c.free_bits else kl.sum(1).mean()
+            loss = -(rec.mean() - beta * kl_term)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loop.log(recon=-rec.mean(), kl=kl.sum(1).mean(), elbo=(rec - kl.sum(1)).mean(), beta=beta)
+            # early stopping on the held-out ELBO once the KL warm-up is over (before it the
+            # objective is not the ELBO yet, and the weights are far from a good model)
+            if step >= min(c.kl_warmup, c.steps) and (step % c.eval_every == 0 or step == c.steps):
+                val_elbo = self._validation_elbo(x_val, y_val, run)
+                loop.log(val_elbo=val_elbo)
+                if val_elbo > best["elbo"]:
+                    best.update(elbo=val_elbo, step=step, since=0,
+                                weights={k: v.detach().clone() for k, v in self.net.state_dict().items()})
+                else:
+                    best["since"] += 1
+                    if best["since"] >= c.patience:
+                        loop.stop()
+        if best["weights"]:  # the best held-out ELBO's weights
+            self.net.load_state_dict(best["weights"])
+        self.best_step, self.best_val_elbo = int(best["step"]), float(best["elbo"])
+        self.net.eval()
+
+    @torch.no_grad()
+    def _validation_elbo(self, x: torch.Tensor, y, run: Run) -> float:
+        """Mean ELBO (beta = 1, ``val_samples`` draws of z) of the validation rows, with the same noise at every evaluation
+        (common random numbers: differences between evaluations are the model's), and without
+        touching the global generator (resume stays exact)."""
+        g = torch.Generator(device=x.device).manual_seed(run.seed + 1)
+        total = 0.0
+        draws = self.resolved.val_samples
+        for _ in range(draws):
+            for i in range(0, len(x), 1024):
+                rec, kl = self.net(x[i:i + 1024], y[i:i + 1024] if y is not None else None, g)
+                total += float((rec - kl.sum(1)).sum())
+        value = torch.tensor([total / (len(x) * draws)], dtype=torch.float64)
+        if run.world_size > 1:  # every process computed it alike; keep them bit-identical anyway
+            value = run.all_reduce(value.to(run.device)).cpu() / run.world_size
+        return float(value)
+
+    # -- likelihoods ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def log_weights(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk_rows: int = 32768) -> torch.Tensor:
+        """``[N, k]`` float64 importance weights ``log p(x, z_j | c) - log q(z_j | x, c)``, ``z_j ~ q``."""
+        net = self._fitted()
+        device = next(net.parameters()).device
+        out = torch.empty(len(x), k, dtype=torch.float64)
+        per = max(1, chunk_rows // k)
+        for i in range(0, len(x), per):
+            xb = x[i:i + per].to(device)
+            yb = y[i:i + per].to(device) if y is not None else None
+            n = len(xb)
+            mu_q, ls_q = net.encode(xb, yb)
+            z = mu_q[:, None] + torch.exp(ls_q)[:, None] * torch.randn(n, k, mu_q.shape[1], device=device)
+            zf = z.reshape(n * k, -1)
+            yf = yb.repeat_interleave(k) if yb is not None else None
+            mu_x, ls_x = net.decode(zf, yf)
+            rec = likelihoods.log_likelihood(self.decoder, xb.repeat_interleave(k, 0), mu_x, ls_x, self.levels)
+            mu_p, ls_p = net.prior(yf, n * k, device)
+            log_p = gaussian_log_density(zf, mu_p, ls_p)
+            log_q = gaussian_log_density(z, mu_q[:, None], ls_q[:, None]).reshape(n * k)
+            out[i:i + n] = (rec.double() + log_p.double() - log_q.double()).reshape(n, k).cpu()
+        return out
+
+    def _per_class(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """IWAE log p(x | c) ``[N, C]`` (``[N, 1]`` unconditional) and the ELBO (mean log weight)."""
+        classes = range(self.num_classes) if self.num_classes else [None]
+        lme, elbo = [], []
+        for c in classes:
+            w = self.log_weights(x, None if c is None else torch.full((len(x),), c), k)
+            lme.append(_log_mean_exp(w))
+            elbo.append(w.mean(1))
+        return torch.stack(lme, 1), torch.stack(elbo, 1)
+
+    def _marginal(self, per_class: torch.Tensor) -> torch.Tensor:
+        """log p(x) = logsumexp_c [log p(c) + log p(x | c)] (p(c): the training frequencies)."""
+        if not self.num_classes:
+            return per_class[:, 0]
+        return torch.logsumexp(per_class + self.class_freq.log()[None], 1)
+
+    def log_prob(self, x: torch.Tensor, condition: torch.Tensor | None = None, k: int | None = None) -> torch.Tensor:
+        """IWAE estimate of log p(x) per row, float64 (``log mean_j w_j`` with ``k`` samples of
+        q: a lower bound in expectation that tightens with k, Burda et al. 2016). Conditional
+        models: log p(x | c) for a given ``condition``, else log p(x) = logsumexp_c [log p(c) +
+        log p(x | c)]."""
+        k = k or self.resolved.iwae_k
+        if self.num_classes and condition is not None:
+            y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1).expand(len(x))
+            return _log_mean_exp(self.log_weights(x, y, k))
+        return self._marginal(self._per_class(x, k)[0])
+
+    log_prob_is_bound = True
+
+    def heldout_likelihoods(self, dataset, k: int | None = None) -> dict[str, float]:
+        """Likelihood figures on held-out ``dataset``, in nats per row and bits per dimension: the
+        ELBO, and the IWAE bounds of -log p(x | c) (conditional models) and -log p(x)."""
+        k = k or self.resolved.iwae_k
+        d = math.prod(self.shape)
+        to_bpd = 1.0 / (d * math.log(2))
+        lme, elbo = self._per_class(dataset.x, k)
+        out: dict[str, float] = {"iwae_k": k}
+        if self.num_classes:
+            own = dataset.y[:, None]
+            out["test_elbo"] = float(elbo.gather(1, own).mean())
+            out["test_nll_x_given_c"] = -float(lme.gather(1, own).mean())
+            out["bpd_x_given_c"] = out["test_nll_x_given_c"] * to_bpd
+        else:
+            out["test_elbo"] = float(elbo[:, 0].mean())
+        nll = -float(self._marginal(lme).mean())
+        out["test_nll_x"], out["bpd_x"] = nll, nll * to_bpd
+        if not self.levels:  # a density: the mean log-likelihood per dimension (nats)
+            out["test_log_likelihood_per_dim"] = -nll / d
+        return out
+
+    # -- sampling ------------------------------------------------------------------------------
+    def _fitted(self) -> CVAENet:
+        if self.net is None:
+            raise InputError("the cvae model is not fitted")
+        return self.net
+
+    @torch.no_grad()
+    def sample(self, n: int, condition: torch.Tensor | None = None, temperature: float | None = None,
+               mean: bool | None = None) -> torch.Tensor:
+        """``n`` samples: z ~ p(z | c) (its std scaled by ``temperature``), then x ~ p(x | z, c)
+        (a draw from the discrete likelihood for images on levels), or with ``mean=True`` (default:
+        the config's ``sample_mean``) the decoder's mean, snapped to the levels."""
+        net = self._fitted()
+        if n < 1:
+            raise InputError(f"the number of samples must be >= 1, got {n}")
+        if condition is not None and not self.num_classes:
+            raise InputError("this cvae is unconditional: it cannot sample with a condition")
+        device = next(net.parameters()).device
+        y = None
+        if self.num_classes:
+            if condition is None:
+                y = torch.multinomial(self.class_freq, n, replacement=True)
+            else:
+                y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1)
+                y = y.expand(n) if y.numel() == 1 else y
+                if len(y) != n or y.min() < 0 or y.max() >= self.num_classes:
+                    raise InputError(f"condition must be one label or {n} labels in [0, {self.num_classes - 1}]")
+            y = y.to(device)
+        t = self.resolved.temperature if temperature is None else temperature
+        mu_p, ls_p = net.prior(y, n, device)
+        z = mu_p + t * torch.exp(ls_p) * torch.randn(n, mu_p.shape[1], device=device)
+        mu_x, ls_x = net.decode(z, y)
+        use_mean = self.resolved.sample_mean if mean is None else mean
+        if use_mean:
+            x = likelihoods.snap(mu_x, self.levels) if self.levels else mu_x
+        else:
+            x = likelihoods.sample(self.decoder, mu_x, ls_x, self.levels)
+        return x.float().cpu()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's mean at the encoder's mean (levels snapped)."""
+        net = self._fitted()
+        device = next(net.parameters()).device
+        y = y.to(device) if (y is not None and self.num_classes) else None
+        mu_x, _ = net.decode(net.encode(x.to(device), y)[0], y)
+        return (likelihoods.snap(mu_x, self.levels) if self.levels else mu_x).cpu()
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, dataset, run: Run) -> dict[str, float]:
+        """On the held-out test split: ELBO, IWAE -log p(x|c) and -log p(x) (nats, bits/dim); mode
+        coverage where the data has modes; for labelled images the sample metrics."""
+        c = self.resolved
+        test = dataset.split(c.validation, c.test, seed=run.seed)["test"]
+        out: dict[str, float] = {"best_step": getattr(self, "best_step", 0),
+                                 "best_val_elbo": getattr(self, "best_val_elbo", float("nan"))}
+        if len(test):
+            out.update(self.heldout_likelihoods(test))
+        if dataset.modes is not None and not dataset.is_image:
+            out.update(metrics.mode_coverage(self.sample(2500), dataset.modes, dataset.mode_std))
+        if dataset.is_image and self.num_classes:
+            labels = torch.arange(self.num_classes).repeat_interleave(200)
+            out.update(metrics.image_metrics(dataset, self.sample(len(labels), condition=labels), labels,
+                                             device=run.device))
+        return out
+
+    def figures(self, dataset) -> dict[str, Any]:
+        """reconstructions.png, interpolation.png (images), latent.png (2-D latents)."""
+        from aigc_engine import plotting
+
+        c = self.resolved
+        test = dataset.split(c.validation, c.test, seed=0)["test"]
+        if not len(test):
+            test = dataset
+        figs: dict[str, Any] = {}
+        if dataset.is_image:
+            x, y = test.x[:32], test.y[:32] if test.y is not None else None
+            pairs = torch.stack([x, self.reconstruct(x, y)], 1).reshape(-1, *x.shape[1:])
+            figs["reconstructions.png"] = lambda path: plotting.image_grid(
+                pairs, path, ncols=16, title="cvae: test images (left) and their reconstructions (right)")
+            figs["interpolation.png"] = lambda path: plotting.image_grid(
+                self.interpolate(test), path, ncols=10, title="cvae: latent interpolation between test images")
+        if c.latent_dim == 2:
+            net = self._fitted()
+            with torch.no_grad():
+                y = test.y if (test.y is not None and self.num_classes) else None
+                z = net.encode(test.x.to(next(net.parameters()).device), y.to(next(net.parameters()).device)
+                               if y is not None else None)[0].cpu()
+            figs["latent.png"] = lambda path: plotting.latent_scatter(z, test.y, path, title="cvae: test encodings (q mean)")
+        return figs
+
+    @torch.no_grad()
+    def interpolate(self, dataset, rows: int = 8, steps: int = 10) -> torch.Tensor:
+        """``rows`` interpolations in latent space between pairs of images of one class (or any two
+        when unconditional): ``rows * steps`` decoded images."""
+        net = self._fitted()
+        device = next(net.parameters()).device
+        g = torch.Generator().manual_seed(0)
+        out = []
+        for r in range(rows):
+            if self.num_classes and dataset.y is not None:
+                idx = (dataset.y == r % self.num_classes).nonzero().flatten()
+                idx = idx if len(idx) >= 2 else torch.arange(len(dataset))
+            else:
+                idx = torch.arange(len(dataset))
+            a, b = idx[torch.randperm(len(idx), generator=g)[:2]]
+            x = dataset.x[torch.stack([a, b])].to(device)
+            y = dataset.y[torch.stack([a, b])].to(device) if self.num_classes else None
+            mu, _ = net.encode(x, y)
+            t = torch.linspace(0, 1, steps, device=device)[:, None]
+            z = (1 - t) * mu[0] + t * mu[1]
+            yy = y[:1].expand(steps) if y is not None else None
+            mu_x, _ = net.decode(z, yy)
+            out.append(likelihoods.snap(mu_x, self.levels) if self.levels else mu_x)
+        return torch.cat(out).cpu()
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        net = self._fitted()
+        return {"config": dataclasses.asdict(self.resolved), "shape": list(self.shape),
+                "num_classes": self.num_classes, "class_freq": self.class_freq, "levels": self.levels,
+                "decoder": self.decoder, "net": net.state_dict(),
+                "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.resolved = CVAEConfig(**state["config"])
+            self.shape, self.num_classes = tuple(state["shape"]), int(state["num_classes"])
+            self.class_freq, self.levels, self.decoder = state.get("class_freq"), int(state["levels"]), state["decoder"]
+            net = self._build()
+            net.load_state_dict(state["net"])
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise InputError(f"not a cvae model state: {type(err).__name__}: {err}") from None
+        self.net = net.eval()
+        self.best_step, self.best_val_elbo = int(state.get("best_step", 0)), float(state.get("best_val_elbo", 0.0))
+
+
+def _log_mean_exp(w: torch.Tensor) -> torch.Tensor:
+    """log mean_j exp(w[:, j]) in float64."""
+    return torch.logsumexp(w.double(), 1) - math.log(w.shape[1])

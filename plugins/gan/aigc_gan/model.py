@@ -1,0 +1,347 @@
+"""The ``gan`` model: a generator and a discriminator trained on the fused GAN losses through the
+core's step loop; unconditional, or conditional when the dataset's labels are classes."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+
+from aigc_engine import EMA, InputError, Model, Run, metrics, ops, training
+
+from .networks import Discriminator, Generator, check_image_shape
+
+# Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
+# left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
+DEFAULTS = {
+    "points": dict(steps=5000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
+                   ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5),
+    "images": dict(steps=1500, batch_size=64, z_dim=32, width=0, depth=0, channels=32, r1_gamma=1.0, pack=1,
+                   ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0),
+}
+
+
+@dataclasses.dataclass
+class GANConfig:
+    """Hyper-parameters of the ``gan`` model; None means the default for the data's kind (points or
+    images, see ``aigc_gan.model.DEFAULTS``)."""
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    loss: Literal["ns", "hinge", "lsgan", "wgan"] = "ns"
+    n_critic: int = 1
+    r1_gamma: float | None = None
+    gp_weight: float = 10.0
+    ema_decay: float | None = None
+    pack: int | None = None
+    augment: bool | None = None
+    z_dim: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    channels: int | None = None
+    norm: Literal["none", "batch", "layer"] | None = None
+    embed_dim: int = 32
+    lr_decay_from: float | None = None
+    standardize: bool = True
+    conditional: Literal["auto", "true", "false"] = "auto"
+    truncation: float = 0.0
+    amp: bool = True
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    snapshots: int = 8
+
+
+def _resolved(config: GANConfig, kind: str) -> GANConfig:
+    values = {k: v for k, v in dataclasses.asdict(config).items()}
+    for key, default in DEFAULTS[kind].items():
+        if values[key] is None:
+            values[key] = default
+    values["betas"] = tuple(values["betas"])
+    return GANConfig(**values)
+
+
+def _check(c: GANConfig) -> None:
+    for key in ("steps", "batch_size", "z_dim", "n_critic", "pack", "channels", "embed_dim", "log_every",
+                "checkpoint_every"):
+        if getattr(c, key) is not None and getattr(c, key) < 1:
+            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
+    for key in ("width", "depth", "snapshots"):
+        if getattr(c, key) is not None and getattr(c, key) < 0:
+            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
+    if not c.lr > 0:
+        raise InputError(f"lr must be > 0, got {c.lr}")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        raise InputError(f"betas must be two numbers in [0, 1), got {c.betas}")
+    for key in ("r1_gamma", "gp_weight", "truncation"):
+        if getattr(c, key) is not None and getattr(c, key) < 0:
+            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
+    if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
+        raise InputError(f"ema_decay must be in [0, 1], got {c.ema_decay}")
+    if c.lr_decay_from is not None and not 0 <= c.lr_decay_from <= 1:
+        raise InputError(f"lr_decay_from must be in [0, 1], got {c.lr_decay_from}")
+
+
+def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
+    """Differentiable augmentation (DiffAugment's translation, Zhao et al. 2020): each image moved
+    by up to ``shift`` pixels in each direction, the border filled with -1 (black)."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (shift,) * 4, value=-1.0).permute(0, 2, 3, 1)
+    dy = torch.randint(0, 2 * shift + 1, (n, 1, 1), device=x.device)
+    dx = torch.randint(0, 2 * shift + 1, (n, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None] + dy
+    cols = torch.arange(w, device=x.device)[None, None, :] + dx
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+
+
+class GAN(Model):
+    """Generative adversarial network (BCE, Adam 2e-4 (0.5, 0.999), D step then G step; R1 and an
+    EMA of G; MLPs for points, DCGAN conv nets for images; conditional on class labels)."""
+
+    name = "gan"
+    Config = GANConfig
+    default_dataset = "ring8"
+
+    def __init__(self, config: GANConfig | None = None):
+        super().__init__(config)
+        _check(self.config)
+        self.netG: Generator | None = None
+        self.ema: EMA | None = None
+        self.num_classes = 0
+        self.class_freq: torch.Tensor | None = None
+        self.resolved: GANConfig | None = None
+        self.snapshots: dict[str, Any] = {}
+        self.data_shape: tuple[int, ...] = ()
+        self.scale = 1.0
+
+    # -- construction --------------------------------------------------------------------------
+    def _conditional(self, dataset) -> int:
+        mode = self.config.conditional
+        if mode == "false":
+            return 0
+        if mode == "true":
+            if dataset.y is None or not dataset.num_classes:
+                raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
+            return dataset.num_classes
+        return dataset.conditional_classes
+
+    def _build(self, shape: tuple[int, ...], num_classes: int, c: GANConfig) -> tuple[Generator, Discriminator]:
+        if len(shape) == 3:
+            why = check_image_shape(shape)
+            if why:
+                raise InputError(why)
+        elif len(shape) != 1:
+            raise InputError(f"the GAN takes points N x D or images N x C x H x W, got rows of shape {list(shape)}")
+        if c.pack > 1 and num_classes:
+            raise InputError("pack > 1 (PacGAN) is for unconditional models: set conditional=false or pack=1")
+        netG = Generator(c.z_dim, shape, num_classes, c.width, c.depth, c.channels, c.norm, c.embed_dim)
+        netD = Discriminator(shape, num_classes, c.width, c.depth, c.channels, c.pack)
+        return netG, netD
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, dataset, run: Run) -> None:
+        kind = "images" if dataset.is_image else "points"
+        c = self.resolved = _resolved(self.config, kind)
+        _check(c)
+        self.data_shape = tuple(dataset.shape[1:])
+        self.num_classes = self._conditional(dataset)
+        if c.batch_size % (c.pack * run.world_size):
+            raise InputError(f"batch_size={c.batch_size} must be a multiple of pack={c.pack} times the "
+                             f"{run.world_size} processes")
+        if self.num_classes:
+            counts = torch.bincount(dataset.y, minlength=self.num_classes).double()
+            self.class_freq = counts / counts.sum()
+        # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
+        # is kept), samples are scaled back
+        self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image) else 1.0
+        self.scale = self.scale if self.scale > 0 else 1.0
+        self.netG, netD = self._build(self.data_shape, self.num_classes, c)
+        self.netG.to(run.device)
+        self.ema = EMA(self.netG, c.ema_decay, warmup=True)
+        netG, netD = run.wrap(self.netG), run.wrap(netD)
+        optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas)
+        optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas)
+        decay_at = c.lr_decay_from * c.steps  # constant, then linear to 0 at the last step
+
+        def lr_factor(i: int) -> float:
+            return 1.0 if i < decay_at or c.lr_decay_from >= 1 else max(0.0, (c.steps - i) / (c.steps - decay_at))
+        schedG = torch.optim.lr_scheduler.LambdaLR(optG, lr_factor)
+        schedD = torch.optim.lr_scheduler.LambdaLR(optD, lr_factor)
+        batches = run.batches(dataset, c.batch_size, drop_last=True)
+        fixed_z = torch.randn(64 if dataset.is_image else 512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
+        fixed_y = self._fixed_labels(len(fixed_z), run.device)
+        every = max(1, c.steps // max(1, c.snapshots))
+        self.snapshots = {"steps": [], "samples": []}
+        loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
+                                  "schedD": schedD, "ema": self.ema, "data": batches, "snapshots": self.snapshots},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN")
+        augment = translate if (c.augment and dataset.is_image) else (lambda t: t)
+        y = None
+        for step in loop:
+            for _ in range(c.n_critic):  # discriminator step(s)
+                x, y = next(batches)
+                x = x / self.scale if self.scale != 1.0 else x
+                y = y if self.num_classes else None
+                z = torch.randn(len(x), c.z_dim, device=run.device)
+                with torch.no_grad(), run.autocast(c.amp):
+                    fake = netG(z, y)
+                x = x.requires_grad_(c.r1_gamma > 0)
+                with run.autocast(c.amp):
+                    d_real, d_fake = netD(augment(x), y), netD(augment(fake.float()), y)
+                    loss_d = ops.gan_d_loss(d_real.float(), d_fake.float(), c.loss)
+                penalty = torch.zeros((), device=run.device)
+                if c.r1_gamma > 0:  # R1: gamma/2 E||grad_x D(x)||^2 on real data (Mescheder 2018)
+                    grad, = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
+                    penalty = penalty + c.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+                if c.loss == "wgan":
+                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake.float(), y)
+                optD.zero_grad(set_to_none=True)
+                (loss_d + penalty).backward()
+                optD.step()
+            # generator step: gradients for G only; D's are neither computed nor all-reduced
+            z = torch.randn(x.shape[0], c.z_dim, device=run.device)
+            with run.autocast(c.amp):
+                d_gen = netD(augment(netG(z, y).float()), y)
+                loss_g = ops.gan_g_loss(d_gen.float(), c.loss)
+            optG.zero_grad(set_to_none=True)
+            with training.no_sync(netD):
+                loss_g.backward(inputs=list(netG.parameters()))
+            optG.step()
+            schedG.step()
+            schedD.step()
+            self.ema.update(netG)
+            loop.log(loss_d=loss_d, loss_g=loss_g, r1=penalty, **self._d_outputs(d_real, d_fake, c.loss))
+            if step % every == 0 or step == c.steps:
+                with torch.no_grad():
+                    self.ema.module.eval()
+                    self.snapshots["steps"].append(step)
+                    self.snapshots["samples"].append(self.ema.module(fixed_z, fixed_y).float().cpu() * self.scale)
+                    self.ema.module.train()
+        self._recompute_batch_norm(c.batch_size, run.device, run.seed)
+        self.netG.eval()
+        self.ema.module.eval()
+
+    @torch.no_grad()
+    def _recompute_batch_norm(self, batch: int, device, seed: int, batches: int = 20) -> None:
+        """Batch-norm statistics of the EMA generator estimated under its own (averaged) weights,
+        as ``torch.optim.swa_utils.update_bn`` does, from random (z, y) of a private generator."""
+        g = self.ema.module
+        norms = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        gen = torch.Generator().manual_seed(seed + 123)
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        g.train()
+        for _ in range(batches):
+            z = torch.randn(batch, self.resolved.z_dim, generator=gen).to(device)
+            y = torch.multinomial(self.class_freq.float(), batch, replacement=True, generator=gen).to(device) \
+                if self.num_classes else None
+            g(z, y)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        g.eval()
+
+    @staticmethod
+    def _d_outputs(d_real: torch.Tensor, d_fake: torch.Tensor, loss: str) -> dict[str, torch.Tensor]:
+        """What D says of real and generated data: probabilities for ns, raw scores otherwise."""
+        d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
+        if loss == "ns":
+            return {"D(x)": torch.sigmoid(d_real).mean(), "D(G(z))": torch.sigmoid(d_fake).mean()}
+        return {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
+
+    def _fixed_labels(self, n: int, device) -> torch.Tensor | None:
+        if not self.num_classes:
+            return None
+        return (torch.arange(n) % self.num_classes).to(device)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples from the EMA generator; ``condition``: labels ``[n]`` (conditional models;
+        without it labels are drawn from the training frequencies)."""
+        if self.ema is None:
+            raise InputError("the gan model is not fitted")
+        if n < 1:
+            raise InputError(f"the number of samples must be >= 1, got {n}")
+        c = self.resolved
+        device = next(self.ema.module.parameters()).device
+        if condition is not None and not self.num_classes:
+            raise InputError("this gan is unconditional: it cannot sample with a condition")
+        y = None
+        if self.num_classes:
+            if condition is None:
+                y = torch.multinomial(self.class_freq, n, replacement=True)
+            else:
+                y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1)
+                y = y.expand(n) if y.numel() == 1 else y
+                if len(y) != n or y.min() < 0 or y.max() >= self.num_classes:
+                    raise InputError(f"condition must be one label or {n} labels in [0, {self.num_classes - 1}]")
+            y = y.to(device)
+        z = torch.randn(n, c.z_dim)
+        if c.truncation > 0:  # the truncation trick: redraw entries beyond +-truncation
+            while (bad := z.abs() > c.truncation).any():
+                z[bad] = torch.randn(int(bad.sum()))
+        self.ema.module.eval()
+        with torch.no_grad():
+            return self.ema.module(z.to(device), y).float().cpu() * self.scale
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, dataset, run: Run) -> dict[str, float]:
+        """Mode coverage (datasets with known modes: 2500 samples); for labelled images the judge's
+        metrics of class-conditional samples."""
+        out: dict[str, float] = {}
+        if dataset.modes is not None and not dataset.is_image:
+            out.update(metrics.mode_coverage(self.sample(2500), dataset.modes, dataset.mode_std))
+        if dataset.is_image:
+            n_per = 200 if self.num_classes else 0
+            labels = torch.arange(self.num_classes).repeat_interleave(n_per) if self.num_classes else None
+            samples = self.sample(len(labels) if labels is not None else 2000, condition=labels)
+            out.update(metrics.image_metrics(dataset, samples, labels, device=run.device))
+        return out
+
+    def figures(self, dataset) -> dict[str, Any]:
+        """``progress.png``: samples from one fixed z over training."""
+        if not self.snapshots.get("steps"):
+            return {}
+        from aigc_engine import plotting
+
+        data = None if dataset.is_image else dataset.x
+        return {"progress.png": lambda path: plotting.training_progress(
+            self.snapshots["steps"], self.snapshots["samples"], path, data=data,
+            title=f"gan on {dataset.name}: samples from a fixed z")}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.ema is None:
+            raise InputError("the gan model is not fitted")
+        return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
+                "num_classes": self.num_classes, "class_freq": self.class_freq,
+                "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            cfg = dict(state["config"])
+            cfg["betas"] = tuple(cfg["betas"])
+            self.resolved = GANConfig(**cfg)
+            self.data_shape = tuple(state["data_shape"])
+            self.num_classes = int(state["num_classes"])
+            self.class_freq = state.get("class_freq")
+            self.scale = float(state.get("scale", 1.0))
+            netG, _ = self._build(self.data_shape, self.num_classes, self.resolved)
+            netG.load_state_dict(state["ema"])
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise InputError(f"not a gan model state: {type(err).__name__}: {err}") from None
+        self.netG = netG.eval()
+        self.ema = EMA(netG, self.resolved.ema_decay)
+        self.ema.module.eval()
+        self.snapshots = state.get("snapshots") or {}
+
+
+def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y) -> torch.Tensor:
+    """WGAN-GP (Gulrajani 2017): E[(||grad D(x_hat)|| - 1)^2] on random interpolates x_hat."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+    grad, = torch.autograd.grad(netD(x_hat, y).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

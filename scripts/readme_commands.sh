@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Runs the README's commands as written, on a fresh clone of this repository (its committed
+# HEAD) in a fresh venv, and checks what the README says they leave behind.
+#
+#   bash scripts/readme_commands.sh [--all] [WORK_DIR]
+#
+# Default (what CI runs): the cheap commands: the quickstart's install and first run, the
+# Python snippets, the GMM, CLI and distributed commands, a config file, the plugin template.
+# --all adds the test suite, the benchmarks (AIGC_BENCH_ROUNDS=1 unless set) and the CUDA
+# compile check. The GPU section runs only where nvidia-smi sees a GPU.
+# tests/test_readme.py checks that every line of the README's bash blocks is run here.
+set -euo pipefail
+
+ALL=0
+if [[ "${1:-}" == "--all" ]]; then ALL=1; shift; fi
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${1:-$(mktemp -d "${TMPDIR:-/tmp}/aigc-readme.XXXXXX")}
+start=$SECONDS
+
+git clone -q "$REPO" "$WORK/aigc-engine"
+cd "$WORK/aigc-engine"
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+
+OUT_LOG="$WORK/last-stdout"
+# run 'COMMAND LINE': one README line, exactly as written; its last stdout line lands in $LAST
+run() {
+  echo "\$ $1" >&2
+  bash -c "$1" | tee "$OUT_LOG"
+  LAST=$(tail -n 1 "$OUT_LOG")
+}
+check() {  # check 'what' CONDITION...
+  local what=$1; shift
+  if ! "$@"; then echo "readme_commands: FAILED: $what" >&2; exit 1; fi
+}
+has_files() {  # has_files DIR FILE...
+  local dir=$1; shift
+  for f in "$@"; do [[ -e "$dir/$f" ]] || { echo "missing $dir/$f" >&2; return 1; }; done
+}
+
+# --- Quickstart -------------------------------------------------------------------------------
+run 'pip install torch==2.13.0 setuptools wheel && pip install --no-build-isolation -e . && aigc-engine run gmm --dataset ring8 --set n_components=8'
+check "the quickstart's run directory holds what the README lists" has_files "$LAST" config.json \
+  metrics.jsonl model.safetensors checkpoint.safetensors summary.json samples.png metrics.png
+
+# --- The Python snippets (each ```python block that is not an excerpt of a file) ----------------
+python - README.md <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+    if re.match(r"# [\w./-]+\.py\n", block):
+        continue  # a file's excerpt (tests/test_readme.py compares it with the file)
+    print("$ python <<README snippet>>", file=sys.stderr)
+    exec(compile(block, "README.md", "exec"), {"__name__": "__main__"})
+PY
+check "the snippet wrote points.npy" test -f points.npy
+
+# --- Gaussian mixtures ----------------------------------------------------------------------------
+run 'aigc-engine run gmm --dataset grid25 --set n_components=25'
+run 'aigc-engine run gmm --dataset points.npy --set n_components=32 --set covariance_type=diag   # streamed'
+run 'torchrun --standalone --nproc-per-node 2 -m aigc_engine run gmm --dataset points.npy --device cpu'
+run 'aigc-engine gmm-select --dataset ring8 --components 2:16 --criterion bic --out runs/select'
+check "gmm-select prints the best run directory last" test "$LAST" = runs/select/best
+check "gmm-select writes its selection" has_files runs/select selection.json selection.png best/config.json
+
+# --- CLI ---------------------------------------------------------------------------------------
+run 'aigc-engine sample runs/select/best -n 100'
+check "sample without -o writes RUN/samples.npy" test "$LAST" = runs/select/best/samples.npy
+run 'aigc-engine sample runs/select/best -n 100 -o pic.png'
+run 'aigc-engine eval runs/select/best'
+run 'aigc-engine run --resume runs/select/best'
+run 'aigc-engine models'
+run 'aigc-engine datasets'
+run 'aigc-engine plugins'
+run 'aigc-engine info'
+python - README.md > grid.toml <<'PY'
+import re, sys
+toml = [b for b in re.findall(r"```toml\n(.*?)```", open(sys.argv[1]).read(), flags=re.S) if "[dataset]" in b][0]
+print("\n".join(line.strip() for line in toml.splitlines()))
+PY
+run 'aigc-engine run gmm --config grid.toml'
+run 'torchrun --standalone --nproc-per-node 2 -m aigc_engine run gmm --dataset points.npy --device cpu --set n_components=16'
+
+# --- Writing a plugin --------------------------------------------------------------------------
+run 'pip install ./examples/aigc-kde'
+run 'aigc-engine models'
+check "the template plugin is listed" grep -q "^kde " "$OUT_LOG"
+run 'aigc-engine run kde --dataset ring8'
+
+# --- GPU (only with one) -------------------------------------------------------------------------
+if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
+  run 'CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e .'
+  run 'aigc-engine info      # "kernel CUDA support compiled: yes"'
+  run 'aigc-engine run gmm --dataset ring8 --device cuda'
+fi
+
+# --- The expensive ones: tests, benchmarks, CUDA compile check ------------------------------------
+if (( ALL )); then
+  run 'pip install --no-build-isolation -e ".[test]" && pytest'
+  run 'pip install --no-build-isolation -e ".[bench]"'
+  export AIGC_BENCH_ROUNDS=${AIGC_BENCH_ROUNDS:-1}
+  run 'pytest bench/ --benchmark-only --benchmark-json bench.json'
+  run 'python bench/report.py bench.json'
+  run 'bash scripts/build_cuda.sh'
+fi
+echo "readme_commands: every command ran as written in $((SECONDS - start)) s ($WORK)" >&2

@@ -1,9 +1,24 @@
 import importlib
+import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Everything the suite caches (the image judges) goes to a temporary XDG_CACHE_HOME, also for
+    the CLI subprocesses the tests start, never to the user's ~/.cache."""
+    config._aigc_cache = tempfile.mkdtemp(prefix="aigc-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config._aigc_cache
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_aigc_cache", None):
+        shutil.rmtree(config._aigc_cache, ignore_errors=True)
 
 
 def make_entry_point_plugin(root: Path, dist: str, ep_name: str, module: str, source: str) -> Path:

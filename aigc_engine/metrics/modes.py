@@ -1,5 +1,4 @@
-"""Evaluation helpers shared by models: mode coverage on the synthetic mixtures (VEEGAN/PacGAN
-protocol) and average log-likelihood."""
+"""Mode coverage on the synthetic mixtures (the VEEGAN / PacGAN protocol)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +7,16 @@ import torch
 
 
 def mode_coverage(samples: torch.Tensor, centres: torch.Tensor, std: float) -> dict[str, float]:
-    """Modes captured, fraction of high-quality samples (within 3 std of the nearest mode) and
-    the reverse KL between the high-quality samples' mode histogram and uniform."""
+    """Modes captured, fraction of high-quality samples and reverse KL (VEEGAN, PacGAN).
+
+    A sample is *high quality* when it lies within ``3 * std`` of its nearest mode centre; a
+    mode is *captured* when it is the nearest mode of at least one high-quality sample. With
+    ``p`` the histogram of the high-quality samples over the ``K`` modes,
+    ``reverse_kl = KL(p || uniform) = log K - H(p)`` (``inf`` when no sample is high quality).
+
+    ``samples`` is ``N x D``, ``centres`` ``K x D``. Returns ``{"modes", "high_quality",
+    "reverse_kl"}``.
+    """
     samples = samples.detach().to(torch.float64).cpu()
     centres = centres.to(torch.float64)
     dist = torch.cdist(samples, centres)

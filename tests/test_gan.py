@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_engine import Run, data, io, metrics
+from aigc_engine import Run, data, io
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
 from aigc_gan.model import gradient_penalty, translate
 

@@ -15,6 +15,8 @@ _PUBLIC = {
     "hookimpl": "hookspecs",
     "InputError": "errors",
     "Model": "model",
+    "conditional_classes": "model",
+    "sample_labels": "model",
     "Run": "run",
     "Engine": "engine",
     "open_dataset": "engine",
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .engine import Engine, open_dataset
     from .errors import InputError
     from .hookspecs import hookimpl
-    from .model import Model
+    from .model import Model, conditional_classes, sample_labels
     from .run import Run
     from .errors import Interrupted
     from .training import EMA, Batches, TrainLoop

@@ -5,6 +5,8 @@ import abc
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
     import torch
 
@@ -51,3 +53,35 @@ class Model(abc.ABC):
 def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:
     """The fields of a model's Config dataclass, by name."""
     return {f.name: f for f in dataclasses.fields(config_cls)}
+
+
+def conditional_classes(dataset: "Dataset", mode: str = "auto") -> int:
+    """How many classes a model conditions on, for its ``conditional`` option: ``auto`` the
+    dataset's classes when its labels are classes (0 for the mixtures' component ids),
+    ``true`` its labels whatever they are (an InputError without labels), ``false`` 0."""
+    if mode == "false":
+        return 0
+    if mode == "true":
+        if dataset.y is None or not dataset.num_classes:
+            raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
+        return dataset.num_classes
+    return dataset.conditional_classes
+
+
+def sample_labels(n: int, condition: Any, num_classes: int, class_freq: "torch.Tensor | None", model: str):
+    """The int64 labels ``[n]`` a conditional model samples for: ``condition`` (one label or
+    ``n``, checked), or labels drawn from the training frequencies ``class_freq`` when it is
+    None; None for an unconditional model (where a condition is an InputError)."""
+    import torch
+
+    if not num_classes:
+        if condition is not None:
+            raise InputError(f"this {model} is unconditional: it cannot sample with a condition")
+        return None
+    if condition is None:
+        return torch.multinomial(class_freq.double(), n, replacement=True)
+    y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1)
+    y = y.expand(n) if y.numel() == 1 else y
+    if len(y) != n or y.min() < 0 or y.max() >= num_classes:
+        raise InputError(f"condition must be one label or {n} labels in [0, {num_classes - 1}]")
+    return y

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import InputError, Model, Run, metrics
+from aigc_engine import InputError, Model, Run, conditional_classes, metrics, sample_labels
 
 from . import likelihoods
 from .networks import CVAENet, gaussian_log_density
@@ -105,11 +105,7 @@ class CVAE(Model):
         _check(c)
         if c.arch == "conv" and (not dataset.is_image or dataset.shape[2] % 2 or dataset.shape[3] % 2):
             raise InputError("arch=conv takes images of even height and width; use arch=mlp")
-        mode = c.conditional
-        if mode == "true" and (dataset.y is None or not dataset.num_classes):
-            raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
-        self.num_classes = (0 if mode == "false" else dataset.num_classes if mode == "true"
-                            else dataset.conditional_classes)
+        self.num_classes = conditional_classes(dataset, c.conditional)
         self.shape = tuple(dataset.shape[1:])
         if c.decoder == "auto":
             self.levels = likelihoods.detect_levels(dataset.x) if dataset.is_image else 0
@@ -292,19 +288,9 @@ class CVAE(Model):
         net = self._fitted()
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
-        if condition is not None and not self.num_classes:
-            raise InputError("this cvae is unconditional: it cannot sample with a condition")
         device = next(net.parameters()).device
-        y = None
-        if self.num_classes:
-            if condition is None:
-                y = torch.multinomial(self.class_freq, n, replacement=True)
-            else:
-                y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1)
-                y = y.expand(n) if y.numel() == 1 else y
-                if len(y) != n or y.min() < 0 or y.max() >= self.num_classes:
-                    raise InputError(f"condition must be one label or {n} labels in [0, {self.num_classes - 1}]")
-            y = y.to(device)
+        y = sample_labels(n, condition, self.num_classes, self.class_freq, "cvae")
+        y = y.to(device) if y is not None else None
         t = self.resolved.temperature if temperature is None else temperature
         mu_p, ls_p = net.prior(y, n, device)
         z = mu_p + t * torch.exp(ls_p) * torch.randn(n, mu_p.shape[1], device=device)

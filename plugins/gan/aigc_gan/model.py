@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, metrics, ops, training
+from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, ops, sample_labels, training
 
 from .networks import Discriminator, Generator, check_image_shape
 
@@ -116,14 +116,7 @@ class GAN(Model):
 
     # -- construction --------------------------------------------------------------------------
     def _conditional(self, dataset) -> int:
-        mode = self.config.conditional
-        if mode == "false":
-            return 0
-        if mode == "true":
-            if dataset.y is None or not dataset.num_classes:
-                raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
-            return dataset.num_classes
-        return dataset.conditional_classes
+        return conditional_classes(dataset, self.config.conditional)
 
     def _build(self, shape: tuple[int, ...], num_classes: int, c: GANConfig) -> tuple[Generator, Discriminator]:
         if len(shape) == 3:
@@ -277,18 +270,8 @@ class GAN(Model):
             raise InputError(f"the number of samples must be >= 1, got {n}")
         c = self.resolved
         device = next(self.ema.module.parameters()).device
-        if condition is not None and not self.num_classes:
-            raise InputError("this gan is unconditional: it cannot sample with a condition")
-        y = None
-        if self.num_classes:
-            if condition is None:
-                y = torch.multinomial(self.class_freq, n, replacement=True)
-            else:
-                y = torch.as_tensor(condition, dtype=torch.int64).reshape(-1)
-                y = y.expand(n) if y.numel() == 1 else y
-                if len(y) != n or y.min() < 0 or y.max() >= self.num_classes:
-                    raise InputError(f"condition must be one label or {n} labels in [0, {self.num_classes - 1}]")
-            y = y.to(device)
+        y = sample_labels(n, condition, self.num_classes, self.class_freq, "gan")
+        y = y.to(device) if y is not None else None
         z = torch.randn(n, c.z_dim)
         if c.truncation > 0:  # the truncation trick: redraw entries beyond +-truncation
             while (bad := z.abs() > c.truncation).any():

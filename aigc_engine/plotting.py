@@ -143,7 +143,7 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
             p = _subsample(s, 2000)
             ax.scatter(p[:, 0], p[:, 1], s=3, c="tab:red", alpha=0.6, zorder=2, rasterized=True)
             ax.set_title(f"step {step}", fontsize=9)
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_aspect("equal", adjustable="box")
         fig.suptitle(title + (" (grey: data)" if d is not None else ""), fontsize=10)
     _save(fig, path)
 

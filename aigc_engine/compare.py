@@ -78,6 +78,7 @@ class CompareResult:
     rows: list[dict[str, Any]]
     out: Path | None = None
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    held_out: str = ""  # how the rows were held out ("0.2 at random", "its standard test split")
 
     @property
     def columns(self) -> list[Column]:
@@ -97,7 +98,7 @@ class CompareResult:
                  **{k: v["mean"] for k, v in r["metrics"].items() if k not in drop}} for r in self.rows]
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "seeds": self.seeds, "holdout": self.holdout,
+        return {"dataset": self.dataset, "seeds": self.seeds, "holdout": self.holdout, "held_out": self.held_out,
                 "train_rows": self.train_rows, "holdout_rows": self.holdout_rows,
                 "columns": [dataclasses.asdict(c) for c in self.columns], "rows": self.rows,
                 "skipped": self.skipped}
@@ -107,7 +108,8 @@ class CompareResult:
         columns = self.columns
         best = {c.key: _best(c, [r["metrics"].get(c.key, {}).get("mean") for r in self.rows]) for c in columns}
         head = ["model", "LL", *[f"{c.title} {_arrow(c)}" for c in columns], "note"]
-        lines = [f"**{self.dataset}**: {self.train_rows} training rows, {self.holdout_rows} held out; "
+        how = f" ({self.held_out})" if self.held_out else ""
+        lines = [f"**{self.dataset}**: {self.train_rows} training rows, {self.holdout_rows} held out{how}; "
                  f"seeds {', '.join(map(str, self.seeds))} (mean ± std over seeds)", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
@@ -171,9 +173,8 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     installed = sorted(engine.plugins.models())
     per_model, data_sets = _split_sets(sets or {}, models or installed)
     split = {"holdout": holdout, "holdout_seed": 0}
-    full = engine.load_dataset(dataset, {k: v for k, v in data_sets.items() if k not in ("holdout", "part")})
-    train = engine.load_dataset(dataset, {**data_sets, **split, "part": "train"})
-    held = engine.load_dataset(dataset, {**data_sets, **split, "part": "holdout"})
+    full = engine.load_dataset(dataset, data_sets)
+    train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
     skipped: dict[str, str] = {}
     if models:
         unknown = [m for m in models if m not in installed]
@@ -181,6 +182,8 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
             raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
         if len(set(models)) != len(models):
             raise InputError("each model can be named once")
+        for name in models:  # a bad --set is bad usage, before any directory; the data's fit is the row's
+            build_config(engine.model_class(name).Config, per_model.get(name, {}), name)
     else:
         models = []
         for name in installed:
@@ -223,8 +226,8 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
             rows.append(_row(name, runs))
     finally:
         bar.close()
-    result = CompareResult(full.name, seeds, holdout if not full.splits else 0.0, len(train), len(held), rows,
-                           out_dir, skipped)
+    held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
+    result = CompareResult(full.name, seeds, holdout, len(train), len(held), rows, out_dir, skipped, held_out)
     io.write_json(out_dir / COMPARE_JSON, {**result.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")})
     io.atomic_write(out_dir / COMPARE_MD, lambda tmp: Path(tmp).write_text(result.to_markdown()))
     draw(result, pictures, full, out_dir / COMPARE_PNG)

@@ -2,6 +2,7 @@
 row, the same table from the same seeds, and a held-out split that training never sees (a KDE
 with a tiny bandwidth copies its training rows: its samples' distance to the training set is far
 below the held-out rows' own)."""
+import importlib
 import json
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -59,9 +60,14 @@ from aigc_kde.plugin import aigc_engine_register_models
 def plugins(plugin_dir, monkeypatch):
     """The broken model, and the examples/aigc-kde template when it is not pip-installed."""
     make_entry_point_plugin(plugin_dir, "aigc-test-broken", "broken", "aigc_test_broken", BROKEN_PLUGIN)
-    if "kde" not in {ep.name for ep in entry_points(group="aigc_engine")}:
-        monkeypatch.syspath_prepend(str(ROOT / "examples" / "aigc-kde"))
-        make_entry_point_plugin(plugin_dir, "aigc-test-kde", "kde", "aigc_test_kde", KDE_SHIM)
+    def kde_found():
+        importlib.invalidate_caches()
+        return "kde" in {ep.name for ep in entry_points(group="aigc_engine")}
+
+    if not kde_found():
+        monkeypatch.syspath_prepend(str(ROOT / "examples" / "aigc-kde"))  # its egg-info, after a local pip install
+        if not kde_found():
+            make_entry_point_plugin(plugin_dir, "aigc-test-kde", "kde", "aigc_test_kde", KDE_SHIM)
     return plugin_dir
 
 
@@ -96,7 +102,7 @@ def test_rows_and_columns_for_two_fast_models(plugins, tmp_path):
     res = CliRunner().invoke(cli, ["eval", str(out / "gmm-seed0"), "--set", "dataset.part=holdout"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["mean_log_likelihood"] == pytest.approx(
+    assert json.loads(res.stdout)["mean_log_likelihood"] == pytest.approx(
         2 * gmm["metrics"]["log_likelihood_per_dim"]["values"][0], rel=1e-4)
 
 
@@ -106,7 +112,7 @@ def test_a_failing_model_gets_its_reason_and_the_command_exits_0(plugins, tmp_pa
                                    "--set", "gmm.max_iter=20", "--seeds", "0", "--samples", "300",
                                    "--out", str(out), "--no-progress"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert res.output.strip().splitlines()[-1] == str(out)
+    assert res.stdout.strip().splitlines()[-1] == str(out)
     rows = {r["model"]: r for r in json.loads((out / COMPARE_JSON).read_text())["rows"]}
     assert rows["gmm"]["status"] == "ok"
     assert rows["broken"]["status"] == "failed"
@@ -119,7 +125,8 @@ def test_a_failing_model_gets_its_reason_and_the_command_exits_0(plugins, tmp_pa
 
 
 def test_bad_usage_is_an_error_before_any_directory(plugins, tmp_path):
-    for sets in (["--set", "n_components=3"], ["--set", "gan.steps=3"], ["--set", "dataset.holdout=0.5"]):
+    for sets in (["--set", "n_components=3"], ["--set", "gan.steps=3"], ["--set", "dataset.holdout=0.5"],
+                 ["--set", "gmm.nosuch=1"], ["--set", "dataset.nosuch=1"], ["--seeds", "a,b"]):
         res = CliRunner().invoke(cli, ["compare", "gmm", "kde", "--dataset", "ring8", *sets,
                                        "--out", str(tmp_path / "x")])
         assert res.exit_code == 2 and res.output.startswith("Error:"), res.output

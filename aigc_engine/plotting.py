@@ -133,8 +133,12 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
         n = len(snapshots)
         cols = min(4, n)
         nrows = int(math.ceil(n / cols))
-        fig, axes = plt.subplots(nrows, cols, figsize=(3 * cols, 3 * nrows), squeeze=False, sharex=True, sharey=True)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3 * cols, 3 * nrows), squeeze=False)
         d = _subsample(data, 2000) if data is not None else None
+        ref = d if d is not None else _subsample(snapshots[-1], 2000)
+        lo, hi = ref.min(0), ref.max(0)
+        pad = 0.15 * (hi - lo).max()
+        lims = [(lo[i] - pad, hi[i] + pad) for i in range(2)]  # one frame for every panel: the data's
         for ax in axes.flat[n:]:
             ax.set_axis_off()
         for ax, step, s in zip(axes.flat, steps, snapshots):
@@ -143,6 +147,8 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
             p = _subsample(s, 2000)
             ax.scatter(p[:, 0], p[:, 1], s=3, c="tab:red", alpha=0.6, zorder=2, rasterized=True)
             ax.set_title(f"step {step}", fontsize=9)
+            ax.set_xlim(*lims[0])
+            ax.set_ylim(*lims[1])
             ax.set_aspect("equal", adjustable="box")
         fig.suptitle(title + (" (grey: data)" if d is not None else ""), fontsize=10)
     _save(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_engine import Run, data, io, metrics
+from aigc_engine import Run, data, io
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
 from aigc_gan.model import gradient_penalty, translate
 
@@ -133,11 +133,16 @@ def test_config_errors_before_fitting():
 @pytest.mark.slow
 def test_short_training_beats_an_untrained_generator(tmp_path):
     ring = data.ring8()
-    untrained = _fit(ring, tmp_path / "u", steps=1)
-    trained = _fit(ring, tmp_path / "t", steps=600)
-    before = metrics.mode_coverage(untrained.sample(2500), ring.modes, ring.mode_std)
-    after = metrics.mode_coverage(trained.sample(2500), ring.modes, ring.mode_std)
-    assert after["high_quality"] > before["high_quality"] + 0.3 and after["modes"] >= 6, (before, after)
+
+    def closeness(model):
+        s = model.sample(2500).double()
+        to_mode = torch.cdist(s, ring.modes).min(1).values
+        modes_reached = int((torch.cdist(ring.modes, s).min(1).values < 10 * ring.mode_std).sum())
+        return float(to_mode.median()), modes_reached
+
+    before = closeness(_fit(ring, tmp_path / "u", steps=1))
+    after = closeness(_fit(ring, tmp_path / "t", steps=600))  # measured: median 0.62 -> 0.20, 0 -> 8 modes
+    assert after[0] < before[0] / 2 and after[1] >= 7 and before[1] <= 2, (before, after)
 
 
 @pytest.mark.slow

@@ -384,9 +384,9 @@ def test_heldout_log_likelihood_exact_and_bound():
 
 def test_heldout_log_likelihood_of_the_gmm_plugin_on_ring8():
     from aigc_engine import Run
-    from aigc_gmm.plugin import GMMConfig, GMMModel
+    from aigc_gmm.model import GMMModel
 
-    model = GMMModel(GMMConfig(n_components=8))
+    model = GMMModel(GMMModel.Config(n_components=8))
     model.fit(data.ring8(n=2000), Run(None, device="cpu", seed=0, progress=False))
     out = metrics.heldout_log_likelihood(model, data.ring8(n=1000, seed=1))
     # the true density's expected log-likelihood: -ln 8 - ln(2 pi e) - 2 ln 0.01 = 4.29 nats per point

@@ -14,7 +14,7 @@ from .networks import Discriminator, Generator, check_image_shape
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
-    "points": dict(steps=5000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
+    "points": dict(steps=16000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
                    ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5),
     "images": dict(steps=1500, batch_size=64, z_dim=32, width=0, depth=0, channels=32, r1_gamma=1.0, pack=1,
                    ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0),

@@ -317,6 +317,8 @@ def datasets(ctx):
     click.echo("FILE.npy  N x D float array (memory-mapped)")
     click.echo("FILE.csv  numeric columns, optional header; options: label_column (header name or 0-based "
                "index; integer ids or class names), delimiter")
+    click.echo("Any dataset: holdout=F (hold out that fraction, or the standard test split; what compare "
+               "uses), holdout_seed=0, part=train|holdout (the rows to load)")
 
 
 @cli.command()

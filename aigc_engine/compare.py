@@ -135,7 +135,7 @@ def _arrow(c: Column) -> str:
 
 def _best(c: Column, values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
+    if len(finite) < 2:  # nothing to compare with
         return None
     key = {"higher": lambda v: -v, "lower": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}
     return min(finite, key=key[c.better])

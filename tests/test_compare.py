@@ -8,11 +8,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from aigc_engine.cli import cli
 from aigc_engine.compare import COMPARE_JSON, compare
 from aigc_engine.engine import Engine
+from aigc_engine.errors import InputError
 from conftest import make_entry_point_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +163,21 @@ def test_no_model_named_compares_every_model_that_can_take_the_data(plugins, tmp
     assert "kde" in names and "broken" in names and "gmm" not in names  # 500 components > 320 rows
     assert "n_components=500" in result.skipped["gmm"]
     assert "Skipped (cannot take the data): gmm" in result.to_markdown()
+
+
+def test_dataset_holdout_option_splits_the_rows_once():
+    engine = Engine()
+    full = engine.load_dataset("ring8", {"n": 100})
+    train = engine.load_dataset("ring8", {"n": 100, "holdout": "0.2"})
+    held = engine.load_dataset("ring8", {"n": 100, "holdout": "0.2", "part": "holdout"})
+    assert (len(train), len(held)) == (80, 20)
+    rows = {tuple(r) for r in full.x.tolist()}
+    assert {tuple(r) for r in train.x.tolist()} | {tuple(r) for r in held.x.tolist()} == rows
+    assert not {tuple(r) for r in train.x.tolist()} & {tuple(r) for r in held.x.tolist()}
+    assert train.options["holdout"] == 0.2 and train.options["n"] == 100
+    digits = engine.load_dataset("digits", {"holdout": "0.2", "part": "holdout"})
+    assert len(digits) == 447 and torch.equal(digits.x, engine.load_dataset("digits").x[1350:])
+    with pytest.raises(InputError, match="dataset.part=holdout needs dataset.holdout"):
+        engine.load_dataset("ring8", {"part": "holdout"})
+    with pytest.raises(InputError, match="holdout must be in"):
+        engine.load_dataset("ring8", {"holdout": "1.5"})

@@ -43,6 +43,9 @@ class _EngineGroup(click.Group):
         try:
             with _warnings_as_lines():
                 return super().invoke(ctx)
+        except click.UsageError as err:  # a command's bad option: one line too, with where to look
+            where = f"{err.ctx.command_path} --help" if err.ctx is not None else "--help"
+            raise _UserError(f"{err.format_message()} (see '{where}')") from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Interrupted as err:  # the loop wrote its checkpoint and said how to resume
@@ -177,8 +180,9 @@ def _short(value: Any) -> str:
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); default RUN_DIR/samples.npy.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-progress", is_flag=True, help="No progress bar (sampling shows none today; accepted as run takes it).")
 @click.pass_context
-def sample(ctx, run_dir, n, condition, output, seed):
+def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     """Draw samples from a finished run."""
     import numpy as np
     import torch
@@ -232,8 +236,9 @@ def class_id(condition: str, class_names: list[str] | None, num_classes: int) ->
 @click.option("--dataset", metavar="NAME|FILE", help="Evaluate on this data (default: the run's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Dataset options (dataset.KEY=VALUE).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def eval_(ctx, run_dir, dataset, sets, device):
+def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     """Evaluate a finished run; prints its metrics as JSON."""
     from .config import parse_sets, split_dataset_keys
     from .run import Run
@@ -247,9 +252,13 @@ def eval_(ctx, run_dir, dataset, sets, device):
         dataset = saved.get("dataset", {}).get("name")
         options = {**saved.get("dataset", {}).get("options", {}), **options}
     data = engine.load_dataset(dataset, options)
+    fitted = saved.get("dataset", {})
+    if "shape" in fitted and list(data.shape[1:]) != list(fitted["shape"]):
+        raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({Path(str(fitted.get('name'))).name}); "
+                         f"{data.name} has rows of shape {list(data.shape[1:])}")
     if not hasattr(model, "evaluate"):
         raise InputError(f"model {saved['model']!r} has no evaluate()")
-    metrics = model.evaluate(data, Run(None, device=device, seed=saved.get("seed", 0), progress=False,
+    metrics = model.evaluate(data, Run(None, device=device, seed=saved.get("seed", 0), progress=not no_progress,
                                        distributed=False))
     click.echo(json.dumps({"dataset": data.name, **metrics}, indent=2, default=float))
 

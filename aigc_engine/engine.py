@@ -6,6 +6,7 @@ import: ``aigc-engine --help`` builds an Engine to list the plugins' commands.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import itertools
@@ -111,8 +112,8 @@ class Engine:
               seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
         """Fit a model and write the run directory; returns its path."""
         from . import io
-        from .run import Run
         from .errors import Interrupted
+        from .run import Run, resolve_device
 
         saved: dict[str, Any] = {}
         if resume:
@@ -144,6 +145,7 @@ class Engine:
         model = cls(config)  # a model validates its config here: bad values fail before any directory
         if hasattr(model, "validate"):
             model.validate(data)
+        resolve_device(device)  # an absent CUDA is an error before any directory
         main = int(os.environ.get("RANK", "0")) == 0
         created = False
         if resume:
@@ -157,7 +159,7 @@ class Engine:
             if run.is_main_process:
                 io.write_json(run.dir / CONFIG_FILE, {
                     "model": model_name, "config": dataclasses.asdict(config),
-                    "dataset": {"name": _dataset_spec(dataset), "options": data.options,
+                    "dataset": {"name": _dataset_spec(dataset), "options": data.options, "shape": list(data.shape[1:]),
                                 **({"class_names": data.class_names} if data.class_names else {})}, "seed": seed,
                     "device": str(run.device), "world_size": run.world_size, "versions": versions(),
                     "created": _dt.datetime.now().isoformat(timespec="seconds")})
@@ -295,6 +297,9 @@ def release_run_dir(run_dir: Path, created: bool) -> None:
         return
     if created:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if run_dir.parent.name == "runs":  # the default parent, when this run made it and it is empty
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()
         return
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)

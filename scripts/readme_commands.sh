@@ -64,6 +64,18 @@ run 'aigc-engine gmm-select --dataset ring8 --components 2:16 --criterion bic --
 check "gmm-select prints the best run directory last" test "$LAST" = runs/select/best
 check "gmm-select writes its selection" has_files runs/select selection.json selection.png best/config.json
 
+# --- GANs and CVAEs --------------------------------------------------------------------------------
+run 'aigc-engine run gan --dataset ring8'
+check "a GAN run draws its progress" has_files "$LAST" samples.png metrics.png progress.png model.safetensors
+run 'aigc-engine run gan --dataset digits --set steps=300 --out runs/gan-digits'
+run 'aigc-engine sample runs/gan-digits -n 64 --condition 3 -o threes.png'
+check "a conditional GAN samples a picture" test -s threes.png
+run 'aigc-engine run cvae --dataset digits --out runs/cvae-digits'
+check "a CVAE run draws its pictures" has_files runs/cvae-digits reconstructions.png interpolation.png samples.png
+run 'aigc-engine sample runs/cvae-digits --condition 3 -n 64 -o threes.png'
+run 'aigc-engine run cvae --dataset ring8 --set steps=2000'
+check "a 2-D latent is drawn" has_files "$LAST" latent.png
+
 # --- CLI ---------------------------------------------------------------------------------------
 run 'aigc-engine sample runs/select/best -n 100'
 check "sample without -o writes RUN/samples.npy" test "$LAST" = runs/select/best/samples.npy

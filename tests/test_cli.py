@@ -52,7 +52,8 @@ def test_run_sample_eval_round_trip(probe, tmp_path):
     assert RUN_FILES | {"metrics.png", "checkpoint.safetensors"} <= {p.name for p in out.iterdir()}
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["steps"] == 4 and config["seed"] == 3
-    assert config["dataset"] == {"name": "blobs", "options": {"n": 300, "centers": 5, "dim": 3, "std": 1.0, "seed": 0}}
+    assert config["dataset"] == {"name": "blobs", "options": {"n": 300, "centers": 5, "dim": 3, "std": 1.0, "seed": 0},
+                                 "shape": [3]}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     summary = json.loads((out / "summary.json").read_text())

@@ -126,13 +126,21 @@ class CVAE(Model):
         return CVAENet(self.shape, c.latent_dim, self.num_classes, c.width, c.depth, c.embed_dim, c.prior, c.arch,
                        self.decoder, self.levels)
 
-    def fit(self, dataset, run: Run) -> None:
+    def validate(self, dataset) -> None:
+        """Checked before the engine makes a run directory: the config for this data, its split."""
         self._setup(dataset)
+        c = self.resolved
+        parts = dataset.split(c.validation, c.test, seed=0)
+        if len(parts["validation"]) == 0:
+            raise InputError("the CVAE needs a validation split for early stopping: set validation > 0")
+        if len(parts["train"]) < 2:
+            raise InputError(f"dataset {dataset.name!r} leaves {len(parts['train'])} training rows after the split")
+
+    def fit(self, dataset, run: Run) -> None:
+        self.validate(dataset)
         c = self.resolved
         parts = dataset.split(c.validation, c.test, seed=run.seed)
         train, val = parts["train"], parts["validation"]
-        if len(val) == 0:
-            raise InputError("the CVAE needs a validation split for early stopping: set validation > 0")
         if self.num_classes:
             counts = torch.bincount(train.y, minlength=self.num_classes).double()
             self.class_freq = counts / counts.sum()

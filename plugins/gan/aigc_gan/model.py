@@ -138,11 +138,21 @@ class GAN(Model):
         netD = Discriminator(shape, num_classes, c.width, c.depth, c.channels, c.pack)
         return netG, netD
 
+    def validate(self, dataset) -> None:
+        """Everything that can be checked before training (the engine calls it before it makes
+        a run directory): the config for this data's kind, the networks for its shape, the batch."""
+        c = _resolved(self.config, "images" if dataset.is_image else "points")
+        _check(c)
+        self._build(tuple(dataset.shape[1:]), self._conditional(dataset), c)
+        if c.batch_size > len(dataset):
+            raise InputError(f"batch_size={c.batch_size} is more than the {len(dataset)} rows of dataset {dataset.name!r}")
+        if c.batch_size % c.pack:
+            raise InputError(f"batch_size={c.batch_size} must be a multiple of pack={c.pack}")
+
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
-        kind = "images" if dataset.is_image else "points"
-        c = self.resolved = _resolved(self.config, kind)
-        _check(c)
+        self.validate(dataset)
+        c = self.resolved = _resolved(self.config, "images" if dataset.is_image else "points")
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = self._conditional(dataset)
         if c.batch_size % (c.pack * run.world_size):

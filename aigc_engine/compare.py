@@ -16,6 +16,7 @@ import datetime as _dt
 import math
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -176,14 +177,14 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     full = engine.load_dataset(dataset, data_sets)
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
     skipped: dict[str, str] = {}
+    for name, values in per_model.items():  # a bad --set is bad usage, before any directory
+        build_config(engine.model_class(name).Config, values, name)
     if models:
         unknown = [m for m in models if m not in installed]
         if unknown:
             raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
         if len(set(models)) != len(models):
             raise InputError("each model can be named once")
-        for name in models:  # a bad --set is bad usage, before any directory; the data's fit is the row's
-            build_config(engine.model_class(name).Config, per_model.get(name, {}), name)
     else:
         models = []
         for name in installed:
@@ -195,43 +196,59 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
         if not models:
             raise InputError(f"no installed model can take dataset {dataset!r}: "
                              + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    out_dir, _ = claim_run_dir(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
     judge = _judge(full, device)
-    bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress)
+    out_dir, _ = claim_run_dir(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
+    bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
     rows, pictures = [], {}
+    held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
+    result = CompareResult(full.name, seeds, holdout, len(train), len(held), rows, out_dir, skipped, held_out)
     try:
         for name in models:
             runs = []
             for seed in seeds:
-                run_sets = {**{k: str(v) for k, v in per_model.get(name, {}).items()},
-                            **{f"dataset.{k}": str(v) for k, v in {**data_sets, **split, "part": "train"}.items()}}
-                record: dict[str, Any] = {"seed": seed, "dir": None}
-                try:
-                    run_dir = engine.train(name, dataset, sets=run_sets, out=str(out_dir / f"{name}-seed{seed}"),
-                                           device=device, seed=seed, progress=False)
-                    record["dir"] = run_dir.name
-                    model, _ = engine.load_model(run_dir)
-                    summary = io.read_json(run_dir / "summary.json")
-                    values, kind, samples = measure(model, train, held, seed, n_samples, judge)
-                    values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
-                    record.update(metrics=values, likelihood=kind)
-                    if name not in pictures:
-                        pictures[name] = (samples, getattr(model, "num_classes", 0) or 0)
-                except (KeyboardInterrupt, Interrupted):
-                    raise
-                except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
-                    record["error"] = _first_line(err)
-                runs.append(record)
+                runs.append(_fit_and_measure(engine, name, seed, dataset, out_dir, device, train, held, n_samples,
+                                             judge, pictures, {**{k: str(v) for k, v in per_model.get(name, {}).items()},
+                                                               **{f"dataset.{k}": str(v) for k, v in
+                                                                  {**data_sets, **split, "part": "train"}.items()}}))
                 bar.advance(f"{name} seed {seed}")
             rows.append(_row(name, runs))
+    except BaseException:  # interrupted: the models done so far are still a table
+        _write(result, out_dir, interrupted=True)
+        raise
     finally:
         bar.close()
-    held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
-    result = CompareResult(full.name, seeds, holdout, len(train), len(held), rows, out_dir, skipped, held_out)
-    io.write_json(out_dir / COMPARE_JSON, {**result.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")})
-    io.atomic_write(out_dir / COMPARE_MD, lambda tmp: Path(tmp).write_text(result.to_markdown()))
+    _write(result, out_dir)
     draw(result, pictures, full, out_dir / COMPARE_PNG)
     return result
+
+
+def _fit_and_measure(engine: Engine, name: str, seed: int, dataset: str, out_dir: Path, device: str, train, held,
+                     n_samples: int, judge, pictures: dict, sets: dict[str, str]) -> dict[str, Any]:
+    """One run of ``name`` with ``seed`` in ``out_dir/<name>-seed<seed>``, reloaded and measured."""
+    record: dict[str, Any] = {"seed": seed, "dir": None}
+    try:
+        run_dir = engine.train(name, dataset, sets=sets, out=str(out_dir / f"{name}-seed{seed}"), device=device,
+                               seed=seed, progress=False)
+        record["dir"] = run_dir.name
+        model, _ = engine.load_model(run_dir)
+        summary = io.read_json(run_dir / "summary.json")
+        values, kind, samples = measure(model, train, held, seed, n_samples, judge)
+        values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
+        record.update(metrics=values, likelihood=kind)
+        if name not in pictures:
+            pictures[name] = (samples, getattr(model, "num_classes", 0) or 0)
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
+        record["error"] = _first_line(err)
+    return record
+
+
+def _write(result: CompareResult, out_dir: Path, interrupted: bool = False) -> None:
+    stamp = {"created": _dt.datetime.now().isoformat(timespec="seconds"), **({"interrupted": True} if interrupted else {})}
+    io.write_json(out_dir / COMPARE_JSON, {**result.to_json(), **stamp})
+    note = "\n(interrupted: the models above finished; their run directories are kept)\n" if interrupted else ""
+    io.atomic_write(out_dir / COMPARE_MD, lambda tmp: Path(tmp).write_text(result.to_markdown() + note))
 
 
 def _split_sets(sets: dict[str, Any], models: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:

@@ -132,6 +132,8 @@ def test_bad_usage_is_an_error_before_any_directory(plugins, tmp_path):
         res = CliRunner().invoke(cli, ["compare", "gmm", "kde", "--dataset", "ring8", *sets,
                                        "--out", str(tmp_path / "x")])
         assert res.exit_code == 2 and res.output.startswith("Error:"), res.output
+    res = CliRunner().invoke(cli, ["compare", "--dataset", "ring8", "--set", "gmm.nosuch=1", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "nosuch" in res.output, res.output  # no model named: still bad usage
     res = CliRunner().invoke(cli, ["compare", "nosuch", "--dataset", "ring8", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown model 'nosuch'" in res.output
     assert not (tmp_path / "x").exists()
@@ -181,3 +183,21 @@ def test_dataset_holdout_option_splits_the_rows_once():
         engine.load_dataset("ring8", {"part": "holdout"})
     with pytest.raises(InputError, match="holdout must be in"):
         engine.load_dataset("ring8", {"holdout": "1.5"})
+
+
+def test_an_interrupted_comparison_keeps_the_models_done(plugins, tmp_path, monkeypatch):
+    import aigc_engine.compare as compare_module
+
+    measured = compare_module.measure
+
+    def measure_then_stop(model, *args, **kwargs):
+        if model.name == "kde":
+            raise KeyboardInterrupt
+        return measured(model, *args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "measure", measure_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(["gmm", "kde"], tmp_path / "cmp")
+    saved = json.loads((tmp_path / "cmp" / COMPARE_JSON).read_text())
+    assert saved["interrupted"] is True and [r["model"] for r in saved["rows"]] == ["gmm"]
+    assert "interrupted" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -681,14 +681,14 @@ def _read_csv(path: Path, label_column, delimiter: str) -> Dataset:
         if named:
             warnings.warn(f"column {named[0]!r} of {path.name} is fitted as a feature; if it holds labels, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    y, class_names = (_labels(labels, path.name) if labels is not None else (None, None))
+    y, class_names = (_csv_labels(labels, path.name) if labels is not None else (None, None))
     options = {"label_column": label_column, "delimiter": delimiter}
     return Dataset(torch.from_numpy(arr.astype(np.float32)), y, len(class_names) if class_names else None,
                    path.name, options, class_names).validate()
 
 
-def _labels(cells: np.ndarray, file_name: str) -> tuple[torch.Tensor, list[str] | None]:
-    """Label ids and, for names, the sorted names (id i is ``class_names[i]``)."""
+def _csv_labels(cells: np.ndarray, file_name: str) -> tuple[torch.Tensor, list[str] | None]:
+    """A CSV label column's ids and, for names, the sorted names (id i is ``class_names[i]``)."""
     cells = np.char.strip(cells.astype(str))
     if all(_is_number(c) for c in cells):
         values = cells.astype(np.float64)

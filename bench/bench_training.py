@@ -12,16 +12,15 @@ No timing assertions here: the report says it.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from aigc_engine import Run, data
+from conftest import bench_rounds
 
 pytest.importorskip("pytest_benchmark")
 
-ROUNDS = int(os.environ.get("AIGC_BENCH_ROUNDS", "5"))
+ROUNDS = bench_rounds(5)
 N_BATCHES, STEPS, BATCH = 200, 300, 256
 
 

@@ -185,3 +185,27 @@ def test_cli_sample_condition_and_torchrun(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert np.load(npy).shape == (16, 1, 8, 8) and png.stat().st_size > 1000
+
+
+def test_cli_runs_on_an_image_npy_file_and_an_image_folder(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from aigc_engine.cli import cli
+
+    rng = np.random.default_rng(0)
+    npy = tmp_path / "imgs.npy"
+    np.save(npy, rng.integers(0, 256, size=(40, 16, 16), dtype=np.uint8))
+    folder = tmp_path / "folder"
+    for c in ("cats", "dogs"):
+        (folder / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    for spec, shape in ((str(npy), (1, 16, 16)), (str(folder), (3, 8, 8))):
+        out = tmp_path / f"run-{len(shape)}-{shape[0]}"
+        result = CliRunner().invoke(cli, ["run", "gan", "--dataset", spec, "--set", "steps=2", "--set", "batch_size=10",
+                                          "--set", "channels=4", "--out", str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        model = io.load_state(out / "model.safetensors")
+        assert tuple(model["data_shape"]) == shape
+        assert model["num_classes"] == (2 if spec == str(folder) else 0)  # folder classes condition the GAN

@@ -304,7 +304,8 @@ def test_gmm_runs_on_an_image_folder_end_to_end(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     assert {"config.json", "model.safetensors", "summary.json", "samples.png"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "config.json").read_text())
-    assert saved["dataset"] == {"name": str(root.resolve()), "options": {"size": 4, "channels": "auto"}}
+    assert saved["dataset"] == {"name": str(root.resolve()), "options": {"size": 4, "channels": "auto"},
+                                "shape": [1, 4, 4], "class_names": ["dark", "light"]}
     proc = subprocess.run([AIGC_ENGINE, "eval", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["dataset"] == "tiny"

@@ -205,7 +205,7 @@ class CVAE(Model):
 
     # -- likelihoods ---------------------------------------------------------------------------
     @torch.no_grad()
-    def log_weights(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk_rows: int = 32768) -> torch.Tensor:
+    def log_weights(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk_rows: int = 4096) -> torch.Tensor:
         """``[N, k]`` float64 importance weights ``log p(x, z_j | c) - log q(z_j | x, c)``, ``z_j ~ q``."""
         net = self._fitted()
         device = next(net.parameters()).device

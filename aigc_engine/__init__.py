@@ -20,6 +20,8 @@ _PUBLIC = {
     "Run": "run",
     "Engine": "engine",
     "open_dataset": "engine",
+    "compare": "compare",
+    "CompareResult": "compare",
     "data": "data",
     "io": "io",
     "metrics": "metrics",
@@ -35,7 +37,8 @@ _PUBLIC = {
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
-    from . import data, io, metrics, ops, plotting, training
+    from . import compare, data, io, metrics, ops, plotting, training
+    from .compare import CompareResult
     from .engine import Engine, open_dataset
     from .errors import InputError
     from .hookspecs import hookimpl

@@ -264,6 +264,38 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
 
 
 @cli.command()
+@click.argument("models", nargs=-1)
+@click.option("--dataset", "dataset", required=True, metavar="NAME|FILE|DIR",
+              help="Registered dataset, .npy/.npz/.csv file or image folder.")
+@click.option("--set", "sets", multiple=True, metavar="MODEL.KEY=VALUE",
+              help="One model's config field (gmm.n_components=8), or dataset.KEY=VALUE. Repeatable.")
+@click.option("--seeds", default="0,1,2", show_default=True, metavar="0,1,2", help="Seeds, comma-separated.")
+@click.option("--holdout", default=0.2, show_default=True, type=float,
+              help="Fraction of rows held out for the metrics (a dataset's standard test split instead, if it has one).")
+@click.option("--samples", "n_samples", default=2000, show_default=True, type=click.IntRange(min=2),
+              help="Samples drawn per model and seed for the metrics.")
+@click.option("--out", type=click.Path(file_okay=False), help="Compare directory (default runs/compare-DATA-TIME).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def compare(ctx, models, dataset, sets, seeds, holdout, n_samples, out, device, no_progress):
+    """Fit MODELS (default: every installed model that can take the data) on one training split
+    with each seed, and measure them on the same held-out rows.
+
+    Writes compare.md (best value per column in bold), compare.json and compare.png, with each
+    run directory (MODEL-seedK) under the compare directory, which is printed last. A model
+    that fails keeps a row with its reason.
+    """
+    from .compare import compare as run_compare, parse_seeds
+    from .config import parse_sets
+
+    result = run_compare(list(models) or None, dataset, parse_sets(list(sets)), parse_seeds(seeds), holdout, out,
+                         device, n_samples, progress=not no_progress, engine=_engine(ctx))
+    click.echo(result.to_markdown(), err=True)
+    click.echo(str(result.out))
+
+
+@cli.command()
 @click.pass_context
 def models(ctx):
     """List the models the installed plugins provide."""
@@ -294,6 +326,8 @@ def datasets(ctx):
     click.echo("FILE.npy  N x D float array (memory-mapped)")
     click.echo("FILE.csv  numeric columns, optional header; options: label_column (header name or 0-based "
                "index; integer ids or class names), delimiter")
+    click.echo("Any dataset: holdout=F (hold out that fraction, or the standard test split; what compare "
+               "uses), holdout_seed=0, part=train|holdout (the rows to load)")
 
 
 @cli.command()

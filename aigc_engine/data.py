@@ -134,6 +134,27 @@ class Dataset:
         parts = {"train": perm[n_val + n_test:], "validation": perm[:n_val], "test": perm[n_val:n_val + n_test]}
         return {name: self.subset(rows.sort().values) for name, rows in parts.items()}
 
+    def holdout_split(self, fraction: float = 0.2, seed: int = 0) -> tuple["Dataset", "Dataset"]:
+        """``(train, holdout)``: the data set's standard ``test`` rows held out when it has a
+        standard split (``splits``: the fraction is then ignored; ``train`` is every other row),
+        else ``round(fraction * N)`` random rows from ``seed``. The same data, fraction and seed
+        always hold out the same rows, whatever the model (``aigc-engine compare``, and
+        ``--set dataset.holdout=F``)."""
+        n = len(self)
+        if self.splits and "test" in self.splits:
+            lo, hi = self.splits["test"]
+            held = torch.arange(lo, hi)
+            keep = torch.cat([torch.arange(0, lo), torch.arange(hi, n)])
+        else:
+            if not 0 < fraction < 1:
+                raise InputError(f"holdout must be in (0, 1), got {fraction}")
+            n_held = int(round(n * fraction))
+            if n_held < 1 or n - n_held < 1:
+                raise InputError(f"dataset {self.name!r} has too few rows ({n}) to hold out {fraction}")
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+            held, keep = perm[:n_held].sort().values, perm[n_held:].sort().values
+        return self.subset(keep), self.subset(held)
+
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
         """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a
         held-out split, a shard)."""

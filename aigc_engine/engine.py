@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
 from .errors import InputError
@@ -32,6 +32,9 @@ SUMMARY_FILE = "summary.json"
 SAMPLES_PNG = "samples.png"
 METRICS_PNG = "metrics.png"
 N_PLOT_SAMPLES = 2500
+# Options every dataset takes (``--set dataset.holdout=0.2``): which rows of Dataset.holdout_split
+HOLDOUT_OPTIONS: dict[str, Any] = {"holdout": 0.0, "holdout_seed": 0, "part": "train"}
+HOLDOUT_TYPES: dict[str, Any] = {"holdout": float, "holdout_seed": int, "part": Literal["train", "holdout"]}
 
 
 def versions() -> dict[str, str]:
@@ -60,10 +63,28 @@ class Engine:
 
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, or by path a ``.npy`` / ``.npz`` / ``.csv`` file or a folder
-        of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``)."""
+        of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``).
+
+        Every dataset also takes ``holdout`` (a fraction; 0: none), ``holdout_seed`` and ``part``
+        (``train`` or ``holdout``): with ``holdout`` set, only that part of the rows of
+        :meth:`Dataset.holdout_split` (what ``aigc-engine compare`` trains and evaluates on)."""
+        options = dict(options or {})
+        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options}, spec,
+                               HOLDOUT_TYPES)
+        data = self._open_dataset(spec, options)
+        if not split.get("holdout"):
+            if split.get("part", "train") != "train":
+                raise InputError("dataset.part=holdout needs dataset.holdout=F (the held-out fraction)")
+            return data
+        split = {**HOLDOUT_OPTIONS, **split}
+        train, held = data.holdout_split(split["holdout"], split["holdout_seed"])
+        part = train if split["part"] == "train" else held
+        part.options = {**data.options, **split}  # recorded in config.json: sample/eval/resume reopen these rows
+        return part
+
+    def _open_dataset(self, spec: str, options: dict[str, Any]) -> Dataset:
         from .data import FILE_OPTIONS, Dataset, file_kind, from_file
 
-        options = dict(options or {})
         datasets = self.plugins.datasets()
         if spec in datasets:
             entry = datasets[spec]
@@ -234,11 +255,12 @@ RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "checkpoint.safetensors", MODEL_FILE,
              METRICS_PNG)
 
 
-def claim_run_dir(out: Path | None, model: str, dataset: str) -> tuple[Path, bool]:
+def claim_run_dir(out: Path | None, model: str, dataset: str, marker: str = CONFIG_FILE) -> tuple[Path, bool]:
     """Make the run directory this run alone owns: ``out``, or ``runs/<model>-<data>-<time>``
-    (``-2``, ``-3``, ... when taken). The claim is the exclusive creation of ``config.json``, so of
-    several runs started at once on one ``--out`` exactly one wins and the others get an
-    InputError. Returns the path and whether the directory was created by this call."""
+    (``-2``, ``-3``, ... when taken). The claim is the exclusive creation of ``marker``
+    (``config.json``; ``compare.json`` for a compare directory), so of several runs started at
+    once on one ``--out`` exactly one wins and the others get an InputError. Returns the path and
+    whether the directory was created by this call."""
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{Path(dataset).stem}")
@@ -250,14 +272,14 @@ def claim_run_dir(out: Path | None, model: str, dataset: str) -> tuple[Path, boo
                 path.mkdir()
             except FileExistsError:
                 continue
-            _claim(path / CONFIG_FILE, path)
+            _claim(path / marker, path)
             return path, True
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"--out {out} exists and is not a directory") from None
-    _claim(out / CONFIG_FILE, out)
+    _claim(out / marker, out)
     return out, created
 
 

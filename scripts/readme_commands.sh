@@ -100,6 +100,16 @@ run 'aigc-engine models'
 check "the template plugin is listed" grep -q "^kde " "$OUT_LOG"
 run 'aigc-engine run kde --dataset ring8'
 
+# --- Comparing models ----------------------------------------------------------------------------
+run 'aigc-engine compare gmm kde --dataset ring8 --seeds 0,1 --out runs/compare-ring8'
+check "compare prints its directory last" test "$LAST" = runs/compare-ring8
+check "compare writes its table, picture and runs" has_files runs/compare-ring8 compare.md compare.json compare.png \
+  gmm-seed0/model.safetensors gmm-seed1/config.json kde-seed0/summary.json kde-seed1/samples.png
+check "the third-party kde is a row of the table" grep -q "^| kde | exact |" runs/compare-ring8/compare.md
+run 'aigc-engine compare gmm kde gan cvae --dataset digits --set gan.steps=200 --set cvae.steps=200 --set cvae.iwae_k=100 --seeds 0'
+check "every model of the digits comparison has a row" bash -c "grep -c '^| \(gmm\|kde\|gan\|cvae\) |' '$LAST/compare.md' | grep -qx 4"
+run 'aigc-engine eval runs/compare-ring8/gmm-seed0 --set dataset.part=holdout'
+
 # --- GPU (only with one) -------------------------------------------------------------------------
 if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
   run 'CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e .'

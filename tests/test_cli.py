@@ -28,7 +28,7 @@ def invoke(*args, env=None):
 
 def test_help_lists_commands():
     out = invoke("--help").output
-    for command in ("run", "sample", "eval", "models", "datasets", "plugins", "info", "install"):
+    for command in ("run", "sample", "eval", "compare", "models", "datasets", "plugins", "info", "install"):
         assert command in out
 
 

@@ -1,0 +1,461 @@
+"""``aigc-engine compare``: several models on one dataset, one held-out split, one table.
+
+Each model is fitted by :meth:`Engine.train` (an ordinary run directory, kept under the compare
+directory, so ``sample``, ``eval`` and ``--resume`` work on it) on the training rows of
+:meth:`Dataset.holdout_split` (``--set dataset.holdout=F``), once per seed, then reloaded from
+its directory and measured on the held-out rows with :mod:`aigc_engine.metrics`. A model that
+cannot take the data, or fails, keeps a row with its one-line reason; the others go on.
+
+    result = compare(["gmm", "kde"], "ring8", sets={"dataset.n": 2000}, seeds=[0, 1])
+    print(result.to_markdown())
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from . import io
+from .config import build_config, split_dataset_keys
+from .engine import Engine, claim_run_dir
+from .errors import InputError, Interrupted
+
+COMPARE_JSON = "compare.json"
+COMPARE_MD = "compare.md"
+COMPARE_PNG = "compare.png"
+N_SAMPLES = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A metric of the table: ``better`` is ``"higher"``, ``"lower"`` or ``"one"`` (closest to 1
+    is best: a ratio to real data)."""
+    key: str
+    title: str
+    better: Literal["higher", "lower", "one"]
+    doc: str = ""
+
+
+COLUMNS = (
+    Column("log_likelihood_per_dim", "held-out LL/dim", "higher",
+           "mean log-likelihood of the held-out rows per dimension, nats (see 'LL' for exact or bound)"),
+    Column("modes", "modes", "higher", "mixture modes with at least one high-quality sample"),
+    Column("high_quality", "high-quality", "higher", "fraction of samples within 3 std of a mode"),
+    Column("reverse_kl", "reverse KL", "lower", "KL(sample mode histogram || uniform), nats"),
+    Column("conditional_accuracy", "cond. accuracy", "higher",
+           "judge's accuracy on samples drawn per class (conditional models)"),
+    Column("judge_fd", "FD", "lower", "Frechet distance in the judge's features, held-out images vs samples"),
+    Column("judge_kid", "KID", "lower", "kernel inception distance in the judge's features"),
+    Column("judge_precision", "precision", "higher", "k-NN precision in the judge's features"),
+    Column("judge_recall", "recall", "higher", "k-NN recall in the judge's features"),
+    Column("judge_density", "density", "one", "k-NN density in the judge's features (1 for real data)"),
+    Column("judge_coverage", "coverage", "higher", "k-NN coverage in the judge's features"),
+    Column("dcr_ratio", "DCR ratio", "one",
+           "median distance of samples to the closest training row / the same for held-out rows; "
+           "well below 1: the model copies training rows"),
+    Column("fit_seconds", "fit s", "lower", "wall-clock seconds of model.fit"),
+    Column("samples_per_second", "samples/s", "higher", "sampling speed of the saved model, on the CPU"),
+)
+
+
+@dataclasses.dataclass
+class CompareResult:
+    """The table of a comparison: ``rows`` (one dict per model: ``model``, ``status`` ok or
+    failed, ``reason``, ``likelihood`` exact / bound / None, ``metrics`` ``{key: {"mean", "std",
+    "values"}}`` and ``runs``, one per seed), ``columns`` the metrics any row has."""
+    dataset: str
+    seeds: list[int]
+    holdout: float
+    train_rows: int
+    holdout_rows: int
+    rows: list[dict[str, Any]]
+    out: Path | None = None
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    held_out: str = ""  # how the rows were held out ("0.2 at random", "its standard test split")
+
+    @property
+    def columns(self) -> list[Column]:
+        return [c for c in COLUMNS if any(c.key in row["metrics"] for row in self.rows)]
+
+    def row(self, model: str) -> dict[str, Any]:
+        for row in self.rows:
+            if row["model"] == model:
+                return row
+        raise KeyError(model)
+
+    def table(self, timings: bool = True) -> list[dict[str, Any]]:
+        """Model -> metric means, with the status and reason (``timings=False`` drops the
+        machine-dependent fit seconds and samples per second)."""
+        drop = () if timings else ("fit_seconds", "samples_per_second")
+        return [{"model": r["model"], "status": r["status"], "reason": r["reason"], "likelihood": r["likelihood"],
+                 **{k: v["mean"] for k, v in r["metrics"].items() if k not in drop}} for r in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "seeds": self.seeds, "holdout": self.holdout, "held_out": self.held_out,
+                "train_rows": self.train_rows, "holdout_rows": self.holdout_rows,
+                "columns": [dataclasses.asdict(c) for c in self.columns], "rows": self.rows,
+                "skipped": self.skipped}
+
+    def to_markdown(self) -> str:
+        """The table: ``mean ± std`` over seeds, the best value of each column in bold."""
+        columns = self.columns
+        best = {c.key: _best(c, [r["metrics"].get(c.key, {}).get("mean") for r in self.rows]) for c in columns}
+        head = ["model", "LL", *[f"{c.title} {_arrow(c)}" for c in columns], "note"]
+        how = f" ({self.held_out})" if self.held_out else ""
+        lines = [f"**{self.dataset}**: {self.train_rows} training rows, {self.holdout_rows} held out{how}; "
+                 f"seeds {', '.join(map(str, self.seeds))} (mean ± std over seeds)", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in self.rows:
+            cells = [row["model"], row["likelihood"] or "–"]
+            for c in columns:
+                m = row["metrics"].get(c.key)
+                if m is None or m["mean"] is None:
+                    cells.append("–")
+                    continue
+                text = _fmt(m["mean"]) + (f" ± {_fmt(m['std'], 2)}" if m.get("std") is not None else "")
+                cells.append(f"**{text}**" if m["mean"] == best[c.key] else text)
+            cells.append(_escape(row["reason"] or ""))
+            lines.append("| " + " | ".join(cells) + " |")
+        if self.skipped:
+            lines += ["", "Skipped (cannot take the data): "
+                      + "; ".join(f"{k}: {_escape(v)}" for k, v in self.skipped.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _arrow(c: Column) -> str:
+    return {"higher": "↑", "lower": "↓", "one": "→1"}[c.better]
+
+
+def _best(c: Column, values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:  # nothing to compare with
+        return None
+    key = {"higher": lambda v: -v, "lower": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}
+    return min(finite, key=key[c.better])
+
+
+def _fmt(v: float, digits: int = 4) -> str:
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e6):
+        return str(int(v))
+    return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# -- the comparison ------------------------------------------------------------------------------
+def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None = None,
+            seeds: list[int] = (0,), holdout: float = 0.2, out: str | Path | None = None,
+            device: str = "auto", n_samples: int = N_SAMPLES, progress: bool = True,
+            engine: Engine | None = None) -> CompareResult:
+    """Fit each of ``models`` (None: every installed model that can take the data) on the
+    training rows of ``dataset`` for each seed, measure it on the held-out rows, and write
+    ``compare.md``, ``compare.json`` and ``compare.png`` into ``out`` (default
+    ``runs/compare-<data>-<time>``, claimed exclusively) with one run directory per model and
+    seed (``<model>-seed<k>``). ``sets`` holds ``MODEL.KEY`` (one model's config) and
+    ``dataset.KEY`` entries."""
+    from .run import ProgressBar
+
+    engine = engine or Engine()
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be distinct integers, got {seeds}")
+    if n_samples < 2:
+        raise InputError(f"n_samples must be >= 2, got {n_samples}")
+    installed = sorted(engine.plugins.models())
+    per_model, data_sets = _split_sets(sets or {}, models or installed)
+    split = {"holdout": holdout, "holdout_seed": 0}
+    full = engine.load_dataset(dataset, data_sets)
+    train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
+    skipped: dict[str, str] = {}
+    for name, values in per_model.items():  # a bad --set is bad usage, before any directory
+        build_config(engine.model_class(name).Config, values, name)
+    if models:
+        unknown = [m for m in models if m not in installed]
+        if unknown:
+            raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
+        if len(set(models)) != len(models):
+            raise InputError("each model can be named once")
+    else:
+        models = []
+        for name in installed:
+            reason = _cannot_take(engine, name, per_model.get(name, {}), train)
+            if reason:
+                skipped[name] = reason
+            else:
+                models.append(name)
+        if not models:
+            raise InputError(f"no installed model can take dataset {dataset!r}: "
+                             + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    judge = _judge(full, device)
+    out_dir, _ = claim_run_dir(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
+    bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
+    rows, pictures = [], {}
+    held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
+    result = CompareResult(full.name, seeds, holdout, len(train), len(held), rows, out_dir, skipped, held_out)
+    try:
+        for name in models:
+            runs = []
+            for seed in seeds:
+                runs.append(_fit_and_measure(engine, name, seed, dataset, out_dir, device, train, held, n_samples,
+                                             judge, pictures, {**{k: str(v) for k, v in per_model.get(name, {}).items()},
+                                                               **{f"dataset.{k}": str(v) for k, v in
+                                                                  {**data_sets, **split, "part": "train"}.items()}}))
+                bar.advance(f"{name} seed {seed}")
+            rows.append(_row(name, runs))
+    except BaseException:  # interrupted: the models done so far are still a table
+        _write(result, out_dir, interrupted=True)
+        raise
+    finally:
+        bar.close()
+    _write(result, out_dir)
+    draw(result, pictures, full, out_dir / COMPARE_PNG)
+    return result
+
+
+def _fit_and_measure(engine: Engine, name: str, seed: int, dataset: str, out_dir: Path, device: str, train, held,
+                     n_samples: int, judge, pictures: dict, sets: dict[str, str]) -> dict[str, Any]:
+    """One run of ``name`` with ``seed`` in ``out_dir/<name>-seed<seed>``, reloaded and measured."""
+    record: dict[str, Any] = {"seed": seed, "dir": None}
+    try:
+        run_dir = engine.train(name, dataset, sets=sets, out=str(out_dir / f"{name}-seed{seed}"), device=device,
+                               seed=seed, progress=False)
+        record["dir"] = run_dir.name
+        model, _ = engine.load_model(run_dir)
+        summary = io.read_json(run_dir / "summary.json")
+        values, kind, samples = measure(model, train, held, seed, n_samples, judge)
+        values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
+        record.update(metrics=values, likelihood=kind)
+        if name not in pictures:
+            pictures[name] = (samples, getattr(model, "num_classes", 0) or 0)
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
+        record["error"] = _first_line(err)
+    return record
+
+
+def _write(result: CompareResult, out_dir: Path, interrupted: bool = False) -> None:
+    stamp = {"created": _dt.datetime.now().isoformat(timespec="seconds"), **({"interrupted": True} if interrupted else {})}
+    io.write_json(out_dir / COMPARE_JSON, {**result.to_json(), **stamp})
+    note = "\n(interrupted: the models above finished; their run directories are kept)\n" if interrupted else ""
+    io.atomic_write(out_dir / COMPARE_MD, lambda tmp: Path(tmp).write_text(result.to_markdown() + note))
+
+
+def _split_sets(sets: dict[str, Any], models: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``MODEL.KEY`` entries per model and ``dataset.KEY`` entries."""
+    per_model: dict[str, dict[str, Any]] = {}
+    rest, data_sets = split_dataset_keys(sets)
+    for key, value in rest.items():
+        name, sep, field = key.partition(".")
+        if not sep or not field:
+            raise InputError(f"compare takes --set MODEL.KEY=VALUE or dataset.KEY=VALUE, got {key!r}")
+        if name not in models:
+            raise InputError(f"--set {key}: {name!r} is not a compared model ({', '.join(models)})")
+        per_model.setdefault(name, {})[field] = value
+    for key in ("holdout", "holdout_seed", "part"):
+        if key in data_sets:
+            raise InputError(f"dataset.{key} is set by compare itself (use --holdout)")
+    return per_model, data_sets
+
+
+def _cannot_take(engine: Engine, name: str, values: dict[str, Any], train) -> str | None:
+    """Why model ``name`` cannot take the data (its config or ``validate``), or None."""
+    try:
+        cls = engine.model_class(name)
+        model = cls(build_config(cls.Config, values, name))
+        if hasattr(model, "validate"):
+            model.validate(train)
+    except Exception as err:  # noqa: BLE001
+        return _first_line(err)
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    text = text.splitlines()[0] if text else ""
+    return text if isinstance(err, InputError) and text else f"{type(err).__name__}: {text}".rstrip(": ")
+
+
+def _row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "metrics" in r]
+    errors = [f"seed {r['seed']}: {r['error']}" if len(runs) > 1 else r["error"] for r in runs if "error" in r]
+    metrics: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(k for r in ok for k in r["metrics"]):
+        values = [r["metrics"].get(key) for r in ok]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        mean = statistics.fmean(finite) if finite else (values[0] if values else None)
+        std = statistics.stdev(finite) if len(finite) > 1 else None
+        metrics[key] = {"mean": mean, "std": std, "values": values}
+    kinds = sorted({r["likelihood"] for r in ok if r.get("likelihood")})
+    return {"model": name, "status": "ok" if ok else "failed", "reason": "; ".join(errors) or None,
+            "likelihood": "/".join(kinds) or None, "metrics": metrics, "runs": runs}
+
+
+# -- the metrics of one fitted model -----------------------------------------------------------------
+def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
+            judge=None) -> tuple[dict[str, float], str | None, torch.Tensor]:
+    """The metrics of one fitted model on the held-out rows (see ``COLUMNS``), the kind of its
+    likelihood (``exact``, ``bound``, ``... (dequantised)``, or None without ``log_prob``) and
+    its samples."""
+    from . import metrics
+
+    torch.manual_seed(seed)
+    out: dict[str, float] = {}
+    num_classes = getattr(model, "num_classes", 0) or 0
+    labels = None
+    if holdout.is_image and num_classes:
+        labels = torch.arange(num_classes).repeat_interleave(math.ceil(n_samples / num_classes))[:n_samples]
+    with torch.no_grad():
+        start = time.perf_counter()
+        samples = model.sample(n_samples, condition=labels)
+        out["samples_per_second"] = n_samples / max(time.perf_counter() - start, 1e-9)
+    samples = samples.detach().float().cpu()
+    kind = None
+    if callable(getattr(model, "log_prob", None)):
+        value, kind = _likelihood(model, holdout, seed)
+        out["log_likelihood_per_dim"] = value
+    if holdout.modes is not None and not holdout.is_image:
+        out.update(metrics.mode_coverage(samples, holdout.modes, holdout.mode_std))
+    if judge is not None:
+        found = metrics.image_metrics(holdout, samples, labels, judge=judge, seed=seed)
+        out.update({c.key: found[c.key] for c in COLUMNS if c.key in found})
+    out["dcr_ratio"] = metrics.closest_distance_ratio(samples, train.x, holdout.x)["dcr_ratio"]
+    return {k: float(v) for k, v in out.items()}, kind, samples
+
+
+def _likelihood(model, holdout, seed: int) -> tuple[float, str]:
+    """Held-out log-likelihood per dimension. Images on evenly spaced levels (8-bit, the 17
+    levels of digits) are discrete: a model whose ``log_prob`` gives the probability of each
+    level (it says so with ``levels > 0``) is put on the density scale (- log of the bin width
+    per dimension); a density model is evaluated on uniformly dequantised rows, which is a lower
+    bound of the same quantity (Theis et al. 2016)."""
+    from . import metrics
+
+    bound = bool(getattr(model, "log_prob_is_bound", False))
+    width = _level_width(holdout.x) if holdout.is_image else None
+    if width is None:
+        found = metrics.heldout_log_likelihood(model, holdout)
+        return found["log_likelihood_per_dim"], "bound" if bound else "exact"
+    if getattr(model, "levels", 0):
+        found = metrics.heldout_log_likelihood(model, holdout)
+        return found["log_likelihood_per_dim"] - math.log(width), "bound" if bound else "exact"
+    x = holdout.x
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    found = metrics.heldout_log_likelihood(model, x + (noise - 0.5) * width)
+    return found["log_likelihood_per_dim"], "bound (dequantised)"
+
+
+def _level_width(x: torch.Tensor, max_levels: int = 256) -> float | None:
+    """The spacing of values on evenly spaced levels in [-1, 1], or None for continuous data."""
+    values = torch.unique(x.reshape(-1)[: 1 << 22].double())
+    if len(values) < 2 or len(values) > max_levels:
+        return None
+    width = float((values[1:] - values[:-1]).min())
+    k = (values - values[0]) / width
+    if not torch.allclose(k, k.round(), atol=1e-3):
+        return None
+    return width
+
+
+def _judge(data, device: str):
+    """The image judge of labelled images (trained once per data set and cached), else None."""
+    if not (data.is_image and data.labels_are_classes and data.y is not None and data.num_classes >= 2):
+        return None
+    from .metrics import ImageJudge
+
+    return ImageJudge.for_dataset(data, device="cuda" if device == "auto" and torch.cuda.is_available()
+                                  else ("cpu" if device == "auto" else device))
+
+
+# -- the picture -------------------------------------------------------------------------------------
+def draw(result: CompareResult, pictures: dict[str, tuple[torch.Tensor, int]], data, path: Path) -> None:
+    """One panel per model, side by side: samples over the data (grey) for 2-D points, an image
+    grid (a row per class for conditional models) for images; a failed model's reason."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .plotting import _save
+
+    rows = result.rows
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.6), squeeze=False)
+    real = data.subsample(2000).float()
+    for ax, row in zip(axes[0], rows):
+        ax.set_title(row["model"], fontsize=11)
+        ax.set_xticks([]), ax.set_yticks([])
+        if row["model"] not in pictures:
+            ax.text(0.5, 0.5, _wrap("failed: " + (row["reason"] or "")), ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes, wrap=True)
+            continue
+        samples, num_classes = pictures[row["model"]]
+        if data.is_image:
+            ax.imshow(_grid(samples, num_classes), cmap="gray" if samples.shape[1] == 1 else None,
+                      vmin=0, vmax=1, interpolation="nearest")
+        elif samples.dim() == 2 and samples.shape[1] == 2:
+            r = real.numpy()
+            s = samples[:2000].numpy()
+            ax.scatter(r[:, 0], r[:, 1], s=2, c="0.75", label="data", rasterized=True)
+            ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:blue", alpha=0.6, label="samples", rasterized=True)
+            lo, hi = r.min(0), r.max(0)  # every panel on the data's frame: samples far off it fall outside
+            pad = 0.25 * (hi - lo)
+            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0]), ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+            ax.set_aspect("equal", adjustable="box")
+        else:  # other points: the first two coordinates
+            s = samples.reshape(len(samples), -1)[:2000].numpy()
+            r = real.reshape(len(real), -1).numpy()
+            ax.scatter(r[:, 0], r[:, 1 if r.shape[1] > 1 else 0], s=2, c="0.75", rasterized=True)
+            ax.scatter(s[:, 0], s[:, 1 if s.shape[1] > 1 else 0], s=2, c="tab:blue", alpha=0.6, rasterized=True)
+    fig.suptitle(f"compare on {result.dataset}" + ("" if data.is_image else " (samples over the data in grey)"),
+                 fontsize=11)
+    _save(fig, path)
+
+
+def _grid(samples: torch.Tensor, num_classes: int, per: int = 8):
+    """``samples`` (drawn class by class when conditional) as one image in [0, 1]: a row per
+    class, or 8 x 8."""
+    import numpy as np
+
+    if num_classes:
+        block = math.ceil(len(samples) / num_classes)
+        picks = torch.cat([samples[c * block: c * block + per] for c in range(num_classes)])
+        ncols = per
+    else:
+        picks, ncols = samples[:64], 8
+    imgs = ((picks.clamp(-1, 1) + 1) / 2).numpy()  # N x C x H x W
+    n, c, h, w = imgs.shape
+    nrows = math.ceil(n / ncols)
+    canvas = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c), dtype=np.float32)
+    for i, img in enumerate(imgs):
+        r, q = divmod(i, ncols)
+        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = img.transpose(1, 2, 0)
+    return canvas[..., 0] if c == 1 else canvas
+
+
+def _wrap(text: str, width: int = 40) -> str:
+    return "\n".join(re.findall(rf".{{1,{width}}}(?:\s+|$)", text)) or text
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise InputError("--seeds needs at least one seed")
+    return seeds
+
+
+__all__ = ["compare", "CompareResult", "Column", "COLUMNS", "measure", "parse_seeds"]

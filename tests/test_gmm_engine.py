@@ -481,7 +481,8 @@ def test_sigkill_during_em_then_resume_is_bit_identical(tmp_path):
     from aigc_engine import io
 
     common = ["--device", "cpu", "--set", "dataset.n=60000", "--set", "max_iter=250", "--set", "tol=0",
-              "--set", "n_init=2", "--set", "init_params=random_from_data", "--no-progress"]
+              "--set", "n_init=2", "--set", "init_params=random_from_data", "--set", "checkpoint_seconds=0",
+              "--no-progress"]
     ref = tmp_path / "ref"
     subprocess.run(_cli("run", "gmm", *common, "--out", str(ref)), env=_CLI_ENV, check=True, capture_output=True,
                    timeout=300)
@@ -496,8 +497,9 @@ def test_sigkill_during_em_then_resume_is_bit_identical(tmp_path):
         # anywhere between, or during, their writes)
         target, deadline = rng.randint(100, n_steps - 60), time.time() + 180
         metrics = out / "metrics.jsonl"
-        while time.time() < deadline and proc.poll() is None and \
-                (not metrics.exists() or metrics.read_bytes().count(b"\n") < target):
+        checkpoint = out / "checkpoint.safetensors"  # every iteration (checkpoint_seconds=0)
+        while time.time() < deadline and proc.poll() is None and (
+                not metrics.exists() or metrics.read_bytes().count(b"\n") < target or not checkpoint.exists()):
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -26,3 +26,4 @@ class GMMConfig:
     init_params: InitParams = "kmeans"
     dtype: DType = "float32"
     chunk_size: int = 65536
+    checkpoint_seconds: float = 1.0  # the EM state is checkpointed after the first iteration this long after the last

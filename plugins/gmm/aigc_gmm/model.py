@@ -20,10 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # EM parameters are small, but a checkpoint (~2-7 ms with the RNG states) would still outweigh a
-# small data set's iteration: the EM state is checkpointed after the first iteration that ends at
-# least this many seconds after the last checkpoint (after every iteration when they are slower),
-# at the end and on SIGINT / SIGTERM. 0 checkpoints every iteration.
-CHECKPOINT_SECONDS = 1.0
+# small data set's iteration: by default (``checkpoint_seconds=1``) the EM state is checkpointed
+# after the first iteration that ends at least a second after the last checkpoint (after every
+# iteration when they are slower), at the end and on SIGINT / SIGTERM; 0 checkpoints every iteration.
 
 
 class GMMModel(Model):
@@ -69,7 +68,7 @@ class GMMModel(Model):
     def fit(self, dataset, run: Run) -> None:
         """EM on ``dataset`` through the run's step loop, one EM iteration per step (numbered on
         across the ``n_init`` restarts): each iteration is logged, the EM state is checkpointed
-        about every ``CHECKPOINT_SECONDS`` and at the end, SIGINT / SIGTERM checkpoint and stop, and
+        about every ``checkpoint_seconds`` (config) and at the end, SIGINT / SIGTERM checkpoint and stop, and
         ``--resume`` continues the fit at its iteration (ending as the uninterrupted fit would).
         A finished fit resumed with settings that let it go on (a larger ``max_iter``, a smaller
         ``tol``) continues its best restart from its final parameters."""
@@ -81,7 +80,7 @@ class GMMModel(Model):
             em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce)
             bound = gm.n_init * gm.max_iter  # restarts may converge early: ``until`` ends the loop
             loop = run.loop(bound, {"em": em}, log_every=1, checkpoint_every=bound + 1,  # by time only
-                            checkpoint_seconds=CHECKPOINT_SECONDS, desc="EM", until=lambda: em.done)
+                            checkpoint_seconds=self.config.checkpoint_seconds, desc="EM", until=lambda: em.done)
             for _ in loop:
                 it = em.step()
                 loop.log(lower_bound=it.lower_bound, n_iter=it.n_iter)

@@ -3,24 +3,17 @@ bound orderings, conditioning, early stopping and resume."""
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from aigc_engine import Run, data, io
+from conftest import reference_and_resumed_runs
 from aigc_cvae import CVAE, CVAEConfig
 from aigc_cvae import likelihoods as L
 from aigc_cvae.networks import CVAENet
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _cmd(*args):
-    return [sys.executable, "-m", "aigc_engine", *args]
 
 
 @pytest.mark.parametrize("kind", ["discretized_logistic", "discretized_gaussian"])
@@ -164,19 +157,7 @@ def test_config_errors():
 def test_cli_resume_after_sigkill_is_bit_identical(tmp_path):
     common = ["cvae", "--device", "cpu", "--set", "steps=150", "--set", "checkpoint_every=25", "--set", "iwae_k=10",
               "--set", "patience=1000", "--no-progress"]
-    ref = tmp_path / "ref"
-    subprocess.run(_cmd("run", *common, "--out", str(ref)), env=ENV, check=True, capture_output=True, timeout=600)
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd("run", *common, "--out", str(out)), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not (out / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.safetensors").exists(), "the run finished before the kill: make it longer"
-    subprocess.run(_cmd("run", "--resume", str(out), "--no-progress"), env=ENV, check=True, capture_output=True,
-                   timeout=600)
+    ref, out = reference_and_resumed_runs(common, tmp_path, ENV)
     a, b = io.load_state(ref / "model.safetensors"), io.load_state(out / "model.safetensors")
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, out))

@@ -2,16 +2,15 @@
 training run that beats an untrained generator."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from aigc_engine import Run, data, io
+from conftest import reference_and_resumed_runs
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
 from aigc_gan.model import gradient_penalty, translate
 
@@ -149,19 +148,7 @@ def test_short_training_beats_an_untrained_generator(tmp_path):
 def test_cli_run_resume_after_sigkill_is_bit_identical(tmp_path):
     common = ["gan", "--device", "cpu", "--set", "steps=120", "--set", "checkpoint_every=20",
               "--set", "dataset.n=2000", "--set", "batch_size=64", "--no-progress"]
-    ref = tmp_path / "ref"
-    subprocess.run(_cmd("run", *common, "--out", str(ref)), env=ENV, check=True, capture_output=True, timeout=600)
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd("run", *common, "--out", str(out)), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not (out / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.safetensors").exists(), "the run finished before the kill: make it longer"
-    subprocess.run(_cmd("run", "--resume", str(out), "--no-progress"), env=ENV, check=True, capture_output=True,
-                   timeout=600)
+    ref, out = reference_and_resumed_runs(common, tmp_path, ENV)
     a, b = io.load_state(ref / "model.safetensors"), io.load_state(out / "model.safetensors")
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert json.loads((ref / "summary.json").read_text())["modes"] == json.loads((out / "summary.json").read_text())["modes"]

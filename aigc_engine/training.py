@@ -178,8 +178,7 @@ class EMA(torch.nn.Module):
         def average(ema_params, params, n_averaged):
             t = int(n_averaged)  # updates before this one (>= 1 here: the first one copies)
             d = min(decay, (1 + t) / (10 + t)) if warmup else decay
-            for e, p in zip(ema_params, params):
-                e.lerp_(p, 1 - d)
+            torch._foreach_lerp_(list(ema_params), list(params), 1 - d)
 
         self.averaged = AveragedModel(unwrap(model), multi_avg_fn=average, use_buffers=False)
         self.averaged.requires_grad_(False)

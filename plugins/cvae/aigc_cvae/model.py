@@ -142,7 +142,7 @@ class CVAE(Model):
             self.class_freq = counts / counts.sum()
         self.net = self._build().to(run.device)
         net = run.wrap(self.net)
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr, fused=True)
         # cosine: from lr down to 2% of it at the last step (points); constant for images, where
         # early stopping ends training long before
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if c.lr_schedule == "constant" else

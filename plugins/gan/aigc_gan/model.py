@@ -162,8 +162,8 @@ class GAN(Model):
         self.netG.to(run.device)
         self.ema = EMA(self.netG, c.ema_decay, warmup=True)
         netG, netD = run.wrap(self.netG), run.wrap(netD)
-        optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas)
-        optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas)
+        optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas, fused=True)
+        optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas, fused=True)
         decay_at = c.lr_decay_from * c.steps  # constant, then linear to 0 at the last step
 
         def lr_factor(i: int) -> float:
@@ -181,30 +181,32 @@ class GAN(Model):
         augment = translate if (c.augment and dataset.is_image) else (lambda t: t)
         y = None
         for step in loop:
-            for _ in range(c.n_critic):  # discriminator step(s)
+            for critic in range(c.n_critic):  # discriminator step(s)
                 x, y = next(batches)
                 x = x / self.scale if self.scale != 1.0 else x
                 y = y if self.num_classes else None
                 z = torch.randn(len(x), c.z_dim, device=run.device)
-                with torch.no_grad(), run.autocast(c.amp):
-                    fake = netG(z, y)
+                # the last critic step's fake keeps its graph: the G step reuses it (as the DCGAN
+                # tutorial does) instead of running G again
+                with torch.set_grad_enabled(critic == c.n_critic - 1), run.autocast(c.amp):
+                    fake = netG(z, y).float()
                 x = x.requires_grad_(c.r1_gamma > 0)
                 with run.autocast(c.amp):
-                    d_real, d_fake = netD(augment(x), y), netD(augment(fake.float()), y)
+                    d_real, d_fake = netD(augment(x), y), netD(augment(fake.detach()), y)
                     loss_d = ops.gan_d_loss(d_real.float(), d_fake.float(), c.loss)
                 penalty = torch.zeros((), device=run.device)
                 if c.r1_gamma > 0:  # R1: gamma/2 E||grad_x D(x)||^2 on real data (Mescheder 2018)
                     grad, = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
                     penalty = penalty + c.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
                 if c.loss == "wgan":
-                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake.float(), y)
+                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake, y)
                 optD.zero_grad(set_to_none=True)
                 (loss_d + penalty).backward()
                 optD.step()
-            # generator step: gradients for G only; D's are neither computed nor all-reduced
-            z = torch.randn(x.shape[0], c.z_dim, device=run.device)
+            # generator step on the same fake against the updated D: gradients for G only; D's are
+            # neither computed nor all-reduced
             with run.autocast(c.amp):
-                d_gen = netD(augment(netG(z, y).float()), y)
+                d_gen = netD(augment(fake), y)
                 loss_g = ops.gan_g_loss(d_gen.float(), c.loss)
             optG.zero_grad(set_to_none=True)
             with training.no_sync(netD):

@@ -46,10 +46,17 @@ STREAM_CHUNK = 65536
 # data sources
 class Source:
     """Rows of a data set, streamed in chunks: a tensor, a NumPy array or memmap, or an engine
-    Dataset. ``chunks()`` yields ``(offset, tensor)`` with the compute dtype and device."""
+    Dataset. ``chunks()`` yields ``(offset, tensor)`` with the compute dtype and device.
 
-    def __init__(self, data, dtype: torch.dtype, device: torch.device, chunk_size: int | None = None):
+    ``origin`` (float64 ``[D]``, or None) is subtracted from every row before the cast to the
+    compute dtype: data far from zero relative to its spread (see :func:`choose_origin`) is
+    fitted in a frame near zero, so the E-step's products do not cancel. Parameters stay in the
+    data's frame; :meth:`Params.compute` moves the means into the rows' frame."""
+
+    def __init__(self, data, dtype: torch.dtype, device: torch.device, chunk_size: int | None = None,
+                 origin: torch.Tensor | None = None):
         self.data, self.dtype, self.device = data, dtype, torch.device(device)
+        self.origin = origin.to(self.device, torch.float64) if origin is not None else None
         shape = tuple(data.shape)
         self.n_samples, self.n_features = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
         self.global_offset = 0  # first row of this process's shard in the whole data set
@@ -60,14 +67,21 @@ class Source:
     def _convert(self, block) -> torch.Tensor:
         if not isinstance(block, torch.Tensor):
             block = torch.from_numpy(np.array(block))  # a writable copy (memmaps are read-only)
-        return block.to(device=self.device, dtype=self.dtype)
+        if self.origin is None:
+            return block.to(device=self.device, dtype=self.dtype)
+        # subtract in the stored precision (float64, or float32 with a float32 origin: exact
+        # for rows near it), then round to the compute dtype
+        block = block.to(self.device)
+        block = block if block.dtype in (torch.float32, torch.float64) else block.double()
+        return (block - self.origin.to(block.dtype)).to(self.dtype)
 
     def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
         data = self.data
         if hasattr(data, "iter_chunks"):  # an aigc_engine Dataset (maybe memory-mapped)
             offset = 0
-            for block in data.iter_chunks(self.chunk_size, dtype=self.dtype, device=self.device):
-                yield offset, block.reshape(len(block), -1)
+            dtype = self.dtype if self.origin is None else torch.float64
+            for block in data.iter_chunks(self.chunk_size, dtype=dtype, device=self.device):
+                yield offset, self._convert(block.reshape(len(block), -1))
                 offset += len(block)
             return
         for start in range(0, self.n_samples, self.chunk_size):
@@ -79,7 +93,7 @@ class Source:
         data = self.data
         if hasattr(data, "iter_chunks"):  # engine Dataset (or any object with shape + iter_chunks)
             if getattr(data, "in_memory", False):
-                return data.x[torch.as_tensor(indices)].reshape(len(indices), -1).to(self.device, self.dtype)
+                return self._convert(data.x[torch.as_tensor(indices)].reshape(len(indices), -1))
             out = torch.empty(len(indices), self.n_features, dtype=self.dtype, device=self.device)
             for offset, x in self.chunks():
                 hit = (indices >= offset) & (indices < offset + len(x))
@@ -88,12 +102,29 @@ class Source:
                     out[pos] = x[torch.as_tensor(indices[hit] - offset, device=self.device)]
             return out
         if isinstance(data, torch.Tensor):
-            return data[torch.as_tensor(indices, device=data.device)].to(self.device, self.dtype)
+            return self._convert(data[torch.as_tensor(indices, device=data.device)])
         order = np.argsort(indices)
         rows = np.asarray(data[indices[order]])
         out = np.empty_like(rows)
         out[order] = rows
         return self._convert(out)
+
+
+def choose_origin(source: Source) -> torch.Tensor | None:
+    """The origin to fit ``source`` in: None for data near zero, else the mean of its first chunk
+    (rounded to float32, so that float32 rows minus it are exact).
+
+    Data centred ``c`` away from zero with spread ``s`` loses ``eps (c / s)^2`` of the E-step's
+    log-density to cancellation (diag / spherical expand ``|x - m|^2``; full's ``x L - m L`` loses
+    ``eps c / s``): harmless below ``c / s = 100`` in float32 (and 1e4 in float64), one digit
+    left at 1e3 in float32, none at 1e6."""
+    probe = Source(source.data, torch.float64, source.device, source.chunk_size)
+    _, x = next(probe.chunks())
+    mean, std = x.mean(0), x.std(0, correction=0)
+    limit = 100.0 if source.dtype == torch.float32 else 1e4
+    if not bool((mean.abs() > limit * std).any()):
+        return None
+    return mean.float().double()
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +179,8 @@ def add_chunk(stats: Stats, x: torch.Tensor, table: torch.Tensor, covariance_typ
         stats.scatter += (z.T @ z).to(torch.float64)
 
 
-def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float):
+def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float,
+                          origin: torch.Tensor | None = None):
     """``(nk, means, covariances)`` in float64 as scikit-learn's ``_estimate_gaussian_parameters``
     computes them (``nk`` includes its ``10 * eps``).
 
@@ -158,7 +190,8 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
     ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k. The one
     departure from scikit-learn: for a nearly empty component (``n_k`` below ~1e-8) its
     origin-centred diag/spherical formula carries that ``10 eps |m_k|^2 / n_k`` term (and full
-    a smaller one); here the covariance stays the centred one."""
+    a smaller one); here the covariance stays the centred one. The statistics are of rows in
+    the frame of the source's ``origin``: the means come back in the data's frame."""
     table, shift = stats.table, stats.shift
     D = shift.shape[-1]
     n_raw = table[:, 0]
@@ -166,6 +199,7 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
     sx = table[:, 1:1 + D]                                     # sum r (x - shift)
     d = sx / torch.where(n_raw > 0, n_raw, 1)[:, None]         # weighted mean - shift
     means = (sx + n_raw[:, None] * shift) / nk[:, None]        # sum r x / nk
+    means = means + origin if origin is not None else means
     moments = table[:, 1 + D:]
     if covariance_type == "full":
         K = table.shape[0]
@@ -270,12 +304,17 @@ class Params:
     covariances: torch.Tensor | None
     precisions_cholesky: torch.Tensor
 
-    def compute(self, dtype):
-        return (self.means.to(dtype), self.precisions_cholesky.to(dtype), torch.log(self.weights).to(dtype))
+    def compute(self, dtype, origin: torch.Tensor | None = None):
+        """Means (moved to the frame of rows less ``origin``), precision Cholesky factors and log
+        weights in ``dtype``."""
+        means = self.means - origin if origin is not None else self.means
+        return (means.to(dtype), self.precisions_cholesky.to(dtype), torch.log(self.weights).to(dtype))
 
-    def shift(self, dtype) -> torch.Tensor:
-        """The mixture mean ``sum_k w_k m_k`` in ``dtype``: the shift of the statistics."""
-        return (self.weights[:, None] * self.means).sum(0).to(dtype)
+    def shift(self, dtype, origin: torch.Tensor | None = None) -> torch.Tensor:
+        """The mixture mean ``sum_k w_k m_k`` (less ``origin``) in ``dtype``: the shift of the
+        statistics."""
+        s = (self.weights[:, None] * self.means).sum(0)
+        return (s - origin if origin is not None else s).to(dtype)
 
 
 def needs_double_moments(params: Params, covariance_type: str, dtype: torch.dtype) -> bool:
@@ -302,15 +341,57 @@ def needs_double_moments(params: Params, covariance_type: str, dtype: torch.dtyp
 def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=None) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows."""
     dtype = source.dtype
-    means, P, logw = params.compute(dtype)
-    s = params.shift(dtype)
+    means, P, logw = params.compute(dtype, source.origin)
+    s = params.shift(dtype, source.origin)
     double = needs_double_moments(params, covariance_type, dtype)
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
     for _, x in source.chunks():
         table, ll = ops.gaussian_em_stats(x, means, P, covariance_type, logw, s, double)
         add_chunk(stats, x, table, covariance_type, double)
         stats.ll += ll
-    return stats.all_reduce(all_reduce)
+    stats.all_reduce(all_reduce)
+    if covariance_type != "tied" and _cancelled(stats, covariance_type, torch.float64 if double else dtype):
+        stats = _exact_moments_pass(source, params, covariance_type, stats, all_reduce)
+    return stats
+
+
+def _cancelled(stats: Stats, covariance_type: str, product_dtype: torch.dtype) -> bool:
+    """Whether a component's variance ``S/n - d^2`` around the shared shift kept fewer than ~6
+    bits: a (nearly) collapsed component far from the shift, whose tiny variance the shifted
+    moments can round to <= 0."""
+    table, D = stats.table, stats.shift.shape[-1]
+    n = table[:, 0]
+    live = n > 0
+    if not bool(live.any()):
+        return False
+    d = table[live, 1:1 + D] / n[live, None]
+    moments = table[live, 1 + D:]
+    if covariance_type == "full":
+        iu = torch.triu_indices(D, D, device=table.device)
+        moments = moments[:, iu[0] == iu[1]]
+    second = moments / n[live, None]
+    square = d * d if covariance_type != "spherical" else (d * d).sum(1, keepdim=True)
+    return bool((second - square <= 64 * torch.finfo(product_dtype).eps * second).any())
+
+
+def _exact_moments_pass(source: Source, params: Params, covariance_type: str, first: Stats,
+                        all_reduce=None) -> Stats:
+    """The E-step again, its moments each around the component's new mean (float64 products):
+    no cancellation, so a collapsing component's variance is right however small (two-pass
+    variance). Only when :func:`_cancelled` says so: it costs one more pass over the data."""
+    D = source.n_features
+    n = first.table[:, :1]
+    centres = first.shift + first.table[:, 1:1 + D] / torch.where(n > 0, n, 1)   # [K, D], rows' frame
+    means, P, logw = params.compute(source.dtype, source.origin)
+    centres = centres.to(source.dtype)
+    stats = empty_stats(means.shape[0], D, covariance_type, centres, first.tied_shift)
+    for _, x in source.chunks():
+        _, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
+        add_chunk(stats, x, ops.mixture_stats(x, log_resp.exp(), centres, covariance_type, True),
+                  covariance_type, double=True)
+    stats.all_reduce(all_reduce)
+    stats.ll = first.ll
+    return stats
 
 
 def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Tensor, K: int,
@@ -324,8 +405,9 @@ def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Te
     return stats.all_reduce(all_reduce)
 
 
-def m_step(stats: Stats, covariance_type: str, reg_covar: float, eps: float, float32_hint: bool) -> Params:
-    nk, means, cov = parameters_from_stats(stats, covariance_type, reg_covar, eps)
+def m_step(stats: Stats, covariance_type: str, reg_covar: float, eps: float, float32_hint: bool,
+           origin: torch.Tensor | None = None) -> Params:
+    nk, means, cov = parameters_from_stats(stats, covariance_type, reg_covar, eps, origin)
     weights = nk / nk.sum()
     P = precision_cholesky(cov, covariance_type, float32_hint)
     return Params(weights, means, cov, P)

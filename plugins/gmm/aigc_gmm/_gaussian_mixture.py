@@ -163,12 +163,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if reset:
             self.n_features_in_ = n_features
             self._dtype, self._device = dtype, device
+            self._origin = _em.choose_origin(Source(data, dtype, device, chunk))
         elif n_features != self.n_features_in_:
             raise ValueError(f"X has {n_features} features, but {name} is expecting "
                              f"{self.n_features_in_} features as input.")
         else:
             dtype, device = self._dtype, self._device
-        return Source(data, dtype, device, chunk), out, kind
+        return Source(data, dtype, device, chunk, self._origin_), out, kind
 
     def _check_finite_stream(self, source: Source) -> None:
         for offset, x in source.chunks():
@@ -261,12 +262,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         device = torch.device(self.device) if self.device is not None else torch.device("cpu")
         chunk = self.chunk_size or _em.STREAM_CHUNK
         full = Source(dataset, dtype, device, chunk)
+        full.origin = self._origin = _em.choose_origin(full) if full.n_samples else None
         if full.n_samples < 2:
             raise ValueError(f"Found array with {full.n_samples} sample(s) (shape={tuple(dataset.shape)}) "
                              f"while a minimum of 2 is required by {type(self).__name__}.")
         local = full
         if world_size > 1:
-            local = Source(dataset.shard(rank, world_size), dtype, device, chunk)
+            local = Source(dataset.shard(rank, world_size), dtype, device, chunk, self._origin)
             local.global_offset = rank * full.n_samples // world_size
         self.n_features_in_ = full.n_features
         self._dtype, self._device, self._out = dtype, device, ("torch", device)
@@ -319,7 +321,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     stats.scatter += x.double().T @ x.double()
                 if all_reduce is not None:
                     all_reduce(stats.scatter)
-            nk, means, cov = _em.parameters_from_stats(stats, cov_type, self.reg_covar, self._eps)
+            nk, means, cov = _em.parameters_from_stats(stats, cov_type, self.reg_covar, self._eps, source.origin)
             return nk / n, means, cov
 
         if self.init_params == "kmeans":
@@ -370,7 +372,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 rs.set_state(state)
                 for start in range(0, n, 65536):
                     rs.uniform(size=(min(65536, n - start), K))
-        nk, means, cov = _em.parameters_from_stats(st2, cov_type, self.reg_covar, self._eps)
+        nk, means, cov = _em.parameters_from_stats(st2, cov_type, self.reg_covar, self._eps, source.origin)
         return nk / n, means, cov
 
     def _init_sample(self, full: Source, rs) -> torch.Tensor:
@@ -403,8 +405,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                                  "appropriate arguments before using this estimator.")
 
+    @property
+    def _origin_(self) -> torch.Tensor | None:
+        """The origin rows are fitted and scored in (``_em.choose_origin``; None near zero)."""
+        return getattr(self, "_origin", None)
+
     def _weighted_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        means, P, logw = self._params.compute(x.dtype)
+        """Weighted log-densities of rows ``x`` given less the origin (as ``Source`` yields them)."""
+        means, P, logw = self._params.compute(x.dtype, self._origin_)
         return ops.gaussian_log_prob(x, means, P, self.covariance_type, logw)
 
     def _map(self, source: Source, fn) -> torch.Tensor:
@@ -438,7 +446,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def predict_proba(self, X):
         """Posterior probability of each component for each sample."""
         def fn(x):
-            means, P, logw = self._params.compute(x.dtype)
+            means, P, logw = self._params.compute(x.dtype, self._origin_)
             return torch.exp(ops.gaussian_estep(x, means, P, self.covariance_type, logw)[1])
         return self._inference(X, fn)
 
@@ -582,7 +590,7 @@ class EMFit:
             self._begin_restart()
         restart, previous = self.restart, self.lower_bound
         stats = _em.em_pass(self.source, self.params, gm.covariance_type, self.all_reduce)
-        self.params = _em.m_step(stats, gm.covariance_type, gm.reg_covar, gm._eps, gm._float32)
+        self.params = _em.m_step(stats, gm.covariance_type, gm.reg_covar, gm._eps, gm._float32, self.source.origin)
         self.lower_bound = float(stats.ll / stats.n)
         self.n_iter += 1
         self.lower_bounds.append(self.lower_bound)

@@ -125,8 +125,9 @@ class GMMModel(Model):
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
         device = gm._params.means.device  # NCCL reduces tensors on the GPU
         total = torch.zeros(2, dtype=torch.float64, device=device)
-        for x in local.iter_chunks(gm.chunk_size or _em.STREAM_CHUNK, dtype=gm._dtype, device=device):
-            lp = torch.logsumexp(gm._weighted_log_prob(x.reshape(len(x), -1)), 1)
+        rows = _em.Source(local, gm._dtype, device, gm.chunk_size or _em.STREAM_CHUNK, gm._origin_)
+        for _, x in rows.chunks():
+            lp = torch.logsumexp(gm._weighted_log_prob(x), 1)
             total[0] += lp.sum(dtype=torch.float64)
             total[1] += len(x)
         run.all_reduce(total)
@@ -167,7 +168,8 @@ class GMMModel(Model):
                 "precisions_cholesky": p.precisions_cholesky.cpu(), "covariance_type": gm.covariance_type,
                 "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
                 "lower_bound": float(gm.lower_bound_), "lower_bounds": [float(v) for v in gm.lower_bounds_],
-                "sample_shape": list(self.sample_shape or ())}
+                "sample_shape": list(self.sample_shape or ()),
+                **({"origin": gm._origin_.cpu()} if gm._origin_ is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from ._gaussian_mixture import _torch_dtype
@@ -184,6 +186,7 @@ class GMMModel(Model):
         gm.n_features_in_ = params.means.shape[1]
         gm._dtype, gm._device, gm._out = _torch_dtype(gm.dtype), torch.device("cpu"), ("torch", torch.device("cpu"))
         gm._set_parameters(params)
+        gm._origin = state["origin"].to(f64) if state.get("origin") is not None else None
         gm.n_iter_ = int(state.get("n_iter", 0))
         gm.converged_ = bool(state.get("converged", False))
         gm.lower_bound_ = float(state.get("lower_bound", float("nan")))

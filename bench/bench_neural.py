@@ -11,11 +11,19 @@
   same ELBO written by hand.
 - ``iwae``: the IWAE bound of 100 digits with k = 1000: the plugin's batched ``log_prob``
   against a naive loop over points (pythae's ``get_nll`` shape: one point at a time).
+- ``gan time-to-quality ring8``: seconds until ring8 reaches 8/8 modes at >= 95% high-quality,
+  scored (``bench/quality.py``'s ``mode_scores``) on 512 samples of a fixed z every 500 steps.
+  Ours: the default run (its EMA generator's snapshots, ``snapshots=32``); the timing is the
+  whole run, the seconds to quality are in ``extra_info``. Peer: the tutorial loop above with
+  PacGAN's networks and settings (G 4x400 ReLU + BatchNorm, D 3x200 maxout with 5 pieces,
+  Adam 1e-4 betas (0.8, 0.999), batch 100, z ~ N(0, I_2), raw data), stopped at the target or
+  after 32000 steps; its timing is the time to quality (or to the cap: ``reached`` says which).
 No timing assertions here: the report says it.
 """
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -148,3 +156,89 @@ def test_iwae_per_point_loop(benchmark, cvae, digits):
                 w = cvae.log_weights(x[i:i + 1], y[i:i + 1], 1000)
                 torch.logsumexp(w, 1) - math.log(1000)
     _run(benchmark, "iwae 100 digits x k=1000", "per-point loop", go, points_x_k=100 * 1000)
+
+
+# -- time to quality ---------------------------------------------------------------------------
+TTQ_EVERY, TTQ_CAP = 500, 32000
+
+
+def _reached(samples: torch.Tensor, ring) -> dict:
+    from quality import mode_scores
+
+    scores = mode_scores(samples.double().numpy(), ring.modes.double().numpy(), float(ring.mode_std))
+    return {**scores, "ok": scores["modes"] == 8 and scores["high_quality"] >= 0.95}
+
+
+def test_gan_time_to_quality_ours(benchmark, ring):
+    from aigc_gan import GAN, GANConfig
+    from aigc_gan.model import DEFAULTS
+
+    def go():
+        start = time.time()
+        model = GAN(GANConfig(snapshots=DEFAULTS["points"]["steps"] // TTQ_EVERY))  # a snapshot every 500 steps
+        model.fit(ring, Run(None, device="cpu", progress=False))
+        snap = model.snapshots
+        hit = next((i for i, s in enumerate(snap["samples"]) if _reached(s, ring)["ok"]), None)
+        benchmark.extra_info.update(
+            reached=hit is not None, steps_to_quality=snap["steps"][hit] if hit is not None else None,
+            seconds_to_quality=snap["time"][hit] - start if hit is not None else None,
+            final=_reached(snap["samples"][-1], ring))
+    benchmark.group = "gan time-to-quality ring8"
+    benchmark.extra_info.update(impl="ours (defaults)", threads=torch.get_num_threads())
+    benchmark.pedantic(go, rounds=1, iterations=1)
+
+
+class Maxout(nn.Module):
+    def __init__(self, n_in: int, n_out: int, pieces: int = 5):
+        super().__init__()
+        self.n_out, self.pieces = n_out, pieces
+        self.linear = nn.Linear(n_in, n_out * pieces)
+
+    def forward(self, x):
+        return self.linear(x).view(len(x), self.n_out, self.pieces).amax(-1)
+
+
+def test_gan_time_to_quality_pacgan_networks_tutorial_loop(benchmark, ring):
+    def go():
+        torch.manual_seed(0)
+        layers, width = [], 2
+        for _ in range(4):
+            layers += [nn.Linear(width, 400), nn.BatchNorm1d(400), nn.ReLU()]
+            width = 400
+        netG = nn.Sequential(*layers, nn.Linear(400, 2))
+        netD = nn.Sequential(Maxout(2, 200), Maxout(200, 200), Maxout(200, 200), nn.Linear(200, 1), nn.Sigmoid(), nn.Flatten(0))
+        criterion = nn.BCELoss()
+        optD = torch.optim.Adam(netD.parameters(), lr=1e-4, betas=(0.8, 0.999))
+        optG = torch.optim.Adam(netG.parameters(), lr=1e-4, betas=(0.8, 0.999))
+        x_all, fixed_z = ring.x, torch.randn(512, 2)
+        n = len(x_all) // 100 * 100
+        perm = torch.randperm(len(x_all))
+        start, last = time.time(), None
+        for i in range(1, TTQ_CAP + 1):
+            if (i * 100) % n == 0:
+                perm = torch.randperm(len(x_all))
+            real = x_all[perm[(i * 100) % n:(i * 100) % n + 100]]
+            netD.zero_grad()
+            label = torch.full((100,), 1.0)
+            criterion(netD(real), label).backward()
+            fake = netG(torch.randn(100, 2))
+            label.fill_(0.0)
+            criterion(netD(fake.detach()), label).backward()
+            optD.step()
+            netG.zero_grad()
+            label.fill_(1.0)
+            criterion(netD(fake), label).backward()
+            optG.step()
+            if i % TTQ_EVERY == 0:
+                netG.eval()
+                with torch.no_grad():
+                    last = _reached(netG(fixed_z), ring)
+                netG.train()
+                if last["ok"]:
+                    break
+        benchmark.extra_info.update(reached=bool(last["ok"]), steps_to_quality=i if last["ok"] else None,
+                                    seconds_to_quality=time.time() - start if last["ok"] else None, final=last,
+                                    steps_run=i)
+    benchmark.group = "gan time-to-quality ring8"
+    benchmark.extra_info.update(impl="PacGAN networks, tutorial loop", threads=torch.get_num_threads())
+    benchmark.pedantic(go, rounds=1, iterations=1)

@@ -3,6 +3,7 @@ core's step loop; unconditional, or conditional when the dataset's labels are cl
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Literal
 
 import torch
@@ -174,7 +175,7 @@ class GAN(Model):
         fixed_z = torch.randn(64 if dataset.is_image else 512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
         fixed_y = self._fixed_labels(len(fixed_z), run.device)
         every = max(1, c.steps // max(1, c.snapshots))
-        self.snapshots = {"steps": [], "samples": []}
+        self.snapshots = {"steps": [], "samples": [], "time": []}  # time: wall clock, as metrics.jsonl
         loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
                                   "schedD": schedD, "ema": self.ema, "data": batches, "snapshots": self.snapshots},
                         log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN")
@@ -220,6 +221,7 @@ class GAN(Model):
                 with torch.no_grad():
                     self.ema.module.eval()
                     self.snapshots["steps"].append(step)
+                    self.snapshots.setdefault("time", []).append(time.time())
                     self.snapshots["samples"].append(self.ema.module(fixed_z, fixed_y).float().cpu() * self.scale)
                     self.ema.module.train()
         self._recompute_batch_norm(c.batch_size, run.device, run.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import atexit
 import os
 import random
 import sys
@@ -57,7 +58,18 @@ def init_distributed(device_type: str) -> bool:
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    atexit.register(_destroy_process_group)
     return True
+
+
+def _destroy_process_group() -> None:
+    """Tear the process group down before the interpreter does: a gloo group left to
+    interpreter shutdown can abort the process ('terminate called without an active
+    exception') after the run has finished."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Run:

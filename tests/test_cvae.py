@@ -90,6 +90,20 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k():
     assert float(torch.logsumexp(lme, 1).sub(math.log(100)).mean()) >= float(lme.mean())  # Jensen
 
 
+def test_training_forward_with_k_draws_gives_the_iwae_bound():
+    """``net(x, y, samples=k)``, what ``train_k > 1`` trains, is the IWAE bound: it matches the
+    exact log p(x) of probabilistic PCA for large k, and its mean log weight is the ELBO."""
+    model, exact = _ppca()
+    x = exact.sample((64,))
+    torch.manual_seed(4)
+    with torch.no_grad():
+        rec, log_ratio = model.net(x, None, samples=20000)
+    bound = torch.logsumexp((rec + log_ratio).double(), 1) - math.log(20000)
+    assert float((exact.log_prob(x).double() - bound).abs().max()) < 0.02
+    elbo = float(model.log_weights(x, None, 20000).mean())  # the evaluation's log weights, other draws
+    assert float((rec + log_ratio).mean()) == pytest.approx(elbo, abs=0.01)
+
+
 def _fit(dataset, steps=60, **kw):
     model = CVAE(CVAEConfig(steps=steps, eval_every=20, iwae_k=20, **kw))
     model.fit(dataset, Run(None, device="cpu", seed=0, progress=False))
@@ -149,6 +163,10 @@ def test_state_round_trip(tmp_path):
 def test_config_errors():
     with pytest.raises(ValueError, match="temperature"):
         CVAE(CVAEConfig(temperature=0))
+    with pytest.raises(ValueError, match="free_bits"):
+        CVAE(CVAEConfig(train_k=8, free_bits=0.1))
+    with pytest.raises(ValueError, match="train_k"):
+        CVAE(CVAEConfig(train_k=0))
     with pytest.raises(ValueError, match="continuous"):
         _fit(data.ring8(n=100), steps=1, decoder="discretized_logistic")
 

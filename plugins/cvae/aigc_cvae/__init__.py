@@ -1,7 +1,7 @@
 """aigc_cvae: conditional variational autoencoders for aigc-engine (the ``cvae`` model): a learned
 prior p(z|c), a Gaussian decoder p(x|z,c) (integrated over each level's bin for discrete images),
-early stopping on held-out ELBO and importance-weighted likelihoods. Names are imported on first
-use (they need torch)."""
+training on the ELBO (images) or the IWAE bound (points), early stopping on its held-out value
+and importance-weighted likelihoods. Names are imported on first use (they need torch)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -15,10 +15,10 @@ from .networks import Discriminator, Generator, check_image_shape
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
-    "points": dict(steps=16000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
-                   ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5),
+    "points": dict(steps=24000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
+                   ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5, fourier=128, fourier_scale=0.25),
     "images": dict(steps=1500, batch_size=64, z_dim=32, width=0, depth=0, channels=32, r1_gamma=1.0, pack=1,
-                   ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0),
+                   ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0, fourier=0, fourier_scale=1.0),
 }
 
 
@@ -39,6 +39,8 @@ class GANConfig:
     augment: bool | None = None
     z_dim: int | None = None
     width: int | None = None
+    fourier: int | None = None
+    fourier_scale: float | None = None
     depth: int | None = None
     channels: int | None = None
     norm: Literal["none", "batch", "layer"] | None = None
@@ -67,14 +69,14 @@ def _check(c: GANConfig) -> None:
                 "checkpoint_every"):
         if getattr(c, key) is not None and getattr(c, key) < 1:
             raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
-    for key in ("width", "depth", "snapshots"):
+    for key in ("width", "fourier", "depth", "snapshots"):
         if getattr(c, key) is not None and getattr(c, key) < 0:
             raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
     if not c.lr > 0:
         raise InputError(f"lr must be > 0, got {c.lr}")
     if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
         raise InputError(f"betas must be two numbers in [0, 1), got {c.betas}")
-    for key in ("r1_gamma", "gp_weight", "truncation"):
+    for key in ("r1_gamma", "gp_weight", "truncation", "fourier_scale"):
         if getattr(c, key) is not None and getattr(c, key) < 0:
             raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
     if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
@@ -129,7 +131,8 @@ class GAN(Model):
         if c.pack > 1 and num_classes:
             raise InputError("pack > 1 (PacGAN) is for unconditional models: set conditional=false or pack=1")
         netG = Generator(c.z_dim, shape, num_classes, c.width, c.depth, c.channels, c.norm, c.embed_dim)
-        netD = Discriminator(shape, num_classes, c.width, c.depth, c.channels, c.pack)
+        netD = Discriminator(shape, num_classes, c.width, c.depth, c.channels, c.pack,
+                             c.fourier, c.fourier_scale)
         return netG, netD
 
     def validate(self, dataset) -> None:

@@ -68,16 +68,25 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """``D(x, y)``: logits ``[N]``. With ``pack = m`` it judges ``N / m`` groups of ``m`` samples
     (PacGAN): the samples of a group are concatenated along features (points) or channels
-    (images). Images: strided convs 4/2/1 (doubling the channels) down to ``start_size(H)``, one
-    3x3 conv, then the features ``phi(x)``; LeakyReLU(0.2) throughout, no normalisation."""
+    (images). Points: an MLP (``depth`` x ``width``, LeakyReLU(0.2)); with ``fourier = m`` its
+    input is ``[x, sin(2 pi B x), cos(2 pi B x)]`` for a fixed random ``B`` (``D x m`` entries
+    ``N(0, fourier_scale^2)``, Tancik et al. 2020), so that it resolves structure finer than
+    the smooth functions an MLP of ``x`` learns first (the modes of a grid of Gaussians against
+    the bridges between them). Images: strided convs 4/2/1 (doubling the channels) down to
+    ``start_size(H)``, one 3x3 conv, then the features ``phi(x)``; LeakyReLU(0.2) throughout, no
+    normalisation."""
 
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int, depth: int, channels: int,
-                 pack: int = 1):
+                 pack: int = 1, fourier: int = 0, fourier_scale: float = 1.0):
         super().__init__()
         self.in_shape, self.pack = tuple(in_shape), pack
+        self.register_buffer("fourier", None)
         if len(in_shape) == 1:
             layers: list[nn.Module] = []
             d = in_shape[0] * pack
+            if fourier:
+                self.register_buffer("fourier", torch.randn(d, fourier) * fourier_scale)
+                d += 2 * fourier
             for i in range(depth):
                 layers += [nn.Linear(d if i == 0 else width, width), nn.LeakyReLU(0.2)]
             self.features = nn.Sequential(*layers)
@@ -101,6 +110,9 @@ class Discriminator(nn.Module):
         if self.pack > 1:
             n = x.shape[0] // self.pack
             x = x[:n * self.pack].reshape(n, self.pack * x.shape[1], *x.shape[2:])
+        if self.fourier is not None:
+            proj = 2 * math.pi * x @ self.fourier
+            x = torch.cat([x, proj.sin(), proj.cos()], 1)
         h = self.features(x)
         logits = self.out(h).squeeze(1)
         if self.embed is not None:

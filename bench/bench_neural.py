@@ -2,7 +2,8 @@
 
     pytest bench/bench_neural.py --benchmark-only --benchmark-json /tmp/bench_neural.json
 
-- ``gan step``: 200 steps on ring8 with the plugin's networks for points and batch 256. Peers: the
+- ``gan step``: 200 steps on ring8 with the plugin's default networks for points (D on random
+  Fourier features of x) and batch 256. Peers: the
   PyTorch DCGAN tutorial's loop (D ends in ``nn.Sigmoid``, ``nn.BCELoss()``, two Adams (2e-4,
   (0.5, 0.999)); D on real (target 1) and detached fake (target 0), D step, then G against target
   1, G step). Ours twice: with the tutorial's settings (``r1_gamma=0, pack=1, ema_decay=0``;
@@ -67,9 +68,14 @@ def test_gan_step_ours_defaults(benchmark, ring):
 def test_gan_step_dcgan_tutorial(benchmark, ring):
     from aigc_gan import Discriminator, Generator
 
-    def go():
-        netG = Generator(2, (2,), 0, 128, 3, 32, "layer")
-        netD = nn.Sequential(Discriminator((2,), 0, 128, 3, 32, 1), nn.Sigmoid())
+    from aigc_gan.model import DEFAULTS
+
+    p = DEFAULTS["points"]
+
+    def go():  # the plugin's default networks for points (D with its random Fourier features)
+        netG = Generator(p["z_dim"], (2,), 0, p["width"], p["depth"], p["channels"], p["norm"])
+        netD = nn.Sequential(Discriminator((2,), 0, p["width"], p["depth"], p["channels"], 1, p["fourier"],
+                                           p["fourier_scale"]), nn.Sigmoid())
         criterion = nn.BCELoss()
         optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
         optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))

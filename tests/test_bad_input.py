@@ -61,6 +61,8 @@ CLI_CASES = [
                                                       "--set", "decoder=discretized_logistic"], "continuous"),
     ("gan pack on a conditional model", lambda t, r: ["run", "gan", "--dataset", "digits", "--set", "pack=2"],
      "pack > 1"),
+    ("gan Fourier features on images", lambda t, r: ["run", "gan", "--dataset", "digits", "--set", "fourier=8"],
+     "for points, not images"),
     ("too few rows", lambda t, r: ["run", "gmm", "--set", "dataset.n=5", "--set", "n_components=8"],
      "more than the 5 rows"),
     ("gan batch larger than data", lambda t, r: ["run", "gan", "--set", "dataset.n=100", "--set", "batch_size=256"],

@@ -128,6 +128,8 @@ class GAN(Model):
                 raise InputError(why)
         elif len(shape) != 1:
             raise InputError(f"the GAN takes points N x D or images N x C x H x W, got rows of shape {list(shape)}")
+        if len(shape) == 3 and c.fourier:
+            raise InputError("fourier (random Fourier features of x in D) is for points, not images: leave it unset")
         if c.pack > 1 and num_classes:
             raise InputError("pack > 1 (PacGAN) is for unconditional models: set conditional=false or pack=1")
         netG = Generator(c.z_dim, shape, num_classes, c.width, c.depth, c.channels, c.norm, c.embed_dim)

@@ -13,7 +13,7 @@ import torch
 from aigc_engine import InputError, Model, Run, conditional_classes, metrics, sample_labels
 
 from . import likelihoods
-from .networks import CVAENet, gaussian_log_density
+from .networks import CVAENet
 
 DEFAULTS = {
     # points: the IWAE bound with 32 draws (a tight bound on log p(x) that lets q spread over the
@@ -230,16 +230,8 @@ class CVAE(Model):
             xb = x[i:i + per].to(device)
             yb = y[i:i + per].to(device) if y is not None else None
             n = len(xb)
-            mu_q, ls_q = net.encode(xb, yb)
-            z = mu_q[:, None] + torch.exp(ls_q)[:, None] * torch.randn(n, k, mu_q.shape[1], device=device)
-            zf = z.reshape(n * k, -1)
-            yf = yb.repeat_interleave(k) if yb is not None else None
-            mu_x, ls_x = net.decode(zf, yf)
-            rec = likelihoods.log_likelihood(self.decoder, xb.repeat_interleave(k, 0), mu_x, ls_x, self.levels)
-            mu_p, ls_p = net.prior(yf, n * k, device)
-            log_p = gaussian_log_density(zf, mu_p, ls_p)
-            log_q = gaussian_log_density(z, mu_q[:, None], ls_q[:, None]).reshape(n * k)
-            out[i:i + n] = (rec.double() + log_p.double() - log_q.double()).reshape(n, k).cpu()
+            rec, log_ratio = net(xb, yb, samples=k)  # the training forward's k draws
+            out[i:i + n] = (rec.double() + log_ratio.double()).cpu()
         return out
 
     def _per_class(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,29 +1,53 @@
-"""The shape every model plugin provides."""
+"""The model contract: everything the engine, ``compare`` and the CLI use of a model plugin.
+
+Reading this class tells a plugin author the whole contract. Four methods are required
+(``fit``, ``sample``, ``state_dict``, ``load_state_dict``); every other part has a working
+default here, and the engine calls these methods and attributes directly instead of probing
+for them. A registered class that does not subclass :class:`Model` gets the defaults mixed in
+(:func:`as_model_class`), so older plugins keep working unchanged.
+"""
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
+    from pathlib import Path
+
     import torch
 
     from .data import Dataset
     from .run import Run
 
+#: What ``Model.log_prob`` returns, per row:
+#: ``"exact"``        log p(x), a density of continuous values (nats);
+#: ``"bound"``        a lower bound of that density's log (an ELBO or an IWAE estimate);
+#: ``"discrete"``     log P(x), the probability of the pixel levels of discrete images;
+#: ``"discrete_bound"`` a lower bound of that log-probability;
+#: ``None``           the model has no ``log_prob``.
+#: A density model evaluated on discrete images is scored on uniformly dequantised rows (a lower
+#: bound of the discrete log-probability, Theis et al. 2016): ``compare`` does that itself.
+LogProbKind = Literal["exact", "bound", "discrete", "discrete_bound"]
+LOG_PROB_KINDS: tuple[str, ...] = ("exact", "bound", "discrete", "discrete_bound")
+
 
 class Model(abc.ABC):
-    """Base class for engine models (subclassing is optional; the engine only uses this shape).
+    """Base class of engine models.
 
-    A model has a registry ``name``, a ``Config`` dataclass whose fields all have defaults (its
-    hyper-parameters), and implements ``fit``, ``sample``, ``state_dict`` and
-    ``load_state_dict``. Optional: ``log_prob(x)``, ``evaluate(dataset, run) -> dict`` and
-    ``annotate_plot(ax)`` (draws on the 2-D scatter of ``samples.png``), ``figures(dataset) ->
-    {file_name: draw(path)}`` (more pictures for the run directory, written by the engine, e.g.
-    ``progress.png``), ``default_dataset`` and ``num_classes`` (> 0 for a model that samples
-    conditioned on a label).
+    Class attributes: ``name`` (the registry key, ``aigc-engine run NAME``), ``Config`` (a
+    dataclass whose fields all have defaults: the hyper-parameters, set with ``--set KEY=VALUE``;
+    declare help and ranges with :func:`aigc_engine.config.option`), ``default_dataset`` (the
+    dataset ``run`` uses without ``--dataset``; None: ``--dataset`` is required).
+
+    The engine's life cycle of a run: ``Model(config)`` (bad config values raise
+    :class:`~aigc_engine.InputError`), ``validate(data)`` (before any run directory exists),
+    ``fit(data, run)``, ``evaluate(data, run)`` (into ``summary.json``), ``state_dict()`` (into
+    ``model.safetensors``), then the pictures (``samples.png`` through ``sample``, ``num_classes``
+    and ``annotate_plot``; more through ``figures``). ``sample``/``eval`` later rebuild the model
+    as ``Model(config)`` + ``load_state_dict``.
     """
 
     name: ClassVar[str]
@@ -33,21 +57,79 @@ class Model(abc.ABC):
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
 
+    # -- required ------------------------------------------------------------------------------
     @abc.abstractmethod
     def fit(self, dataset: "Dataset", run: "Run") -> None:
-        """Train on ``dataset``, logging through ``run``."""
+        """Train on ``dataset`` (all of it: the engine holds nothing back), logging through
+        ``run`` (``run.log``, ``run.progress``, ``run.loop`` for step loops, checkpoints)."""
 
     @abc.abstractmethod
-    def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Draw ``n`` samples (``condition``: int64 labels ``[n]`` for conditional models)."""
+    def sample(self, n: int, condition: "torch.Tensor | None" = None) -> "torch.Tensor":
+        """``n`` samples, a float tensor ``[n, *row shape]`` on the CPU, in the data's scale
+        (images in [-1, 1]). ``condition``: int64 class labels, one or ``[n]``, for a model with
+        ``num_classes > 0`` (without it, labels drawn from the training frequencies:
+        :func:`sample_labels`); an unconditional model raises InputError for a condition."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        """Tensors (and JSON-able values) that restore the fitted model."""
+        """What restores the fitted model: a tree of dicts/lists of tensors and JSON values
+        (stored as safetensors + JSON, never pickled)."""
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from what ``state_dict`` returned."""
+        """Restore from what ``state_dict`` returned (a state that is not this model's raises
+        InputError)."""
+
+    # -- optional, with the defaults the engine uses -------------------------------------------
+    def validate(self, dataset: "Dataset") -> None:
+        """Raise :class:`~aigc_engine.InputError` for data this model cannot take (its shape,
+        labels, size against the config). Called before the run directory is made, so a
+        rejected run leaves nothing behind. Default: accept everything."""
+
+    def evaluate(self, dataset: "Dataset", run: "Run") -> dict[str, float]:
+        """Metrics of the fitted model, written to ``summary.json``. ``dataset`` is what ``fit``
+        got: the whole data of ``run``, or the training part under ``aigc-engine compare`` (which
+        measures held-out rows itself). Default: none."""
+        return {}
+
+    #: Classes the fitted model samples conditioned on (``sample(n, condition=labels)``); 0 for an
+    #: unconditional model. A plain attribute: a model sets it in ``fit`` and ``load_state_dict``.
+    num_classes: int = 0
+
+    def log_prob(self, x: "torch.Tensor") -> "torch.Tensor":
+        """One value per row of ``x`` (``[N, *row shape]``), of the kind ``log_prob_kind``
+        declares, in nats. Default: none (``log_prob_kind`` is None)."""
+        raise NotImplementedError(f"model {self.name!r} has no log_prob")
+
+    @property
+    def log_prob_kind(self) -> LogProbKind | None:
+        """What ``log_prob`` returns (see :data:`LogProbKind`); None when there is none.
+        Override it with a class attribute, or a property when it depends on the fitted data.
+        Default: ``"exact"`` when the class defines ``log_prob``, else None. (Older plugins'
+        ``log_prob_is_bound`` and ``levels`` attributes are read as the same declaration.)"""
+        if type(self).log_prob is Model.log_prob:
+            return None
+        kind = "bound" if getattr(self, "log_prob_is_bound", False) else "exact"
+        return f"discrete_{kind}" if getattr(self, "levels", 0) else kind
+
+    def annotate_plot(self, ax: Any) -> None:
+        """Draw on the matplotlib axes of the 2-D scatter in ``samples.png`` (e.g. the fitted
+        components' ellipses). Default: nothing."""
+
+    def figures(self, dataset: "Dataset") -> dict[str, Callable[["Path"], None]]:
+        """More pictures for the run directory: file name -> ``draw(path)``, called by the engine
+        after ``samples.png`` (e.g. ``progress.png``). Default: none."""
+        return {}
+
+
+def as_model_class(cls: type) -> type:
+    """``cls`` itself when it subclasses :class:`Model`; otherwise a subclass of it with
+    ``Model``'s defaults mixed in (its own methods and attributes win), so the engine can call
+    every part of the contract on any registered model."""
+    if isinstance(cls, type) and issubclass(cls, Model):
+        return cls
+    return type(cls.__name__, (cls, Model), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                           "__doc__": cls.__doc__})
 
 
 def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the README's commands as written, on a fresh clone of this repository (its committed
-# HEAD) in a fresh venv, and checks what the README says they leave behind.
+# Runs the commands of the README and of docs/*.md as written, on a fresh clone of this repository
+# (its committed HEAD) in a fresh venv, and checks what the pages say they leave behind.
 #
 #   bash scripts/readme_commands.sh [--all] [WORK_DIR]
 #
@@ -8,7 +8,7 @@
 # Python snippets, the GMM, CLI and distributed commands, a config file, the plugin template.
 # --all adds the test suite, the benchmarks (AIGC_BENCH_ROUNDS=1 unless set) and the CUDA
 # compile check. The GPU section runs only where nvidia-smi sees a GPU.
-# tests/test_readme.py checks that every line of the README's bash blocks is run here.
+# tests/test_readme.py checks that every line of the pages' bash blocks is run here.
 set -euo pipefail
 
 ALL=0
@@ -45,14 +45,14 @@ check "the quickstart's run directory holds what the README lists" has_files "$L
   metrics.jsonl model.safetensors checkpoint.safetensors summary.json samples.png metrics.png
 
 # --- The Python snippets (each ```python block that is not an excerpt of a file) ----------------
-python - README.md <<'PY'
+python - README.md docs/*.md <<'PY'
 import re, sys
-text = open(sys.argv[1]).read()
-for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
-    if re.match(r"# [\w./-]+\.py\n", block):
-        continue  # a file's excerpt (tests/test_readme.py compares it with the file)
-    print("$ python <<README snippet>>", file=sys.stderr)
-    exec(compile(block, "README.md", "exec"), {"__name__": "__main__"})
+for page in sys.argv[1:]:
+    for block in re.findall(r"```python\n(.*?)```", open(page).read(), flags=re.S):
+        if re.match(r"# [\w./-]+\.py\n", block):
+            continue  # a file's excerpt (tests/test_readme.py compares it with the file)
+        print(f"$ python <<{page} snippet>>", file=sys.stderr)
+        exec(compile(block, page, "exec"), {"__name__": "__main__"})
 PY
 check "the snippet wrote points.npy" test -f points.npy
 
@@ -77,6 +77,13 @@ run 'aigc-engine run cvae --dataset ring8 --set steps=2000'
 check "a 2-D latent is drawn" has_files "$LAST" latent.png
 
 # --- CLI ---------------------------------------------------------------------------------------
+run 'aigc-engine run gmm --dataset ring8 --set n_components=8 --set max_iter=1 --out runs/ring8'
+run 'aigc-engine run --resume runs/ring8 --set max_iter=100'
+check "a resumed run keeps its directory" test "$LAST" = runs/ring8
+check "the resumed fit went on to convergence" grep -q '"converged": true' runs/ring8/summary.json
+run 'aigc-engine sample runs/ring8 -n 1000 -o ring8.png'
+check "sample -o writes the picture" test -s ring8.png
+run 'aigc-engine eval runs/ring8'
 run 'aigc-engine sample runs/select/best -n 100'
 check "sample without -o writes RUN/samples.npy" test "$LAST" = runs/select/best/samples.npy
 run 'aigc-engine sample runs/select/best -n 100 -o pic.png'
@@ -86,16 +93,17 @@ run 'aigc-engine models'
 run 'aigc-engine datasets'
 run 'aigc-engine plugins'
 run 'aigc-engine info'
-python - README.md > grid.toml <<'PY'
+python - README.md docs/*.md > grid.toml <<'PY'
 import re, sys
-toml = [b for b in re.findall(r"```toml\n(.*?)```", open(sys.argv[1]).read(), flags=re.S) if "[dataset]" in b][0]
+text = "".join(open(page).read() for page in sys.argv[1:])
+toml = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[dataset]" in b][0]
 print("\n".join(line.strip() for line in toml.splitlines()))
 PY
 run 'aigc-engine run gmm --config grid.toml'
 run 'torchrun --standalone --nproc-per-node 2 -m aigc_engine run gmm --dataset points.npy --device cpu --set n_components=16'
 
 # --- Writing a plugin --------------------------------------------------------------------------
-run 'pip install ./examples/aigc-kde'
+run 'aigc-engine install ./examples/aigc-kde'
 run 'aigc-engine models'
 check "the template plugin is listed" grep -q "^kde " "$OUT_LOG"
 run 'aigc-engine run kde --dataset ring8'

@@ -1,4 +1,5 @@
-"""The README's neural plugin example, trained through the loop, interrupted and resumed."""
+"""The neural plugin example of docs/plugin-api.md, trained through the loop, interrupted and
+resumed."""
 import re
 from pathlib import Path
 
@@ -6,18 +7,18 @@ import torch
 
 from aigc_engine import Run, data, io
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "plugin-api.md"
 
 
 def _example() -> dict:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
     source = next(b for b in blocks if "class MMDNet" in b)
     namespace: dict = {}
-    exec(compile(source, "README.md", "exec"), namespace)
+    exec(compile(source, "docs/plugin-api.md", "exec"), namespace)
     return namespace
 
 
-def test_readme_neural_example_trains_and_resumes_exactly(tmp_path):
+def test_neural_example_trains_and_resumes_exactly(tmp_path):
     ns = _example()
     ring = data.ring8(n=1000)
 

@@ -96,7 +96,7 @@ run 'aigc-engine info'
 python - README.md docs/*.md > grid.toml <<'PY'
 import re, sys
 text = "".join(open(page).read() for page in sys.argv[1:])
-toml = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[dataset]" in b][0]
+toml = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if 'name = "grid25"' in b][0]
 print("\n".join(line.strip() for line in toml.splitlines()))
 PY
 run 'aigc-engine run gmm --config grid.toml'

@@ -56,7 +56,7 @@ def test_toml_example_is_a_valid_gmm_config():
     from aigc_engine.config import build_config
     from aigc_gmm.config import GMMConfig
 
-    (toml,) = [block for _, block in blocks("toml") if "[dataset]" in block]
+    (toml,) = [block for _, block in blocks("toml") if 'name = "grid25"' in block]
     values = tomllib.loads("\n".join(line.strip() for line in toml.splitlines()))
     dataset = values.pop("dataset")
     assert build_config(GMMConfig, values, "gmm").n_components == 25 and dataset["name"] == "grid25"

@@ -300,17 +300,20 @@ def test_any_chunk_source(npy):
 def test_float32_moment_precision_choice_is_accurate():
     """float32 full: float32 products when clusters are wide relative to their distance from
     the shift (fast path), float64 products for tight far clusters; both stay near float64."""
-    from aigc_gmm import _em
+    from aigc_gmm._gaussian_mixture import Params, needs_double_moments
+
+    def params(gm):
+        return Params.from_state(gm.fitted_state(), "cpu")
 
     X = np.random.default_rng(0).normal(size=(4000, 4))
     g64 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data").fit(X)
-    assert not _em.needs_double_moments(g64._params, "full", torch.float32)
+    assert not needs_double_moments(params(g64), "full", torch.float32)
     g32 = GaussianMixture(3, random_state=0, tol=0, max_iter=5, init_params="random_from_data",
                           dtype="float32").fit(X)
     np.testing.assert_allclose(g32.covariances_, g64.covariances_, rtol=1e-4, atol=1e-5)
     ring = data.ring8(n=800, radius=100.0).x.double().numpy()
     far = GaussianMixture(8, random_state=0).fit(ring)
-    assert _em.needs_double_moments(far._params, "full", torch.float32)
+    assert needs_double_moments(params(far), "full", torch.float32)
     far32 = GaussianMixture(8, random_state=0, dtype="float32").fit(ring)
     np.testing.assert_allclose(far32.covariances_, far.covariances_, rtol=1e-3, atol=1e-6)
 
@@ -536,3 +539,102 @@ def test_fit_on_cuda_equals_cpu(covariance_type, _mark):
     torch.testing.assert_close(gpu.means_.cpu(), cpu.means_, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(gpu.covariances_.cpu(), cpu.covariances_, rtol=1e-8, atol=1e-10)
     assert gpu.n_iter_ == cpu.n_iter_
+
+
+# ---------------------------------------------------------------------------------------------
+# the estimator's public API for the adapter: fitted_state / from_state / criteria
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_model_safetensors_from_before_the_layering_change_loads_and_scores():
+    """A gmm ``model.safetensors`` written before the EM driver moved (float32 data 1e4 from
+    zero, so it carries an ``origin``) loads, scores, evaluates and samples as it did then."""
+    from aigc_engine import io
+
+    expected = json.loads((FIXTURES / "gmm_old_model.json").read_text())
+    model = GMMModel(GMMModel.Config(n_components=3, covariance_type="full", dtype="float32"))
+    model.load_state_dict(io.load_state(FIXTURES / "gmm_old_model.safetensors"))
+    points = torch.tensor(expected["points"], dtype=torch.float32)
+    torch.testing.assert_close(model.log_prob(points).double(), torch.tensor(expected["log_prob"], dtype=torch.float64),
+                               rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.sample(5).double(), torch.tensor(expected["samples_seed0"], dtype=torch.float64),
+                               rtol=1e-6, atol=1e-3)  # float32 samples 1e4 from zero: spacing 1e-3
+    # the data the fixture was fitted on, regenerated: the same evaluation
+    rng = np.random.default_rng(0)
+    x = (np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])[rng.integers(0, 3, 600)] + rng.normal(size=(600, 2)) * 0.5
+         + 1e4)
+    ds = data.Dataset(torch.as_tensor(x, dtype=torch.float32), name="fixture")
+    assert model.evaluate(ds, Run(None, device="cpu", progress=False)) == pytest.approx(expected["evaluate"], rel=1e-9)
+    # and what it saves again is the same state
+    again = model.state_dict()
+    old = io.load_state(FIXTURES / "gmm_old_model.safetensors")
+    assert sorted(again) == sorted(old)
+    for key, value in old.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(again[key], value), key
+        else:
+            assert again[key] == value, key
+    with pytest.raises(InputError, match="components"):
+        GMMModel(GMMModel.Config(n_components=4)).load_state_dict(old)
+    with pytest.raises(InputError, match="covariance_type 'full', config says 'diag'"):
+        GMMModel(GMMModel.Config(n_components=3, covariance_type="diag")).load_state_dict(old)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fitted_state_from_state_round_trip(covariance_type):
+    X = blobs_array()
+    gm = GaussianMixture(4, covariance_type=covariance_type, random_state=0).fit(X)
+    state = gm.fitted_state()
+    assert state["covariance_type"] == covariance_type and state["n_iter"] == gm.n_iter_
+    assert all(state[k].dtype == torch.float64 for k in ("weights", "means", "covariances", "precisions_cholesky"))
+    back = GaussianMixture.from_state(state)
+    assert back.n_components == 4 and back.covariance_type == covariance_type
+    Xt = torch.as_tensor(X)
+    torch.testing.assert_close(back.score_samples(Xt), torch.as_tensor(gm.score_samples(X)), rtol=1e-12, atol=1e-12)
+    assert torch.equal(back.predict(Xt), torch.as_tensor(gm.predict(X)))
+    assert back.criteria(X) == gm.criteria(X)
+    with pytest.raises(ValueError, match="state has 4 components"):
+        GaussianMixture.from_state(state, n_components=3)
+    with pytest.raises(ValueError, match="covariance_type"):
+        GaussianMixture.from_state(state, covariance_type="tied" if covariance_type != "tied" else "full")
+
+
+def test_criteria_is_bic_aic_and_score_from_one_pass():
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    X = blobs_array()
+    gm = GaussianMixture(4, random_state=0).fit(X)
+    sk = SkGM(4, random_state=0).fit(X)
+    c = gm.criteria(X)
+    assert c["n_samples"] == len(X) and c["n_parameters"] == sk._n_parameters()
+    assert c["bic"] == pytest.approx(sk.bic(X), rel=1e-9) and c["aic"] == pytest.approx(sk.aic(X), rel=1e-9)
+    assert c["mean_log_likelihood"] == pytest.approx(gm.score(X), rel=1e-15)
+    assert (gm.bic(X), gm.aic(X)) == (c["bic"], c["aic"])
+    # an all-reduce that doubles (two identical shards): the log-likelihood and count double
+    doubled = gm.criteria(X, all_reduce=lambda t: t.mul_(2))
+    assert doubled["n_samples"] == 2 * len(X)
+    assert doubled["mean_log_likelihood"] == pytest.approx(c["mean_log_likelihood"], rel=1e-15)
+    ll, k = c["mean_log_likelihood"] * len(X), c["n_parameters"]
+    assert doubled["bic"] == pytest.approx(-4 * ll + k * np.log(2 * len(X)), rel=1e-12)
+
+
+def test_adapter_and_select_use_only_public_estimator_api():
+    """``model.py`` and ``select.py`` name no underscore attribute of another object and import
+    no underscore name (their own ``self._...`` helpers aside)."""
+    import ast
+
+    import aigc_gmm.model
+    import aigc_gmm.select
+
+    for module in (aigc_gmm.model, aigc_gmm.select):
+        tree = ast.parse(Path(module.__file__).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = node.value
+                assert isinstance(base, ast.Name) and base.id in ("self", "cls"), \
+                    f"{module.__name__}:{node.lineno} uses {ast.unparse(node)}"
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                names = [(node.module or "")] + [a.name for a in node.names]
+                assert not any(part.startswith("_") for n in names for part in n.split(".")), \
+                    f"{module.__name__}:{node.lineno} imports {ast.unparse(node)}"

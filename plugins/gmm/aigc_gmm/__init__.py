@@ -1,11 +1,15 @@
 """aigc_gmm: Gaussian mixture models fitted with EM on aigc-engine's kernels.
 
 ``GaussianMixture`` is a drop-in for ``sklearn.mixture.GaussianMixture`` (plus ``device``,
-``dtype`` and ``chunk_size``, and ``em_fit`` for an EM fit driven step by step and resumable:
-:class:`EMFit`); the engine model ``gmm`` is ``aigc_gmm.model``, the ``gmm-select`` command
-``aigc_gmm.select`` and their hooks ``aigc_gmm.plugin``. The estimator classes are imported on
-first use (they need scikit-learn and torch), so that loading the plugin to list commands stays
-light.
+``dtype`` and ``chunk_size``; ``em_fit`` for an EM fit driven step by step and resumable:
+:class:`EMFit`; ``fitted_state`` / ``from_state`` and ``criteria``); the engine model ``gmm`` is
+``aigc_gmm.model``, the ``gmm-select`` command ``aigc_gmm.select`` and their hooks
+``aigc_gmm.plugin``. The estimator classes are imported on first use (they need scikit-learn and
+torch), so that loading the plugin to list commands stays light.
+
+Modules: ``_em`` is the EM driver (data sources, the sufficient-statistics pass, the estimator
+base class and the EM loop), ``_gaussian_mixture`` the Gaussian maths and the estimator that
+fills in the driver's hooks, ``_kmeans`` the torch k-means of the streamed initialisation.
 """
 from __future__ import annotations
 
@@ -13,13 +17,16 @@ from typing import TYPE_CHECKING
 
 __all__ = ["GaussianMixture", "EMFit", "EMIteration"]
 
+_HOME = {"GaussianMixture": "_gaussian_mixture", "EMFit": "_em", "EMIteration": "_em"}
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ._gaussian_mixture import EMFit, EMIteration, GaussianMixture
+    from ._em import EMFit, EMIteration
+    from ._gaussian_mixture import GaussianMixture
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from . import _gaussian_mixture
+    if name in _HOME:
+        import importlib
 
-        return getattr(_gaussian_mixture, name)
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,40 +1,39 @@
-"""EM maths for Gaussian mixtures, written once for in-memory, out-of-core and distributed data.
+"""The EM driver of the mixtures (scikit-learn's ``mixture/_base.py``), written once for
+in-memory, out-of-core and distributed data.
 
-One EM iteration is one pass over the data in chunks: for each chunk the fused engine kernel
-``aigc_engine.ops.gaussian_em_stats`` runs the E-step and returns the chunk's sufficient
-statistics (float64), which are added up. The sums of all processes are combined with one
-all-reduce of a single flat tensor, and the M-step turns them into parameters with batched
-linear algebra (no Python loop over components).
+- :class:`Source`: the rows of a data set, read in chunks.
+- :class:`Stats` and :func:`statistics_pass`: one pass over the data adds up each chunk's float64
+  sufficient statistics and sums those of all processes with one all-reduce of a single flat
+  tensor. Every pass of a fit (each E-step, the initialisation) is one call of it.
+- :class:`BaseMixture`: what an estimator does whatever its component densities (input checks,
+  ``fit``, ``score``, ``predict``, ``criteria`` / BIC / AIC). A mixture subclasses it and fills in
+  the hooks listed there (initialise, E-step statistics, M-step, log-densities).
+- :class:`EMFit`: the EM loop (``n_init`` restarts, convergence, checkpoints) one iteration per
+  ``step()``: ``stats = _e_step(source, params)`` (one pass), ``params = _m_step(stats)``.
 
 The statistics table is ``sum_n r_nk [1 | z_n | moments(z_n)]`` with ``z = x - s`` around a
 shift ``s`` (``ops.mixture_stats`` layout): second moments are *shifted*, never raw
 ``sum r x x^T``. Then ``cov_k = S_k / nk - (m_k - s)(m_k - s)^T``, the exact centred covariance
 up to rounding; the shifts are parameters every process already shares, so the statistics of
-several processes (or chunks) add up exactly. ``s`` is the mixture mean (the data mean after
-the first iteration). Rounding costs about ``eps |m_k - s|^2 / lambda_min(cov_k)`` relative to
-the smallest variance: nothing in float64; float32 data forms its products in float64 when that
-ratio is large (tight clusters far apart, see ``needs_double_moments``). Tied covariances add
-the unweighted scatter ``sum_n (x_n - s)(x_n - s)^T``.
+several processes (or chunks) add up exactly. Tied covariances add the unweighted scatter
+``sum_n (x_n - s)(x_n - s)^T``.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from time import time
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
-ILL_DEFINED = ("Fitting the mixture model failed because some components have "
-               "ill-defined empirical covariance (for instance caused by singleton "
-               "or collapsed samples). Try to decrease the number of components, "
-               "increase reg_covar, or scale the input data.")
-ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing float64"
-                   " data instead of float32.")
 
 # default rows per chunk: in-memory tensors take large chunks (fewer passes of Python), streamed
 # data (memmaps, engine Datasets) bounds memory by the chunk
@@ -179,290 +178,496 @@ def add_chunk(stats: Stats, x: torch.Tensor, table: torch.Tensor, covariance_typ
         stats.scatter += (z.T @ z).to(torch.float64)
 
 
-def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, eps: float,
-                          origin: torch.Tensor | None = None):
-    """``(nk, means, covariances)`` in float64 as scikit-learn's ``_estimate_gaussian_parameters``
-    computes them (``nk`` includes its ``10 * eps``).
-
-    Centring uses the raw counts ``n_k = sum r``: ``S - n_k d d^T`` with ``d = sum r z / n_k`` is
-    the exact centred scatter whatever the shift; scikit-learn's ``nk = n_k + 10 eps`` only
-    divides it (and the means ``sum r x / nk``). Centring with ``nk`` instead would add
-    ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k. The one
-    departure from scikit-learn: for a nearly empty component (``n_k`` below ~1e-8) its
-    origin-centred diag/spherical formula carries that ``10 eps |m_k|^2 / n_k`` term (and full
-    a smaller one); here the covariance stays the centred one. The statistics are of rows in
-    the frame of the source's ``origin``: the means come back in the data's frame."""
-    table, shift = stats.table, stats.shift
-    D = shift.shape[-1]
-    n_raw = table[:, 0]
-    nk = n_raw + 10 * eps
-    sx = table[:, 1:1 + D]                                     # sum r (x - shift)
-    d = sx / torch.where(n_raw > 0, n_raw, 1)[:, None]         # weighted mean - shift
-    means = (sx + n_raw[:, None] * shift) / nk[:, None]        # sum r x / nk
-    means = means + origin if origin is not None else means
-    moments = table[:, 1 + D:]
-    if covariance_type == "full":
-        K = table.shape[0]
-        iu = torch.triu_indices(D, D, device=table.device)
-        S = table.new_zeros(K, D, D)
-        S[:, iu[0], iu[1]] = moments
-        S[:, iu[1], iu[0]] = moments
-        cov = (S - n_raw[:, None, None] * d[:, :, None] * d[:, None, :]) / nk[:, None, None]
-        cov = cov + reg_covar * torch.eye(D, dtype=cov.dtype, device=cov.device)
-    elif covariance_type == "tied":
-        e = shift + d - stats.tied_shift                       # weighted mean - tied shift
-        cov = (stats.scatter - (n_raw[:, None] * e).T @ e) / nk.sum()
-        cov = cov + reg_covar * torch.eye(D, dtype=cov.dtype, device=cov.device)
-    elif covariance_type == "diag":
-        cov = (moments - n_raw[:, None] * d * d) / nk[:, None] + reg_covar
-    else:
-        cov = (moments[:, 0] - n_raw * (d * d).sum(1)) / (D * nk) + reg_covar
-    return nk, means, cov
+def statistics_pass(source: Source, stats: Stats, chunk_statistics: Callable, covariance_type: str,
+                    double: bool, all_reduce: Callable[[torch.Tensor], Any] | None = None) -> Stats:
+    """One pass over ``source``: for each chunk ``x [n, D]`` (``offset`` its first row among
+    this process's rows), ``chunk_statistics(offset, x) -> (table [K, C], ll [] or None)`` is
+    added to ``stats`` with the chunk's row count and (tied) its scatter (float64 products with
+    ``double``); then the sums of all processes are combined with one all-reduce."""
+    for offset, x in source.chunks():
+        table, ll = chunk_statistics(offset, x)
+        add_chunk(stats, x, table, covariance_type, double)
+        if ll is not None:
+            stats.ll += ll
+    return stats.all_reduce(all_reduce)
 
 
-def precision_cholesky(cov: torch.Tensor, covariance_type: str, float32_hint: bool = False) -> torch.Tensor:
-    """P with precision = P P^T from covariances (batched Cholesky + triangular solve); an
-    ill-defined covariance raises scikit-learn's ValueError."""
-    msg = ILL_DEFINED + (ILL_DEFINED_F32 if float32_hint else "")
-    if covariance_type in ("full", "tied"):
-        L, info = torch.linalg.cholesky_ex(cov)
-        if bool((info != 0).any()) or not bool(torch.isfinite(L).all()):
-            raise ValueError(msg)
-        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
-        return torch.linalg.solve_triangular(L, eye, upper=False).transpose(-1, -2).contiguous()
-    if bool((cov <= 0).any()) or not bool(torch.isfinite(cov).all()):
-        raise ValueError(msg)
-    return 1.0 / torch.sqrt(cov)
-
-
-def precision_cholesky_from_precisions(prec: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """scikit-learn's ``_compute_precision_cholesky_from_precisions`` (flip, Cholesky, flip)."""
-    if covariance_type in ("full", "tied"):
-        flipped = torch.flip(prec, dims=(-2, -1))
-        return torch.flip(torch.linalg.cholesky(flipped), dims=(-2, -1))
-    return torch.sqrt(prec)
-
-
-def covariances_from_precision_cholesky(P: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    if covariance_type in ("full", "tied"):
-        prec = P @ P.transpose(-1, -2)
-        return torch.linalg.inv(prec)
-    return 1.0 / (P * P)
-
-
-def covariances_of(params: "Params", covariance_type: str) -> torch.Tensor:
-    """``params.covariances``, or (when only precisions were given) the covariances derived from
-    the precision Cholesky factors."""
-    if params.covariances is not None:
-        return params.covariances
-    return covariances_from_precision_cholesky(params.precisions_cholesky, covariance_type)
-
-
-def sample_from(params: "Params", covariance_type: str, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Samples ``means[labels] + chol(cov[labels]) z`` (float64) for component ``labels [n]`` and
-    standard normal draws ``z [n, D]``; the caller draws both (the random stream is its choice)."""
-    cov = covariances_of(params, covariance_type)
-    if covariance_type == "full":
-        x = torch.einsum("nij,nj->ni", torch.linalg.cholesky(cov)[labels], z)
-    elif covariance_type == "tied":
-        x = z @ torch.linalg.cholesky(cov).T
-    elif covariance_type == "diag":
-        x = z * torch.sqrt(cov)[labels]
-    else:
-        x = z * torch.sqrt(cov)[labels][:, None]
-    return params.means[labels] + x
-
-
-def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Free parameters of a mixture (scikit-learn's ``_n_parameters``)."""
-    K, D = n_components, n_features
-    cov_params = {"full": K * D * (D + 1) / 2.0, "diag": K * D, "tied": D * (D + 1) / 2.0,
-                  "spherical": K}[covariance_type]
-    return int(cov_params + D * K + K - 1)
-
-
-def information_criteria(total_log_likelihood: float, n_samples: int, n_params: int) -> tuple[float, float]:
+def information_criteria(total_log_likelihood: float, n_samples: float, n_params: int) -> tuple[float, float]:
     """``(bic, aic)`` from the summed log-likelihood of ``n_samples`` rows (lower is better)."""
     ll = total_log_likelihood
     return -2 * ll + n_params * math.log(n_samples), -2 * ll + 2 * n_params
 
 
-def precisions_from_cholesky(P: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    if covariance_type in ("full", "tied"):
-        return P @ P.transpose(-1, -2)
-    return P * P
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32,
+           "double": torch.float64}
 
 
-# --------------------------------------------------------------------------------------------
-# passes
-@dataclass
-class Params:
-    """Mixture parameters in float64 (the M-step's precision) plus the compute-dtype copies the
-    E-step uses."""
-    weights: torch.Tensor
-    means: torch.Tensor
-    covariances: torch.Tensor | None
-    precisions_cholesky: torch.Tensor
-
-    def compute(self, dtype, origin: torch.Tensor | None = None):
-        """Means (moved to the frame of rows less ``origin``), precision Cholesky factors and log
-        weights in ``dtype``."""
-        means = self.means - origin if origin is not None else self.means
-        return (means.to(dtype), self.precisions_cholesky.to(dtype), torch.log(self.weights).to(dtype))
-
-    def shift(self, dtype, origin: torch.Tensor | None = None) -> torch.Tensor:
-        """The mixture mean ``sum_k w_k m_k`` (less ``origin``) in ``dtype``: the shift of the
-        statistics."""
-        s = (self.weights[:, None] * self.means).sum(0)
-        return (s - origin if origin is not None else s).to(dtype)
-
-
-def needs_double_moments(params: Params, covariance_type: str, dtype: torch.dtype) -> bool:
-    """Whether float32 data must form its second moments in float64.
-
-    Around the shift ``s`` the rounding error of ``cov_k`` relative to its smallest eigenvalue is
-    about ``eps |m_k - s|^2 / lambda_min(cov_k)``. float32 products afford that when the ratio is
-    small (< 64: at most ~6 of its 24 bits, a relative error <~ 1e-5); otherwise (e.g. tight
-    clusters far apart) the products are formed in float64, which always suffices."""
-    if dtype == torch.float64:
-        return False
-    s = (params.weights[:, None] * params.means).sum(0)
-    P = params.precisions_cholesky
-    if covariance_type in ("full", "tied"):
-        lam = torch.linalg.matrix_norm(P, ord=2) ** 2          # 1 / lambda_min(cov)
-    elif covariance_type == "diag":
-        lam = (P * P).amax(1)
+def compute_dtype(dtype) -> torch.dtype | None:
+    """The torch compute dtype of an estimator's ``dtype`` parameter (None keeps the input's)."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype in (torch.float32, torch.float64):
+            return dtype
     else:
-        lam = P * P
-    ratio = ((params.means - s) ** 2).sum(1) * lam
-    return not bool(ratio.max() < 64)
+        name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype.removeprefix("torch.")
+        if name in _DTYPES:
+            return _DTYPES[name]
+    raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
 
 
-def em_pass(source: Source, params: Params, covariance_type: str, all_reduce=None) -> Stats:
-    """One E-step over all chunks with the statistics of the M-step that follows."""
-    dtype = source.dtype
-    means, P, logw = params.compute(dtype, source.origin)
-    s = params.shift(dtype, source.origin)
-    double = needs_double_moments(params, covariance_type, dtype)
-    stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
-    for _, x in source.chunks():
-        table, ll = ops.gaussian_em_stats(x, means, P, covariance_type, logw, s, double)
-        add_chunk(stats, x, table, covariance_type, double)
-        stats.ll += ll
-    stats.all_reduce(all_reduce)
-    if covariance_type != "tied" and _cancelled(stats, covariance_type, torch.float64 if double else dtype):
-        stats = _exact_moments_pass(source, params, covariance_type, stats, all_reduce)
-    return stats
-
-
-def _cancelled(stats: Stats, covariance_type: str, product_dtype: torch.dtype) -> bool:
-    """Whether a component's variance ``S/n - d^2`` around the shared shift kept fewer than ~6
-    bits: a (nearly) collapsed component far from the shift, whose tiny variance the shifted
-    moments can round to <= 0."""
-    table, D = stats.table, stats.shift.shape[-1]
-    n = table[:, 0]
-    live = n > 0
-    if not bool(live.any()):
-        return False
-    d = table[live, 1:1 + D] / n[live, None]
-    moments = table[live, 1 + D:]
-    if covariance_type == "full":
-        iu = torch.triu_indices(D, D, device=table.device)
-        moments = moments[:, iu[0] == iu[1]]
-    second = moments / n[live, None]
-    square = d * d if covariance_type != "spherical" else (d * d).sum(1, keepdim=True)
-    return bool((second - square <= 64 * torch.finfo(product_dtype).eps * second).any())
-
-
-def _exact_moments_pass(source: Source, params: Params, covariance_type: str, first: Stats,
-                        all_reduce=None) -> Stats:
-    """The E-step again, its moments each around the component's new mean (float64 products):
-    no cancellation, so a collapsing component's variance is right however small (two-pass
-    variance). Only when :func:`_cancelled` says so: it costs one more pass over the data."""
-    D = source.n_features
-    n = first.table[:, :1]
-    centres = first.shift + first.table[:, 1:1 + D] / torch.where(n > 0, n, 1)   # [K, D], rows' frame
-    means, P, logw = params.compute(source.dtype, source.origin)
-    centres = centres.to(source.dtype)
-    stats = empty_stats(means.shape[0], D, covariance_type, centres, first.tied_shift)
-    for _, x in source.chunks():
-        _, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
-        add_chunk(stats, x, ops.mixture_stats(x, log_resp.exp(), centres, covariance_type, True),
-                  covariance_type, double=True)
-    stats.all_reduce(all_reduce)
-    stats.ll = first.ll
-    return stats
-
-
-def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Tensor, K: int,
-              covariance_type: str, all_reduce=None) -> Stats:
-    """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` (initialisation: float32
-    data forms its products in float64, a one-off cost)."""
-    stats = empty_stats(K, source.n_features, covariance_type, shift, tied_shift)
-    for offset, x in source.chunks():
-        add_chunk(stats, x, ops.mixture_stats(x, resp_fn(offset, x), shift, covariance_type, True),
-                  covariance_type, double=True)
-    return stats.all_reduce(all_reduce)
-
-
-def m_step(stats: Stats, covariance_type: str, reg_covar: float, eps: float, float32_hint: bool,
-           origin: torch.Tensor | None = None) -> Params:
-    nk, means, cov = parameters_from_stats(stats, covariance_type, reg_covar, eps, origin)
-    weights = nk / nk.sum()
-    P = precision_cholesky(cov, covariance_type, float32_hint)
-    return Params(weights, means, cov, P)
-
-
-def hard_resp(labels: torch.Tensor, K: int, dtype) -> torch.Tensor:
-    resp = torch.zeros(len(labels), K, dtype=dtype, device=labels.device)
-    resp[torch.arange(len(labels), device=labels.device), labels] = 1
-    return resp
-
-
-def nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest centre for each row (squared Euclidean, one GEMM)."""
-    d = (centres * centres).sum(1)[None, :] - 2.0 * (x @ centres.T)
-    return d.argmin(1)
+def _nan_message(estimator_name: str) -> str:
+    try:
+        check_array(np.array([[np.nan]]), estimator=estimator_name, input_name="X")
+    except ValueError as err:
+        return str(err)
+    return "Input X contains NaN."  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------
-# torch k-means (out-of-core / distributed initialisation)
-def kmeans_plusplus(x: torch.Tensor, K: int, gen: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (2 + log K trials per centre, as scikit-learn) in torch."""
-    n = x.shape[0]
-    n_trials = 2 + int(math.log(K))
-    first = int(torch.randint(n, (1,), generator=gen, device="cpu"))
-    centres = [x[first]]
-    closest = ((x - x[first]) ** 2).sum(1)
-    for _ in range(1, K):
-        total = closest.sum()
-        u = torch.rand(n_trials, generator=gen, device="cpu", dtype=torch.float64).to(x.device) * total
-        cand = torch.searchsorted(torch.cumsum(closest, 0).to(torch.float64), u).clamp_(max=n - 1)
-        d = ((x[None, :, :] - x[cand][:, None, :]) ** 2).sum(-1)      # [trials, n]
-        d = torch.minimum(d, closest[None])
-        best = int(d.sum(1).argmin())
-        closest = d[best]
-        centres.append(x[cand[best]])
-    return torch.stack(centres)
+# the estimator, whatever its components
+class BaseMixture(DensityMixin, BaseEstimator):
+    """A mixture estimator fitted with EM (scikit-learn's ``BaseMixture``): input handling,
+    ``fit`` / ``fit_predict`` / ``em_fit``, ``score_samples``, ``score``, ``predict``,
+    ``predict_proba``, ``criteria``, ``bic``, ``aic``. Subclasses define ``__init__`` with the
+    parameters ``n_components``, ``tol``, ``max_iter``, ``n_init``, ``random_state``,
+    ``warm_start``, ``verbose``, ``verbose_interval``, ``device``, ``dtype``, ``chunk_size``
+    and fill in these hooks (``params`` is the subclass's parameter record, with a
+    ``state()`` of tensors and numbers):
+
+    - ``_initialize_parameters(source, full, random_state, all_reduce) -> params``
+    - ``_e_step(source, params, all_reduce) -> Stats``: one :func:`statistics_pass`
+    - ``_m_step(stats, origin) -> params`` and ``_lower_bound(stats) -> float``
+    - ``_estimate_weighted_log_prob(x) -> [n, K]`` and ``_estimate_log_resp(x) -> [n, K]`` of
+      the fitted parameters, for rows ``x`` as :class:`Source` yields them
+    - ``_set_parameters(params)`` (the fitted attributes), ``_n_parameters() -> int``,
+      ``_params_from_state(state, device) -> params``
+    - optionally ``_begin_fit(source, full, in_memory_init)`` (checks before the first restart;
+      call ``super()``).
+    """
+
+    # -- input -------------------------------------------------------------------------------
+    def check_parameters(self) -> "BaseMixture":
+        """Validate the constructor parameters as ``fit`` does (scikit-learn's messages, a
+        ``ValueError``), without fitting; returns the estimator."""
+        self._validate_params()
+        compute_dtype(self.dtype)
+        return self
+
+    def _kind(self, X) -> str:
+        if isinstance(X, torch.Tensor):
+            return "torch"
+        if hasattr(X, "iter_chunks"):
+            return "dataset"
+        if isinstance(X, np.memmap):
+            return "memmap"
+        return "numpy"
+
+    def _prepare(self, X, reset: bool):
+        """Validate X; returns ``(source, out, kind)`` where ``out`` describes the output format."""
+        kind = self._kind(X)
+        name = type(self).__name__
+        forced = compute_dtype(self.dtype) if reset else self._dtype
+        chunk = self.chunk_size or (IN_MEMORY_CHUNK if kind in ("torch", "numpy") else STREAM_CHUNK)
+        if kind == "numpy":
+            X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
+                            estimator=self, input_name="X")
+            dtype = forced or (torch.float32 if X.dtype == np.float32 else torch.float64)
+            device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            data, out = torch.from_numpy(X), ("numpy", None)
+        elif kind == "torch":
+            if X.ndim != 2:
+                check_array(X.detach().cpu().numpy(), ensure_min_samples=2 if reset else 1, estimator=self, input_name="X")
+            if reset and X.shape[0] < 2:
+                raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
+                                 f"minimum of 2 is required by {name}.")
+            if not X.is_floating_point():
+                X = X.to(torch.float64)
+            if torch.isnan(X).any():
+                raise ValueError(_nan_message(name))
+            if not torch.isfinite(X).all():
+                raise ValueError("Input X contains infinity or a value too large for "
+                                 f"dtype('{str(X.dtype).removeprefix('torch.')}').")
+            dtype = forced or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float64)
+            device = torch.device(self.device) if self.device is not None else X.device
+            data, out = X.detach(), ("torch", X.device)
+        else:  # memmap or engine Dataset: streamed, validated chunk by chunk during the first pass
+            shape = tuple(X.shape)
+            # a Dataset's rows may be images (N x C x H x W), read flattened
+            if len(shape) != 2 and not (kind == "dataset" and len(shape) > 2):
+                raise ValueError(f"Expected 2D array, got {len(shape)}D array instead.")
+            if reset and shape[0] < 2:
+                raise ValueError(f"Found array with {shape[0]} sample(s) (shape={shape}) while a "
+                                 f"minimum of 2 is required by {name}.")
+            src_dtype = getattr(X, "dtype", np.float32)
+            default = torch.float32 if src_dtype in (np.float32, torch.float32) else torch.float64
+            if kind == "dataset":
+                default = torch.float32
+            dtype = forced or default
+            device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            data, out = X, ("numpy", None)
+            self._check_finite_stream(Source(X, dtype, device, chunk))
+        n_features = Source(data, dtype, device, chunk).n_features
+        if reset:
+            self.n_features_in_ = n_features
+            self._dtype, self._device = dtype, device
+            self._origin = choose_origin(Source(data, dtype, device, chunk))
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but {name} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        else:
+            dtype, device = self._dtype, self._device
+        return Source(data, dtype, device, chunk, self._origin_), out, kind
+
+    def _check_finite_stream(self, source: Source) -> None:
+        for offset, x in source.chunks():
+            if torch.isnan(x).any():
+                raise ValueError(_nan_message(type(self).__name__))
+            if not torch.isfinite(x).all():
+                raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+
+    def _to_out(self, t: torch.Tensor | None, out):
+        if t is None:
+            return None
+        if out[0] == "numpy":
+            return t.detach().cpu().numpy()
+        return t.to(out[1])
+
+    @property
+    def _out_fmt(self):
+        return getattr(self, "_out", ("numpy", None))
+
+    @property
+    def _origin_(self) -> torch.Tensor | None:
+        """The origin rows are fitted and scored in (:func:`choose_origin`; None near zero)."""
+        return getattr(self, "_origin", None)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Estimate model parameters with the EM algorithm (see scikit-learn)."""
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Estimate model parameters using X and predict the labels for X."""
+        self._validate_params()
+        source, out, kind = self._prepare(X, reset=True)
+        self._out = out
+        EMFit(self, source).finish()
+        # a final E-step so that fit_predict(X) equals fit(X).predict(X)
+        return self._to_out(self._predict_source(source), out)
+
+    def em_fit(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None) -> "EMFit":
+        """Begin an EM fit of an engine Dataset (streamed in chunks) that the caller drives one
+        iteration at a time and can checkpoint and resume: see :class:`EMFit`.
+        ``gm.em_fit(dataset).finish()`` is a whole fit; fitted attributes are torch tensors.
+
+        As process ``rank`` of ``world_size`` (torchrun), this process reads its shard
+        (``dataset.shard(rank, world_size)``), the statistics are summed with ``all_reduce``,
+        and the initialisation (torch k-means on a sample every process draws alike) is the
+        same on every process, so the result equals a one-process fit."""
+        self._validate_params()
+        dtype = compute_dtype(self.dtype) or torch.float32
+        device = torch.device(self.device) if self.device is not None else torch.device("cpu")
+        chunk = self.chunk_size or STREAM_CHUNK
+        full = Source(dataset, dtype, device, chunk)
+        full.origin = self._origin = choose_origin(full) if full.n_samples else None
+        if full.n_samples < 2:
+            raise ValueError(f"Found array with {full.n_samples} sample(s) (shape={tuple(dataset.shape)}) "
+                             f"while a minimum of 2 is required by {type(self).__name__}.")
+        local = full
+        if world_size > 1:
+            local = Source(dataset.shard(rank, world_size), dtype, device, chunk, self._origin)
+            local.global_offset = rank * full.n_samples // world_size
+        self.n_features_in_ = full.n_features
+        self._dtype, self._device, self._out = dtype, device, ("torch", device)
+        return EMFit(self, local, full, all_reduce, in_memory_init=False)
+
+    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool) -> None:
+        """Checks and settings of a fit, before its first restart."""
+        if full.n_samples < self.n_components:
+            raise ValueError("Expected n_samples >= n_components "
+                             f"but got n_components = {self.n_components}, n_samples = {full.n_samples}")
+        self._in_memory_init = in_memory_init
+        self._float32 = source.dtype == torch.float32
+        self._eps = float(torch.finfo(source.dtype).eps)
+
+    def _lower_bound(self, stats: Stats) -> float:
+        """The mean log-likelihood per row of the pass that gave ``stats``."""
+        return float(stats.ll / stats.n)
+
+    # -- using the fit -----------------------------------------------------------------------
+    def _check_is_fitted(self):
+        if not hasattr(self, "_params") or not hasattr(self, "n_iter_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+
+    def _map(self, source: Source, fn) -> torch.Tensor:
+        return torch.cat([fn(x) for _, x in source.chunks()])
+
+    def _predict_source(self, source: Source) -> torch.Tensor:
+        return self._map(source, lambda x: self._estimate_weighted_log_prob(x).argmax(1))
+
+    def _inference(self, X, fn):
+        self._check_is_fitted()
+        source, out, kind = self._prepare(X, reset=False)
+        return self._to_out(self._map(source, fn), out)
+
+    def _total_log_likelihood(self, source: Source, all_reduce=None) -> tuple[float, float]:
+        """``(sum of log p(x), number of rows)`` over ``source``, summed over processes with
+        ``all_reduce`` (one float64 tensor on the fit's device: NCCL reduces on the GPU)."""
+        total = torch.zeros(2, dtype=torch.float64, device=source.device)
+        for _, x in source.chunks():
+            total[0] += torch.logsumexp(self._estimate_weighted_log_prob(x), 1).sum(dtype=torch.float64)
+            total[1] += len(x)
+        if all_reduce is not None:
+            all_reduce(total)
+        total = total.cpu()
+        return float(total[0]), float(total[1])
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample."""
+        return self._inference(X, lambda x: torch.logsumexp(self._estimate_weighted_log_prob(x), 1))
+
+    def score(self, X, y=None):
+        """Per-sample average log-likelihood of X."""
+        self._check_is_fitted()
+        source, _, _ = self._prepare(X, reset=False)
+        total, n = self._total_log_likelihood(source)
+        return total / n
+
+    def predict(self, X):
+        """Most probable component of each sample."""
+        return self._inference(X, lambda x: self._estimate_weighted_log_prob(x).argmax(1))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample."""
+        return self._inference(X, lambda x: torch.exp(self._estimate_log_resp(x)))
+
+    def criteria(self, X, *, all_reduce=None) -> dict[str, float]:
+        """The fit's figures on ``X`` from one pass: ``mean_log_likelihood``, ``bic``, ``aic``
+        (scikit-learn's definitions, lower is better), ``n_parameters`` and ``n_samples``.
+
+        Under torchrun each process passes its shard and ``all_reduce`` (summing a float64
+        tensor in place across processes): the figures are those of the whole data."""
+        self._check_is_fitted()
+        source, _, _ = self._prepare(X, reset=False)
+        total, n = self._total_log_likelihood(source, all_reduce)
+        k = self._n_parameters()
+        bic, aic = information_criteria(total, n, k)
+        return {"mean_log_likelihood": total / n, "bic": bic, "aic": aic, "n_parameters": int(k),
+                "n_samples": int(n)}
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better)."""
+        return self.criteria(X)["bic"]
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better)."""
+        return self.criteria(X)["aic"]
+
+    # -- verbose messages (scikit-learn's) ---------------------------------------------------
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose == 1:
+            print("Initialization %d" % n_init)
+        elif self.verbose >= 2:
+            print("Initialization %d" % n_init)
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print("  Iteration %d" % n_iter)
+            elif self.verbose >= 2:
+                cur_time = time()
+                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                      % (n_iter, cur_time - self._iter_prev_time, diff_ll))
+                self._iter_prev_time = cur_time
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_prev_time
+            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")
 
 
-def kmeans(x: torch.Tensor, K: int, seed: int, n_iter: int = 100, tol: float = 1e-4,
-           init: str = "kmeans") -> torch.Tensor:
-    """k-means++ seeding then Lloyd iterations (``init="k-means++"``: seeding only) on an
-    in-memory sample; deterministic for a given seed on every process."""
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    centres = kmeans_plusplus(x, K, gen)
-    if init == "k-means++":
-        return centres
-    var_tol = tol * float(x.var(0).mean())
-    for _ in range(n_iter):
-        labels = nearest(x, centres)
-        resp = hard_resp(labels, K, x.dtype)
-        counts = resp.sum(0)
-        new = (resp.T @ x) / counts.clamp(min=1)[:, None]
-        new = torch.where(counts[:, None] > 0, new, centres)
-        shift = float(((new - centres) ** 2).sum())
-        centres = new
-        if shift <= var_tol:
-            break
-    return centres
+# --------------------------------------------------------------------------------------------
+# EM, one iteration at a time
+class EMIteration(NamedTuple):
+    """What one :meth:`EMFit.step` did: iteration ``n_iter`` (from 1) of restart ``restart``
+    (from 0), and the lower bound it reached."""
+    restart: int
+    n_iter: int
+    lower_bound: float
+
+
+class EMFit:
+    """An EM fit in progress: scikit-learn's ``fit`` (``n_init`` restarts of up to ``max_iter``
+    iterations, the one with the best lower bound kept) unrolled into steps.
+
+    - ``step()`` runs the next EM iteration, initialising a restart first when one is due, and
+      returns an :class:`EMIteration`; ``done`` says whether every restart has ended (it
+      converged or reached ``max_iter``).
+    - ``finish()`` runs whatever remains and sets the estimator's fitted attributes (with
+      scikit-learn's ``ConvergenceWarning``); it returns the estimator.
+    - ``state_dict()`` is everything the fit needs to go on exactly where it is: the restart,
+      its iteration count, parameters and lower bounds, the best restart so far and the state of
+      the ``random_state`` generator that initialises the restarts to come (tensors, numbers and
+      lists only). ``load_state_dict()`` continues from it under the estimator's *current*
+      ``max_iter``, ``tol`` and ``n_init``: a restart that those end is ended; a finished fit
+      whose best restart they let go on (a larger ``max_iter``, a smaller ``tol``) continues
+      that restart from its parameters, and a larger ``n_init`` adds restarts. Stepping a
+      loaded fit to the end gives bit for bit the result of the uninterrupted fit.
+
+    ``source`` holds this process's rows, ``full_source`` all rows (the same source on one
+    process); ``all_reduce`` sums the statistics of all processes.
+    """
+
+    def __init__(self, gm: BaseMixture, source: Source, full_source: Source | None = None,
+                 all_reduce=None, in_memory_init: bool | None = None):
+        full_source = full_source or source
+        if in_memory_init is None:
+            in_memory_init = isinstance(full_source.data, torch.Tensor)
+        gm._begin_fit(source, full_source, in_memory_init)
+        self.gm, self.source, self.full_source, self.all_reduce = gm, source, full_source, all_reduce
+        self.warm = gm.warm_start and hasattr(gm, "converged_")  # scikit-learn: one restart, from the fit
+        gm.converged_ = False
+        self.random_state = check_random_state(gm.random_state)
+        self.restart = 0
+        self.params = None                    # the current restart's (None until it is initialised)
+        self.n_iter = 0
+        self.lower_bound = -np.inf
+        self.lower_bounds: list[float] = []
+        self.change = np.inf                  # the last iteration's gain in lower bound
+        self.best: dict | None = None         # the best ended restart: params, n_iter, lower_bounds, ...
+        self.max_lower_bound = -np.inf
+
+    @property
+    def n_init(self) -> int:
+        return 1 if self.warm else self.gm.n_init
+
+    @property
+    def done(self) -> bool:
+        return self.restart >= self.n_init
+
+    # -- stepping ------------------------------------------------------------------------------
+    def step(self) -> EMIteration:
+        """One EM iteration: the E-step's pass over the data, then the M-step."""
+        gm = self.gm
+        if self.done:
+            raise RuntimeError("the EM fit is done: call finish()")
+        if gm.max_iter < 1:
+            raise RuntimeError("max_iter=0: there is no EM iteration to run; call finish()")
+        if self.params is None:
+            self._begin_restart()
+        restart, previous = self.restart, self.lower_bound
+        stats = gm._e_step(self.source, self.params, self.all_reduce)
+        self.params = gm._m_step(stats, self.source.origin)
+        self.lower_bound = gm._lower_bound(stats)
+        self.n_iter += 1
+        self.lower_bounds.append(self.lower_bound)
+        self.change = self.lower_bound - previous
+        gm._print_verbose_msg_iter_end(self.n_iter, self.change)
+        self._end_restart_if_due()
+        return EMIteration(restart, self.n_iter, self.lower_bounds[-1])
+
+    def finish(self) -> BaseMixture:
+        """Run what remains, then set the fitted attributes to the best restart's."""
+        gm = self.gm
+        while not self.done:
+            if gm.max_iter < 1:  # scikit-learn: each restart is initialised and kept as it is
+                self._begin_restart()
+                self.best = {"params": self.params, "n_iter": 0, "lower_bounds": [], "converged": False,
+                             "change": np.inf}
+                self.restart, self.params = self.restart + 1, None
+            else:
+                self.step()
+        best = self.best
+        gm.converged_ = best["converged"]
+        if not gm.converged_ and gm.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning)
+        gm._set_parameters(best["params"])
+        gm.n_iter_ = best["n_iter"]
+        gm.lower_bound_ = self.max_lower_bound
+        gm.lower_bounds_ = list(best["lower_bounds"])
+        return gm
+
+    def _begin_restart(self) -> None:
+        gm = self.gm
+        gm._print_verbose_msg_init_beg(self.restart)
+        if self.warm:
+            self.params, self.lower_bound = gm._params, gm.lower_bound_
+        else:
+            self.params = gm._initialize_parameters(self.source, self.full_source, self.random_state,
+                                                    self.all_reduce)
+            self.lower_bound = -np.inf
+        self.n_iter, self.lower_bounds, self.change = 0, [], np.inf
+
+    def _end_restart_if_due(self) -> None:
+        converged = abs(self.change) < self.gm.tol
+        if not (converged or self.n_iter >= self.gm.max_iter):
+            return
+        self.gm._print_verbose_msg_init_end(self.lower_bound, converged)
+        if self.lower_bound > self.max_lower_bound or self.max_lower_bound == -np.inf:
+            self.max_lower_bound = self.lower_bound
+            self.best = {"params": self.params, "n_iter": self.n_iter, "lower_bounds": self.lower_bounds,
+                         "converged": converged, "change": self.change}
+        self.restart, self.params = self.restart + 1, None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = self.random_state.get_state()
+        best = None
+        if self.best is not None:
+            best = {**self.best, "params": self.best["params"].state(),
+                    "lower_bounds": list(self.best["lower_bounds"])}
+        return {"mixture": self._shape(), "restart": self.restart, "n_iter": self.n_iter,
+                "lower_bound": self.lower_bound, "lower_bounds": list(self.lower_bounds), "change": self.change,
+                "params": self.params.state() if self.params is not None else None, "best": best,
+                "max_lower_bound": self.max_lower_bound,
+                "random_state": {"keys": keys.copy(), "pos": int(pos), "has_gauss": int(has_gauss),
+                                 "cached_gaussian": float(cached)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if dict(state["mixture"]) != self._shape():
+            saved, here = state["mixture"], self._shape()
+            raise ValueError(f"the saved EM state is of a {saved['covariance_type']!r} mixture of "
+                             f"{saved['n_components']} components in {saved['n_features']} features; this fit "
+                             f"is {here['covariance_type']!r} with {here['n_components']} components in "
+                             f"{here['n_features']} features")
+        device = self.source.device
+        self.restart, self.n_iter = int(state["restart"]), int(state["n_iter"])
+        self.lower_bound, self.change = float(state["lower_bound"]), float(state["change"])
+        self.lower_bounds = [float(v) for v in state["lower_bounds"]]
+        self.params = self._params_from_state(state["params"], device)
+        self.best = None
+        if state["best"] is not None:
+            b = state["best"]
+            self.best = {"params": self._params_from_state(b["params"], device), "n_iter": int(b["n_iter"]),
+                         "lower_bounds": [float(v) for v in b["lower_bounds"]], "converged": bool(b["converged"]),
+                         "change": float(b["change"])}
+        self.max_lower_bound = float(state["max_lower_bound"])
+        rs = state["random_state"]
+        self.random_state.set_state(("MT19937", np.asarray(rs["keys"], dtype=np.uint32), int(rs["pos"]),
+                                     int(rs["has_gauss"]), float(rs["cached_gaussian"])))
+        # under the current settings: end a restart they end, reopen a best restart they continue
+        if self.params is not None:
+            self._end_restart_if_due()
+        elif self.done and self.best is not None and self.gm.max_iter > 0:
+            b = self.best
+            if b["n_iter"] < self.gm.max_iter and not abs(b["change"]) < self.gm.tol:
+                self.restart, self.params, self.n_iter = self.n_init - 1, b["params"], b["n_iter"]
+                self.lower_bound, self.lower_bounds, self.change = self.max_lower_bound, list(b["lower_bounds"]), b["change"]
+                self.best, self.max_lower_bound = None, -np.inf
+
+    def _params_from_state(self, state: dict[str, Any] | None, device):
+        return None if state is None else self.gm._params_from_state(state, device)
+
+    def _shape(self) -> dict[str, Any]:
+        return {"covariance_type": self.gm.covariance_type, "n_components": int(self.gm.n_components),
+                "n_features": int(self.source.n_features)}

@@ -11,18 +11,40 @@ import torch
 
 from aigc_engine import InputError, Model, Run
 
-from . import _em
-from ._em import Params
-from .config import GMMConfig
+from .config import DTYPES, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._gaussian_mixture import GaussianMixture
+    from . import GaussianMixture
 
 
 # EM parameters are small, but a checkpoint (~2-7 ms with the RNG states) would still outweigh a
 # small data set's iteration: by default (``checkpoint_seconds=1``) the EM state is checkpointed
 # after the first iteration that ends at least a second after the last checkpoint (after every
 # iteration when they are slower), at the end and on SIGINT / SIGTERM; 0 checkpoints every iteration.
+
+
+def estimator_params(config: GMMConfig, seed: int = 0, device=None) -> dict[str, Any]:
+    """The ``GaussianMixture`` constructor parameters of a ``gmm`` config (checked: a bad value
+    is an InputError naming the config key)."""
+    if config.chunk_size < 1:
+        raise InputError(f"chunk_size must be >= 1, got {config.chunk_size}")
+    if config.dtype not in DTYPES:
+        raise InputError(f"dtype must be float32 or float64, got {config.dtype!r}")
+    return dict(n_components=config.n_components, covariance_type=config.covariance_type, tol=config.tol,
+                reg_covar=config.reg_covar, max_iter=config.max_iter, n_init=config.n_init,
+                init_params=config.init_params, random_state=seed, device=device, dtype=config.dtype,
+                chunk_size=config.chunk_size)
+
+
+def build_estimator(config: GMMConfig, seed: int = 0, device=None) -> GaussianMixture:
+    """The estimator the ``gmm`` model fits for ``config`` (``gmm-select`` fits the same one, so
+    that a run of the selected config refits the winner exactly)."""
+    from . import GaussianMixture
+
+    try:
+        return GaussianMixture(**estimator_params(config, seed, device)).check_parameters()
+    except ValueError as err:
+        raise InputError(str(err).replace("GaussianMixture", "gmm")) from None
 
 
 class GMMModel(Model):
@@ -37,29 +59,9 @@ class GMMModel(Model):
         self.gm: GaussianMixture | None = None
         self.sample_shape: tuple[int, ...] | None = None
 
-    def _estimator(self, seed: int = 0, device=None) -> GaussianMixture:
-        from ._gaussian_mixture import GaussianMixture, _torch_dtype
-
-        c = self.config
-        if c.chunk_size < 1:
-            raise InputError(f"chunk_size must be >= 1, got {c.chunk_size}")
-        try:
-            _torch_dtype(c.dtype)
-        except ValueError:
-            raise InputError(f"dtype must be float32 or float64, got {c.dtype!r}") from None
-        gm = GaussianMixture(c.n_components, covariance_type=c.covariance_type, tol=c.tol,
-                             reg_covar=c.reg_covar, max_iter=c.max_iter, n_init=c.n_init,
-                             init_params=c.init_params, random_state=seed, device=device,
-                             dtype=c.dtype, chunk_size=c.chunk_size)
-        try:
-            gm._validate_params()
-        except ValueError as err:
-            raise InputError(str(err).replace("GaussianMixture", "gmm")) from None
-        return gm
-
     def validate(self, dataset) -> None:
         """Check the config and the data before the engine makes a run directory."""
-        gm = self._estimator()
+        gm = build_estimator(self.config)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
@@ -72,7 +74,7 @@ class GMMModel(Model):
         ``--resume`` continues the fit at its iteration (ending as the uninterrupted fit would).
         A finished fit resumed with settings that let it go on (a larger ``max_iter``, a smaller
         ``tol``) continues its best restart from its final parameters."""
-        gm = self._estimator(run.seed, run.device)
+        gm = build_estimator(self.config, run.seed, run.device)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
@@ -104,17 +106,9 @@ class GMMModel(Model):
             raise InputError("gmm is an unconditional model: it cannot sample with a condition")
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
-        gm = self._fitted()
-        p = gm._params
-        dev = p.means.device
-        labels = torch.multinomial(p.weights.cpu(), n, replacement=True).to(dev)
-        z = torch.randn(n, p.means.shape[1], dtype=torch.float64, device="cpu").to(dev)
-        x = _em.sample_from(p, gm.covariance_type, labels, z).to(gm._dtype).cpu()
+        x, _ = self._fitted().draw(n)  # torch's global stream, which the engine seeds
+        x = x.cpu()
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
-
-    def _covariances(self) -> torch.Tensor:
-        gm = self._fitted()
-        return _em.covariances_of(gm._params, gm.covariance_type)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self._fitted().score_samples(x.reshape(len(x), -1))
@@ -123,33 +117,21 @@ class GMMModel(Model):
         """Mean log-likelihood per row, BIC, AIC (scikit-learn's definitions), n_iter, converged."""
         gm = self._fitted()
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
-        device = gm._params.means.device  # NCCL reduces tensors on the GPU
-        total = torch.zeros(2, dtype=torch.float64, device=device)
-        rows = _em.Source(local, gm._dtype, device, gm.chunk_size or _em.STREAM_CHUNK, gm._origin_)
-        for _, x in rows.chunks():
-            lp = torch.logsumexp(gm._weighted_log_prob(x), 1)
-            total[0] += lp.sum(dtype=torch.float64)
-            total[1] += len(x)
-        run.all_reduce(total)
-        total = total.cpu()
-        n = float(total[1])
-        ll = float(total[0])
-        k = gm._n_parameters()
-        bic, aic = _em.information_criteria(ll, n, k)
-        return {"mean_log_likelihood": ll / n, "bic": bic, "aic": aic,
+        c = gm.criteria(local, all_reduce=run.all_reduce)
+        return {"mean_log_likelihood": c["mean_log_likelihood"], "bic": c["bic"], "aic": c["aic"],
                 "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
-                "lower_bound": float(gm.lower_bound_), "n_parameters": int(k)}
+                "lower_bound": float(gm.lower_bound_), "n_parameters": c["n_parameters"]}
 
     def annotate_plot(self, ax) -> None:
         """Component means and 2-sigma ellipses (2-D data only)."""
-        gm = self._fitted()
-        means = gm._params.means.cpu().numpy()
+        state = self._fitted().fitted_state()
+        means = state["means"].numpy()
         if means.shape[1] != 2:
             return
         from matplotlib.patches import Ellipse
 
-        cov = self._covariances().cpu().numpy()
-        ct = gm.covariance_type
+        cov = state["covariances"].numpy()
+        ct = state["covariance_type"]
         for k, mu in enumerate(means):
             c = {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
                  "spherical": lambda: np.eye(2) * cov[k]}[ct]()
@@ -162,34 +144,16 @@ class GMMModel(Model):
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        gm = self._fitted()
-        p = gm._params
-        return {"weights": p.weights.cpu(), "means": p.means.cpu(), "covariances": self._covariances().cpu(),
-                "precisions_cholesky": p.precisions_cholesky.cpu(), "covariance_type": gm.covariance_type,
-                "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
-                "lower_bound": float(gm.lower_bound_), "lower_bounds": [float(v) for v in gm.lower_bounds_],
-                "sample_shape": list(self.sample_shape or ()),
-                **({"origin": gm._origin_.cpu()} if gm._origin_ is not None else {})}
+        """The estimator's ``fitted_state()`` and the rows' ``sample_shape`` (``model.safetensors``)."""
+        return {**self._fitted().fitted_state(), "sample_shape": list(self.sample_shape or ())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from ._gaussian_mixture import _torch_dtype
+        from . import GaussianMixture
 
-        gm = self._estimator()
-        if state.get("covariance_type", gm.covariance_type) != gm.covariance_type:
-            raise InputError(f"state has covariance_type {state['covariance_type']!r}, config says "
-                             f"{gm.covariance_type!r}")
-        f64 = torch.float64
-        params = Params(state["weights"].to(f64), state["means"].to(f64), state["covariances"].to(f64),
-                        state["precisions_cholesky"].to(f64))
-        if params.weights.shape[0] != gm.n_components:
-            raise InputError(f"state has {params.weights.shape[0]} components, config says {gm.n_components}")
-        gm.n_features_in_ = params.means.shape[1]
-        gm._dtype, gm._device, gm._out = _torch_dtype(gm.dtype), torch.device("cpu"), ("torch", torch.device("cpu"))
-        gm._set_parameters(params)
-        gm._origin = state["origin"].to(f64) if state.get("origin") is not None else None
-        gm.n_iter_ = int(state.get("n_iter", 0))
-        gm.converged_ = bool(state.get("converged", False))
-        gm.lower_bound_ = float(state.get("lower_bound", float("nan")))
-        gm.lower_bounds_ = list(state.get("lower_bounds", []))
+        params = estimator_params(self.config)
+        try:
+            gm = GaussianMixture.from_state(state, **params)
+        except ValueError as err:
+            raise InputError(str(err).replace("the estimator", "config says")) from None
         self.gm = gm
         self.sample_shape = tuple(state.get("sample_shape", ())) or None

@@ -53,8 +53,7 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
     """Fit one mixture per K; returns ``{"results": [...], "best": {...}}``. Each K's estimator
     is the one the ``gmm`` model builds from ``best["config"]`` with the same seed, so a run of
     that config refits the winner exactly."""
-    from . import _em
-    from .model import GMMModel
+    from .model import build_estimator
 
     if max(components) > len(dataset):
         raise InputError(f"n_components={max(components)} is more than the {len(dataset)} rows of "
@@ -64,20 +63,17 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
     configs = {K: GMMConfig(n_components=K, covariance_type=covariance_type, max_iter=max_iter,
                             n_init=n_init, dtype=dtype, reg_covar=reg_covar) for K in components}
     for K in steps:
-        gm = GMMModel(configs[K])._estimator(seed, device)
+        gm = build_estimator(configs[K], seed, device)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 gm.em_fit(dataset).finish()
         except ValueError as err:
             raise InputError(f"n_components={K}: {err}") from None
-        n = len(dataset)
-        ll = gm.score(dataset) * n
-        k = gm._n_parameters()
-        bic, aic = _em.information_criteria(ll, n, k)
-        results.append({"n_components": K, "bic": bic, "aic": aic,
-                        "mean_log_likelihood": ll / n, "n_iter": int(gm.n_iter_),
-                        "converged": bool(gm.converged_), "n_parameters": k,
+        c = gm.criteria(dataset)
+        results.append({"n_components": K, "bic": c["bic"], "aic": c["aic"],
+                        "mean_log_likelihood": c["mean_log_likelihood"], "n_iter": int(gm.n_iter_),
+                        "converged": bool(gm.converged_), "n_parameters": c["n_parameters"],
                         "warnings": sorted({str(w.message) for w in caught})})
     best = min(results, key=lambda r: r[criterion])
     return {"dataset": dataset.name, "covariance_type": covariance_type, "criterion": criterion,

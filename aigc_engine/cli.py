@@ -377,7 +377,7 @@ def info(ctx):
     manager = _engine(ctx).plugins
     manager.models(), manager.datasets(), manager.readers()
     records = manager.records.values()
-    failed = [r.name for r in records if r.status == "failed"]
+    failed = [r.name for r in records if r.status in ("failed", "incompatible")]
     click.echo(f"plugins: {sum(r.status == 'loaded' for r in records)} loaded"
                + (f", failed: {', '.join(failed)}" if failed else ""))
 

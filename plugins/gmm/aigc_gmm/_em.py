@@ -91,10 +91,18 @@ class Source:
         """Rows at ``indices`` (any order), as a ``[len(indices), D]`` tensor."""
         indices = np.asarray(indices, dtype=np.int64)
         data = self.data
-        if hasattr(data, "iter_chunks"):  # an engine Dataset: it reads just these rows
+        if hasattr(data, "take") and hasattr(data, "iter_chunks"):  # an engine Dataset: it reads just these rows
             # rows in memory as stored; memory-mapped ones in the precision chunks() gives them
             dtype = data.x.dtype if data.in_memory else self.dtype if self.origin is None else torch.float64
             return self._convert(data.take(indices, dtype=dtype).reshape(len(indices), -1))
+        if hasattr(data, "iter_chunks"):  # any object with shape + iter_chunks: found in one pass
+            out = torch.empty(len(indices), self.n_features, dtype=self.dtype, device=self.device)
+            for offset, x in self.chunks():
+                hit = (indices >= offset) & (indices < offset + len(x))
+                if hit.any():
+                    pos = torch.as_tensor(np.nonzero(hit)[0], device=self.device)
+                    out[pos] = x[torch.as_tensor(indices[hit] - offset, device=self.device)]
+            return out
         if isinstance(data, torch.Tensor):
             return self._convert(data[torch.as_tensor(indices, device=data.device)])
         order = np.argsort(indices)

@@ -27,9 +27,12 @@ class Dataset:
     condition on (digits, image folders, ``.npz``, CSV label columns) or only metadata (the
     synthetic mixtures' component ids); ``conditional_classes`` is ``num_classes`` in the first
     case, else 0. Mixtures with known modes carry their centres ``modes`` (``K x D``) and
-    ``mode_std`` for mode-coverage metrics. ``iter_chunks`` streams rows without holding all of
-    ``x``; ``shard`` gives one process's contiguous share of the rows, ``subset`` any rows.
-    ``splits`` names a data set's standard ``train`` / ``validation`` / ``test`` row ranges, when
+    ``mode_std`` for mode-coverage metrics. Rows are read with :meth:`rows` (a contiguous
+    block), :meth:`take` (rows at any indices) and :meth:`iter_chunks` (consecutive blocks),
+    none of which holds all of ``x``; ``shard`` gives one process's contiguous share of the
+    rows, ``subset`` any rows. :attr:`levels` / :attr:`bin_width` describe quantised (image)
+    values, for dequantisation; ``encoding`` is a reversible encoding of the rows that a reader
+    fitted (tables), or None. ``splits`` names a data set's standard ``train`` / ``validation`` / ``test`` row ranges, when
     it has one (digits); :meth:`split` uses them, or draws a seeded random split.
 
     Memory-mapped storage (a ``numpy.memmap`` for points; for ``.npy`` images a view that scales

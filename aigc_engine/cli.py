@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .config import field_types, type_name
-from .errors import InputError, Interrupted
+from .errors import InputError, Interrupted, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -50,7 +50,7 @@ class _EngineGroup(click.Group):
             raise
         except Interrupted as err:  # the loop wrote its checkpoint and said how to resume
             ctx.exit(err.exit_code)
-        except (InputError, ValueError) as err:
+        except (InputError, ValueError, PluginError) as err:  # PluginError: strict plugin mode
             if os.environ.get(DEBUG_ENV):
                 raise
             raise _UserError(_first_line(err)) from None
@@ -99,7 +99,12 @@ class _LazyGroup(_EngineGroup):
     def _plugins_added(self, ctx):
         if not getattr(self, "_added", False):
             self._added = True
-            _engine(ctx).plugins.add_commands(self)
+            try:
+                _engine(ctx).plugins.add_commands(self)
+            except PluginError as err:  # strict plugin mode, before a command runs (--help)
+                if os.environ.get(DEBUG_ENV):
+                    raise
+                raise _UserError(_first_line(err)) from None
 
     def list_commands(self, ctx):
         self._plugins_added(ctx)
@@ -317,15 +322,19 @@ def models(ctx):
 @cli.command()
 @click.pass_context
 def datasets(ctx):
-    """List datasets and their options (set with --set dataset.KEY=VALUE)."""
-    for name, entry in sorted(_engine(ctx).plugins.datasets().items()):
+    """List datasets and file readers, and their options (set with --set dataset.KEY=VALUE)."""
+    manager = _engine(ctx).plugins
+    for name, entry in sorted(manager.datasets().items()):
         opts = ", ".join(f"{k}={v!r}" for k, v in entry.options().items())
         click.echo(f"{name}  [{entry.plugin}]  {entry.description}")
         if opts:
             click.echo(f"    options: {opts}")
-    click.echo("FILE.npy  N x D float array (memory-mapped)")
-    click.echo("FILE.csv  numeric columns, optional header; options: label_column (header name or 0-based "
-               "index; integer ids or class names), delimiter")
+    for suffix, reader in manager.readers().items():
+        what = "FOLDER/" if suffix == "folder" else f"FILE{suffix}"
+        click.echo(f"{what}  [{reader.plugin}]  {reader.description}")
+        opts = ", ".join(f"{k}={v!r}" for k, v in reader.options().items())
+        if opts:
+            click.echo(f"    options: {opts}")
     click.echo("Any dataset: holdout=F (hold out that fraction, or the standard test split; what compare "
                "uses), holdout_seed=0, part=train|holdout (the rows to load)")
 
@@ -335,7 +344,7 @@ def datasets(ctx):
 def plugins(ctx):
     """List plugins: name, version, status, hooks and errors."""
     manager = _engine(ctx).plugins
-    manager.models(), manager.datasets()  # run the hooks, so that a failing one is listed as such
+    manager.models(), manager.datasets(), manager.readers()  # run the hooks: a failing one is listed as such
     for rec in manager.records.values():
         version = f" {rec.version}" if rec.version else ""
         click.echo(f"{rec.name}{version}  {rec.status}  ({rec.module})")
@@ -366,9 +375,9 @@ def info(ctx):
     click.echo(f"kernel backend: {backend['backend']} ({backend.get('reason', '')})")
     click.echo(f"kernel CUDA support compiled: {'yes' if backend.get('cuda') else 'no'}")
     manager = _engine(ctx).plugins
-    manager.models(), manager.datasets()
+    manager.models(), manager.datasets(), manager.readers()
     records = manager.records.values()
-    failed = [r.name for r in records if r.status == "failed"]
+    failed = [r.name for r in records if r.status in ("failed", "incompatible")]
     click.echo(f"plugins: {sum(r.status == 'loaded' for r in records)} loaded"
                + (f", failed: {', '.join(failed)}" if failed else ""))
 

@@ -57,13 +57,16 @@ class Engine:
     def model_class(self, name: str) -> type:
         models = self.plugins.models()
         if name not in models:
+            if self.plugins.failure(name):  # its plugin did not load: say why instead
+                raise InputError(f"model {name!r} is not available: {self.plugins.failure(name)}")
             known = ", ".join(sorted(models)) or "none installed"
-            raise InputError(f"unknown model {name!r}; available: {known}")
+            raise InputError(f"unknown model {name!r}; available: {known}{self.plugins.not_loaded_note()}")
         return models[name].cls
 
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
-        """A registered dataset by name, or by path a ``.npy`` / ``.npz`` / ``.csv`` file or a folder
-        of images (``data.from_file``; its options are ``data.FILE_OPTIONS[kind]``).
+        """A registered dataset by name, else a path: a file whose name ends in a registered
+        reader's suffix (``.npy``, ``.npz``, ``.csv``, a plugin's), or a folder (the ``"folder"``
+        reader: images); the reader's keyword options are the dataset options (``data.open_file``).
 
         Every dataset also takes ``holdout`` (a fraction; 0: none), ``holdout_seed`` and ``part``
         (``train`` or ``holdout``): with ``holdout`` set, only that part of the rows of
@@ -83,7 +86,8 @@ class Engine:
         return part
 
     def _open_dataset(self, spec: str, options: dict[str, Any]) -> Dataset:
-        from .data import FILE_OPTIONS, Dataset, file_kind, from_file
+        from .data import Dataset, open_file, reader_for
+        from .data.readers import kinds_text
 
         datasets = self.plugins.datasets()
         if spec in datasets:
@@ -94,17 +98,15 @@ class Engine:
                 raise InputError(f"dataset {spec!r} (plugin {entry.plugin}) did not return a Dataset")
             dataset.name = dataset.name or spec
             return dataset.validate()
-        kind = file_kind(spec)
-        if kind is not None:
-            specs = FILE_OPTIONS[kind]
-            defaults = {key: default for key, (default, _) in specs.items()}
-            types = {key: tp for key, (_, tp) in specs.items()}
-            return from_file(spec, **coerce_options(defaults, options, spec, types))
-        if "/" in spec or "\\" in spec:
-            raise InputError(f"dataset path {spec!r} does not exist")
+        readers = self.plugins.readers()
+        if reader_for(spec, readers) is not None or Path(spec).exists() or "/" in spec or "\\" in spec:
+            return open_file(spec, options, readers, spec)
+        reason = self.plugins.failure(spec)
+        if reason:
+            raise InputError(f"dataset {spec!r} is not available: {reason}")
         known = ", ".join(sorted(datasets))
-        raise InputError(f"unknown dataset {spec!r}; use one of {known}, a .npy/.npz/.csv file or a "
-                         f"folder of images")
+        raise InputError(f"unknown dataset {spec!r}; use one of {known}, {kinds_text(readers)}"
+                         f"{self.plugins.not_loaded_note()}")
 
     # -- run -----------------------------------------------------------------------------------
     def train(self, model_name: str | None, dataset: str | None = None, config_file: str | None = None,

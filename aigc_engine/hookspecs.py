@@ -7,6 +7,11 @@ PROJECT = "aigc_engine"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+# The version of the plugin API (these hooks, ``Model``, ``Run``, ``Dataset``): a plugin declares
+# the versions it works with as ``AIGC_ENGINE_API = ">=1.0"`` (a PEP 440 specifier) in its
+# entry-point module, and is skipped, status "incompatible", when this one does not match.
+API_VERSION = "1.0"
+
 
 @hookspec
 def aigc_engine_register_models(register):
@@ -24,6 +29,20 @@ def aigc_engine_register_datasets(register):
 
     ``factory(**options)`` returns an :class:`aigc_engine.data.Dataset`; its keyword arguments
     (with defaults) are the options users set with ``--set dataset.KEY=VALUE``.
+    """
+
+
+@hookspec
+def aigc_engine_register_readers(register):
+    """Register file readers: call ``register(suffix, reader, description="", override=False)``.
+
+    ``suffix`` is how a file name ends, lower case (``".parquet"``, ``".tar.gz"``; matched in
+    any case, the longest registered suffix first), or ``"folder"`` for directories.
+    ``reader(path, **options)`` returns an :class:`aigc_engine.data.Dataset` for that
+    ``pathlib.Path``; its keyword arguments (all with defaults, annotated for typing) are the
+    options users set with ``--set dataset.KEY=VALUE``. A suffix another plugin registered is a
+    clash, reported against the later plugin (the first keeps it); ``override=True`` replaces
+    the core's own reader of that suffix (``.npy``, ``.npz``, ``.csv``, ``folder``) instead.
     """
 
 

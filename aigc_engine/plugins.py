@@ -1,6 +1,12 @@
 """Plugin manager: finds plugins through the ``aigc_engine`` entry-point group and collects what
 their hooks register. A plugin that fails to import, or whose hook raises, is recorded with its
 error and skipped; the others keep working (``AIGC_ENGINE_STRICT_PLUGINS=1`` raises instead).
+
+A plugin may say which engines it works with: ``AIGC_ENGINE_API = ">=1.0"`` in its entry-point
+module (checked against :data:`aigc_engine.hookspecs.API_VERSION`), or ``Requires-Dist:
+aigc-engine>=X`` in its distribution's metadata (checked against the installed engine's
+version). A plugin that needs another engine is skipped with one line on stderr and listed as
+"incompatible".
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from . import hookspecs
 from .errors import PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Dataset
+    from .data import Dataset, Reader
 
 ENTRY_POINT_GROUP = "aigc_engine"
 CORE_PLUGIN = "aigc_engine.core"
@@ -30,7 +36,7 @@ class PluginRecord:
     name: str
     module: str = ""
     version: str = ""
-    status: str = "loaded"  # loaded | failed | blocked
+    status: str = "loaded"  # loaded | failed | incompatible | blocked
     error: str = ""
     hooks: list[str] = dataclasses.field(default_factory=list)
 
@@ -56,7 +62,8 @@ class DatasetEntry:
 
 
 class _CorePlugin:
-    """The core registers its built-in datasets through the same hook as any plugin."""
+    """The core registers its built-in datasets and file readers through the same hooks as any
+    plugin."""
 
     @hookspecs.hookimpl
     def aigc_engine_register_datasets(self, register):
@@ -64,6 +71,13 @@ class _CorePlugin:
 
         for name, factory in BUILTIN_DATASETS.items():
             register(name, factory, (factory.__doc__ or "").strip().split("\n")[0])
+
+    @hookspecs.hookimpl
+    def aigc_engine_register_readers(self, register):
+        from .data import BUILTIN_READERS
+
+        for suffix, reader in BUILTIN_READERS.items():
+            register(suffix, reader.read, reader.description)
 
 
 def _env_flag(name: str) -> bool:
@@ -88,6 +102,7 @@ class PluginManager:
         self.records: dict[str, PluginRecord] = {}
         self._models: dict[str, ModelEntry] | None = None
         self._datasets: dict[str, DatasetEntry] | None = None
+        self._readers: dict[str, Reader] | None = None
         self.register(_CorePlugin(), CORE_PLUGIN)
         if load_entry_points:
             self._load_entry_points()
@@ -105,11 +120,21 @@ class PluginManager:
             except Exception as err:  # noqa: BLE001 - any import failure is isolated
                 self._fail(PluginRecord(ep.name, ep.value, version), f"import failed: {_one_line(err)}", err)
                 continue
-            self.register(plugin, ep.name, module=ep.value, version=version)
+            requires = (ep.dist.requires or []) if ep.dist is not None else []
+            self.register(plugin, ep.name, module=ep.value, version=version, requires=requires)
 
-    def register(self, plugin: Any, name: str, module: str = "", version: str = "") -> PluginRecord:
-        """Register a plugin object (a module or an instance with hook implementations)."""
+    def register(self, plugin: Any, name: str, module: str = "", version: str = "",
+                 requires: list[str] | None = None) -> PluginRecord:
+        """Register a plugin object (a module or an instance with hook implementations).
+        ``requires``: its distribution's ``Requires-Dist`` lines, checked for ``aigc-engine``
+        like the plugin's ``AIGC_ENGINE_API``."""
         record = PluginRecord(name, module or getattr(plugin, "__name__", type(plugin).__name__), version)
+        try:
+            needs = _incompatibility(plugin, requires or [])
+        except ValueError as err:  # an unreadable declaration
+            return self._fail(record, f"invalid plugin: {_one_line(err)}", err)
+        if needs:
+            return self._fail(record, needs, None, status="incompatible")
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()  # a misspelt hook name fails loudly
@@ -119,21 +144,25 @@ class PluginManager:
             return self._fail(record, f"invalid plugin: {_one_line(err)}", err)
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self.records[name] = record
-        self._models = self._datasets = None
+        self._models = self._datasets = self._readers = None
         return record
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.records.pop(name, None)
-        self._models = self._datasets = None
+        self._models = self._datasets = self._readers = None
 
-    def _fail(self, record: PluginRecord, message: str, err: BaseException | None) -> PluginRecord:
-        record.status = "failed"
-        record.error = f"{record.error}; {message}" if record.error else message
+    def _fail(self, record: PluginRecord, message: str, err: BaseException | None,
+              status: str = "failed") -> PluginRecord:
+        record.status = status
+        new = message not in record.error.split("; ")  # hooks run again after a registration: said once
+        if new:
+            record.error = f"{record.error}; {message}" if record.error else message
         self.records[record.name] = record
         if self.strict:
             raise PluginError(f"plugin {record.name!r}: {message}") from err
-        print(f"aigc-engine: plugin {record.name!r} skipped: {message}", file=sys.stderr)
+        if new:
+            print(f"aigc-engine: plugin {record.name!r} skipped: {message}", file=sys.stderr)
         return record
 
     def _call_each(self, hook_name: str, make_kwargs: Callable[[str], dict]) -> None:
@@ -179,6 +208,42 @@ class PluginManager:
             self._call_each("aigc_engine_register_datasets", lambda plugin: {"register": adder(plugin)})
         return self._datasets
 
+    def readers(self) -> dict[str, Reader]:
+        """File readers by suffix (``"folder"``: directories), the core's first; a plugin's
+        ``override=True`` registration replaces the core's reader of that suffix."""
+        if self._readers is None:
+            from .data import Reader  # torch: only when files are read or listed
+
+            readers: dict[str, Reader] = {}
+            self._readers = readers
+
+            def adder(plugin):
+                def register(suffix, reader, description="", override=False):
+                    entry = Reader(str(suffix), reader, description, plugin).check()
+                    if override and readers.get(entry.suffix, entry).plugin == CORE_PLUGIN:
+                        readers[entry.suffix] = entry  # in the core's place: listings keep their order
+                    else:
+                        self._add(readers, "reader", entry.suffix, entry)
+                return register
+
+            self._call_each("aigc_engine_register_readers", lambda plugin: {"register": adder(plugin)})
+        return self._readers
+
+    def failure(self, name: str) -> str:
+        """Why plugin ``name`` is not loaded (``"plugin 'flow' failed to load: ..."``), or "" when
+        it is loaded or unknown: the reason a model or dataset of that name is missing."""
+        record = self.records.get(name)
+        if record is None or record.status not in ("failed", "incompatible"):
+            return ""
+        what = "was skipped" if record.status == "incompatible" else "failed to load"
+        return f"plugin {name!r} {what}: {record.error}"
+
+    def not_loaded_note(self) -> str:
+        """``"; plugins not loaded: flow (failed), old (incompatible); see 'aigc-engine plugins'"``,
+        or "" when every plugin loaded: the end of an unknown-name message."""
+        names = [f"{r.name} ({r.status})" for r in self.records.values() if r.status in ("failed", "incompatible")]
+        return f"; plugins not loaded: {', '.join(names)}; see 'aigc-engine plugins'" if names else ""
+
     def _add(self, registry: dict, kind: str, name: str, entry) -> None:
         """The first registration of a name wins; a clash is reported against the later plugin."""
         if name in registry:
@@ -203,6 +268,35 @@ def _check_model(cls: type) -> str:
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TypeError(f"model {name!r}: Config field {f.name!r} has no default")
     return name
+
+
+def _incompatibility(plugin: Any, requires: list[str]) -> str:
+    """Why this engine cannot host ``plugin`` (``"needs aigc-engine API >=2.0 (this is 1.0)"``),
+    or "" when it can. ValueError for a declaration that is not a version specifier."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    declared = getattr(plugin, "AIGC_ENGINE_API", None)
+    if declared is not None:
+        try:
+            wanted = SpecifierSet(str(declared))
+        except InvalidSpecifier:
+            raise ValueError(f"AIGC_ENGINE_API = {declared!r} is not a version specifier such as '>=1.0'") from None
+        if not wanted.contains(hookspecs.API_VERSION, prereleases=True):
+            return f"needs aigc-engine API {wanted} (this is {hookspecs.API_VERSION})"
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue  # pip installed it: a line we cannot parse is not ours to judge
+        if canonicalize_name(req.name) != "aigc-engine" or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        from . import __version__
+
+        if not req.specifier.contains(__version__, prereleases=True):
+            return f"needs aigc-engine {req.specifier} (this is {__version__})"
+    return ""
 
 
 def _one_line(err: BaseException) -> str:

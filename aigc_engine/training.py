@@ -82,8 +82,8 @@ class Batches:
         if self.in_memory:
             self._x = dataset.x.to(self.device)
             self._y = dataset.y.to(self.device) if dataset.y is not None else None
-        else:
-            self._x, self._y = dataset._data, dataset.y
+        else:  # memory-mapped: rows are read with dataset.take as batches need them
+            self._x, self._y = None, dataset.y
         self.epoch, self.batch = 0, 0
         self._order: torch.Tensor | None = None
         self._order_epoch = -1
@@ -138,13 +138,8 @@ class Batches:
             x = self._x.index_select(0, idx)
             y = self._y.index_select(0, idx) if self._y is not None else None
             return x, y
-        order = torch.argsort(rows)
-        sorted_rows = rows[order].numpy()
-        block = torch.from_numpy(np.asarray(self._x[sorted_rows], dtype=np.float32))
-        x = torch.empty_like(block)
-        x[order] = block
+        x = self.dataset.take(rows).to(self.device, non_blocking=True)
         y = self._y[rows] if self._y is not None else None
-        x = x.to(self.device, non_blocking=True)
         return x, (y.to(self.device) if y is not None else None)
 
     def state_dict(self) -> dict[str, int]:

@@ -152,3 +152,141 @@ def test_split_standard_and_random():
     assert a["train"].modes is ring.modes and not a["train"].labels_are_classes
     with pytest.raises(ValueError, match="held-out fractions"):
         ring.split(0.6, 0.5)
+
+
+# -- public row access, levels, encoding ----------------------------------------------------------
+@pytest.fixture(params=["memory", "npy points", "npy images"])
+def stored(request, tmp_path):
+    """The same rows in memory and memory-mapped (points, and uint8 images scaled on read)."""
+    rng = np.random.default_rng(0)
+    if request.param == "npy images":
+        np.save(tmp_path / "i.npy", rng.integers(0, 256, (40, 3, 4), dtype=np.uint8))
+        return from_file(tmp_path / "i.npy")
+    arr = rng.normal(size=(40, 3)).astype(np.float32)
+    if request.param == "memory":
+        return Dataset(torch.from_numpy(arr), name="m")
+    np.save(tmp_path / "p.npy", arr)
+    return from_file(tmp_path / "p.npy")
+
+
+def test_rows_take_and_chunks_read_what_x_holds(stored):
+    x = stored.x.clone()
+    assert torch.equal(stored.rows(5, 12), x[5:12]) and torch.equal(stored.rows(), x)
+    assert torch.equal(stored.rows(-3), x[-3:]) and len(stored.rows(38, 99)) == 2
+    assert stored.rows(0, 4, dtype=torch.float64).dtype == torch.float64
+    picked = [7, 3, 7, 39, 0]
+    assert torch.equal(stored.take(picked), x[picked])  # any order, repeats kept
+    assert torch.equal(stored.take(torch.tensor(picked), dtype=torch.float64), x[picked].double())
+    assert torch.equal(torch.cat(list(stored.iter_chunks(16))), x)
+    assert torch.equal(stored.subsample(10, seed=1), stored.subsample(10, seed=1)) and len(stored.subsample(10)) == 10
+
+
+def test_lazy_rows_are_read_without_loading_x(tmp_path):
+    np.save(tmp_path / "p.npy", np.arange(12, dtype=np.float32).reshape(6, 2))
+    d = from_file(tmp_path / "p.npy")
+    block = d.rows(2, 4)
+    block += 100  # a copy: the read-only memory map is untouched
+    assert torch.equal(d.take([5, 0]), torch.tensor([[10.0, 11.0], [0.0, 1.0]]))
+    assert not d.in_memory and d.x[2, 0] == 4.0
+
+
+@pytest.mark.parametrize("x, levels", [
+    (None, 17),                                      # digits: pixels 0..16
+    (torch.tensor([[-1.0], [1.0]]), 2),              # binary
+    ((torch.arange(256) / 127.5 - 1)[:, None], 256),  # 8-bit
+    (torch.tensor([[-1.0], [0.0], [1.0], [0.5]]), 5),  # the smallest grid holding every value
+    (torch.randn(300, 1).clamp(-1, 1), 0),           # continuous
+    (torch.tensor([[0.0], [2.0]]), 0),               # outside [-1, 1]
+])
+def test_levels_and_bin_width(x, levels):
+    d = digits() if x is None else Dataset(x, name="v")
+    assert d.levels == levels
+    assert d.bin_width == (2 / (levels - 1) if levels else None)
+
+
+def test_levels_of_memory_mapped_images_and_points(tmp_path):
+    raw = np.random.default_rng(0).integers(0, 256, (64, 5, 5), dtype=np.uint8)
+    raw[0, 0, :2] = 0, 255
+    np.save(tmp_path / "u8.npy", raw)
+    assert from_file(tmp_path / "u8.npy").levels == 256
+    assert ring8(n=100).levels == 0 and ring8(n=100).bin_width is None
+
+
+def test_encoding_is_carried_by_subsets_splits_and_shards():
+    token = object()
+    d = ring8(n=100)
+    assert d.encoding is None
+    d.encoding = token
+    parts = [d.subset(slice(0, 10)), d.shard(1, 2), *d.split().values(), *d.holdout_split(0.2)]
+    assert all(p.encoding is token for p in parts)
+
+
+# -- the reader registry --------------------------------------------------------------------------
+def test_reader_resolution_and_options():
+    from aigc_engine.data import BUILTIN_READERS, FOLDER, Reader, file_kind, reader_for
+
+    assert list(BUILTIN_READERS) == [".npy", ".npz", ".csv", FOLDER]
+    assert file_kind("a/B.CSV") == ".csv" and file_kind("x.txt") is None and file_kind(".npy") is None
+    assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "delimiter": ","}
+    assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
+    longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}
+    assert reader_for("t.csv.gz", longer).suffix == ".csv.gz" and reader_for("t.gz", longer).suffix == ".gz"
+
+
+def test_an_option_of_another_reader_says_which_takes_it(tmp_path):
+    (tmp_path / "p.csv").write_text("1,2\n3,4\n")
+    with pytest.raises(InputError, match=r"unknown option 'size' for dataset .*p.csv; valid options: "
+                                         r"label_column \(default None\), delimiter .*\(size applies to "
+                                         r"image folders only\)"):
+        from_file(tmp_path / "p.csv", size=3)
+    with pytest.raises(InputError, match=r"unknown option 'colour' .*valid options: label_column") as info:
+        from_file(tmp_path / "p.csv", colour=1)
+    assert "applies to" not in str(info.value)
+    assert from_file(tmp_path / "p.csv", label_column="1").y.tolist() == [2, 4]  # typed by the annotation
+
+
+def test_a_plugin_reader_opens_its_suffix_through_the_engine(tmp_path):
+    from aigc_engine import hookimpl
+
+    def read_pts(path, scale: float = 1.0, header: bool = False) -> Dataset:
+        """Whitespace-separated points."""
+        rows = path.read_text().splitlines()[1 if header else 0:]
+        return Dataset(torch.tensor([[float(v) * scale for v in r.split()] for r in rows]))
+
+    class Points:
+        @hookimpl
+        def aigc_engine_register_readers(self, register):
+            register(".pts", read_pts, "whitespace points")
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Points(), "points")
+    (tmp_path / "a.pts").write_text("x y\n1 2\n3 4\n")
+    d = Engine(pm).load_dataset(str(tmp_path / "a.pts"), {"scale": "2", "header": "true"})
+    assert d.x.tolist() == [[2.0, 4.0], [6.0, 8.0]] and d.name == "a.pts"
+    with pytest.raises(InputError, match="dataset.scale must be a float, got 'big'"):
+        Engine(pm).load_dataset(str(tmp_path / "a.pts"), {"scale": "big"})
+    with pytest.raises(InputError, match=r"unknown dataset 'nope'; use one of .*ring8, a \.npy/\.npz/\.csv/\.pts file"):
+        Engine(pm).load_dataset("nope")
+    (tmp_path / "b.txt").write_text("1 2\n")
+    with pytest.raises(InputError, match=r"unsupported dataset file 'b.txt': use a \.npy/\.npz/\.csv/\.pts file or a folder"):
+        Engine(pm).load_dataset(str(tmp_path / "b.txt"))
+    with pytest.raises(InputError, match="unsupported"):
+        from_file(tmp_path / "a.pts")  # the core's readers alone
+
+
+def test_a_reader_that_returns_no_dataset_or_bad_rows_is_one_error(tmp_path):
+    from aigc_engine import hookimpl
+
+    class Bad:
+        @hookimpl
+        def aigc_engine_register_readers(self, register):
+            register(".none", lambda path: None)
+            register(".nan", lambda path: Dataset(torch.tensor([[float("nan")]])))
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Bad(), "bad")
+    for name, message in (("x.none", r"the \.none reader \(plugin bad\) did not return a Dataset"),
+                          ("x.nan", "dataset 'x.nan' has NaN or inf values")):
+        (tmp_path / name).write_text("")
+        with pytest.raises(InputError, match=message):
+            Engine(pm).load_dataset(str(tmp_path / name))

@@ -90,9 +90,11 @@ class Source:
         """Rows at ``indices`` (any order), as a ``[len(indices), D]`` tensor."""
         indices = np.asarray(indices, dtype=np.int64)
         data = self.data
-        if hasattr(data, "iter_chunks"):  # engine Dataset (or any object with shape + iter_chunks)
-            if getattr(data, "in_memory", False):
-                return self._convert(data.x[torch.as_tensor(indices)].reshape(len(indices), -1))
+        if hasattr(data, "take") and hasattr(data, "iter_chunks"):  # an engine Dataset: it reads just these rows
+            # rows in memory as stored; memory-mapped ones in the precision chunks() gives them
+            dtype = data.x.dtype if data.in_memory else self.dtype if self.origin is None else torch.float64
+            return self._convert(data.take(indices, dtype=dtype).reshape(len(indices), -1))
+        if hasattr(data, "iter_chunks"):  # any object with shape + iter_chunks: found in one pass
             out = torch.empty(len(indices), self.n_features, dtype=self.dtype, device=self.device)
             for offset, x in self.chunks():
                 hit = (indices >= offset) & (indices < offset + len(x))

@@ -11,7 +11,7 @@ pd = pytest.importorskip("pandas")
 from aigc_engine.errors import InputError
 from aigc_engine.io import load_state, save_state
 from aigc_engine.tables import TableEncoding, detect_schema, load_frame, read_table
-from aigc_engine.tables.schema import MAX_INTEGER_CATEGORIES
+from aigc_engine.tables.schema import MAX_NUMERIC_CATEGORIES
 
 MIXED_CSV = """species,island,bill,mass,sex,year,flag
 Adelie,Torgersen,39.1,3750,male,2007,True
@@ -41,8 +41,9 @@ def test_kinds_detected(tmp_path):
     frame = load_frame(write(tmp_path, MIXED_CSV))
     schema = detect_schema(frame, "species")
     kinds = {c.name: c.kind for c in schema.features}
-    assert kinds == {"island": "categorical", "bill": "continuous", "mass": "categorical", "sex": "categorical",
-                     "year": "categorical", "flag": "categorical"}  # mass: 6 distinct integers <= 10
+    # year: 3 values in 7 cells; mass: 6 in 6, too many for categories
+    assert kinds == {"island": "categorical", "bill": "continuous", "mass": "integer", "sex": "categorical",
+                     "year": "categorical", "flag": "categorical"}
     assert schema.label.name == "species" and schema.class_names == ["Adelie", "Chinstrap", "Gentoo"]
     by_name = {c.name: c for c in schema.features}
     assert by_name["bill"].has_missing and by_name["sex"].has_missing and not by_name["island"].has_missing
@@ -51,21 +52,23 @@ def test_kinds_detected(tmp_path):
 
 
 def test_many_integers_are_integer_kind():
-    frame = pd.DataFrame({"n": np.arange(MAX_INTEGER_CATEGORIES + 1) * 3, "x": np.linspace(0, 1, 11)})
+    frame = pd.DataFrame({"n": np.arange(MAX_NUMERIC_CATEGORIES + 1) * 3, "x": np.linspace(0, 1, 11)})
     kinds = {c.name: c.kind for c in detect_schema(frame).features}
     assert kinds == {"n": "integer", "x": "continuous"}
-    few = pd.DataFrame({"n": np.arange(MAX_INTEGER_CATEGORIES) % 4, "x": np.linspace(0, 1, 10)})
-    assert detect_schema(few).features[0].kind == "categorical"
+    few = pd.DataFrame({"n": np.arange(MAX_NUMERIC_CATEGORIES) % 4, "x": np.arange(MAX_NUMERIC_CATEGORIES) % 3 / 2})
+    assert [c.kind for c in detect_schema(few).features] == ["categorical", "categorical"]
+    assert detect_schema(few).features[1].categories == [0, 0.5, 1]
 
 
 def test_overrides(tmp_path):
     frame = load_frame(write(tmp_path, MIXED_CSV))
     schema = detect_schema(frame, None, categorical="bill", integer="mass,year", ignore="flag,island")
     kinds = {c.name: c.kind for c in schema.features}
+    assert {c.name: c.kind for c in detect_schema(frame, categorical="mass").features}["mass"] == "categorical"
     assert kinds == {"species": "categorical", "bill": "categorical", "mass": "integer", "sex": "categorical",
                      "year": "integer"}
     assert schema.ignored == ["flag", "island"] and schema.label is None
-    assert detect_schema(frame, categorical=["bill"]).features[2].kind == "categorical"
+    assert {c.name: c.kind for c in detect_schema(frame, categorical=["bill"]).features}["bill"] == "categorical"
 
 
 @pytest.mark.parametrize("options, message", [

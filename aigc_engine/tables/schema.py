@@ -2,9 +2,11 @@
 
 Kinds:
 
-- ``categorical``: strings, booleans, and integer-valued numeric columns with at most
-  :data:`MAX_INTEGER_CATEGORIES` distinct values (flags, years, ratings); overridable with
-  ``categorical=a,b``. Categories keep their original values (strings, booleans or integers).
+- ``categorical``: strings, booleans, and numeric columns with at most
+  :data:`MAX_NUMERIC_CATEGORIES` distinct values, each seen twice on average (at most half as
+  many distinct values as present cells): flags, years, ratings, coded bins such as 0.5 / 2.5 /
+  6 years; overridable with ``categorical=a,b``. Categories keep their original
+  values (strings, booleans or numbers).
 - ``integer``: the other integer-valued numeric columns (or ``integer=a,b``): decoded rounded
   and within the observed range.
 - ``continuous``: every other numeric column.
@@ -25,9 +27,9 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "parse_names",
-           "MAX_INTEGER_CATEGORIES", "TABLE_SUFFIXES"]
+           "MAX_NUMERIC_CATEGORIES", "TABLE_SUFFIXES"]
 
-MAX_INTEGER_CATEGORIES = 10
+MAX_NUMERIC_CATEGORIES = 10
 TABLE_SUFFIXES = (".csv", ".parquet")
 KINDS = ("continuous", "integer", "categorical")
 
@@ -178,8 +180,8 @@ def column_spec(values, name: str, kind: str | None, table: str) -> ColumnSpec:
         raise InputError(f"{table}: column {name!r} in dataset.integer holds {example!r}, not an integer")
     if kind is None:
         distinct = present.nunique()
-        kind = ("continuous" if not integral else
-                "categorical" if distinct <= MAX_INTEGER_CATEGORIES else "integer") if numeric else "categorical"
+        kind = ("categorical" if distinct <= min(MAX_NUMERIC_CATEGORIES, len(present) / 2) else
+                "integer" if integral else "continuous") if numeric else "categorical"
     spec = ColumnSpec(name=name, kind=kind, dtype=str(values.dtype), has_missing=bool(values.isna().any()))
     if kind == "categorical":
         spec.categories = sorted(_plain(v) for v in present.unique()) if _sortable(present) else \

@@ -6,6 +6,7 @@ on the encoded rows), as many synthetic rows as held-out ones, decoded and score
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wine breast_cancer fair
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --encodings standard,modes --seeds 0,1,2
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna   # as the CTGAN / TVAE anchors
+    OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna --peers ctgan,tvae  # pip install ctgan
 
 Tables (all offline, shipped in packages): palmerpenguins' CSV as is (species the label; missing
 values kept), scikit-learn's wine and breast_cancer (the class name the label), statsmodels'
@@ -74,7 +75,21 @@ def gmm_sample(x: torch.Tensor, y: torch.Tensor, n: int, seed: int, max_k: int =
     return torch.from_numpy(np.concatenate(xs)[order]).float(), torch.from_numpy(np.concatenate(ys)[order]).long()
 
 
-def measure(name: str, encoding_kind: str = "standard", seed: int = 0, dropna: bool = False) -> dict:
+def peer_sample(kind: str, train, schema, n: int, seed: int):
+    """SDV's ``ctgan`` package with its defaults (300 epochs), the categorical columns declared."""
+    from ctgan import CTGAN, TVAE
+
+    discrete = [s.name for s in schema.features if s.kind == "categorical"] + (
+        [schema.label.name] if schema.label is not None else [])
+    model = {"ctgan": CTGAN, "tvae": TVAE}[kind]()
+    model.set_random_state(seed)
+    torch.manual_seed(seed)
+    model.fit(train[[c for c in schema.columns if c not in schema.ignored]], discrete)
+    return model.sample(n)
+
+
+def measure(name: str, encoding_kind: str = "standard", seed: int = 0, dropna: bool = False,
+            peers: tuple[str, ...] = ()) -> dict:
     from aigc_engine.metrics.tables import table_metrics
     from aigc_engine.tables import TableEncoding, detect_schema
 
@@ -88,9 +103,15 @@ def measure(name: str, encoding_kind: str = "standard", seed: int = 0, dropna: b
     x, y = gmm_sample(encoding.transform(train), encoding.labels(train), len(holdout), seed)
     fit_s = time.perf_counter() - start
     synthetic = encoding.decode(x, y)
-    return {"table": name, "encoding": encoding_kind, "seed": seed, "rows": len(frame), "fit_s": fit_s,
-            "reference": reference(train, holdout, encoding),
-            "gmm": table_metrics(train, holdout, synthetic, encoding, seed)}
+    out = {"table": name, "encoding": encoding_kind, "seed": seed, "rows": len(frame), "fit_s": fit_s,
+           "reference": reference(train, holdout, encoding),
+           "gmm": table_metrics(train, holdout, synthetic, encoding, seed)}
+    for peer in peers:
+        start = time.perf_counter()
+        rows = peer_sample(peer, train, schema, len(holdout), seed)
+        out[f"{peer}_fit_s"] = time.perf_counter() - start
+        out[peer] = table_metrics(train, holdout, rows, encoding, seed)
+    return out
 
 
 def reference(train, holdout, encoding) -> dict:
@@ -113,6 +134,8 @@ def main() -> None:
     parser.add_argument("--encodings", default="standard")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--dropna", action="store_true", help="drop rows with missing values first")
+    parser.add_argument("--peers", default="", help="ctgan,tvae: SDV's ctgan package, defaults (no missing "
+                        "values: use --dropna on penguins)")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     results = []
@@ -121,11 +144,14 @@ def main() -> None:
     for name in args.tables:
         for kind in args.encodings.split(","):
             for seed in map(int, args.seeds.split(",")):
-                r = measure(name, kind, seed, args.dropna)
+                peers = tuple(p for p in args.peers.split(",") if p)
+                r = measure(name, kind, seed, args.dropna, peers)
                 results.append(r)
                 if kind == args.encodings.split(",")[0] and seed == int(args.seeds.split(",")[0]):
                     print(row(f"{name}: real held-out", r["reference"]), flush=True)
                 print(row(f"{name}: gmm-BIC, {kind}, seed {seed} ({r['fit_s']:.1f} s)", r["gmm"]), flush=True)
+                for peer in peers:
+                    print(row(f"{name}: {peer}, seed {seed} ({r[peer + '_fit_s']:.0f} s)", r[peer]), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

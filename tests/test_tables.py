@@ -197,6 +197,10 @@ def test_transform_refuses_unseen_values(tmp_path):
     assert enc.class_id("Gentoo") == 2
     with pytest.raises(InputError, match="needs the class ids"):
         enc.decode(enc.transform(frame))
+    with pytest.raises(InputError, match="7 class ids in 0..2 expected for 'species'"):
+        enc.decode(enc.transform(frame), torch.full((7,), 3))
+    with pytest.raises(InputError, match="lacks its label column 'species'"):
+        enc.labels(frame.drop(columns=["species"]))
 
 
 @pytest.mark.parametrize("continuous", ["standard", "modes"])

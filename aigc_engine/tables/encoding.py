@@ -141,6 +141,8 @@ class TableEncoding:
         spec = self.schema.label
         if spec is None:
             raise InputError("the table has no label column")
+        if spec.name not in frame.columns:
+            raise InputError(f"the table lacks its label column {spec.name!r}")
         return torch.from_numpy(_category_ids(frame[spec.name], spec)).long()
 
     def class_id(self, name: str) -> int:
@@ -168,6 +170,9 @@ class TableEncoding:
             if labels is None:
                 raise InputError(f"decode: the table's label column {label.name!r} needs the class ids")
             ids = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64)
+            if ids.shape != (len(m),) or (len(ids) and not 0 <= ids.min() <= ids.max() < len(label.categories)):
+                raise InputError(f"decode: {len(m)} class ids in 0..{len(label.categories) - 1} expected for "
+                                 f"{label.name!r}")
             columns[label.name] = _typed(np.array(label.categories, dtype=object)[ids], label, np.zeros(len(ids), bool))
         order = [c for c in self.schema.columns if c in columns]
         return pd.DataFrame({c: columns[c] for c in order})

@@ -10,6 +10,8 @@
 - :func:`heldout_log_likelihood`: nats and bits per dimension, exact or a bound.
 - :func:`closest_distance_ratio`: distance of samples to the closest training point against
   that of held-out real points (memorisation).
+- :func:`table_metrics` (:mod:`.tables`): column shapes, pair trends, ML efficacy, detection
+  and DCR of decoded table rows (SDMetrics' definitions).
 """
 from .distances import frechet_distance, frechet_distance_from_moments, kernel_distance
 from .images import image_metrics
@@ -18,7 +20,8 @@ from .likelihood import heldout_log_likelihood
 from .manifold import precision_recall_density_coverage
 from .memorisation import closest_distance_ratio
 from .modes import mode_coverage
+from .tables import table_metrics
 
 __all__ = ["mode_coverage", "ImageJudge", "judge_cache_dir", "frechet_distance",
            "frechet_distance_from_moments", "kernel_distance", "precision_recall_density_coverage",
-           "image_metrics", "heldout_log_likelihood", "closest_distance_ratio"]
+           "image_metrics", "heldout_log_likelihood", "closest_distance_ratio", "table_metrics"]

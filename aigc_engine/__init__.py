@@ -17,6 +17,7 @@ _PUBLIC = {
     "Model": "model",
     "conditional_classes": "model",
     "sample_labels": "model",
+    "class_frequencies": "model",
     "Run": "run",
     "Engine": "engine",
     "open_dataset": "engine",
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .engine import Engine, open_dataset
     from .errors import InputError
     from .hookspecs import hookimpl
-    from .model import Model, conditional_classes, sample_labels
+    from .model import Model, class_frequencies, conditional_classes, sample_labels
     from .run import Run
     from .errors import Interrupted
     from .training import EMA, Batches, TrainLoop

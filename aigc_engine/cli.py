@@ -6,19 +6,16 @@ by the commands that use them, so ``--version`` and ``--help`` start in a fracti
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-import typing
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .config import field_types, type_name
 from .errors import InputError, Interrupted, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -303,20 +300,19 @@ def compare(ctx, models, dataset, sets, seeds, holdout, n_samples, out, device, 
 @cli.command()
 @click.pass_context
 def models(ctx):
-    """List the models the installed plugins provide."""
+    """List the models the installed plugins provide, with each option's help and default (per
+    kind of data where it depends on it)."""
+    from .config import describe_fields
+    from .model import as_model_class
+
     entries = _engine(ctx).plugins.models()
     if not entries:
         click.echo("no models installed")
     for name, entry in sorted(entries.items()):
         doc = (entry.cls.__doc__ or "").strip().splitlines()
         click.echo(f"{name}  [{entry.plugin}]  {doc[0] if doc else ''}".rstrip())
-        types_ = field_types(entry.cls.Config)
-        for field in dataclasses.fields(entry.cls.Config):
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            tp = types_[field.name]
-            kind = (f"one of {', '.join(map(str, typing.get_args(tp)))}" if typing.get_origin(tp) is typing.Literal
-                    else type_name(tp))
-            click.echo(f"    {field.name} = {default!r}  ({kind})")
+        for line in describe_fields(entry.cls.Config, as_model_class(entry.cls).defaults_by_kind):
+            click.echo(f"    {line}")
 
 
 @cli.command()

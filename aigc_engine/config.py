@@ -1,5 +1,7 @@
 """Model configs from TOML files and ``--set key=value`` overrides, checked against the
-model's ``Config`` dataclass field types. Keys ``dataset.KEY`` set dataset options."""
+model's ``Config`` dataclass: field types, and the ranges and help a field declares with
+:func:`option`. Keys ``dataset.KEY`` set dataset options. Per-data-kind defaults: a field left at
+None takes the value for the data's kind (:func:`data_kind`, :func:`resolve_defaults`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +14,159 @@ from typing import Any
 from .errors import InputError
 
 DATASET_PREFIX = "dataset."
+OPTION_KEY = "aigc_engine"  # the dataclasses.field metadata key of an option's declaration
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """What :func:`option` declares of a Config field: its help and the values it allows."""
+    help: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+
+    def requirement(self) -> str:
+        """The allowed values in words: ``>= 1``, ``in [0, 1)``, ``one of a, b``."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo = (f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}") if (self.ge, self.gt) != (None, None) else None
+        hi = (f"{self.le:g}]" if self.le is not None else f"{self.lt:g})") if (self.le, self.lt) != (None, None) else None
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        if lo:
+            return (">= " if self.ge is not None else "> ") + lo[1:]
+        if hi:
+            return ("<= " if self.le is not None else "< ") + hi[:-1]
+        return ""
+
+    def allows(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        try:
+            return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                    and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        except TypeError:  # not a number
+            return False
+
+
+def option(default: Any, *, help: str = "", ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, choices: typing.Iterable | None = None):
+    """A Config field with its help (``aigc-engine models`` shows it) and the values it allows,
+    checked by :func:`check_config` (so ``--set`` and ``Model(config)`` refuse others with one
+    error format). Bounds apply to each element of a tuple field; None (the default for the
+    data's kind, see :func:`resolve_defaults`) is never range-checked. Use it as the field's
+    default: ``steps: int | None = option(None, help="training steps", ge=1)``."""
+    spec = OptionSpec(help, ge, gt, le, lt, tuple(choices) if choices is not None else None)
+    metadata = {OPTION_KEY: spec}
+    if isinstance(default, (list, dict, set)):  # a mutable default: a fresh copy per config
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_spec(field: dataclasses.Field) -> OptionSpec:
+    """The declaration of a Config field (an empty one for a plain field)."""
+    return field.metadata.get(OPTION_KEY) or OptionSpec()
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_config(config: Any, model_name: str = "model") -> None:
+    """Raise one :class:`InputError`, ``MODEL: KEY must be REQUIREMENT, got VALUE``, for the first
+    field whose value its :func:`option` does not allow (or a fixed-length tuple field of the
+    wrong length). None values are not checked: they mean the default for the data."""
+    hints = field_types(type(config))
+    for field in dataclasses.fields(config):
+        value, spec = getattr(config, field.name), option_spec(field)
+        if value is None:
+            continue
+        tp = _without_none(hints[field.name])
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is tuple and args and Ellipsis not in args and len(value) != len(args):
+            raise InputError(f"{model_name}: {field.name} must have {len(args)} values, got {_shown(value)}")
+        if isinstance(value, (tuple, list)) and spec.choices is None:
+            if not all(spec.allows(v) for v in value):
+                raise InputError(f"{model_name}: {field.name} must be {spec.requirement()} (each value), "
+                                 f"got {_shown(value)}")
+        elif not spec.allows(value):
+            raise InputError(f"{model_name}: {field.name} must be {spec.requirement()}, got {_shown(value)}")
+
+
+def _without_none(tp: Any) -> Any:
+    """``X`` for ``X | None``; ``tp`` itself otherwise."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+# -- defaults per kind of data ------------------------------------------------------------------
+DATA_KINDS: tuple[str, ...] = ("points", "images")
+
+
+def data_kind(dataset: Any) -> str:
+    """``"points"`` (rows of D values, ``N x D``) or ``"images"`` (``N x C x H x W``); any other
+    row shape is an InputError."""
+    shape = tuple(dataset.shape)
+    if len(shape) == 2:
+        return "points"
+    if len(shape) == 4:
+        return "images"
+    raise InputError(f"dataset {getattr(dataset, 'name', '')!r} has rows of shape {list(shape[1:])}: "
+                     f"neither points (N x D) nor images (N x C x H x W)")
+
+
+def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: Any) -> Any:
+    """A copy of ``config`` in which each field left at None takes its value for the data's kind,
+    ``defaults[data_kind(dataset)]`` (what ``aigc-engine models`` lists per kind); fields given a
+    value keep it. A kind without defaults is data the model does not take (an InputError)."""
+    kind = data_kind(dataset)
+    if kind not in defaults:
+        raise InputError(f"this model takes {' or '.join(defaults)}, not {kind} "
+                         f"(dataset {getattr(dataset, 'name', '')!r})")
+    missing = {k: v for k, v in defaults[kind].items() if getattr(config, k) is None}
+    return dataclasses.replace(config, **missing)
+
+
+def describe_fields(config_cls: type, defaults: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """One line per Config field for ``aigc-engine models``: ``name: type  help (default)``, the
+    type of a Literal field as its choices, a field resolved per data kind with the default of
+    each kind (``steps: int  training steps (points: 24000, images: 1500)``)."""
+    defaults = defaults or {}
+    types_ = field_types(config_cls)
+    lines = []
+    for field in dataclasses.fields(config_cls):
+        value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        per_kind = {kind: d[field.name] for kind, d in defaults.items() if field.name in d}
+        tp = _without_none(types_[field.name]) if per_kind and value is None else types_[field.name]
+        if per_kind and value is None:
+            shown = ", ".join(f"{kind}: {_plain(v)}" for kind, v in per_kind.items())
+        else:
+            shown = f"default {_plain(value)}"
+        help_ = option_spec(field).help
+        lines.append(f"{field.name}: {choices_name(tp)}  {help_ + ' ' if help_ else ''}({shown})")
+    return lines
+
+
+def _plain(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def choices_name(tp: Any) -> str:
+    """A type as ``aigc-engine models`` shows it: a Literal as its choices ``a | b``."""
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(choices_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "None"
+    if typing.get_origin(tp) in (tuple, list):
+        return str(tp).replace("typing.", "")
+    return type_name(tp)
 
 
 def field_types(config_cls: type) -> dict[str, Any]:
@@ -116,9 +271,11 @@ def build_config(config_cls: type, values: dict[str, Any], model_name: str = "mo
                          + ", ".join(f"{k} ({type_name(t)})" for k, t in types_.items()))
     kwargs = {k: coerce(types_[k], v, k) for k, v in values.items()}
     try:
-        return config_cls(**kwargs)
+        config = config_cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise InputError(f"invalid {model_name} config: {err}") from None
+    check_config(config, model_name)
+    return config
 
 
 def split_dataset_keys(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

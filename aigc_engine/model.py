@@ -12,6 +12,7 @@ import abc
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
+from .config import check_config
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
@@ -40,7 +41,8 @@ class Model(abc.ABC):
     Class attributes: ``name`` (the registry key, ``aigc-engine run NAME``), ``Config`` (a
     dataclass whose fields all have defaults: the hyper-parameters, set with ``--set KEY=VALUE``;
     declare help and ranges with :func:`aigc_engine.config.option`), ``default_dataset`` (the
-    dataset ``run`` uses without ``--dataset``; None: ``--dataset`` is required).
+    dataset ``run`` uses without ``--dataset``; None: ``--dataset`` is required) and
+    ``defaults_by_kind`` (the values of fields left at None, per kind of data).
 
     The engine's life cycle of a run: ``Model(config)`` (bad config values raise
     :class:`~aigc_engine.InputError`), ``validate(data)`` (before any run directory exists),
@@ -53,9 +55,17 @@ class Model(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type]
     default_dataset: ClassVar[str | None] = None
+    #: Values of the Config fields left at None, per kind of data (:func:`~aigc_engine.config.data_kind`):
+    #: ``{"points": {"steps": 24000}, "images": {"steps": 1500}}``. The model resolves them in ``fit``
+    #: with :func:`~aigc_engine.config.resolve_defaults`; ``aigc-engine models`` lists them.
+    defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any = None):
+        """``config``: an instance of ``Config`` (None: its defaults); values outside what the
+        fields' :func:`~aigc_engine.config.option` allow raise InputError here."""
         self.config = config if config is not None else self.Config()
+        if dataclasses.is_dataclass(self.config):
+            check_config(self.config, self.name)
 
     # -- required ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -148,6 +158,17 @@ def conditional_classes(dataset: "Dataset", mode: str = "auto") -> int:
             raise InputError(f"conditional=true needs class labels; dataset {dataset.name!r} has none")
         return dataset.num_classes
     return dataset.conditional_classes
+
+
+def class_frequencies(dataset: "Dataset", num_classes: int) -> "torch.Tensor | None":
+    """The float64 frequencies ``[num_classes]`` of the labels of ``dataset`` (what
+    :func:`sample_labels` draws from without a condition); None for an unconditional model."""
+    import torch
+
+    if not num_classes:
+        return None
+    counts = torch.bincount(dataset.y, minlength=num_classes).double()
+    return counts / counts.sum()
 
 
 def sample_labels(n: int, condition: Any, num_classes: int, class_freq: "torch.Tensor | None", model: str):

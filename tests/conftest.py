@@ -172,26 +172,11 @@ def aigc_engine_register_models(register):
 
 
 def reference_and_resumed_runs(run_args, tmp_path, env, timeout=600):
-    """``aigc-engine run *run_args`` twice: once uninterrupted (``tmp_path/ref``), once SIGKILLed as
-    soon as its first checkpoint exists and then finished with ``--resume`` (``tmp_path/killed``).
-    Returns both run directories, for a test to compare."""
+    """``aigc-engine run *run_args`` uninterrupted (``tmp_path/ref``) and SIGKILLed as soon as its
+    first checkpoint exists, then finished with ``--resume``: both run directories, for a test to
+    compare (:func:`aigc_engine.testing.interrupted_and_resumed_runs`)."""
     import signal
-    import subprocess
-    import time
 
-    def cli(*args):
-        return [sys.executable, "-m", "aigc_engine", *args]
+    from aigc_engine.testing import interrupted_and_resumed_runs
 
-    ref, out = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(cli("run", *run_args, "--out", str(ref)), env=env, check=True, capture_output=True, timeout=timeout)
-    proc = subprocess.Popen(cli("run", *run_args, "--out", str(out)), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + timeout
-    while not (out / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.safetensors").exists(), "the run finished before the kill: make it longer"
-    subprocess.run(cli("run", "--resume", str(out), "--no-progress"), env=env, check=True, capture_output=True,
-                   timeout=timeout)
-    return ref, out
+    return interrupted_and_resumed_runs(run_args, tmp_path, env, signal=signal.SIGKILL, timeout=timeout)

@@ -34,7 +34,7 @@ def test_help_lists_commands():
 
 def test_listing_commands(probe):
     assert "probe" in invoke("models").output
-    assert "steps = 3" in invoke("models").output
+    assert "    steps: int  (default 3)" in invoke("models").output
     out = invoke("datasets").output
     assert "ring8" in out and "digits" in out and "options: n=10000" in out
     out = invoke("plugins").output
@@ -222,9 +222,11 @@ def test_library_warnings_are_one_clean_line(plugin_dir, tmp_path):
 
 def test_models_lists_the_choices_of_literal_options(probe):
     out = invoke("models").output
-    assert "covariance_type = 'full'  (one of full, tied, diag, spherical)" in out
-    assert "init_params = 'kmeans'  (one of kmeans, k-means++, random, random_from_data)" in out
-    assert "dtype = 'float32'  (one of float32, float64)" in out
+    assert "covariance_type: full | tied | diag | spherical  " in out
+    assert "init_params: kmeans | k-means++ | random | random_from_data  " in out
+    assert "dtype: float32 | float64  " in out
+    assert "steps: int  training steps (points: 24000, images: 1500)" in out  # per data kind
+    assert "lr_schedule: constant | cosine  " in out
 
 
 @pytest.mark.parametrize("key, value, choices", [

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aigc_engine import Run, data, io
+from aigc_engine.testing import check_model
 from conftest import reference_and_resumed_runs
 from aigc_cvae import CVAE, CVAEConfig
 from aigc_cvae import likelihoods as L
@@ -186,3 +187,17 @@ def test_cli_resume_after_sigkill_is_bit_identical(tmp_path):
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, out))
     assert sa["best_step"] == sb["best_step"]
+
+
+@pytest.mark.slow
+def test_cvae_keeps_the_model_contract():
+    check_model(CVAE, config={"steps": 30, "iwae_k": 50, "kl_warmup": 10, "eval_every": 10})
+
+
+def test_cvae_keeps_the_model_contract_on_images():
+    """Digits are on 17 levels: log_prob is a discrete bound (<= 0), and the model conditional."""
+    model = CVAE()
+    model._setup(data.digits(n=200))
+    assert model.log_prob_kind == "discrete_bound" and CVAE().log_prob_kind == "bound"
+    check_model(CVAE, dataset=data.digits(n=200), config={"steps": 30, "iwae_k": 20, "kl_warmup": 2, "eval_every": 2,
+                                                          "width": 32}, skip=("resume", "evaluate"))

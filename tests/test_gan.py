@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from aigc_engine import Run, data, io
+from aigc_engine.testing import check_model
 from conftest import reference_and_resumed_runs
 from aigc_gan import GAN, GANConfig, Discriminator, Generator
 from aigc_gan.model import gradient_penalty, translate
@@ -196,3 +197,13 @@ def test_cli_runs_on_an_image_npy_file_and_an_image_folder(tmp_path):
         model = io.load_state(out / "model.safetensors")
         assert tuple(model["data_shape"]) == shape
         assert model["num_classes"] == (2 if spec == str(folder) else 0)  # folder classes condition the GAN
+
+
+@pytest.mark.slow
+def test_gan_keeps_the_model_contract():
+    check_model(GAN, config={"steps": 30, "batch_size": 64, "pack": 1})  # pack 1: also conditional
+
+
+def test_gan_keeps_the_model_contract_on_images():
+    check_model(GAN, dataset=data.digits(n=200), config={"steps": 4, "batch_size": 32, "channels": 8},
+                skip=("resume", "evaluate"))  # resume: above, on points; evaluate trains the image judge

@@ -26,6 +26,7 @@ def kde_installed():
 def test_template_plugin_end_to_end(kde_installed, tmp_path):
     models = subprocess.run([AIGC_ENGINE, "models"], capture_output=True, text=True, timeout=120)
     assert models.returncode == 0 and "kde  [kde]" in models.stdout
+    assert "bandwidth: float | None  kernel std as a factor of the data covariance" in models.stdout
     out = tmp_path / "kde-run"
     proc = subprocess.run([AIGC_ENGINE, "run", "kde", "--dataset", "ring8", "--set", "dataset.n=2000",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -55,3 +56,12 @@ def test_kde_matches_scipy(kde_installed):
     x = torch.randn(50, 2) * 3
     expected = gaussian_kde(data.x.double().numpy().T).logpdf(x.double().numpy().T)
     assert np.allclose(model.log_prob(x).numpy(), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_the_template_s_own_tests_pass(kde_installed):
+    """What an author gets on copying the folder: its tests (check_model included) pass as they are."""
+    folder = ROOT / "examples" / "aigc-kde"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=folder,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout

@@ -8,13 +8,16 @@ import math
 import torch
 
 from aigc_engine import InputError, Model, ops
+from aigc_engine.config import option
 
 
 @dataclasses.dataclass
 class KDEConfig:
-    bandwidth: float | None = None  # kernel std as a factor of the data covariance; None = Scott
-    max_points: int = 5000  # kernel centres kept (a random subset of the data beyond that)
-    chunk_size: int = 2048  # evaluation points per block
+    """Hyper-parameters: ``option`` gives each its help (``aigc-engine models``) and its range
+    (checked by the engine before a run, with one error format)."""
+    bandwidth: float | None = option(None, help="kernel std as a factor of the data covariance; None: Scott's rule", gt=0)
+    max_points: int = option(5000, help="kernel centres kept, a random subset of the data beyond that", ge=1)
+    chunk_size: int = option(2048, help="evaluation points per block", ge=1)
 
 
 class KDE(Model):
@@ -25,20 +28,20 @@ class KDE(Model):
     default_dataset = "ring8"
 
     def __init__(self, config: KDEConfig | None = None):
-        super().__init__(config)
-        if self.config.max_points < 1 or self.config.chunk_size < 1:
-            raise InputError("max_points and chunk_size must be >= 1")
-        if self.config.bandwidth is not None and not self.config.bandwidth > 0:
-            raise InputError(f"bandwidth must be > 0, got {self.config.bandwidth}")
+        super().__init__(config)  # checks the config's values against their options
         self.points: torch.Tensor | None = None
         self.cov: torch.Tensor | None = None
         self.shape: tuple[int, ...] = ()
 
+    def validate(self, dataset) -> None:
+        """Called before the run directory exists: refuse what fit cannot take."""
+        if len(dataset) < 2:
+            raise InputError(f"a KDE needs at least 2 points; dataset {dataset.name!r} has {len(dataset)}")
+
     def fit(self, dataset, run) -> None:
+        self.validate(dataset)
         x = dataset.x.reshape(len(dataset), -1).to(run.device, torch.float64)
         n, d = x.shape
-        if n < 2:
-            raise InputError("a KDE needs at least 2 points")
         kept = min(n, self.config.max_points)
         factor = self.config.bandwidth or kept ** (-1.0 / (d + 4))  # Scott's rule, for the kept centres
         data_cov = torch.atleast_2d(torch.cov(x.T))

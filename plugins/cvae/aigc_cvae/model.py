@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import InputError, Model, Run, conditional_classes, metrics, sample_labels
+from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, sample_labels
+from aigc_engine.config import option, resolve_defaults
 
 from . import likelihoods
 from .networks import CVAENet
@@ -29,53 +30,39 @@ DEFAULTS = {
 class CVAEConfig:
     """Hyper-parameters of the ``cvae`` model; None means the default for the data's kind (points or
     images, see ``aigc_cvae.model.DEFAULTS``)."""
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    lr_schedule: Literal["constant", "cosine"] | None = None
-    latent_dim: int | None = None
-    width: int | None = None
-    depth: int | None = None
-    embed_dim: int = 16
-    arch: Literal["auto", "mlp", "conv"] = "auto"
-    beta: float = 1.0
-    kl_warmup: int = 1000
-    free_bits: float = 0.0
-    prior: Literal["learned", "standard"] = "learned"
-    decoder: Literal["auto", "gaussian", "discretized_logistic", "discretized_gaussian"] = "auto"
-    conditional: Literal["auto", "true", "false"] = "auto"
-    validation: float = 0.1
-    test: float = 0.1
-    eval_every: int | None = None
-    patience: int | None = None
-    val_samples: int = 5
-    iwae_k: int = 1000
-    train_k: int | None = None
-    temperature: float = 1.0
-    sample_mean: bool = False
-    log_every: int = 50
-    checkpoint_every: int = 1000
+    steps: int | None = option(None, help="most training steps; early stopping may end sooner", ge=1)
+    batch_size: int | None = option(None, help="rows per step", ge=1)
+    lr: float | None = option(None, help="Adam learning rate", gt=0)
+    lr_schedule: Literal["constant", "cosine"] | None = option(None, help="learning-rate schedule")
+    latent_dim: int | None = option(None, help="latent dimensions", ge=1)
+    width: int | None = option(None, help="hidden units of the mlp or base channels of the conv net", ge=0)
+    depth: int | None = option(None, help="hidden layers", ge=0)
+    embed_dim: int = option(16, help="label embedding size of a conditional model", ge=1)
+    arch: Literal["auto", "mlp", "conv"] = option("auto", help="network kind; auto: mlp")
+    beta: float = option(1.0, help="weight of the KL term", ge=0)
+    kl_warmup: int = option(1000, help="steps over which beta rises from 0", ge=0)
+    free_bits: float = option(0.0, help="free bits per latent dimension, for the ELBO", ge=0)
+    prior: Literal["learned", "standard"] = option("learned", help="p(z|c): learned, or N(0, I)")
+    decoder: Literal["auto", "gaussian", "discretized_logistic", "discretized_gaussian"] = option(
+        "auto", help="p(x|z,c); auto: discretized_logistic for images on levels, else gaussian")
+    conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
+    validation: float = option(0.1, help="held-out fraction for early stopping", ge=0, lt=1)
+    test: float = option(0.1, help="held-out fraction for the test likelihoods", ge=0, lt=1)
+    eval_every: int | None = option(None, help="steps between validation evaluations", ge=1)
+    patience: int | None = option(None, help="evaluations without improvement before stopping", ge=1)
+    val_samples: int = option(5, help="draws of z per validation ELBO", ge=1)
+    iwae_k: int = option(1000, help="importance samples of the IWAE likelihoods", ge=1)
+    train_k: int | None = option(None, help="draws of z in the trained bound; 1: ELBO, more: IWAE", ge=1)
+    temperature: float = option(1.0, help="scale of the prior's std when sampling", gt=0)
+    sample_mean: bool = option(False, help="sample the decoder's mean instead of a draw")
+    log_every: int = option(50, help="steps per logged row", ge=1)
+    checkpoint_every: int = option(1000, help="steps per checkpoint", ge=1)
 
 
-def _check(c: CVAEConfig) -> None:
-    for key in ("embed_dim", "val_samples", "iwae_k", "log_every", "checkpoint_every"):
-        if getattr(c, key) < 1:
-            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
-    for key in ("steps", "batch_size", "latent_dim", "eval_every", "patience", "train_k"):
-        if getattr(c, key) is not None and getattr(c, key) < 1:
-            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
-    for key in ("width", "depth"):
-        if getattr(c, key) is not None and getattr(c, key) < 0:
-            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
-    for key in ("beta", "kl_warmup", "free_bits"):
-        if getattr(c, key) < 0:
-            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
-    if c.lr is not None and not c.lr > 0:
-        raise InputError(f"lr must be > 0, got {c.lr}")
+def _check_bound(c: CVAEConfig) -> None:
+    """The one rule between fields: free bits are a form of the ELBO."""
     if c.train_k is not None and c.train_k > 1 and c.free_bits:
-        raise InputError("free_bits applies to the ELBO (train_k=1), not to the IWAE bound (train_k > 1)")
-    if not c.temperature > 0:
-        raise InputError(f"temperature must be > 0, got {c.temperature}")
+        raise InputError("cvae: free_bits applies to the ELBO (train_k=1), not to the IWAE bound (train_k > 1)")
 
 
 class CVAE(Model):
@@ -87,10 +74,11 @@ class CVAE(Model):
     name = "cvae"
     Config = CVAEConfig
     default_dataset = "digits"
+    defaults_by_kind = DEFAULTS
 
     def __init__(self, config: CVAEConfig | None = None):
         super().__init__(config)
-        _check(self.config)
+        _check_bound(self.config)
         self.net: CVAENet | None = None
         self.resolved: CVAEConfig | None = None
         self.num_classes = 0
@@ -101,15 +89,9 @@ class CVAE(Model):
 
     # -- construction --------------------------------------------------------------------------
     def _setup(self, dataset) -> None:
-        kind = "images" if dataset.is_image else "points"
-        values = dataclasses.asdict(self.config)
-        for key, default in DEFAULTS[kind].items():
-            if values[key] is None:
-                values[key] = default
-        if values["arch"] == "auto":
-            values["arch"] = "mlp"
-        c = self.resolved = CVAEConfig(**values)
-        _check(c)
+        c = resolve_defaults(self.config, DEFAULTS, dataset)
+        c = self.resolved = dataclasses.replace(c, arch="mlp") if c.arch == "auto" else c
+        _check_bound(c)
         if c.arch == "conv" and (not dataset.is_image or dataset.shape[2] % 2 or dataset.shape[3] % 2):
             raise InputError("arch=conv takes images of even height and width; use arch=mlp")
         self.num_classes = conditional_classes(dataset, c.conditional)
@@ -144,9 +126,7 @@ class CVAE(Model):
         c = self.resolved
         parts = dataset.split(c.validation, c.test, seed=run.seed)
         train, val = parts["train"], parts["validation"]
-        if self.num_classes:
-            counts = torch.bincount(train.y, minlength=self.num_classes).double()
-            self.class_freq = counts / counts.sum()
+        self.class_freq = class_frequencies(train, self.num_classes)
         self.net = self._build().to(run.device)
         net = run.wrap(self.net)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr, fused=True)
@@ -261,7 +241,10 @@ class CVAE(Model):
             return _log_mean_exp(self.log_weights(x, y, k))
         return self._marginal(self._per_class(x, k)[0])
 
-    log_prob_is_bound = True
+    @property
+    def log_prob_kind(self) -> str:
+        """An IWAE bound: of the density of points, of the discrete probability of images on levels."""
+        return "discrete_bound" if self.levels else "bound"
 
     def heldout_likelihoods(self, dataset, k: int | None = None) -> dict[str, float]:
         """Likelihood figures on held-out ``dataset``, in nats per row and bits per dimension: the
@@ -332,12 +315,7 @@ class CVAE(Model):
                                  "best_val_elbo": getattr(self, "best_val_elbo", float("nan"))}
         if len(test):
             out.update(self.heldout_likelihoods(test))
-        if dataset.modes is not None and not dataset.is_image:
-            out.update(metrics.mode_coverage(self.sample(2500), dataset.modes, dataset.mode_std))
-        if dataset.is_image and self.num_classes:
-            labels = torch.arange(self.num_classes).repeat_interleave(200)
-            out.update(metrics.image_metrics(dataset, self.sample(len(labels), condition=labels), labels,
-                                             device=run.device))
+        out.update(metrics.sample_metrics(self, dataset, run.device))
         return out
 
     def figures(self, dataset) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, ops, sample_labels, training
+from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, metrics, ops,
+                         sample_labels, training)
+from aigc_engine.config import option, resolve_defaults
 
 from .networks import Discriminator, Generator, check_image_shape
 
@@ -26,63 +28,34 @@ DEFAULTS = {
 class GANConfig:
     """Hyper-parameters of the ``gan`` model; None means the default for the data's kind (points or
     images, see ``aigc_gan.model.DEFAULTS``)."""
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    loss: Literal["ns", "hinge", "lsgan", "wgan"] = "ns"
-    n_critic: int = 1
-    r1_gamma: float | None = None
-    gp_weight: float = 10.0
-    ema_decay: float | None = None
-    pack: int | None = None
-    augment: bool | None = None
-    z_dim: int | None = None
-    width: int | None = None
-    fourier: int | None = None
-    fourier_scale: float | None = None
-    depth: int | None = None
-    channels: int | None = None
-    norm: Literal["none", "batch", "layer"] | None = None
-    embed_dim: int = 32
-    lr_decay_from: float | None = None
-    standardize: bool = True
-    conditional: Literal["auto", "true", "false"] = "auto"
-    truncation: float = 0.0
-    amp: bool = True
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    snapshots: int = 8
-
-
-def _resolved(config: GANConfig, kind: str) -> GANConfig:
-    values = {k: v for k, v in dataclasses.asdict(config).items()}
-    for key, default in DEFAULTS[kind].items():
-        if values[key] is None:
-            values[key] = default
-    values["betas"] = tuple(values["betas"])
-    return GANConfig(**values)
-
-
-def _check(c: GANConfig) -> None:
-    for key in ("steps", "batch_size", "z_dim", "n_critic", "pack", "channels", "embed_dim", "log_every",
-                "checkpoint_every"):
-        if getattr(c, key) is not None and getattr(c, key) < 1:
-            raise InputError(f"{key} must be >= 1, got {getattr(c, key)}")
-    for key in ("width", "fourier", "depth", "snapshots"):
-        if getattr(c, key) is not None and getattr(c, key) < 0:
-            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
-    if not c.lr > 0:
-        raise InputError(f"lr must be > 0, got {c.lr}")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
-        raise InputError(f"betas must be two numbers in [0, 1), got {c.betas}")
-    for key in ("r1_gamma", "gp_weight", "truncation", "fourier_scale"):
-        if getattr(c, key) is not None and getattr(c, key) < 0:
-            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
-    if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
-        raise InputError(f"ema_decay must be in [0, 1], got {c.ema_decay}")
-    if c.lr_decay_from is not None and not 0 <= c.lr_decay_from <= 1:
-        raise InputError(f"lr_decay_from must be in [0, 1], got {c.lr_decay_from}")
+    steps: int | None = option(None, help="training steps", ge=1)
+    batch_size: int | None = option(None, help="rows per step", ge=1)
+    lr: float = option(2e-4, help="Adam learning rate of both networks", gt=0)
+    betas: tuple[float, float] = option((0.5, 0.999), help="Adam betas", ge=0, lt=1)
+    loss: Literal["ns", "hinge", "lsgan", "wgan"] = option("ns", help="GAN loss; ns: non-saturating BCE")
+    n_critic: int = option(1, help="discriminator steps per generator step", ge=1)
+    r1_gamma: float | None = option(None, help="R1 penalty weight on real data; 0: off", ge=0)
+    gp_weight: float = option(10.0, help="gradient penalty weight of loss=wgan", ge=0)
+    ema_decay: float | None = option(None, help="decay of the generator's EMA", ge=0, le=1)
+    pack: int | None = option(None, help="PacGAN packing: samples the discriminator sees together", ge=1)
+    augment: bool | None = option(None, help="random translations of images for D, DiffAugment")
+    z_dim: int | None = option(None, help="latent dimensions", ge=1)
+    width: int | None = option(None, help="hidden units of the MLPs, for points", ge=0)
+    fourier: int | None = option(None, help="random Fourier features of x in D, for points; 0: off", ge=0)
+    fourier_scale: float | None = option(None, help="frequency scale of the Fourier features", ge=0)
+    depth: int | None = option(None, help="hidden layers of the MLPs, for points", ge=0)
+    channels: int | None = option(None, help="base channels of the conv nets, for images", ge=1)
+    norm: Literal["none", "batch", "layer"] | None = option(None, help="normalisation in G")
+    embed_dim: int = option(32, help="label embedding size of a conditional model", ge=1)
+    lr_decay_from: float | None = option(None, help="fraction of steps after which lr decays linearly to 0",
+                                         ge=0, le=1)
+    standardize: bool = option(True, help="train points on x / std, samples scaled back")
+    conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
+    truncation: float = option(0.0, help="truncation trick: redraw z beyond +-this when sampling; 0: off", ge=0)
+    amp: bool = option(True, help="mixed precision on CUDA")
+    log_every: int = option(50, help="steps per logged row", ge=1)
+    checkpoint_every: int = option(1000, help="steps per checkpoint", ge=1)
+    snapshots: int = option(8, help="sample snapshots over training, for progress.png", ge=0)
 
 
 def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
@@ -104,10 +77,10 @@ class GAN(Model):
     name = "gan"
     Config = GANConfig
     default_dataset = "ring8"
+    defaults_by_kind = DEFAULTS
 
     def __init__(self, config: GANConfig | None = None):
         super().__init__(config)
-        _check(self.config)
         self.netG: Generator | None = None
         self.ema: EMA | None = None
         self.num_classes = 0
@@ -140,8 +113,7 @@ class GAN(Model):
     def validate(self, dataset) -> None:
         """Everything that can be checked before training (the engine calls it before it makes
         a run directory): the config for this data's kind, the networks for its shape, the batch."""
-        c = _resolved(self.config, "images" if dataset.is_image else "points")
-        _check(c)
+        c = resolve_defaults(self.config, DEFAULTS, dataset)
         self._build(tuple(dataset.shape[1:]), self._conditional(dataset), c)
         if c.batch_size > len(dataset):
             raise InputError(f"batch_size={c.batch_size} is more than the {len(dataset)} rows of dataset {dataset.name!r}")
@@ -151,15 +123,13 @@ class GAN(Model):
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
-        c = self.resolved = _resolved(self.config, "images" if dataset.is_image else "points")
+        c = self.resolved = resolve_defaults(self.config, DEFAULTS, dataset)
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = self._conditional(dataset)
         if c.batch_size % (c.pack * run.world_size):
             raise InputError(f"batch_size={c.batch_size} must be a multiple of pack={c.pack} times the "
                              f"{run.world_size} processes")
-        if self.num_classes:
-            counts = torch.bincount(dataset.y, minlength=self.num_classes).double()
-            self.class_freq = counts / counts.sum()
+        self.class_freq = class_frequencies(dataset, self.num_classes)
         # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
         # is kept), samples are scaled back
         self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image) else 1.0
@@ -293,15 +263,7 @@ class GAN(Model):
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         """Mode coverage (datasets with known modes: 2500 samples); for labelled images the judge's
         metrics of class-conditional samples."""
-        out: dict[str, float] = {}
-        if dataset.modes is not None and not dataset.is_image:
-            out.update(metrics.mode_coverage(self.sample(2500), dataset.modes, dataset.mode_std))
-        if dataset.is_image:
-            n_per = 200 if self.num_classes else 0
-            labels = torch.arange(self.num_classes).repeat_interleave(n_per) if self.num_classes else None
-            samples = self.sample(len(labels) if labels is not None else 2000, condition=labels)
-            out.update(metrics.image_metrics(dataset, samples, labels, device=run.device))
-        return out
+        return metrics.sample_metrics(self, dataset, run.device)
 
     def figures(self, dataset) -> dict[str, Any]:
         """``progress.png``: samples from one fixed z over training."""

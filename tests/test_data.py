@@ -67,25 +67,26 @@ def test_csv_with_header_and_label(tmp_path):
     path.write_text("a,b,label\n0.5,1.0,1\n2.0,3.0,0\n4.0,5.0,2\n")
     d = from_file(path, label_column="label")
     assert d.shape == (3, 2) and d.y.tolist() == [1, 0, 2] and d.num_classes == 3
-    d = from_file(path, label_column=-1)
+    back = d.encoding.decode(d.x, d.y)
+    assert np.allclose(back[["a", "b"]].to_numpy(float), [[0.5, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    assert back["label"].tolist() == [1, 0, 2]
+    d = from_file(path, label_column=-1)  # a 0-based index, negative from the end
     assert d.y.tolist() == [1, 0, 2]
-    with pytest.raises(InputError, match="not a column"):
+    with pytest.raises(InputError, match="no column 'nope'"):
         from_file(path, label_column="nope")
     nohead = tmp_path / "n.csv"
-    nohead.write_text("1,2\n3,4\n")
-    assert from_file(nohead).shape == (2, 2)
+    nohead.write_text("1,2\n3,4\n")  # a first line of numbers is data: columns 0, 1
+    d = from_file(nohead)
+    assert d.shape == (2, 2) and d.encoding.schema.columns == ["0", "1"]
 
 
 @pytest.mark.parametrize("content, message", [
-    ("a,b\n1,x\n", "bad.csv line 2, column 2 ('b'): 'x' is not a number; if this column holds labels, "
-                    "pass --set dataset.label_column=b"),
-    ("a,b\n1,2\n3,4\n5,nan\n", "bad.csv line 4, column 2: NaN or inf value"),
-    ("1,2\n3,inf\n", "bad.csv line 2, column 2: NaN or inf value"),  # no header: data starts on line 1
-    ("1,2,3\n4,5\n", "bad.csv line 2 has 2 columns, line 1 has 3"),
-    ("a,b,c\n1,2,3\n3,4\n", "bad.csv line 3 has 2 columns, the header has 3"),
-    ("1,2\n3,x\n", "bad.csv line 2, column 2: 'x' is not a number; if this column holds labels, "
-                    "pass --set dataset.label_column=1 (0-based)"),
-    ("a,b\n", "has no rows"),
+    ("1,2\n3,inf\n", "bad.csv: column '1' row 2: inf is not a finite number"),
+    ("1,2,3\n4,5\n", "bad.csv line 2: 2 fields, the header has 3"),
+    ("a,b,c\n1,2,3\n3,4\n", "bad.csv line 3: 2 fields, the header has 3"),
+    ("a,b\n1,\n2,\n", "column 'b' holds only missing values"),
+    ("a,b\n", "has a header but no rows"),
+    ("", "bad.csv is empty"),
 ])
 def test_bad_csv(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -95,35 +96,39 @@ def test_bad_csv(tmp_path, content, message):
     assert message in str(err.value)
 
 
+def test_csv_strings_and_missing_cells_are_a_table(tmp_path):
+    """A string column is a categorical feature, an empty cell or NaN a missing value: no error."""
+    path = tmp_path / "t.csv"
+    path.write_text("w,kind,h\n1.5,dog,2\n2.5,,NaN\n3.5,cat,4\n4.5,dog,5\n")
+    d = from_file(path)
+    kinds = {b.column: b.kind for b in d.encoding.blocks if b.kind != "missing"}
+    assert kinds == {"w": "continuous", "kind": "categorical", "h": "integer"}
+    back = d.encoding.decode(d.x)
+    assert back["kind"].tolist()[::2] == ["dog", "cat"] and back["kind"].isna().tolist() == [False, True, False, False]
+    assert back["h"].isna().tolist() == [False, True, False, False] and np.allclose(back["w"], [1.5, 2.5, 3.5, 4.5])
+
+
 def test_csv_string_labels_become_ids_with_names(tmp_path):
     path = tmp_path / "pets.csv"
-    path.write_text('w,h,species\n1.0,2.0,dog\n3.0,4.0,cat\n5.0,6.0," dog"\n7.0,8.0,emu\n')
+    path.write_text('w,h,species\n1.0,2.0,dog\n3.0,4.0,cat\n5.0,6.0,dog\n7.0,8.0,emu\n')
     d = from_file(path, label_column="species")
     assert d.class_names == ["cat", "dog", "emu"] and d.num_classes == 3
     assert d.y.tolist() == [1, 0, 1, 2] and d.shape == (4, 2)
-    assert d.shard(1, 2).class_names == ["cat", "dog", "emu"]
-    nohead = tmp_path / "n.csv"
-    nohead.write_text("1.0,dog\n2.0,cat\n")  # a label column of names is no header
-    d = from_file(nohead, label_column=1)
-    assert d.shape == (2, 1) and d.class_names == ["cat", "dog"] and d.y.tolist() == [1, 0]
+    assert d.shard(1, 2).class_names == ["cat", "dog", "emu"] and d.shard(1, 2).encoding is d.encoding
     numeric = tmp_path / "k.csv"
     numeric.write_text("a,k\n1,0\n2,3\n")
     d = from_file(numeric, label_column="k")
-    assert d.class_names is None and d.num_classes == 4
-    bad = tmp_path / "b.csv"
-    bad.write_text("a,k\n1,0.5\n2,3\n")
-    with pytest.raises(InputError, match="non-negative integers or class names"):
-        from_file(bad, label_column="k")
+    assert d.class_names == ["0", "3"] and d.num_classes == 2
 
 
 @pytest.mark.parametrize("column", ["label", "Class", "target", "y"])
 def test_csv_column_named_like_a_label_is_a_warning(tmp_path, column):
     path = tmp_path / "d.csv"
     path.write_text(f"a,{column}\n0.5,1\n2.0,0\n")
-    with pytest.warns(UserWarning, match=f"column '{column}' of d.csv is fitted as a feature; if it holds labels, "
+    with pytest.warns(UserWarning, match=f"column '{column}' of d.csv is modelled as a feature; to condition on it, "
                                          f"pass --set dataset.label_column={column}"):
         d = from_file(path)
-    assert d.shape == (2, 2) and d.y is None
+    assert d.shape[0] == 2 and d.y is None
 
 
 def test_bad_npy(tmp_path):
@@ -225,9 +230,10 @@ def test_encoding_is_carried_by_subsets_splits_and_shards():
 def test_reader_resolution_and_options():
     from aigc_engine.data import BUILTIN_READERS, FOLDER, Reader, file_kind, reader_for
 
-    assert list(BUILTIN_READERS) == [".npy", ".npz", ".csv", FOLDER]
+    assert list(BUILTIN_READERS) == [".npy", ".npz", ".csv", ".parquet", FOLDER]
     assert file_kind("a/B.CSV") == ".csv" and file_kind("x.txt") is None and file_kind(".npy") is None
-    assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "delimiter": ","}
+    assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "categorical": "", "integer": "", "ignore": "",
+                                                 "delimiter": ","}
     assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
     longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}
     assert reader_for("t.csv.gz", longer).suffix == ".csv.gz" and reader_for("t.gz", longer).suffix == ".gz"
@@ -236,13 +242,13 @@ def test_reader_resolution_and_options():
 def test_an_option_of_another_reader_says_which_takes_it(tmp_path):
     (tmp_path / "p.csv").write_text("1,2\n3,4\n")
     with pytest.raises(InputError, match=r"unknown option 'size' for dataset .*p.csv; valid options: "
-                                         r"label_column \(default None\), delimiter .*\(size applies to "
+                                         r"label_column \(default None\), categorical .*\(size applies to "
                                          r"image folders only\)"):
         from_file(tmp_path / "p.csv", size=3)
     with pytest.raises(InputError, match=r"unknown option 'colour' .*valid options: label_column") as info:
         from_file(tmp_path / "p.csv", colour=1)
     assert "applies to" not in str(info.value)
-    assert from_file(tmp_path / "p.csv", label_column="1").y.tolist() == [2, 4]  # typed by the annotation
+    assert from_file(tmp_path / "p.csv", label_column="1").class_names == ["2", "4"]  # typed by the annotation
 
 
 def test_a_plugin_reader_opens_its_suffix_through_the_engine(tmp_path):
@@ -265,10 +271,10 @@ def test_a_plugin_reader_opens_its_suffix_through_the_engine(tmp_path):
     assert d.x.tolist() == [[2.0, 4.0], [6.0, 8.0]] and d.name == "a.pts"
     with pytest.raises(InputError, match="dataset.scale must be a float, got 'big'"):
         Engine(pm).load_dataset(str(tmp_path / "a.pts"), {"scale": "big"})
-    with pytest.raises(InputError, match=r"unknown dataset 'nope'; use one of .*ring8, a \.npy/\.npz/\.csv/\.pts file"):
+    with pytest.raises(InputError, match=r"unknown dataset 'nope'; use one of .*ring8, a \.npy/\.npz/\.csv/\.parquet/\.pts file"):
         Engine(pm).load_dataset("nope")
     (tmp_path / "b.txt").write_text("1 2\n")
-    with pytest.raises(InputError, match=r"unsupported dataset file 'b.txt': use a \.npy/\.npz/\.csv/\.pts file or a folder"):
+    with pytest.raises(InputError, match=r"unsupported dataset file 'b.txt': use a \.npy/\.npz/\.csv/\.parquet/\.pts file or a folder"):
         Engine(pm).load_dataset(str(tmp_path / "b.txt"))
     with pytest.raises(InputError, match="unsupported"):
         from_file(tmp_path / "a.pts")  # the core's readers alone

@@ -10,7 +10,8 @@ pd = pytest.importorskip("pandas")
 
 from aigc_engine.errors import InputError
 from aigc_engine.io import load_state, save_state
-from aigc_engine.tables import TableEncoding, detect_schema, load_frame, read_table
+from aigc_engine.data.tablefile import read_table
+from aigc_engine.tables import TableEncoding, detect_schema, load_frame
 from aigc_engine.tables.schema import MAX_NUMERIC_CATEGORIES
 
 MIXED_CSV = """species,island,bill,mass,sex,year,flag
@@ -219,7 +220,7 @@ def test_state_round_trip_without_pickle(tmp_path, continuous):
 
 def test_reader_gives_a_dataset(tmp_path):
     ds = read_table(write(tmp_path, MIXED_CSV, "penguins.csv"), label_column="species", ignore="flag")
-    assert ds.name == "penguins" and ds.num_classes == 3 and ds.class_names == ["Adelie", "Chinstrap", "Gentoo"]
+    assert ds.name == "penguins.csv" and ds.num_classes == 3 and ds.class_names == ["Adelie", "Chinstrap", "Gentoo"]
     assert ds.y.tolist() == [0, 0, 2, 1, 2, 0, 1] and ds.x.shape == (7, ds.encoding.width)
     assert ds.options == {"label_column": "species", "ignore": "flag"}
     assert torch.isfinite(ds.x).all()

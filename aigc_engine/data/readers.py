@@ -21,9 +21,9 @@ from typing import Any, Callable
 from ..config import coerce_options
 from ..errors import InputError
 from .arrays import read_npy, read_npz
-from .csvfile import read_csv
 from .dataset import Dataset
 from .images import read_folder
+from .tablefile import read_table
 
 __all__ = ["FOLDER", "Reader", "BUILTIN_READERS", "reader_for", "open_file", "from_file", "file_kind"]
 
@@ -77,8 +77,8 @@ def _core_reader(suffix: str, read: Callable[..., Dataset]) -> Reader:
 
 
 BUILTIN_READERS: dict[str, Reader] = {r.suffix: r for r in (
-    _core_reader(".npy", read_npy), _core_reader(".npz", read_npz), _core_reader(".csv", read_csv),
-    _core_reader(FOLDER, read_folder))}
+    _core_reader(".npy", read_npy), _core_reader(".npz", read_npz), _core_reader(".csv", read_table),
+    _core_reader(".parquet", read_table), _core_reader(FOLDER, read_folder))}
 
 
 def reader_for(path: str | Path, readers: dict[str, Reader] | None = None) -> Reader | None:
@@ -147,8 +147,10 @@ def from_file(path: str | Path, **options: Any) -> Dataset:
     - ``.npy`` (:func:`~aigc_engine.data.arrays.read_npy`): ``N x D`` points, or images
       ``N x H x W``, ``N x C x H x W`` or ``N x H x W x C`` (C in 1, 3), memory-mapped.
     - ``.npz`` (:func:`~aigc_engine.data.arrays.read_npz`): array ``x`` and optional labels ``y``.
-    - ``.csv`` (:func:`~aigc_engine.data.csvfile.read_csv`): numeric points; options
-      ``label_column`` and ``delimiter``.
+    - ``.csv`` and ``.parquet`` (:func:`~aigc_engine.data.tablefile.read_table`): a table of
+      continuous, integer and categorical columns with missing values, encoded as a float matrix
+      (``dataset.encoding`` decodes it); options ``label_column``, ``categorical``, ``integer``,
+      ``ignore`` and ``delimiter``.
     - a folder of PNG/JPEG images (:func:`~aigc_engine.data.images.read_folder`), one sub-folder
       per class or none; options ``size`` and ``channels``.
 

@@ -102,9 +102,11 @@ def load_frame(path: str | Path, delimiter: str = ","):
             raise InputError(f"{path.name}: reading Parquet needs pyarrow (pip install pyarrow)") from None
         frame = pd.read_parquet(path)
     else:
-        _check_rectangular(path, delimiter)
+        header = _check_rectangular(path, delimiter)
+        numbers = all(_is_number(cell) for cell in header)  # a first line of numbers is data, not a header
         try:
-            frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True)
+            frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True, header=None if numbers else "infer",
+                                names=[str(i) for i in range(len(header))] if numbers else None)
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise InputError(f"{path.name}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
     if len(frame) == 0:
@@ -113,8 +115,9 @@ def load_frame(path: str | Path, delimiter: str = ","):
     return frame
 
 
-def _check_rectangular(path: Path, delimiter: str) -> None:
-    """pandas pads short rows with missing values silently; a ragged row is a broken file."""
+def _check_rectangular(path: Path, delimiter: str) -> list[str]:
+    """pandas pads short rows with missing values silently; a ragged row is a broken file.
+    Returns the first line's cells."""
     with open(path, newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
@@ -123,6 +126,15 @@ def _check_rectangular(path: Path, delimiter: str) -> None:
         for row in reader:
             if row and len(row) != len(header):
                 raise InputError(f"{path.name} line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+    return header
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def detect_schema(frame, label_column: str | None = None, categorical="", integer="", ignore="",

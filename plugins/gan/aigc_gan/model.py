@@ -191,7 +191,7 @@ class GAN(Model):
                 x, y = next(batches)
                 x = x / self.scale if self.scale != 1.0 else x
                 y = y if self.num_classes else None
-                z = torch.randn(len(x), c.z_dim, device=run.device)
+                z = run.randn(c.batch_size, c.z_dim)  # this process's rows of the global batch's noise
                 # the last critic step's fake keeps its graph: the G step reuses it (as the DCGAN
                 # tutorial does) instead of running G again
                 with torch.set_grad_enabled(critic == c.n_critic - 1), run.autocast(c.amp):

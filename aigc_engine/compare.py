@@ -176,26 +176,7 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     split = {"holdout": holdout, "holdout_seed": 0}
     full = engine.load_dataset(dataset, data_sets)
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
-    skipped: dict[str, str] = {}
-    for name, values in per_model.items():  # a bad --set is bad usage, before any directory
-        build_config(engine.model_class(name).Config, values, name)
-    if models:
-        unknown = [m for m in models if m not in installed]
-        if unknown:
-            raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
-        if len(set(models)) != len(models):
-            raise InputError("each model can be named once")
-    else:
-        models = []
-        for name in installed:
-            reason = _cannot_take(engine, name, per_model.get(name, {}), train)
-            if reason:
-                skipped[name] = reason
-            else:
-                models.append(name)
-        if not models:
-            raise InputError(f"no installed model can take dataset {dataset!r}: "
-                             + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset)
     judge = _judge(full, device)
     out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
     bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
@@ -219,6 +200,33 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     _write(result, out_dir)
     draw(result, pictures, full, out_dir / COMPARE_PNG)
     return result
+
+
+def _models_to_compare(engine: Engine, models: list[str] | None, installed: list[str],
+                       per_model: dict[str, dict[str, Any]], train, dataset: str) -> tuple[list[str], dict[str, str]]:
+    """The models to fit (the named ones, checked; else every installed one that can take the
+    training rows) and the reasons of those skipped. A bad ``--set`` is bad usage, before any
+    directory."""
+    for name, values in per_model.items():
+        build_config(engine.model_class(name).Config, values, name)
+    if models:
+        unknown = [m for m in models if m not in installed]
+        if unknown:
+            raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
+        if len(set(models)) != len(models):
+            raise InputError("each model can be named once")
+        return list(models), {}
+    chosen, skipped = [], {}
+    for name in installed:
+        reason = _cannot_take(engine, name, per_model.get(name, {}), train)
+        if reason:
+            skipped[name] = reason
+        else:
+            chosen.append(name)
+    if not chosen:
+        raise InputError(f"no installed model can take dataset {dataset!r}: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return chosen, skipped
 
 
 def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int, judge,

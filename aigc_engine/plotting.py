@@ -34,13 +34,13 @@ def draw_samples(samples: torch.Tensor, path: Path | None = None, *, ax=None, da
             image_grid(samples, path, ncols=PER_CLASS if row_labels else None, title=title, row_labels=row_labels)
         else:
             total = len(data) if data is not None else None
-            rows = data.subsample(MAX_POINTS) if hasattr(data, "subsample") else data
+            rows = data if data is None or isinstance(data, torch.Tensor) else data.subsample(MAX_POINTS)
             scatter(samples, rows, path, title=title, annotate=annotate, data_total=total)
         return
     if images:
         _image_axes(ax, image_canvas(samples, PER_CLASS if row_labels else 8), row_labels=None)
     else:
-        _panel_scatter(ax, samples, data.subsample(2000) if hasattr(data, "subsample") else data)
+        _panel_scatter(ax, samples, data if data is None or isinstance(data, torch.Tensor) else data.subsample(2000))
     if title:
         ax.set_title(title, fontsize=11)
 

@@ -194,7 +194,8 @@ class Engine:
             fit_seconds = time.perf_counter() - start
             metrics = model.evaluate(data, run)
             if run.is_main_process:
-                self.write_artifacts(model, data, run, {"fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+                self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
+                                                        "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
         except Interrupted:
             raise  # the loop wrote its checkpoint: the directory is a resumable run
         except BaseException:
@@ -235,11 +236,11 @@ class Engine:
               f"{run.world_size} process{'es' if run.world_size > 1 else ''})", file=sys.stderr)
 
     def write_artifacts(self, model: Model, data: Dataset, run: Run, summary: dict[str, Any]) -> None:
-        """``model.safetensors``, ``summary.json`` and the pictures of a fitted run."""
+        """``model.safetensors``, ``summary.json`` (``summary``) and the pictures of a fitted run."""
         from . import checkpoint, io
 
         checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
-        io.write_json(run.dir / SUMMARY_FILE, {"model": model.name, "dataset": data.name, **summary})
+        io.write_json(run.dir / SUMMARY_FILE, summary)
         self.draw(model, data, run.dir, run.history)
 
     def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:

@@ -217,6 +217,9 @@ class TrainLoop:
     """The step loop of a run: iterate over it to get step numbers ``1..steps`` (after the
     checkpoint's step on ``--resume``); do one optimisation step per number.
 
+    - ``run``: the :class:`aigc_engine.Run` it reports to, through its public methods only
+      (``progress_bar``, ``metrics_text``, ``log``, ``save_checkpoint`` / ``load_checkpoint``,
+      ``resuming``, ``all_reduce``, ``world_size``): this module does not import ``run``.
     - ``state``: name -> object with ``state_dict()`` / ``load_state_dict()`` (modules, optimizers,
       LR schedulers, :class:`EMA`, ``torch.amp.GradScaler``, :class:`Batches`) or a plain dict
       (restored in place). The checkpoint holds all of them, the step and the RNG states.

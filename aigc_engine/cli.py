@@ -192,8 +192,9 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     import torch
 
     from . import io, plotting
+    from .rundir import SAMPLES_NPY
 
-    output = Path(output) if output else Path(run_dir) / "samples.npy"
+    output = Path(output) if output else Path(run_dir) / SAMPLES_NPY
     if output.suffix.lower() not in (".npy", ".png"):
         raise InputError(f"-o must end in .npy or .png, got {output.name!r}")
     model, saved = _engine(ctx).load_model(run_dir)

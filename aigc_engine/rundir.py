@@ -25,6 +25,7 @@ MODEL_FILE = "model.safetensors"  # the fitted weights
 SUMMARY_FILE = "summary.json"  # the final metrics
 SAMPLES_PNG = "samples.png"
 METRICS_PNG = "metrics.png"
+SAMPLES_NPY = "samples.npy"  # where ``aigc-engine sample`` writes without -o (not part of the run itself)
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE, SAMPLES_PNG, METRICS_PNG)
 DEFAULT_PARENT = Path("runs")
 

@@ -90,3 +90,23 @@ def test_image_grid_has_gaps_between_tiles(tmp_path):
     cols = np.where(dark.any(0))[0]
     gaps = np.diff(cols)
     assert gaps.max() > 5  # a white gap of several pixels between the two columns of tiles
+
+
+def test_draw_samples_decides_grid_or_scatter_once(tmp_path, monkeypatch):
+    """samples.png, `sample -o x.png` and compare's panels all go through draw_samples: images as
+    a grid, points as a scatter; into a file or into a panel of a larger figure."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(plotting, "image_grid", lambda images, path, **kw: drawn.append(("grid", kw["ncols"])))
+    monkeypatch.setattr(plotting, "scatter", lambda samples, d, path, **kw: drawn.append(("scatter", kw["data_total"])))
+    plotting.draw_samples(torch.zeros(16, 1, 8, 8), tmp_path / "a.png", row_labels=["0", "1"])
+    plotting.draw_samples(torch.zeros(50, 2), tmp_path / "b.png", data=data.ring8(n=300))
+    assert drawn == [("grid", plotting.PER_CLASS), ("scatter", 300)]
+    fig, (left, right) = plt.subplots(1, 2)
+    plotting.draw_samples(torch.rand(16, 3, 8, 8) * 2 - 1, ax=left, title="images")
+    plotting.draw_samples(torch.randn(50, 2), ax=right, data=torch.randn(80, 2), title="points")
+    assert left.get_images() and not left.collections  # an image grid
+    assert len(right.collections) == 2 and not right.get_images()  # data and samples
+    assert (left.get_title(), right.get_title()) == ("images", "points")
+    plt.close(fig)

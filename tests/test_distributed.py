@@ -37,22 +37,24 @@ def _free_port():
 
 # Tiny nets and a few steps: what is checked is that the per-step noise and the initial weights
 # do not depend on the number of processes, so any difference beyond float rounding shows at once.
+GAN_SETS = ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
+            "--set", "fourier=0", "--set", "dataset.n=256"]
 NEURAL_RUNS = {
-    "gan": ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
-            "--set", "fourier=0", "--set", "dataset.n=256"],
-    "cvae": ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
-             "--set", "train_k=4", "--set", "eval_every=2", "--set", "dataset.n=300"],
+    "gan": ("gan", GAN_SETS),
+    "gan-wgan": ("gan", [*GAN_SETS, "--set", "loss=wgan"]),  # the gradient penalty's interpolation noise too
+    "cvae": ("cvae", ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
+                      "--set", "train_k=4", "--set", "eval_every=2", "--set", "dataset.n=300"]),
 }
 
 
-@pytest.mark.parametrize("model", sorted(NEURAL_RUNS))
-def test_two_processes_fit_what_one_process_fits(model, tmp_path):
+@pytest.mark.parametrize("case", sorted(NEURAL_RUNS))
+def test_two_processes_fit_what_one_process_fits(case, tmp_path):
     """The GAN and the CVAE trained on 2 processes (torchrun, gloo, CPU) end with the weights of the
     1-process run, to float rounding (the all-reduced gradient is a sum of two halves)."""
     from aigc_engine import RunSpec, io
     from aigc_engine.engine import Engine
 
-    sets = NEURAL_RUNS[model]
+    model, sets = NEURAL_RUNS[case]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),

@@ -20,11 +20,14 @@ _PUBLIC = {
     "class_frequencies": "model",
     "Run": "run",
     "Engine": "engine",
+    "RunSpec": "engine",
     "open_dataset": "engine",
     "compare": "compare",
     "CompareResult": "compare",
     "data": "data",
     "io": "io",
+    "rundir": "rundir",
+    "checkpoint": "checkpoint",
     "metrics": "metrics",
     "ops": "ops",
     "plotting": "plotting",
@@ -38,9 +41,9 @@ _PUBLIC = {
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
-    from . import compare, data, io, metrics, ops, plotting, training
+    from . import checkpoint, compare, data, io, metrics, ops, plotting, rundir, training
     from .compare import CompareResult
-    from .engine import Engine, open_dataset
+    from .engine import Engine, RunSpec, open_dataset
     from .errors import InputError
     from .hookspecs import hookimpl
     from .model import Model, class_frequencies, conditional_classes, sample_labels

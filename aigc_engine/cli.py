@@ -93,8 +93,10 @@ def _engine(ctx: click.Context) -> Engine:
 class _LazyGroup(_EngineGroup):
     """Adds the plugins' commands (``aigc_engine_register_commands``) when the group starts."""
 
+    _added = False
+
     def _plugins_added(self, ctx):
-        if not getattr(self, "_added", False):
+        if not self._added:
             self._added = True
             try:
                 _engine(ctx).plugins.add_commands(self)
@@ -145,8 +147,10 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
 
     if not model and not resume:
         raise click.UsageError("give a MODEL (see `aigc-engine models`) or --resume RUN_DIR")
-    run_dir = _engine(ctx).train(model, dataset, config_file, parse_sets(list(sets)), out, device, seed,
-                                 resume, progress=not no_progress)
+    engine = _engine(ctx)
+    spec = engine.run_spec(model, dataset, config_file, parse_sets(list(sets)), out, device, seed, resume,
+                           progress=not no_progress)
+    run_dir = engine.train(spec)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(summary_line(run_dir), err=True)
         click.echo(str(run_dir))
@@ -155,8 +159,8 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
 def summary_line(run_dir: Path) -> str:
     """How a run went, in one line: the scalar entries of its summary.json (the model's metrics
     and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=4.30116 bic=-85590.4 ... in 1.9 s``."""
-    from .engine import SUMMARY_FILE
     from .io import read_json
+    from .rundir import SUMMARY_FILE
 
     summary = read_json(Path(run_dir) / SUMMARY_FILE)
     head = f"{summary.get('model', '?')} on {summary.get('dataset', '?')}"
@@ -190,14 +194,15 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     import torch
 
     from . import io, plotting
+    from .rundir import SAMPLES_NPY
 
-    output = Path(output) if output else Path(run_dir) / "samples.npy"
+    output = Path(output) if output else Path(run_dir) / SAMPLES_NPY
     if output.suffix.lower() not in (".npy", ".png"):
         raise InputError(f"-o must end in .npy or .png, got {output.name!r}")
     model, saved = _engine(ctx).load_model(run_dir)
     cond = None
     if condition is not None:
-        num_classes = getattr(model, "num_classes", 0) or 0
+        num_classes = model.num_classes
         if not num_classes:
             raise InputError(f"model {saved['model']!r} of this run is not conditional: drop --condition")
         label = class_id(condition, saved.get("dataset", {}).get("class_names"), num_classes)
@@ -211,11 +216,8 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
                 np.save(fh, samples.numpy())
 
         io.atomic_write(output, write)
-    elif samples.dim() == 4:
-        plotting.image_grid(samples, output, title=f"{saved['model']} samples")
     else:
-        plotting.scatter(samples, None, output, title=f"{saved['model']} samples",
-                         annotate=getattr(model, "annotate_plot", None))
+        plotting.draw_samples(samples, output, title=f"{saved['model']} samples", annotate=model.annotate_plot)
     click.echo(str(output))
 
 
@@ -258,8 +260,6 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     if "shape" in fitted and list(data.shape[1:]) != list(fitted["shape"]):
         raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({Path(str(fitted.get('name'))).name}); "
                          f"{data.name} has rows of shape {list(data.shape[1:])}")
-    if not hasattr(model, "evaluate"):
-        raise InputError(f"model {saved['model']!r} has no evaluate()")
     metrics = model.evaluate(data, Run(None, device=device, seed=saved.get("seed", 0), progress=not no_progress,
                                        distributed=False))
     click.echo(json.dumps({"dataset": data.name, **metrics}, indent=2, default=float))

@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import torch
 
-from . import io
+from . import io, rundir
 from .config import build_config, split_dataset_keys
-from .engine import Engine, claim_run_dir
+from .engine import Engine, RunSpec
 from .errors import InputError, Interrupted
 
 COMPARE_JSON = "compare.json"
@@ -176,28 +176,9 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     split = {"holdout": holdout, "holdout_seed": 0}
     full = engine.load_dataset(dataset, data_sets)
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
-    skipped: dict[str, str] = {}
-    for name, values in per_model.items():  # a bad --set is bad usage, before any directory
-        build_config(engine.model_class(name).Config, values, name)
-    if models:
-        unknown = [m for m in models if m not in installed]
-        if unknown:
-            raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
-        if len(set(models)) != len(models):
-            raise InputError("each model can be named once")
-    else:
-        models = []
-        for name in installed:
-            reason = _cannot_take(engine, name, per_model.get(name, {}), train)
-            if reason:
-                skipped[name] = reason
-            else:
-                models.append(name)
-        if not models:
-            raise InputError(f"no installed model can take dataset {dataset!r}: "
-                             + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset)
     judge = _judge(full, device)
-    out_dir, _ = claim_run_dir(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
+    out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
     bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
     rows, pictures = [], {}
     held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
@@ -206,10 +187,9 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
         for name in models:
             runs = []
             for seed in seeds:
-                runs.append(_fit_and_measure(engine, name, seed, dataset, out_dir, device, train, held, n_samples,
-                                             judge, pictures, {**{k: str(v) for k, v in per_model.get(name, {}).items()},
-                                                               **{f"dataset.{k}": str(v) for k, v in
-                                                                  {**data_sets, **split, "part": "train"}.items()}}))
+                spec = RunSpec(name, dict(per_model.get(name, {})), dataset, {**data_sets, **split, "part": "train"},
+                               seed, device, out_dir / f"{name}-seed{seed}", progress=False)
+                runs.append(_fit_and_measure(engine, spec, train, held, n_samples, judge, pictures))
                 bar.advance(f"{name} seed {seed}")
             rows.append(_row(name, runs))
     except BaseException:  # interrupted: the models done so far are still a table
@@ -222,21 +202,47 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     return result
 
 
-def _fit_and_measure(engine: Engine, name: str, seed: int, dataset: str, out_dir: Path, device: str, train, held,
-                     n_samples: int, judge, pictures: dict, sets: dict[str, str]) -> dict[str, Any]:
-    """One run of ``name`` with ``seed`` in ``out_dir/<name>-seed<seed>``, reloaded and measured."""
-    record: dict[str, Any] = {"seed": seed, "dir": None}
+def _models_to_compare(engine: Engine, models: list[str] | None, installed: list[str],
+                       per_model: dict[str, dict[str, Any]], train, dataset: str) -> tuple[list[str], dict[str, str]]:
+    """The models to fit (the named ones, checked; else every installed one that can take the
+    training rows) and the reasons of those skipped. A bad ``--set`` is bad usage, before any
+    directory."""
+    for name, values in per_model.items():
+        build_config(engine.model_class(name).Config, values, name)
+    if models:
+        unknown = [m for m in models if m not in installed]
+        if unknown:
+            raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
+        if len(set(models)) != len(models):
+            raise InputError("each model can be named once")
+        return list(models), {}
+    chosen, skipped = [], {}
+    for name in installed:
+        reason = _cannot_take(engine, name, per_model.get(name, {}), train)
+        if reason:
+            skipped[name] = reason
+        else:
+            chosen.append(name)
+    if not chosen:
+        raise InputError(f"no installed model can take dataset {dataset!r}: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return chosen, skipped
+
+
+def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int, judge,
+                     pictures: dict) -> dict[str, Any]:
+    """One run of ``spec`` (in its own directory), reloaded and measured."""
+    record: dict[str, Any] = {"seed": spec.seed, "dir": None}
     try:
-        run_dir = engine.train(name, dataset, sets=sets, out=str(out_dir / f"{name}-seed{seed}"), device=device,
-                               seed=seed, progress=False)
+        run_dir = engine.train(spec)
         record["dir"] = run_dir.name
         model, _ = engine.load_model(run_dir)
-        summary = io.read_json(run_dir / "summary.json")
-        values, kind, samples = measure(model, train, held, seed, n_samples, judge)
+        summary = io.read_json(run_dir / rundir.SUMMARY_FILE)
+        values, kind, samples = measure(model, train, held, spec.seed, n_samples, judge)
         values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
         record.update(metrics=values, likelihood=kind)
-        if name not in pictures:
-            pictures[name] = (samples, getattr(model, "num_classes", 0) or 0)
+        if spec.model not in pictures:
+            pictures[spec.model] = (samples, model.num_classes)
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
@@ -273,8 +279,7 @@ def _cannot_take(engine: Engine, name: str, values: dict[str, Any], train) -> st
     try:
         cls = engine.model_class(name)
         model = cls(build_config(cls.Config, values, name))
-        if hasattr(model, "validate"):
-            model.validate(train)
+        model.validate(train)
     except Exception as err:  # noqa: BLE001
         return _first_line(err)
     return None
@@ -311,7 +316,7 @@ def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
 
     torch.manual_seed(seed)
     out: dict[str, float] = {}
-    num_classes = getattr(model, "num_classes", 0) or 0
+    num_classes = model.num_classes
     labels = None
     if holdout.is_image and num_classes:
         labels = torch.arange(num_classes).repeat_interleave(math.ceil(n_samples / num_classes))[:n_samples]
@@ -321,7 +326,7 @@ def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
         out["samples_per_second"] = n_samples / max(time.perf_counter() - start, 1e-9)
     samples = samples.detach().float().cpu()
     kind = None
-    if callable(getattr(model, "log_prob", None)):
+    if model.log_prob_kind is not None:
         value, kind = _likelihood(model, holdout, seed)
         out["log_likelihood_per_dim"] = value
     if holdout.modes is not None and not holdout.is_image:
@@ -336,17 +341,18 @@ def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
 def _likelihood(model, holdout, seed: int) -> tuple[float, str]:
     """Held-out log-likelihood per dimension. Images on evenly spaced levels (8-bit, the 17
     levels of digits) are discrete: a model whose ``log_prob`` gives the probability of each
-    level (it says so with ``levels > 0``) is put on the density scale (- log of the bin width
-    per dimension); a density model is evaluated on uniformly dequantised rows, which is a lower
-    bound of the same quantity (Theis et al. 2016)."""
+    level (``log_prob_kind`` ``discrete`` or ``discrete_bound``) is put on the density scale (-
+    log of the bin width per dimension); a density model is evaluated on uniformly dequantised
+    rows, which is a lower bound of the same quantity (Theis et al. 2016)."""
     from . import metrics
 
-    bound = bool(getattr(model, "log_prob_is_bound", False))
+    kind = model.log_prob_kind
+    bound = kind in ("bound", "discrete_bound")
     width = _level_width(holdout.x) if holdout.is_image else None
     if width is None:
         found = metrics.heldout_log_likelihood(model, holdout)
         return found["log_likelihood_per_dim"], "bound" if bound else "exact"
-    if getattr(model, "levels", 0):
+    if kind.startswith("discrete"):
         found = metrics.heldout_log_likelihood(model, holdout)
         return found["log_likelihood_per_dim"] - math.log(width), "bound" if bound else "exact"
     x = holdout.x
@@ -379,68 +385,42 @@ def _judge(data, device: str):
 
 # -- the picture -------------------------------------------------------------------------------------
 def draw(result: CompareResult, pictures: dict[str, tuple[torch.Tensor, int]], data, path: Path) -> None:
-    """One panel per model, side by side: samples over the data (grey) for 2-D points, an image
-    grid (a row per class for conditional models) for images; a failed model's reason."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """One panel per model, side by side (:func:`aigc_engine.plotting.draw_samples`): samples over
+    the data (grey) for points, an image grid (a row per class for conditional models) for
+    images; a failed model's reason."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from .plotting import _save
+    from . import plotting
 
     rows = result.rows
     fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.6), squeeze=False)
-    real = data.subsample(2000).float()
     for ax, row in zip(axes[0], rows):
-        ax.set_title(row["model"], fontsize=11)
-        ax.set_xticks([]), ax.set_yticks([])
         if row["model"] not in pictures:
+            ax.set_title(row["model"], fontsize=11)
+            ax.set_xticks([]), ax.set_yticks([])
             ax.text(0.5, 0.5, _wrap("failed: " + (row["reason"] or "")), ha="center", va="center", fontsize=7,
                     transform=ax.transAxes, wrap=True)
             continue
         samples, num_classes = pictures[row["model"]]
-        if data.is_image:
-            ax.imshow(_grid(samples, num_classes), cmap="gray" if samples.shape[1] == 1 else None,
-                      vmin=0, vmax=1, interpolation="nearest")
-        elif samples.dim() == 2 and samples.shape[1] == 2:
-            r = real.numpy()
-            s = samples[:2000].numpy()
-            ax.scatter(r[:, 0], r[:, 1], s=2, c="0.75", label="data", rasterized=True)
-            ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:blue", alpha=0.6, label="samples", rasterized=True)
-            lo, hi = r.min(0), r.max(0)  # every panel on the data's frame: samples far off it fall outside
-            pad = 0.25 * (hi - lo)
-            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0]), ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-            ax.set_aspect("equal", adjustable="box")
-        else:  # other points: the first two coordinates
-            s = samples.reshape(len(samples), -1)[:2000].numpy()
-            r = real.reshape(len(real), -1).numpy()
-            ax.scatter(r[:, 0], r[:, 1 if r.shape[1] > 1 else 0], s=2, c="0.75", rasterized=True)
-            ax.scatter(s[:, 0], s[:, 1 if s.shape[1] > 1 else 0], s=2, c="tab:blue", alpha=0.6, rasterized=True)
+        picks, labels = _panel_samples(samples, num_classes)
+        plotting.draw_samples(picks, ax=ax, data=data, title=row["model"], row_labels=labels)
     fig.suptitle(f"compare on {result.dataset}" + ("" if data.is_image else " (samples over the data in grey)"),
                  fontsize=11)
-    _save(fig, path)
+    plotting.save_figure(fig, path)
 
 
-def _grid(samples: torch.Tensor, num_classes: int, per: int = 8):
-    """``samples`` (drawn class by class when conditional) as one image in [0, 1]: a row per
-    class, or 8 x 8."""
-    import numpy as np
+def _panel_samples(samples: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, list[str] | None]:
+    """What a panel shows of ``samples`` (drawn class by class when conditional): a row of
+    images per class, 64 images, or all points."""
+    from .plotting import PER_CLASS
 
-    if num_classes:
-        block = math.ceil(len(samples) / num_classes)
-        picks = torch.cat([samples[c * block: c * block + per] for c in range(num_classes)])
-        ncols = per
-    else:
-        picks, ncols = samples[:64], 8
-    imgs = ((picks.clamp(-1, 1) + 1) / 2).numpy()  # N x C x H x W
-    n, c, h, w = imgs.shape
-    nrows = math.ceil(n / ncols)
-    canvas = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c), dtype=np.float32)
-    for i, img in enumerate(imgs):
-        r, q = divmod(i, ncols)
-        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = img.transpose(1, 2, 0)
-    return canvas[..., 0] if c == 1 else canvas
+    if samples.dim() != 4:
+        return samples, None
+    if not num_classes:
+        return samples[:64], None
+    block = math.ceil(len(samples) / num_classes)
+    picks = torch.cat([samples[c * block: c * block + PER_CLASS] for c in range(num_classes)])
+    return picks, [str(c) for c in range(num_classes)]
 
 
 def _wrap(text: str, width: int = 40) -> str:

@@ -6,31 +6,27 @@ import: ``aigc-engine --help`` builds an Engine to list the plugins' commands.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import itertools
 import os
 import platform
-import re
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import rundir
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
 from .errors import InputError
+from .model import as_model_class
 from .plugins import PluginManager
+from .rundir import CONFIG_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
+    from .model import Model
+    from .run import Run
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
-SUMMARY_FILE = "summary.json"
-SAMPLES_PNG = "samples.png"
-METRICS_PNG = "metrics.png"
 N_PLOT_SAMPLES = 2500
 # Options every dataset takes (``--set dataset.holdout=0.2``): which rows of Dataset.holdout_split
 HOLDOUT_OPTIONS: dict[str, Any] = {"holdout": 0.0, "holdout_seed": 0, "part": "train"}
@@ -47,21 +43,56 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+@dataclasses.dataclass
+class RunSpec:
+    """What one run is, before anything is resolved: the input of :meth:`Engine.train`.
+
+    ``config``: values of the model's Config fields (typed, or strings as ``--set`` gives them;
+    missing fields keep their defaults); ``dataset``: a registered name or a file path (None:
+    the model's ``default_dataset``) with its ``dataset_options``; ``out``: the run directory
+    (None: ``runs/<model>-<data>-<time>``); ``resume``: ``out`` is an existing run to continue."""
+    model: str
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str | None = None
+    dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A :class:`RunSpec` resolved and validated: ``spec.dataset`` filled in, the model built from
+    ``config``, the dataset loaded."""
+    spec: RunSpec
+    model: Model
+    config: Any
+    data: Dataset
+
+
 class Engine:
     """Models and datasets from the plugins, and the run life cycle."""
 
     def __init__(self, plugins: PluginManager | None = None):
         self.plugins = plugins if plugins is not None else PluginManager()
+        self._wrapped: dict[type, type] = {}
 
     # -- lookup --------------------------------------------------------------------------------
-    def model_class(self, name: str) -> type:
+    def model_class(self, name: str) -> type[Model]:
+        """The registered class of model ``name``, with :class:`~aigc_engine.Model`'s defaults for
+        the optional parts of the contract when it does not subclass it."""
         models = self.plugins.models()
         if name not in models:
             if self.plugins.failure(name):  # its plugin did not load: say why instead
                 raise InputError(f"model {name!r} is not available: {self.plugins.failure(name)}")
             known = ", ".join(sorted(models)) or "none installed"
             raise InputError(f"unknown model {name!r}; available: {known}{self.plugins.not_loaded_note()}")
-        return models[name].cls
+        cls = models[name].cls
+        if cls not in self._wrapped:
+            self._wrapped[cls] = as_model_class(cls)
+        return self._wrapped[cls]
 
     def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, else a path: a file whose name ends in a registered
@@ -109,204 +140,152 @@ class Engine:
                          f"{self.plugins.not_loaded_note()}")
 
     # -- run -----------------------------------------------------------------------------------
-    def train(self, model_name: str | None, dataset: str | None = None, config_file: str | None = None,
-              sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
-              seed: int = 0, resume: str | None = None, progress: bool = True) -> Path:
-        """Fit a model and write the run directory; returns its path."""
-        from . import io
-        from .errors import Interrupted
-        from .run import Run, resolve_device
-
+    def run_spec(self, model: str | None, dataset: str | None = None, config_file: str | None = None,
+                 sets: dict[str, str] | None = None, out: str | None = None, device: str = "auto",
+                 seed: int = 0, resume: str | None = None, progress: bool = True) -> RunSpec:
+        """The spec of what ``aigc-engine run`` was given: on ``--resume`` the run's saved config
+        and dataset, then the TOML file's values, then ``--set`` (``dataset.KEY`` entries are
+        dataset options)."""
         saved: dict[str, Any] = {}
         if resume:
-            saved = read_run_config(Path(resume))
-            if model_name and model_name != saved["model"]:
-                raise InputError(f"{resume} is a run of {saved['model']!r}, not {model_name!r}")
-            model_name, out, seed = saved["model"], resume, saved.get("seed", seed)
-        cls = self.model_class(model_name)
-        values: dict[str, Any] = dict(saved.get("config", {}))
-        data_section: dict[str, Any] = dict(saved.get("dataset", {}).get("options", {}))
+            saved = rundir.read_config(Path(resume))
+            if model and model != saved["model"]:
+                raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
+            model, out, seed = saved["model"], resume, saved.get("seed", seed)
+        spec = RunSpec(model, dict(saved.get("config", {})), saved.get("dataset", {}).get("name"),
+                       dict(saved.get("dataset", {}).get("options", {})), seed, device,
+                       Path(out) if out else None, bool(resume), progress)
         if config_file:
             toml = read_toml(config_file)
             section = toml.pop("dataset", {})
             if not isinstance(section, dict):
                 raise InputError("the [dataset] entry of a config file must be a table")
-            name = section.pop("name", None)
-            dataset = dataset or name
-            data_section.update(section)
-            values.update(toml)
+            spec.dataset = section.pop("name", None) or spec.dataset
+            spec.dataset_options.update(section)
+            spec.config.update(toml)
         model_sets, data_sets = split_dataset_keys(sets or {})
-        values.update(model_sets)
-        data_section.update(data_sets)
-        config = build_config(cls.Config, values, model_name)
-        dataset = dataset or saved.get("dataset", {}).get("name") or getattr(cls, "default_dataset", None)
-        if not dataset:
-            raise InputError(f"model {model_name!r} has no default dataset: pass --dataset")
-        data = self.load_dataset(dataset, data_section)
+        spec.config.update(model_sets)
+        spec.dataset_options.update(data_sets)
+        spec.dataset = dataset or spec.dataset
+        return spec
 
-        model = cls(config)  # a model validates its config here: bad values fail before any directory
-        if hasattr(model, "validate"):
-            model.validate(data)
-        resolve_device(device)  # an absent CUDA is an error before any directory
+    def train(self, spec: RunSpec | str | None, *args: Any, **kwargs: Any) -> Path:
+        """Fit a model and write its run directory; returns its path. ``spec``: a :class:`RunSpec`,
+        or the arguments of :meth:`run_spec` (what the CLI's ``run`` takes).
+
+        The pipeline: resolve the model, its config and the dataset, and validate them (all
+        before any directory exists) -> claim the directory -> fit -> evaluate -> write the
+        artifacts. A failure before the first checkpoint leaves no directory behind."""
+        from .errors import Interrupted
+        from .run import Run
+
+        if not isinstance(spec, RunSpec):
+            spec = self.run_spec(spec, *args, **kwargs)
+        ready = self.prepare(spec)
+        model, data = ready.model, ready.data
         main = int(os.environ.get("RANK", "0")) == 0
-        created = False
-        if resume:
-            run_dir = Path(resume)
-        elif main:
-            run_dir, created = claim_run_dir(Path(out) if out else None, model_name, data.name)
-        else:
-            run_dir = Path(out) if out else None  # rank 0's name is broadcast by Run
+        run_dir, created = spec.out, False
+        if main and not spec.resume:
+            run_dir, created = rundir.claim(spec.out, spec.model, data.name)
         try:
-            run = Run(run_dir, device=device, seed=seed, progress=progress, resume=bool(resume))
+            run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
             if run.is_main_process:
-                io.write_json(run.dir / CONFIG_FILE, {
-                    "model": model_name, "config": dataclasses.asdict(config),
-                    "dataset": {"name": _dataset_spec(dataset), "options": data.options, "shape": list(data.shape[1:]),
-                                **({"class_names": data.class_names} if data.class_names else {})}, "seed": seed,
-                    "device": str(run.device), "world_size": run.world_size, "versions": versions(),
-                    "created": _dt.datetime.now().isoformat(timespec="seconds")})
-                print(f"aigc-engine: fitting {model_name} on {data.name} {list(data.shape)} "
-                      f"({run.device}, {run.world_size} process{'es' if run.world_size > 1 else ''})",
-                      file=sys.stderr)
+                self.write_config(ready, run)
             start = time.perf_counter()
             model.fit(data, run)
             fit_seconds = time.perf_counter() - start
-            metrics = model.evaluate(data, run) if hasattr(model, "evaluate") else {}
+            metrics = model.evaluate(data, run)
             if run.is_main_process:
-                io.save_state(run.dir / MODEL_FILE, model.state_dict())
-                summary = {"model": model_name, "dataset": data.name, "fit_seconds": round(fit_seconds, 3),
-                           **(metrics or {})}
-                io.write_json(run.dir / SUMMARY_FILE, summary)
-                self.draw(model, data, run.dir, run.history)
+                self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
+                                                        "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
         except Interrupted:
             raise  # the loop wrote its checkpoint: the directory is a resumable run
         except BaseException:
-            if main and not resume:
-                release_run_dir(run_dir, created)
+            if main and not spec.resume:
+                rundir.release(run_dir, created)
             raise
         run.barrier()
         return run.dir
 
-    def draw(self, model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
-        """``samples.png`` and, when metrics were logged, ``metrics.png``."""
+    def prepare(self, spec: RunSpec) -> Prepared:
+        """``spec`` resolved (the model from its config, the dataset) and validated: bad values,
+        data the model cannot take and an absent device all fail here, before any run directory."""
+        from .run import resolve_device
+
+        cls = self.model_class(spec.model)
+        config = build_config(cls.Config, spec.config, spec.model)
+        name = spec.dataset or cls.default_dataset
+        if not name:
+            raise InputError(f"model {spec.model!r} has no default dataset: pass --dataset")
+        data = self.load_dataset(name, spec.dataset_options)
+        model = cls(config)  # a model validates its config here
+        model.validate(data)
+        resolve_device(spec.device)
+        return Prepared(dataclasses.replace(spec, dataset=name), model, config, data)
+
+    def write_config(self, ready: Prepared, run: Run) -> None:
+        """``config.json``: what ``sample``, ``eval`` and ``--resume`` rebuild the run from."""
+        from . import io
+
+        spec, config, data = ready.spec, ready.config, ready.data
+        dataset = {"name": _dataset_spec(spec.dataset, self.plugins), "options": data.options, "shape": list(data.shape[1:]),
+                   **({"class_names": data.class_names} if data.class_names else {})}
+        io.write_json(run.dir / CONFIG_FILE, {
+            "model": spec.model, "config": dataclasses.asdict(config), "dataset": dataset, "seed": spec.seed,
+            "device": str(run.device), "world_size": run.world_size, "versions": versions(),
+            "created": _dt.datetime.now().isoformat(timespec="seconds")})
+        print(f"aigc-engine: fitting {spec.model} on {data.name} {list(data.shape)} ({run.device}, "
+              f"{run.world_size} process{'es' if run.world_size > 1 else ''})", file=sys.stderr)
+
+    def write_artifacts(self, model: Model, data: Dataset, run: Run, summary: dict[str, Any]) -> None:
+        """``model.safetensors``, ``summary.json`` (``summary``) and the pictures of a fitted run."""
+        from . import checkpoint, io
+
+        checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
+        io.write_json(run.dir / SUMMARY_FILE, summary)
+        self.draw(model, data, run.dir, run.history)
+
+    def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
+        """``samples.png`` (a row per class for a conditional model of images), ``metrics.png``
+        when metrics were logged, and the model's own ``figures``."""
         import torch
 
         from . import plotting
 
         title = f"{model.name} on {data.name}"
-        num_classes = getattr(model, "num_classes", 0) or 0
+        condition, labels = None, None
+        if data.is_image and model.num_classes:
+            condition = torch.arange(model.num_classes).repeat_interleave(plotting.PER_CLASS)
+            labels = data.class_names or [str(i) for i in range(model.num_classes)]
+            title += " (a row per class)"
+        n = len(condition) if condition is not None else (64 if data.is_image else N_PLOT_SAMPLES)
         with torch.no_grad():
-            if data.is_image:
-                if num_classes:
-                    per = 8
-                    cond = torch.arange(num_classes).repeat_interleave(per)
-                    plotting.image_grid(model.sample(len(cond), condition=cond), run_dir / SAMPLES_PNG,
-                                        ncols=per, title=title + " (a row per class)",
-                                        row_labels=data.class_names or [str(i) for i in range(num_classes)])
-                else:
-                    plotting.image_grid(model.sample(64), run_dir / SAMPLES_PNG, title=title)
-            else:
-                samples = model.sample(N_PLOT_SAMPLES)
-                plotting.scatter(samples, data.subsample(plotting.MAX_POINTS), run_dir / SAMPLES_PNG,
-                                 title=title, annotate=getattr(model, "annotate_plot", None),
-                                 data_total=len(data))
+            samples = model.sample(n, condition=condition)
+        plotting.draw_samples(samples, run_dir / SAMPLES_PNG, data=data, title=title, row_labels=labels,
+                              annotate=model.annotate_plot)
         plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
-        figures = getattr(model, "figures", None)
-        for name, draw in (figures(data) if figures is not None else {}).items():
+        for name, draw in model.figures(data).items():
             draw(run_dir / name)
 
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
         """The fitted model of a run directory and its saved config."""
-        from . import io
+        from . import checkpoint
 
         run_dir = Path(run_dir)
-        saved = read_run_config(run_dir)
+        saved = rundir.read_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
             raise InputError(f"{run_dir} has no {MODEL_FILE}: the run did not finish")
         cls = self.model_class(saved["model"])
         model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
-        model.load_state_dict(io.load_state(run_dir / MODEL_FILE))
+        model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
         return model, saved
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    from . import io
-
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    try:
-        saved = io.read_json(run_dir / CONFIG_FILE)
-    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InputError(f"{run_dir / CONFIG_FILE} is not a readable run config ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise InputError(f"{run_dir / CONFIG_FILE} is not an aigc-engine run config")
-    return saved
-
-
-def _dataset_spec(spec: str) -> str:
+def _dataset_spec(spec: str, plugins: PluginManager) -> str:
     """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
-    from .data import file_kind
-
     path = Path(spec)
-    return str(path.resolve()) if file_kind(spec) is not None and path.exists() else spec
-
-
-RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "checkpoint.safetensors", MODEL_FILE, SUMMARY_FILE, SAMPLES_PNG,
-             METRICS_PNG)
-
-
-def claim_run_dir(out: Path | None, model: str, dataset: str, marker: str = CONFIG_FILE) -> tuple[Path, bool]:
-    """Make the run directory this run alone owns: ``out``, or ``runs/<model>-<data>-<time>``
-    (``-2``, ``-3``, ... when taken). The claim is the exclusive creation of ``marker``
-    (``config.json``; ``compare.json`` for a compare directory), so of several runs started at
-    once on one ``--out`` exactly one wins and the others get an InputError. Returns the path and
-    whether the directory was created by this call."""
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{Path(dataset).stem}")
-        base = Path("runs") / f"{safe}-{stamp}"
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for i in itertools.count(1):
-            path = base if i == 1 else Path(f"{base}-{i}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            _claim(path / marker, path)
-            return path, True
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError(f"--out {out} exists and is not a directory") from None
-    _claim(out / marker, out)
-    return out, created
-
-
-def _claim(config: Path, run_dir: Path) -> None:
-    try:
-        os.close(os.open(config, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
-        raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it") from None
-
-
-def release_run_dir(run_dir: Path, created: bool) -> None:
-    """After a run failed before it wrote anything worth keeping (no checkpoint): remove what it
-    wrote, and the directory itself when it made it, so that no half-written run is left behind."""
-    if run_dir is None or (run_dir / "checkpoint.safetensors").exists():
-        return
-    if created:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if run_dir.parent.name == "runs":  # the default parent, when this run made it and it is empty
-            with contextlib.suppress(OSError):
-                run_dir.parent.rmdir()
-        return
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for tmp in run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    return str(path.resolve()) if spec not in plugins.datasets() and path.exists() else spec
 
 
 def open_dataset(spec: str, **options: Any) -> Dataset:

@@ -18,34 +18,92 @@ SAMPLE_COLOUR = "tab:orange"  # the samples: above the data, in a colour that st
 MAX_POINTS = 5000  # per layer of a scatter: more only hides the density
 
 
-def image_grid(images: torch.Tensor, path: Path, ncols: int | None = None, title: str = "",
-               row_labels: list[str] | None = None) -> None:
-    """Save images ``N x C x H x W`` in [-1, 1] as one grid, tiles apart by a white gap;
-    ``row_labels`` names the rows (e.g. a row per class)."""
+PER_CLASS = 8  # images per row of a conditional model's grid (a row per class)
+
+
+def draw_samples(samples: torch.Tensor, path: Path | None = None, *, ax=None, data=None, title: str = "",
+                 row_labels: list[str] | None = None, annotate=None) -> None:
+    """The picture of a model's samples, decided here once for ``samples.png``, ``aigc-engine
+    sample -o FILE.png`` and each panel of ``compare.png``: images (``N x C x H x W``) as a grid
+    (``row_labels``: a row of :data:`PER_CLASS` per class), points as a scatter over ``data`` (a
+    Dataset, or rows; its first two coordinates) with ``annotate(ax)`` on top. Saved to ``path``,
+    or drawn into the matplotlib axes ``ax`` (a panel of a larger figure)."""
+    images = samples.dim() == 4
+    if ax is None:
+        if images:
+            image_grid(samples, path, ncols=PER_CLASS if row_labels else None, title=title, row_labels=row_labels)
+        else:
+            total = len(data) if data is not None else None
+            rows = data if data is None or isinstance(data, torch.Tensor) else data.subsample(MAX_POINTS)
+            scatter(samples, rows, path, title=title, annotate=annotate, data_total=total)
+        return
+    if images:
+        _image_axes(ax, image_canvas(samples, PER_CLASS if row_labels else 8), row_labels=None)
+    else:
+        _panel_scatter(ax, samples, data if data is None or isinstance(data, torch.Tensor) else data.subsample(2000))
+    if title:
+        ax.set_title(title, fontsize=11)
+
+
+def image_canvas(images: torch.Tensor, ncols: int | None = None, gap: int | None = None) -> np.ndarray:
+    """Images ``N x C x H x W`` in [-1, 1] as one array ``H' x W' (x C)`` in [0, 1], ``ncols``
+    tiles a row, ``gap`` white pixels apart (default a quarter of a tile)."""
     images = images.detach().float().cpu().clamp(-1, 1)
     n, c, h, w = images.shape
     ncols = ncols or max(1, int(math.ceil(math.sqrt(n))))
     nrows = int(math.ceil(n / ncols))
-    gap = max(2, min(h, w) // 4)
+    gap = max(2, min(h, w) // 4) if gap is None else gap
     grid = np.ones((nrows * (h + gap) + gap, ncols * (w + gap) + gap, c), dtype=np.float32)
     for i in range(n):
         r, col = divmod(i, ncols)
         top, left = gap + r * (h + gap), gap + col * (w + gap)
         grid[top:top + h, left:left + w] = (images[i].permute(1, 2, 0).numpy() + 1) / 2
-    fig, ax = plt.subplots(figsize=(max(3, ncols * 0.6) + (1 if row_labels else 0), max(3, nrows * 0.6)))
-    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
-              interpolation="nearest")
+    return grid[..., 0] if c == 1 else grid
+
+
+def _image_axes(ax, grid: np.ndarray, row_labels: list[str] | None = None, row_height: float = 0.0,
+                top: float = 0.0) -> None:
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     if row_labels:
-        ax.set_yticks([gap + r * (h + gap) + h / 2 for r in range(nrows)], [str(s) for s in row_labels[:nrows]])
+        ax.set_yticks([top + r * row_height for r in range(len(row_labels))], [str(s) for s in row_labels])
         ax.tick_params(length=0)
     else:
         ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def image_grid(images: torch.Tensor, path: Path, ncols: int | None = None, title: str = "",
+               row_labels: list[str] | None = None) -> None:
+    """Save images ``N x C x H x W`` in [-1, 1] as one grid, tiles apart by a white gap;
+    ``row_labels`` names the rows (e.g. a row per class)."""
+    n, c, h, w = images.shape
+    ncols = ncols or max(1, int(math.ceil(math.sqrt(n))))
+    nrows = int(math.ceil(n / ncols))
+    gap = max(2, min(h, w) // 4)
+    fig, ax = plt.subplots(figsize=(max(3, ncols * 0.6) + (1 if row_labels else 0), max(3, nrows * 0.6)))
+    _image_axes(ax, image_canvas(images, ncols, gap), row_labels[:nrows] if row_labels else None,
+                row_height=h + gap, top=gap + h / 2)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
+
+
+def _panel_scatter(ax, samples: torch.Tensor, data: torch.Tensor | None) -> None:
+    """Samples over the data in grey on a panel framed on the data (samples far off it fall
+    outside, as they should); points of more than two dimensions by their first two."""
+    s = _subsample(samples.reshape(len(samples), -1), 2000)
+    if data is not None:
+        r = _subsample(data.reshape(len(data), -1), 2000)
+        ax.scatter(r[:, 0], r[:, 1], s=2, c="0.75", rasterized=True)
+        lo, hi = r.min(0), r.max(0)
+        pad = 0.25 * (hi - lo)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0]), ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:blue", alpha=0.6, rasterized=True)
+    if s.shape[1] == 2:
+        ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([]), ax.set_yticks([])
 
 
 def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title: str = "",
@@ -78,7 +136,7 @@ def scatter(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title:
         if hasattr(handle, "set_alpha"):
             handle.set_alpha(1.0)
     ax.set_title(title + ("" if dims == 2 else f" (first 2 of {dims} dims)"))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
@@ -107,7 +165,7 @@ def metric_curves(history: list[dict], path: Path, title: str = "") -> bool:
     axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         axes[0, 0].set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -151,7 +209,7 @@ def training_progress(steps: list[int], snapshots: list[torch.Tensor], path: Pat
             ax.set_ylim(*lims[1])
             ax.set_aspect("equal", adjustable="box")
         fig.suptitle(title + (" (grey: data)" if d is not None else ""), fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path: Path, title: str = "") -> None:
@@ -172,7 +230,7 @@ def latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path: Path, tit
     ax.set_ylabel("z[1]")
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _kind(values: np.ndarray) -> str:
@@ -195,7 +253,8 @@ def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
     return a if a.shape[1] > 1 else np.concatenate([a, np.zeros_like(a)], 1)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Save a matplotlib figure as a PNG atomically, and close it."""
     from .io import atomic_write
 
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))

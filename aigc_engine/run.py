@@ -2,28 +2,22 @@
 logging, progress bars, atomic checkpoints and ``torch.distributed`` state."""
 from __future__ import annotations
 
-import json
-import math
 import atexit
+import json
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from . import io
+from . import checkpoint, io
 from .errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .training import Batches, TrainLoop
-
-CHECKPOINT_FILE = "checkpoint.safetensors"
-STEP_KEY = "aigc_engine.step"
-METRICS_FILE = "metrics.jsonl"
+from .rundir import CHECKPOINT_FILE, METRICS_FILE
+from .training import Batches, TrainLoop, rank_share
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -98,11 +92,13 @@ class Run:
         self.show_progress = progress
         self.resuming = bool(resume) and self.dir is not None
         self.history: list[dict[str, Any]] = []
-        self._last_metrics = ""
+        self._metrics_text = ""
         if self.resuming:
             if self.is_main_process:  # a kill during a checkpoint write leaves its temporary file
                 io.remove_stale_temporaries(self.dir)
-            self.history = self._rewind_metrics()
+            self.history = checkpoint.rewind_metrics(self.dir / METRICS_FILE, self.dir / CHECKPOINT_FILE,
+                                                     write=self.is_main_process)
+            self.barrier()
         seed_everything(self.seed)
 
     @property
@@ -117,7 +113,7 @@ class Run:
             row[key] = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
         row["time"] = round(time.time(), 3)
         self.history.append(row)
-        self._last_metrics = " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k not in ("step", "time"))
+        self._metrics_text = " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k not in ("step", "time"))
         if self.dir is not None and self.is_main_process:
             with open(self.dir / METRICS_FILE, "a") as fh:
                 fh.write(json.dumps(row, default=io.jsonable) + "\n")
@@ -133,9 +129,14 @@ class Run:
         try:
             for item in iterable:
                 yield item
-                bar.advance(self._last_metrics)
+                bar.advance(self._metrics_text)
         finally:
             bar.close()
+
+    @property
+    def metrics_text(self) -> str:
+        """The last logged metrics as ``key=value`` text (what the progress bar shows)."""
+        return self._metrics_text
 
     def progress_bar(self, total: int | None, desc: str = "", initial: int = 0) -> "ProgressBar":
         """A bar to ``advance(metrics_text)`` by hand (what :meth:`progress` and the step loop use);
@@ -145,63 +146,50 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any], step: int | None = None) -> None:
-        """Write ``checkpoint.safetensors`` atomically (tensors + JSON metadata, no pickle).
+        """Write ``checkpoint.safetensors`` atomically (tensors + JSON metadata, no pickle; the
+        format is :mod:`aigc_engine.checkpoint`'s).
 
         ``step``: the last logged step the checkpoint includes; on ``--resume`` the metrics log is
         cut back to it, so that each step appears once."""
         if self.dir is not None and self.is_main_process:
-            meta = {STEP_KEY: str(int(step))} if step is not None else None
-            io.save_state(self.dir / CHECKPOINT_FILE, state, metadata=meta)
-
-    def _rewind_metrics(self) -> list[dict[str, Any]]:
-        """On resume: the logged rows the checkpoint covers (``metrics.jsonl`` is rewritten to
-        them, atomically, by the main process); rows of steps after it will be logged again."""
-        path, ckpt = self.dir / METRICS_FILE, self.dir / CHECKPOINT_FILE
-        last = None
-        if ckpt.exists():
-            meta = io.read_metadata(ckpt)
-            last = int(meta[STEP_KEY]) if STEP_KEY in meta else math.inf  # older files: keep all
-        rows = []
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill
-                    continue
-                if last is not None and isinstance(row, dict) and row.get("step", 0) <= last:
-                    rows.append(row)
-            if self.is_main_process:
-                text = "".join(json.dumps(r, default=io.jsonable) + "\n" for r in rows)
-                io.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-        self.barrier()
-        return rows
+            checkpoint.save(self.dir / CHECKPOINT_FILE, state, step=step)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The last checkpoint of this run directory (for ``--resume``), or None."""
         if self.dir is None or not (self.dir / CHECKPOINT_FILE).exists():
             return None
-        return io.load_state(self.dir / CHECKPOINT_FILE)
+        return checkpoint.load(self.dir / CHECKPOINT_FILE)
 
     # -- minibatch training (see aigc_engine.training) ------------------------------------------
     def batches(self, dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = False,
                 seed: int | None = None) -> "Batches":
         """Minibatches ``(x, y)`` of ``dataset`` on this run's device, this process's share of each
         global batch of ``batch_size`` rows, shuffled per epoch from ``(seed, epoch)``."""
-        from .training import Batches
-
         return Batches(dataset, batch_size, device=self.device, seed=self.seed if seed is None else seed,
                        shuffle=shuffle, drop_last=drop_last, rank=self.rank, world_size=self.world_size)
 
     def loop(self, steps: int, state: dict[str, Any], **options: Any) -> "TrainLoop":
         """The resumable step loop over ``state`` (see :class:`aigc_engine.training.TrainLoop`)."""
-        from .training import TrainLoop
-
         return TrainLoop(self, steps, state, **options)
 
+    def randn(self, rows: int, *shape: int) -> torch.Tensor:
+        """This process's share of standard normal noise for a global batch of ``rows`` (``[rows,
+        *shape]`` drawn from the global generator, split across processes as :meth:`batches`
+        splits the rows): per-step noise that does not depend on the number of processes, and
+        consumes the generator alike on each of them."""
+        return rank_share(torch.randn(rows, *shape, device=self.device), self.rank, self.world_size)
+
+    def rand(self, rows: int, *shape: int) -> torch.Tensor:
+        """As :meth:`randn`, uniform on [0, 1)."""
+        return rank_share(torch.rand(rows, *shape, device=self.device), self.rank, self.world_size)
+
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` on this run's device; under torchrun wrapped in ``DistributedDataParallel``
-        (gradients averaged over processes in ``backward``)."""
+        """``module`` on this run's device; under torchrun its parameters and buffers are rank
+        0's on every process (initial weights do not depend on the number of processes), and a
+        module with trainable parameters is wrapped in ``DistributedDataParallel`` (gradients
+        averaged over processes in ``backward``)."""
         module = module.to(self.device)
+        self.broadcast_(module)
         if self.distributed and self.world_size > 1 and any(p.requires_grad for p in module.parameters()):
             from torch.nn.parallel import DistributedDataParallel
 
@@ -225,6 +213,17 @@ class Run:
 
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
+
+    def broadcast_(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Copy rank 0's parameters and buffers of ``module`` into it on every process (in place;
+        a no-op in a single process)."""
+        if self.distributed and self.world_size > 1:
+            import torch.distributed as dist
+
+            with torch.no_grad():
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    dist.broadcast(tensor.data, src=0)
+        return module
 
     def barrier(self) -> None:
         if self.distributed and self.world_size > 1:

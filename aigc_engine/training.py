@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import signal
 import sys
 import threading
@@ -34,13 +33,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
+from .checkpoint import rng_state, set_rng_state
 from .errors import InputError, Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
-    from .run import Run
 
-__all__ = ["Batches", "TrainLoop", "EMA", "Interrupted", "rng_state", "set_rng_state", "unwrap", "no_sync"]
+__all__ = ["Batches", "TrainLoop", "EMA", "Interrupted", "rng_state", "set_rng_state", "unwrap", "no_sync",
+           "rank_share"]
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -110,7 +110,7 @@ class Batches:
         if self.world_size > 1:
             if len(rows) < self.world_size:  # a tiny last batch: pad from the epoch's start
                 rows = torch.cat([rows, order[:self.world_size - len(rows)]])
-            rows = torch.tensor_split(rows, self.world_size)[self.rank]
+            rows = rank_share(rows, self.rank, self.world_size)
         return rows
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
@@ -201,27 +201,10 @@ def no_sync(module: torch.nn.Module):
     return module.no_sync() if type(module).__name__ == "DistributedDataParallel" else contextlib.nullcontext()
 
 
-# ---------------------------------------------------------------------------------------------
-# random number generators
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch CPU (and CUDA) generator states, in a form a checkpoint holds."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": [version, list(internal), gauss], "numpy": [kind, keys, int(pos), int(has_gauss), float(cached)],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+def rank_share(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This process's rows of a global batch: the ``rank``-th of ``world_size`` consecutive
+    parts (:class:`Batches` splits the rows of each global batch the same way)."""
+    return torch.tensor_split(batch, world_size)[rank] if world_size > 1 else batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +212,9 @@ class TrainLoop:
     """The step loop of a run: iterate over it to get step numbers ``1..steps`` (after the
     checkpoint's step on ``--resume``); do one optimisation step per number.
 
+    - ``run``: the :class:`aigc_engine.Run` it reports to, through its public methods only
+      (``progress_bar``, ``metrics_text``, ``log``, ``save_checkpoint`` / ``load_checkpoint``,
+      ``resuming``, ``all_reduce``, ``world_size``): this module does not import ``run``.
     - ``state``: name -> object with ``state_dict()`` / ``load_state_dict()`` (modules, optimizers,
       LR schedulers, :class:`EMA`, ``torch.amp.GradScaler``, :class:`Batches`) or a plain dict
       (restored in place). The checkpoint holds all of them, the step and the RNG states.
@@ -250,7 +236,7 @@ class TrainLoop:
     (or from ones it registers).
     """
 
-    def __init__(self, run: "Run", steps: int, state: dict[str, Any], *, log_every: int = 50,
+    def __init__(self, run, steps: int, state: dict[str, Any], *, log_every: int = 50,
                  checkpoint_every: int = 1000, checkpoint_seconds: float | None = 120.0, desc: str = "train",
                  until: Callable[[], bool] | None = None):
         if steps < 0:
@@ -299,7 +285,7 @@ class TrainLoop:
                 done = self._finished()
                 if self.step % self.log_every == 0 or done:
                     self._flush()
-                bar.advance(run._last_metrics)
+                bar.advance(run.metrics_text)
                 interrupted = self._agreed_signal()
                 due = (self.step % self.checkpoint_every == 0
                        or (self.checkpoint_seconds is not None

@@ -186,10 +186,10 @@ def test_torchrun_two_processes_equal_one(npy, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
     # one process, same settings, in this process
-    from aigc_engine.engine import Engine
+    from aigc_engine.engine import Engine, RunSpec
 
-    one = Engine().train("gmm", str(npy), sets=dict(s.split("=", 1) for s in sets[1:10:2]),
-                         out=str(tmp_path / "one"), device="cpu", progress=False)
+    one = Engine().train(RunSpec("gmm", dict(s.split("=", 1) for s in sets[1:10:2]), str(npy), device="cpu",
+                                 out=tmp_path / "one", progress=False))
     a, b = io.load_state(one / "model.safetensors"), io.load_state(two / "model.safetensors")
     for key in ("weights", "means", "covariances", "precisions_cholesky"):
         torch.testing.assert_close(b[key], a[key], rtol=1e-10, atol=1e-12)
@@ -319,17 +319,20 @@ def test_float32_moment_precision_choice_is_accurate():
 
 
 def test_gmm_select_default_out_dir_gets_a_suffix(tmp_path, monkeypatch):
-    import datetime
+    """gmm-select claims its default directory as runs do: runs/gmm-select-<time>, -2, -3, ..."""
+    import re
 
-    from aigc_gmm.select import _make_default_out_dir
+    from aigc_engine import rundir
+    from aigc_gmm.select import SELECTION_FILE
 
+    assert re.fullmatch(r"gmm-select-\d{8}-\d{6}", rundir.default_name("gmm-select"))
     monkeypatch.chdir(tmp_path)
-    t = datetime.datetime(2026, 1, 2, 3, 4, 5)
-    first, second, third = (_make_default_out_dir(t) for _ in range(3))
+    monkeypatch.setattr(rundir, "default_name", lambda *parts: "gmm-select-20260102-030405")
+    first, second, third = (rundir.claim(None, "gmm-select", marker=SELECTION_FILE)[0] for _ in range(3))
     assert first == Path("runs") / "gmm-select-20260102-030405"
     assert second == Path("runs") / "gmm-select-20260102-030405-2"
     assert third == Path("runs") / "gmm-select-20260102-030405-3"
-    assert all(d.is_dir() for d in (first, second, third))
+    assert all((d / SELECTION_FILE).is_file() for d in (first, second, third))
 
 
 def _fitted(gm):

@@ -1,5 +1,6 @@
 """Shared metrics: mode coverage, the image judge and what it measures, manifold metrics,
 Frechet and kernel distances, held-out likelihood and the closest-distance ratio."""
+import dataclasses
 import json
 import math
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_engine import data, metrics
+from aigc_engine import Model, data, metrics
 from aigc_engine.errors import InputError
 from aigc_engine.metrics import _neighbours
 from aigc_engine.metrics.judge import stratified_split
@@ -358,7 +359,28 @@ def test_kernel_distance_matches_torchmetrics():
 
 
 # -- held-out log-likelihood -------------------------------------------------------------------
-class _StandardNormal:
+class _NoLogProb(Model):
+    """The smallest model of the contract (no log_prob): a standard normal of two dimensions."""
+    name = "standard_normal"
+
+    @dataclasses.dataclass
+    class Config:
+        pass
+
+    def fit(self, dataset, run):
+        pass
+
+    def sample(self, n, condition=None):
+        return torch.randn(n, 2)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class _StandardNormal(_NoLogProb):
     def log_prob(self, x):
         x = x.reshape(len(x), -1)
         return -0.5 * (x.square() + math.log(2 * math.pi)).sum(1)
@@ -377,7 +399,7 @@ def test_heldout_log_likelihood_exact_and_bound():
     assert from_dataset["log_likelihood"] == pytest.approx(want, rel=1e-6)
 
     class Elbo(_StandardNormal):
-        log_prob_is_bound = True
+        log_prob_kind = "bound"
 
     assert metrics.heldout_log_likelihood(Elbo(), x)["is_bound"] is True
 
@@ -398,9 +420,9 @@ def test_heldout_log_likelihood_of_the_gmm_plugin_on_ring8():
 
 def test_heldout_log_likelihood_errors():
     with pytest.raises(InputError, match="no log_prob"):
-        metrics.heldout_log_likelihood(object(), torch.zeros(3, 2))
+        metrics.heldout_log_likelihood(_NoLogProb(), torch.zeros(3, 2))
 
-    class Bad:
+    class Bad(_NoLogProb):
         def log_prob(self, x):
             return x
 

@@ -1,16 +1,19 @@
 """The pictures: which curves metrics.png shows, the data layer of large files, tile gaps."""
+import dataclasses
+
 import numpy as np
 import torch
 from matplotlib.image import imread
 
 from aigc_engine import data, plotting
 from aigc_engine.engine import Engine
+from aigc_engine.model import as_model_class
 from aigc_engine.plugins import PluginManager
 
 
 def test_metric_curves_leave_out_counters_and_constants(tmp_path, monkeypatch):
     shown = {}
-    monkeypatch.setattr(plotting, "_save", lambda fig, path: shown.update(
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path: shown.update(
         labels=[ax.get_ylabel() for ax in fig.axes], offset=[ax.yaxis.get_major_formatter().get_useOffset()
                                                             for ax in fig.axes]))
     history = [{"step": i, "loss": 1000 + 1 / (i + 1), "n_iter": i + 1, "lr": 0.1, "time": 5.0 + i}
@@ -35,12 +38,28 @@ def test_large_memmapped_data_is_subsampled_not_dropped(tmp_path, monkeypatch):
     monkeypatch.setattr(plotting, "scatter", lambda samples, d, path, **kw: calls.update(data=d, **kw))
     monkeypatch.setattr(plotting, "metric_curves", lambda *a, **k: False)
 
-    class Model:
+    class Zeros:  # a registered class need not subclass Model: the engine wraps it
         name = "m"
+
+        @dataclasses.dataclass
+        class Config:
+            pass
+
+        def __init__(self, config=None):
+            self.config = config
+
+        def fit(self, dataset, run):
+            pass
 
         def sample(self, n, condition=None):
             return torch.zeros(n, 2)
-    Engine(PluginManager(load_entry_points=False)).draw(Model(), ds, tmp_path, [])
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+    Engine(PluginManager(load_entry_points=False)).draw(as_model_class(Zeros)(), ds, tmp_path, [])
     assert calls["data"].shape == (plotting.MAX_POINTS, 2) and calls["data_total"] == 30_000
 
 
@@ -71,3 +90,23 @@ def test_image_grid_has_gaps_between_tiles(tmp_path):
     cols = np.where(dark.any(0))[0]
     gaps = np.diff(cols)
     assert gaps.max() > 5  # a white gap of several pixels between the two columns of tiles
+
+
+def test_draw_samples_decides_grid_or_scatter_once(tmp_path, monkeypatch):
+    """samples.png, `sample -o x.png` and compare's panels all go through draw_samples: images as
+    a grid, points as a scatter; into a file or into a panel of a larger figure."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(plotting, "image_grid", lambda images, path, **kw: drawn.append(("grid", kw["ncols"])))
+    monkeypatch.setattr(plotting, "scatter", lambda samples, d, path, **kw: drawn.append(("scatter", kw["data_total"])))
+    plotting.draw_samples(torch.zeros(16, 1, 8, 8), tmp_path / "a.png", row_labels=["0", "1"])
+    plotting.draw_samples(torch.zeros(50, 2), tmp_path / "b.png", data=data.ring8(n=300))
+    assert drawn == [("grid", plotting.PER_CLASS), ("scatter", 300)]
+    fig, (left, right) = plt.subplots(1, 2)
+    plotting.draw_samples(torch.rand(16, 3, 8, 8) * 2 - 1, ax=left, title="images")
+    plotting.draw_samples(torch.randn(50, 2), ax=right, data=torch.randn(80, 2), title="points")
+    assert left.get_images() and not left.collections  # an image grid
+    assert len(right.collections) == 2 and not right.get_images()  # data and samples
+    assert (left.get_title(), right.get_title()) == ("images", "points")
+    plt.close(fig)

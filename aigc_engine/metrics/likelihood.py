@@ -20,13 +20,15 @@ def heldout_log_likelihood(model, data, batch_size: int = 4096,
         log_likelihood_per_dim = log_likelihood / D                      (nats per dimension)
         bits_per_dim           = -log_likelihood / (D log 2)             (the usual NLL in bits)
 
-    A model whose ``log_prob`` is a lower bound (an ELBO or IWAE estimate) says so with a
-    ``log_prob_is_bound = True`` attribute; ``is_bound`` carries it (then the true
+    ``model`` follows the :class:`~aigc_engine.Model` contract: a model whose ``log_prob`` is a
+    lower bound (an ELBO or IWAE estimate) says so with ``log_prob_kind`` ``"bound"`` or
+    ``"discrete_bound"``; ``is_bound`` carries it (then the true
     log-likelihood is at least ``log_likelihood``, and the true bits/dim at most
     ``bits_per_dim``). For a density of continuous values these are densities, not
     probabilities of discrete pixels: compare models on the same scaling of the data.
     """
-    if not callable(getattr(model, "log_prob", None)):
+    kind = model.log_prob_kind
+    if kind is None:
         raise InputError(f"{type(model).__name__} has no log_prob: its held-out likelihood is undefined")
     chunks, dims = _chunks(data, batch_size)
     total = torch.zeros((), dtype=torch.float64)
@@ -45,7 +47,7 @@ def heldout_log_likelihood(model, data, batch_size: int = 4096,
         raise InputError("no held-out rows to evaluate")
     ll = float(total) / n
     return {"log_likelihood": ll, "log_likelihood_per_dim": ll / dims,
-            "bits_per_dim": -ll / (dims * math.log(2)), "is_bound": bool(getattr(model, "log_prob_is_bound", False))}
+            "bits_per_dim": -ll / (dims * math.log(2)), "is_bound": kind in ("bound", "discrete_bound")}
 
 
 def _chunks(data, batch_size: int):

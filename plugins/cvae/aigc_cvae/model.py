@@ -144,12 +144,14 @@ class CVAE(Model):
             x, y = next(batches)
             y = y if self.num_classes else None
             beta = c.beta * min(1.0, step / c.kl_warmup) if c.kl_warmup else c.beta
+            # this process's rows of the global batch's noise: the same fit on any number of processes
+            noise = run.randn(batches.batch_size, *([c.train_k] if c.train_k > 1 else []), c.latent_dim)
             if c.train_k > 1:  # the IWAE bound (Burda et al. 2016), log p(z) - log q tempered by beta
-                rec_k, log_ratio = net(x, y, samples=c.train_k)
+                rec_k, log_ratio = net(x, y, samples=c.train_k, noise=noise)
                 loss = -(torch.logsumexp(rec_k + beta * log_ratio, 1) - math.log(c.train_k)).mean()
                 rec, kl = rec_k[:, 0], -log_ratio[:, :1]
             else:
-                rec, kl = net(x, y)
+                rec, kl = net(x, y, noise=noise)
                 kl_term = kl.mean(0).clamp(min=c.free_bits).sum() if c.free_bits else kl.sum(1).mean()
                 loss = -(rec.mean() - beta * kl_term)
             opt.zero_grad(set_to_none=True)

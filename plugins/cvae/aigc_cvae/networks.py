@@ -53,16 +53,17 @@ class CVAENet(nn.Module):
             self.decoder = mlp(latent_dim + e, 2 * self.dim, width, depth)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
-                samples: int = 0):
+                samples: int = 0, noise: torch.Tensor | None = None):
         """Per row: the reconstruction term log p(x | z, c) at one z ~ q(z | x, c) and the KL
         divergence KL(q(z | x, c) || p(z | c)) per latent dimension (their difference is the ELBO).
         With ``samples = k >= 1``: ``[N, k]`` reconstruction terms and log p(z | c) - log q(z | x, c)
-        at k draws z ~ q (their sum is the log importance weight of the IWAE bound)."""
+        at k draws z ~ q (their sum is the log importance weight of the IWAE bound). ``noise``: the
+        standard normal draws of z (``[N, latent]``, or ``[N, k, latent]``) instead of new ones."""
         mu_q, ls_q = self.encode(x, y)
         if samples:
             n, k = len(x), samples
-            z = mu_q[:, None] + torch.exp(ls_q)[:, None] * torch.randn(n, k, mu_q.shape[1], device=x.device,
-                                                                       generator=generator)
+            eps = noise if noise is not None else torch.randn(n, k, mu_q.shape[1], device=x.device, generator=generator)
+            z = mu_q[:, None] + torch.exp(ls_q)[:, None] * eps
             zf = z.reshape(n * k, -1)
             yf = y.repeat_interleave(k) if y is not None else None
             mu_x, ls_x = self.decode(zf, yf)
@@ -71,7 +72,8 @@ class CVAENet(nn.Module):
             log_ratio = (gaussian_log_density(zf, mu_p, ls_p).reshape(n, k)
                          - gaussian_log_density(z, mu_q[:, None], ls_q[:, None]))
             return rec.reshape(n, k), log_ratio
-        z = mu_q + torch.exp(ls_q) * torch.randn(mu_q.shape, device=x.device, generator=generator)
+        eps = noise if noise is not None else torch.randn(mu_q.shape, device=x.device, generator=generator)
+        z = mu_q + torch.exp(ls_q) * eps
         mu_x, ls_x = self.decode(z, y)
         rec = likelihoods.log_likelihood(self.decoder_kind, x, mu_x, ls_x, self.levels)
         mu_p, ls_p = self.prior(y, len(x), x.device)

@@ -161,7 +161,7 @@ class GAN(Model):
                 x, y = next(batches)
                 x = x / self.scale if self.scale != 1.0 else x
                 y = y if self.num_classes else None
-                z = torch.randn(len(x), c.z_dim, device=run.device)
+                z = run.randn(c.batch_size, c.z_dim)  # this process's rows of the global batch's noise
                 # the last critic step's fake keeps its graph: the G step reuses it (as the DCGAN
                 # tutorial does) instead of running G again
                 with torch.set_grad_enabled(critic == c.n_critic - 1), run.autocast(c.amp):
@@ -175,7 +175,8 @@ class GAN(Model):
                     grad, = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
                     penalty = penalty + c.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
                 if c.loss == "wgan":
-                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake, y)
+                    eps = run.rand(c.batch_size, *([1] * (x.dim() - 1)))  # this process's rows, as z
+                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake, y, eps)
                 optD.zero_grad(set_to_none=True)
                 (loss_d + penalty).backward()
                 optD.step()
@@ -303,9 +304,11 @@ class GAN(Model):
         self.snapshots = state.get("snapshots") or {}
 
 
-def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y) -> torch.Tensor:
-    """WGAN-GP (Gulrajani 2017): E[(||grad D(x_hat)|| - 1)^2] on random interpolates x_hat."""
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP (Gulrajani 2017): E[(||grad D(x_hat)|| - 1)^2] on random interpolates x_hat
+    (``eps``: the interpolation weights per row, uniform draws by default)."""
+    if eps is None:
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     grad, = torch.autograd.grad(netD(x_hat, y).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

@@ -8,7 +8,6 @@ loading torch or scikit-learn.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import warnings
 from pathlib import Path
 from typing import Any
@@ -82,21 +81,6 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
                      "config": dataclasses.asdict(configs[best["n_components"]])}}
 
 
-def _make_default_out_dir(started: _dt.datetime) -> Path:
-    """Create and return ``runs/gmm-select-<time>``, with ``-2``, ``-3``, ... appended when that
-    already exists (``mkdir`` without ``exist_ok``, so two concurrent commands never share one)."""
-    base = Path("runs") / f"gmm-select-{started:%Y%m%d-%H%M%S}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    out_dir, i = base, 1
-    while True:
-        try:
-            out_dir.mkdir()
-            return out_dir
-        except FileExistsError:
-            i += 1
-            out_dir = base.with_name(f"{base.name}-{i}")
-
-
 def _plot_selection(selection: dict, path: Path) -> None:
     import matplotlib
 
@@ -146,7 +130,7 @@ def gmm_select(ctx, dataset_spec, components, covariance_type, criterion, max_it
     """Pick the number of GMM components by BIC or AIC: fit each K, print a table, write
     selection.json and a criterion-vs-K plot, and keep the best K as the run directory
     OUT/best (printed last; `aigc-engine sample`, `eval` and `run --resume` take it)."""
-    from aigc_engine import Engine, Run, open_dataset
+    from aigc_engine import Engine, Run, RunSpec, open_dataset, rundir
     from aigc_engine.io import write_json
 
     ks = parse_components(components)
@@ -156,19 +140,19 @@ def gmm_select(ctx, dataset_spec, components, covariance_type, criterion, max_it
     if dataset.is_image:
         raise InputError(f"dataset {dataset.name!r} holds images; gmm-select fits points N x D")
     run = Run(None, device=device, seed=seed, progress=not no_progress, distributed=False)
-    started = _dt.datetime.now()
     selection = select_components(dataset, ks, covariance_type, criterion, str(run.device), seed, max_iter,
                                   n_init, dtype, progress=lambda it: run.progress(it, desc="K"))
-    if out:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        out_dir = _make_default_out_dir(started)
+    out_dir, created = rundir.claim(Path(out) if out else None, "gmm-select", marker=SELECTION_FILE)
     # The winner as a normal run: the engine refits the best config with the same seed (the
     # same estimator as in the sweep, so the same fit) and writes every artifact of a run.
     engine = ctx.find_object(Engine) or Engine()
-    best_dir = engine.train("gmm", dataset_spec, sets=dict(selection["best"]["config"]), out=str(out_dir / BEST_RUN), device=device,
-                            seed=seed, progress=not no_progress)
+    spec = RunSpec("gmm", dict(selection["best"]["config"]), dataset_spec, seed=seed, device=device,
+                   out=out_dir / BEST_RUN, progress=not no_progress)
+    try:
+        best_dir = engine.train(spec)
+    except BaseException:
+        rundir.release(out_dir, created, files=(SELECTION_FILE,))
+        raise
     selection["best"]["run"] = BEST_RUN
     write_json(out_dir / SELECTION_FILE, selection)
     _plot_selection(selection, out_dir / SELECTION_PNG)

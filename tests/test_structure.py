@@ -1,0 +1,218 @@
+"""The shape of the code, checked: no import cycle among the core's modules, no module using
+another module's underscore names, no function in the core over 60 lines.
+
+Each check runs per module. Modules that still break a rule at the time of writing, and whose
+owners are changing them, are listed in ``TEMPORARY_XFAIL`` (strict: a module that comes to
+pass fails the test until its entry is removed, so the list only shrinks).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "aigc_engine"
+PLUGIN_ROOTS = sorted(p for p in (ROOT / "plugins").glob("*/aigc_*") if p.is_dir())
+MAX_FUNCTION_LINES = 60
+
+# (check, module) -> why it is allowed to fail for now; to be emptied as the modules are fixed.
+TEMPORARY_XFAIL: dict[tuple[str, str], str] = {
+    ("private", "aigc_engine.training"): "Batches reads Dataset._data until data.py gives a public row reader",
+    ("private", "aigc_engine.ops"): "the fake kernels import ops._registrations._scale_saved",
+    ("private", "aigc_gmm.model"): "GMMModel uses GaussianMixture's private names until it has fitted_state/from_state",
+    ("private", "aigc_gmm.select"): "select calls GMMModel._estimator and GaussianMixture._n_parameters (criteria)",
+}
+
+
+def _modules(root: Path, package: str) -> dict[str, Path]:
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join((package, *parts))] = path
+    return out
+
+
+CORE_MODULES = _modules(CORE, "aigc_engine")
+PROJECT_MODULES = {**CORE_MODULES, **{k: v for r in PLUGIN_ROOTS for k, v in _modules(r, r.name).items()}}
+TREES = {name: ast.parse(path.read_text(), str(path)) for name, path in PROJECT_MODULES.items()}
+
+
+def _is_package(name: str) -> bool:
+    return PROJECT_MODULES[name].name == "__init__.py"
+
+
+def _absolute(module: str, level: int, target: str | None) -> str:
+    """The absolute name of ``from <level dots><target> import ...`` written in ``module``."""
+    if not level:
+        return target or ""
+    base = module.split(".")
+    base = base[: len(base) - level + (1 if _is_package(module) else 0)]
+    return ".".join([*base, target] if target else base)
+
+
+def _cases(check: str, modules) -> list:
+    return [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=TEMPORARY_XFAIL[(check, m)]))
+            if (check, m) in TEMPORARY_XFAIL else m for m in modules]
+
+
+# -- no import cycle ---------------------------------------------------------------------------
+def module_imports(module: str) -> set[str]:
+    """The core modules ``module`` imports at module level (``if TYPE_CHECKING:`` blocks included:
+    a cycle there is a cycle of the design even when it does not fail at run time)."""
+    found = set()
+    for node in _module_level(TREES[module].body):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(module, node.level, node.module)
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in PROJECT_MODULES else target)
+    return {m for m in found if m in CORE_MODULES and m != module}
+
+
+def _module_level(body):
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):  # if TYPE_CHECKING:, try: import ... except ImportError:
+            yield from _module_level(node.body)
+            yield from _module_level(getattr(node, "orelse", []))
+            for handler in getattr(node, "handlers", []):
+                yield from _module_level(handler.body)
+
+
+def import_cycle() -> list[str] | None:
+    """A cycle of module-level imports among the core's modules, or None. The package
+    ``aigc_engine`` itself is left out: its ``__init__`` names everything and imports it lazily."""
+    graph = {m: module_imports(m) - {"aigc_engine"} for m in CORE_MODULES if m != "aigc_engine"}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_in_the_core():
+    assert import_cycle() is None, " -> ".join(import_cycle())
+
+
+def test_the_cycle_check_finds_a_cycle():
+    """The check itself: run and training importing each other is found."""
+    saved = TREES["aigc_engine.training"]
+    TREES["aigc_engine.training"] = ast.parse("from .run import Run\n" + ast.unparse(saved))
+    try:
+        cycle = import_cycle()
+    finally:
+        TREES["aigc_engine.training"] = saved
+    assert cycle is not None and {"aigc_engine.run", "aigc_engine.training"} <= set(cycle)
+
+
+# -- no use of another module's underscore names ------------------------------------------------
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def defined_private_names(tree: ast.AST) -> set[str]:
+    """The underscore names a module defines: its functions, classes, variables, arguments and the
+    attributes it assigns (``self._x = ...``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias) and node.asname:
+            names.add(node.asname)
+    return {n for n in names if _private(n)}
+
+
+DEFINED = {m: defined_private_names(t) for m, t in TREES.items()}
+
+
+def private_uses(module: str) -> list[str]:
+    """Where ``module`` uses underscore names that another project module defines: imported from
+    it (``from .x import _y``, ``import pkg._mod`` of another package) or read as an attribute
+    (``obj._y``) without defining ``_y`` itself. Private modules of a package (``aigc_gmm._em``)
+    are for that package's own modules."""
+    own, package = DEFINED[module], module.split(".")[0]
+    others = set().union(*(names for m, names in DEFINED.items() if m != module))
+    found = []
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, ast.ImportFrom):
+            target = _absolute(module, node.level, node.module)
+            if target in PROJECT_MODULES and any(_private(p) for p in target.split(".")) \
+                    and target.split(".")[0] != package:
+                found.append(f"line {node.lineno}: from {target} import (a private module of another package)")
+            for alias in node.names:  # (a compiled extension, such as aigc_engine._C, is no module's name)
+                if _private(alias.name) and alias.name in others and f"{target}.{alias.name}" not in PROJECT_MODULES:
+                    found.append(f"line {node.lineno}: from {target} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in PROJECT_MODULES and alias.name.split(".")[0] != package \
+                        and any(_private(p) for p in alias.name.split(".")):
+                    found.append(f"line {node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own \
+                and node.attr in others:
+            found.append(f"line {node.lineno}: .{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("module", _cases("private", sorted(PROJECT_MODULES)))
+def test_no_module_uses_another_modules_private_names(module):
+    assert private_uses(module) == []
+
+
+def test_the_private_check_finds_a_use():
+    tree = ast.parse("from aigc_engine.io import _encode\n\ndef f(dataset):\n    return dataset._data\n")
+    saved = TREES["aigc_engine.compare"]
+    TREES["aigc_engine.compare"] = tree
+    try:
+        found = private_uses("aigc_engine.compare")
+    finally:
+        TREES["aigc_engine.compare"] = saved
+    assert found == ["line 1: from aigc_engine.io import _encode", "line 4: ._data"]
+
+
+# -- no long function in the core ---------------------------------------------------------------
+def long_functions(module: str) -> list[str]:
+    """``name (N lines)`` for each function or method of ``module`` over the limit (from its
+    ``def`` line, or first decorator, to its last line)."""
+    out = []
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            length = node.end_lineno - start + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{node.name} ({length} lines)")
+    return out
+
+
+@pytest.mark.parametrize("module", _cases("length", sorted(CORE_MODULES)))
+def test_no_function_in_the_core_is_over_60_lines(module):
+    assert long_functions(module) == []

@@ -208,9 +208,9 @@ class _GanDLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        from ._registrations import _scale_saved  # loaded with the extension
+        from ._registrations import scale_saved  # loaded with the extension
 
-        return (*_scale_saved(grad_loss, *ctx.saved_tensors), None)
+        return (*scale_saved(grad_loss, *ctx.saved_tensors), None)
 
 
 class _GanGLoss(torch.autograd.Function):
@@ -224,9 +224,9 @@ class _GanGLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        from ._registrations import _scale_saved  # loaded with the extension
+        from ._registrations import scale_saved  # loaded with the extension
 
-        return (*_scale_saved(grad_loss, *ctx.saved_tensors), None)
+        return (*scale_saved(grad_loss, *ctx.saved_tensors), None)
 
 
 def _check_kind(kind):

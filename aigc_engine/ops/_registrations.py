@@ -78,7 +78,7 @@ def _unit(grad_loss) -> bool:
             and grad_loss.numel() == 1 and grad_loss.item() == 1.0)
 
 
-def _scale_saved(grad_loss, *saved):
+def scale_saved(grad_loss, *saved):
     """d loss / d logits for the incoming ``grad_loss``: the saved gradients as they are when
     ``grad_loss`` is exactly 1 (see ``_unit``), else scaled by it. Shared by the registered
     autograd below and the eager ``autograd.Function`` wrappers in ``aigc_engine.ops``."""
@@ -93,7 +93,7 @@ def _gan_d_backward(ctx, grad_loss, _g1, _g2):
     if not ctx.compute_grad:
         raise RuntimeError("aigc_engine::gan_d_loss was called with compute_grad=False; "
                            "call aigc_engine.ops.gan_d_loss, which sets it when a gradient is needed")
-    return (*_scale_saved(grad_loss, *ctx.saved_tensors), None, None)
+    return (*scale_saved(grad_loss, *ctx.saved_tensors), None, None)
 
 
 torch.library.register_autograd(f"{_LIB}::gan_d_loss", _gan_d_backward, setup_context=_gan_d_setup)
@@ -113,7 +113,7 @@ def _gan_g_backward(ctx, grad_loss, _g1):
     if not ctx.compute_grad:
         raise RuntimeError("aigc_engine::gan_g_loss was called with compute_grad=False; "
                            "call aigc_engine.ops.gan_g_loss, which sets it when a gradient is needed")
-    return (*_scale_saved(grad_loss, *ctx.saved_tensors), None, None)
+    return (*scale_saved(grad_loss, *ctx.saved_tensors), None, None)
 
 
 torch.library.register_autograd(f"{_LIB}::gan_g_loss", _gan_g_backward, setup_context=_gan_g_setup)

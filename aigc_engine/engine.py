@@ -241,18 +241,35 @@ class Engine:
         """``model.safetensors``, ``summary.json`` (``summary``) and the pictures of a fitted run."""
         from . import checkpoint, io
 
+        self.draw(model, data, run.dir, run.history)  # first: it checks the samples are finite
         checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
+        if data.encoding is not None:  # a table: what `sample -o x.csv` decodes with
+            from .tables.sampling import save_encoding
+
+            save_encoding(run.dir, data.encoding)
         io.write_json(run.dir / SUMMARY_FILE, summary)
-        self.draw(model, data, run.dir, run.history)
 
     def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
         """``samples.png`` (a row per class for a conditional model of images), ``metrics.png``
         when metrics were logged, and the model's own ``figures``."""
-        import torch
-
         from . import plotting
 
         title = f"{model.name} on {data.name}"
+        if data.encoding is not None:
+            self._draw_table(model, data, run_dir / SAMPLES_PNG, title)
+        else:
+            self._draw_samples(model, data, run_dir / SAMPLES_PNG, title)
+        plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
+        for name, draw in model.figures(data).items():
+            draw(run_dir / name)
+
+    @staticmethod
+    def _draw_samples(model: Model, data: Dataset, path: Path, title: str) -> None:
+        import torch
+
+        from . import plotting
+        from .model import check_samples
+
         condition, labels = None, None
         if data.is_image and model.num_classes:
             condition = torch.arange(model.num_classes).repeat_interleave(plotting.PER_CLASS)
@@ -261,11 +278,19 @@ class Engine:
         n = len(condition) if condition is not None else (64 if data.is_image else N_PLOT_SAMPLES)
         with torch.no_grad():
             samples = model.sample(n, condition=condition)
-        plotting.draw_samples(samples, run_dir / SAMPLES_PNG, data=data, title=title, row_labels=labels,
-                              annotate=model.annotate_plot)
-        plotting.metric_curves(history, run_dir / METRICS_PNG, title=title)
-        for name, draw in model.figures(data).items():
-            draw(run_dir / name)
+        check_samples(samples, model.name)
+        plotting.draw_samples(samples, path, data=data, title=title, row_labels=labels, annotate=model.annotate_plot)
+
+    @staticmethod
+    def _draw_table(model: Model, data: Dataset, path: Path, title: str) -> None:
+        """Each column of the table: the real rows' distribution and that of samples decoded to it."""
+        from . import plotting
+        from .tables.sampling import sample_rows
+
+        rows = data.subset(slice(0, N_PLOT_SAMPLES)) if len(data) > N_PLOT_SAMPLES else data
+        real = data.encoding.decode(rows.x, rows.y)
+        synthetic, _ = sample_rows(model, N_PLOT_SAMPLES, data.encoding)
+        plotting.table_columns(real, synthetic, path, title=title)
 
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):

@@ -142,6 +142,18 @@ def as_model_class(cls: type) -> type:
                                            "__doc__": cls.__doc__})
 
 
+def check_samples(samples: "torch.Tensor", model: str) -> None:
+    """Samples with NaN or inf come from a fit that diverged: an InputError naming the model,
+    never a file or a picture of NaN rows (the engine checks every sample it draws)."""
+    import torch
+
+    bad = ~torch.isfinite(samples)
+    if bad.any():
+        rows = int(bad.reshape(len(samples), -1).any(1).sum())
+        raise InputError(f"model {model!r} returned NaN or inf in {rows} of {len(samples)} samples: the fit "
+                         "diverged (retrain with a lower lr, or use another model)")
+
+
 def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:
     """The fields of a model's Config dataclass, by name."""
     return {f.name: f for f in dataclasses.fields(config_cls)}

@@ -259,3 +259,46 @@ def save_figure(fig, path: Path) -> None:
 
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)
+
+
+def table_columns(real, synthetic, path: Path, title: str = "", max_columns: int = 16) -> None:
+    """``samples.png`` of a table: one panel per column (the first ``max_columns``), the real
+    rows' distribution in grey and the samples' over it: histograms of numeric columns on the
+    real range, bars of category frequencies (the missing share as its own bar)."""
+    columns = list(synthetic.columns)[:max_columns]
+    ncols = min(4, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, columns):
+        _column_panel(ax, real[name], synthetic[name])
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=DATA_COLOUR, alpha=0.6),
+               plt.Rectangle((0, 0), 1, 1, color=SAMPLE_COLOUR, alpha=0.6)]
+    fig.legend(handles, [f"real ({len(real)} rows)", f"samples ({len(synthetic)})"], loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if title else 0.97))
+    save_figure(fig, path)
+
+
+def _column_panel(ax, real, synthetic) -> None:
+    import pandas as pd
+
+    numeric = pd.api.types.is_numeric_dtype(real) and not pd.api.types.is_bool_dtype(real) and real.nunique() > 10
+    if numeric:
+        r, s = real.dropna().to_numpy(float), synthetic.dropna().to_numpy(float)
+        bins = np.linspace(r.min(), r.max(), 25) if r.max() > r.min() else 10
+        ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)
+        ax.hist(s, bins=bins, density=True, color=SAMPLE_COLOUR, alpha=0.6)
+        ax.set_yticks([])
+        return
+    keys = lambda v: v.astype(object).where(v.notna(), "(missing)").astype(str)  # noqa: E731
+    r, s = keys(real).value_counts(normalize=True), keys(synthetic).value_counts(normalize=True)
+    cats = list(r.index) + [c for c in s.index if c not in r.index]
+    at = np.arange(len(cats))
+    ax.bar(at - 0.2, [r.get(c, 0.0) for c in cats], 0.4, color=DATA_COLOUR, alpha=0.8)
+    ax.bar(at + 0.2, [s.get(c, 0.0) for c in cats], 0.4, color=SAMPLE_COLOUR, alpha=0.8)
+    ax.set_xticks(at, [c[:10] for c in cats], rotation=45 if len(cats) > 3 else 0, ha="right" if len(cats) > 3 else "center")

@@ -23,10 +23,12 @@ METRICS_FILE = "metrics.jsonl"  # one JSON object per logged step
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the training state (see aigc_engine.checkpoint)
 MODEL_FILE = "model.safetensors"  # the fitted weights
 SUMMARY_FILE = "summary.json"  # the final metrics
+ENCODING_FILE = "encoding.safetensors"  # a table's column encoding (tables only; see aigc_engine.tables)
 SAMPLES_PNG = "samples.png"
 METRICS_PNG = "metrics.png"
 SAMPLES_NPY = "samples.npy"  # where ``aigc-engine sample`` writes without -o (not part of the run itself)
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE, SAMPLES_PNG, METRICS_PNG)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, ENCODING_FILE, SUMMARY_FILE, SAMPLES_PNG,
+             METRICS_PNG)
 DEFAULT_PARENT = Path("runs")
 
 

@@ -353,6 +353,10 @@ class TrainLoop:
         if self.run.world_size > 1:
             means = self.run.all_reduce(means.to(self.run.device)).cpu() / self.run.world_size
         self.run.log(self.step, **{k: float(v) for k, v in zip(keys, means)})
+        bad = [k for k, v in zip(keys, means) if not math.isfinite(float(v))]
+        if bad:  # a diverged fit ends here, in a clear line, not in NaN samples written with exit 0
+            raise InputError(f"training diverged at step {self.step}: {bad[0]} is {float(means[keys.index(bad[0])])} "
+                             "(retrain with a lower lr or another config)")
 
     # -- signals -------------------------------------------------------------------------------
     def _install_handlers(self):

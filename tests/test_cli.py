@@ -116,7 +116,7 @@ def test_bad_data_files(probe, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("a,b\n")
     result = invoke("run", "probe", "--dataset", empty, "--out", tmp_path / "r2")
-    assert result.exit_code == 2 and "has no rows" in result.output
+    assert result.exit_code == 2 and "has a header but no rows" in result.output
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("steps = [\n")
     result = invoke("run", "probe", "--config", bad_toml, "--out", tmp_path / "r3")

@@ -182,15 +182,17 @@ def table_metrics(train, holdout, synthetic, encoding, seed: int = 0) -> dict:
     per-pair scores left out). Shapes, pair trends and detection compare them with the real
     ``train`` rows the model fitted; ML efficacy and DCR also use the real ``holdout`` rows.
     ``synthetic=holdout`` scores real data the model never saw: the reference a model can reach
-    (sample as many rows as ``holdout`` has, since KS and TV shrink with the sample size)."""
+    (sample as many rows as ``holdout`` has, since KS and TV shrink with the sample size).
+    Without ``holdout`` (None), ML efficacy and DCR are left out."""
     schema = encoding.schema
     pairs = pair_trends(train, synthetic, schema)
     shapes = column_shapes(train, synthetic, schema)
     out = {"column_shapes": shapes["column_shapes"], "missing_values": shapes["missing_values"],
            "pair_trends": pairs["pair_trends"], "correlation_difference": pairs["correlation_difference"]}
-    out.update(ml_efficacy(train, holdout, synthetic, encoding, seed))
     out.update(detection(train, synthetic, encoding, seed))
-    dcr = closest_distance_ratio(_with_label(encoding, synthetic), _with_label(encoding, train),
-                                 _with_label(encoding, holdout))
-    out["dcr_ratio"] = dcr["dcr_ratio"]
+    if holdout is not None:
+        out.update(ml_efficacy(train, holdout, synthetic, encoding, seed))
+        dcr = closest_distance_ratio(_with_label(encoding, synthetic), _with_label(encoding, train),
+                                     _with_label(encoding, holdout))
+        out["dcr_ratio"] = dcr["dcr_ratio"]
     return out

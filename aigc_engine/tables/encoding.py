@@ -60,10 +60,12 @@ class TableEncoding:
     ``labels(frame)`` to class ids, ``decode(matrix, labels)`` back to a DataFrame with the
     original header (ignored columns left out), column order and dtypes."""
 
-    def __init__(self, schema: TableSchema, continuous: str = "standard", params: dict | None = None):
+    def __init__(self, schema: TableSchema, continuous: str = "standard", params: dict | None = None,
+                 label_freq: list[float] | None = None):
         if continuous not in CONTINUOUS_ENCODINGS:
             raise InputError(f"continuous encoding {continuous!r}: choose one of {', '.join(CONTINUOUS_ENCODINGS)}")
         self.schema, self.continuous, self.params = schema, continuous, dict(params or {})
+        self.label_freq = list(label_freq) if label_freq is not None else None  # of the fitted rows
         self.blocks = self._layout()
         self.width = self.blocks[-1].stop if self.blocks else 0
 
@@ -76,7 +78,12 @@ class TableEncoding:
             values = frame[spec.name].dropna().to_numpy(dtype=np.float64)
             params[spec.name] = (_fit_modes(values, seed) if continuous == "modes" else
                                  {"mean": float(values.mean()), "std": float(values.std()) or 1.0})
-        return cls(schema, continuous, params)
+        freq = None
+        if schema.label is not None:
+            counts = np.bincount(_category_ids(frame[schema.label.name], schema.label),
+                                 minlength=len(schema.label.categories))
+            freq = (counts / counts.sum()).tolist()
+        return cls(schema, continuous, params, freq)
 
     def _layout(self) -> list[Block]:
         blocks, at = [], 0
@@ -195,7 +202,10 @@ class TableEncoding:
     def state_dict(self) -> dict:
         params = {name: {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v
                          for k, v in p.items()} for name, p in self.params.items()}
-        return {"format": 1, "schema": self.schema.to_json(), "continuous": self.continuous, "params": params}
+        state = {"format": 1, "schema": self.schema.to_json(), "continuous": self.continuous, "params": params}
+        if self.label_freq is not None:
+            state["label_freq"] = torch.tensor(self.label_freq, dtype=torch.float64)
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> "TableEncoding":
@@ -203,7 +213,9 @@ class TableEncoding:
             raise InputError(f"table encoding format {state.get('format')!r} is not supported")
         params = {name: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in p.items()}
                   for name, p in state["params"].items()}
-        return cls(TableSchema.from_json(state["schema"]), state["continuous"], params)
+        freq = state.get("label_freq")
+        return cls(TableSchema.from_json(state["schema"]), state["continuous"], params,
+                   freq.tolist() if freq is not None else None)
 
     def __repr__(self) -> str:
         kinds = {}

@@ -246,34 +246,65 @@ def moments_cancelled(stats: Stats, covariance_type: str, product_dtype: torch.d
     return bool((second - square <= 64 * torch.finfo(product_dtype).eps * second).any())
 
 
-def exact_moments_pass(source: Source, params: Params, covariance_type: str, first: Stats,
-                       all_reduce=None) -> Stats:
+def weighted(resp: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Responsibilities ``[n, K]`` times the rows' sample weights ``w [n]`` (None: unchanged)."""
+    return resp if w is None else resp.mul_(w.to(resp.dtype)[:, None])
+
+
+def exact_moments_pass(source: Source, compute: tuple, covariance_type: str, first: Stats,
+                       all_reduce=None, weights: torch.Tensor | None = None) -> Stats:
     """The E-step again, its moments each around the component's new mean (float64 products):
     no cancellation, so a collapsing component's variance is right however small (two-pass
-    variance). Only when :func:`moments_cancelled` says so: it costs one more pass over the data."""
+    variance). Only when :func:`moments_cancelled` says so: it costs one more pass over the data.
+    ``compute``: the E-step's ``(means, precisions_cholesky, log_weights)`` in the rows' frame."""
     D = source.n_features
     n = first.table[:, :1]
     centres = first.shift + first.table[:, 1:1 + D] / torch.where(n > 0, n, 1)   # [K, D], rows' frame
-    means, P, logw = params.compute(source.dtype, source.origin)
+    means, P, logw = compute
     centres = centres.to(source.dtype)
 
-    def chunk_statistics(offset, x):
+    def chunk_statistics(offset, x, w):
         _, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
-        return ops.mixture_stats(x, log_resp.exp(), centres, covariance_type, True), None
+        return ops.mixture_stats(x, weighted(log_resp.exp(), w), centres, covariance_type, True), None
     stats = empty_stats(means.shape[0], D, covariance_type, centres, first.tied_shift)
-    stats = statistics_pass(source, stats, chunk_statistics, covariance_type, True, all_reduce)
+    stats = statistics_pass(source, stats, chunk_statistics, covariance_type, True, all_reduce, weights)
     stats.ll = first.ll
     return stats
 
 
+def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_type: str, double: bool,
+                all_reduce=None, weights: torch.Tensor | None = None) -> Stats:
+    """One E-step over all chunks with the statistics of the M-step that follows, around
+    ``shift [D]``: ``compute = (means, precisions_cholesky, log_weights)`` in the rows' frame
+    and dtype (the log weights may carry any per-component constant: the variational mixture's
+    expected log weights and log-determinant terms). Unweighted rows go through the fused kernel
+    ``ops.gaussian_em_stats``; weighted ones through ``ops.gaussian_estep`` and
+    ``ops.mixture_stats`` of the weighted responsibilities."""
+    means, P, logw = compute
+
+    def chunk_statistics(offset, x, w):
+        if w is None:
+            return ops.gaussian_em_stats(x, means, P, covariance_type, logw, shift, double)
+        log_prob_norm, log_resp = ops.gaussian_estep(x, means, P, covariance_type, logw)
+        table = ops.mixture_stats(x, weighted(log_resp.exp_(), w), shift, covariance_type, double)
+        return table, (log_prob_norm.double() * w).sum()
+    stats = empty_stats(means.shape[0], means.shape[1], covariance_type, shift, shift)
+    stats = statistics_pass(source, stats, chunk_statistics, covariance_type, double, all_reduce, weights)
+    if covariance_type != "tied" and moments_cancelled(stats, covariance_type,
+                                                       torch.float64 if double else source.dtype):
+        stats = exact_moments_pass(source, compute, covariance_type, stats, all_reduce, weights)
+    return stats
+
+
 def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Tensor, K: int,
-              covariance_type: str, all_reduce=None) -> Stats:
-    """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` (initialisation: float32
-    data forms its products in float64, a one-off cost)."""
+              covariance_type: str, all_reduce=None, weights: torch.Tensor | None = None) -> Stats:
+    """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` times the sample
+    weights (initialisation: float32 data forms its products in float64, a one-off cost)."""
     stats = empty_stats(K, source.n_features, covariance_type, shift, tied_shift)
     return statistics_pass(
-        source, stats, lambda offset, x: (ops.mixture_stats(x, resp_fn(offset, x), shift, covariance_type, True), None),
-        covariance_type, True, all_reduce)
+        source, stats,
+        lambda offset, x, w: (ops.mixture_stats(x, weighted(resp_fn(offset, x), w), shift, covariance_type, True), None),
+        covariance_type, True, all_reduce, weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,13 +392,16 @@ class GaussianMixture(BaseMixture):
 
     # ------------------------------------------------------------------------------------
     # the hooks of BaseMixture: initialisation, E-step, M-step
-    def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce) -> Params:
+    def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce,
+                               sample_weight: torch.Tensor | None = None) -> Params:
         cov_type = self.covariance_type
         w_init, m_init, p_init = self._inits
         dev, f64 = source.device, torch.float64
         weights = means = covariances = None
         if w_init is None or m_init is None or p_init is None:
-            weights, means, covariances = self._initial_from_data(source, full, random_state, all_reduce)
+            nk, means, covariances, n = self._initial_from_data(source, full, random_state, all_reduce,
+                                                                sample_weight)
+            weights = nk / n
         if w_init is not None:
             weights = torch.as_tensor(w_init, dtype=f64, device=dev)
         if m_init is not None:
@@ -379,11 +413,15 @@ class GaussianMixture(BaseMixture):
             covariances = None
         return Params(weights, means, covariances, P)
 
-    def _initial_from_data(self, source: Source, full: Source, rs, all_reduce):
-        """Weights, means and covariances from the initial responsibilities, as scikit-learn's
-        ``_initialize`` computes them (weights = nk / n_samples)."""
+    def _initial_from_data(self, source: Source, full: Source, rs, all_reduce, sample_weight=None):
+        """``(nk, means, covariances, n)`` from the initial responsibilities, as scikit-learn's
+        ``_initialize`` computes them (its weights are ``nk / n``; ``n`` is the number of rows,
+        or the sum of their weights). With ``sample_weight`` (float64 ``[n]``) in-memory k-means
+        and k-means++ are weighted (scikit-learn's ``sample_weight``) and so is every pass."""
         K, cov_type, D = self.n_components, self.covariance_type, source.n_features
         n = full.n_samples
+        w = sample_weight
+        w_np = None if w is None else w.cpu().numpy()
         if self.init_params == "random_from_data" or (self.init_params == "k-means++"):
             if self.init_params == "random_from_data":
                 rows = full.take(rs.choice(n, size=K, replace=False))
@@ -391,7 +429,7 @@ class GaussianMixture(BaseMixture):
                 from sklearn.cluster import kmeans_plusplus
 
                 X_np = full.data.detach().cpu().numpy() if isinstance(full.data, torch.Tensor) else full.data
-                _, idx = kmeans_plusplus(np.asarray(X_np), K, random_state=rs)
+                _, idx = kmeans_plusplus(np.asarray(X_np), K, random_state=rs, sample_weight=w_np)
                 rows = full.take(idx)
             else:
                 rows = kmeans(self._init_sample(full, rs), K, rs.randint(np.iinfo(np.int32).max),
@@ -404,19 +442,20 @@ class GaussianMixture(BaseMixture):
             stats = empty_stats(K, D, cov_type, rows, zero)
             stats.table[:, 0] = 1
             if cov_type == "tied":  # rows are in every process's hands: only the scatter is all-reduced
-                for _, x in source.chunks():
-                    stats.scatter += x.double().T @ x.double()
+                for offset, x in source.chunks():
+                    xw = x.double() if w is None else x.double() * w[offset:offset + len(x), None]
+                    stats.scatter += xw.T @ x.double()
                 if all_reduce is not None:
                     all_reduce(stats.scatter)
             nk, means, cov = parameters_from_stats(stats, cov_type, self.reg_covar, self._eps, source.origin)
-            return nk / n, means, cov
+            return nk, means, cov, self._total_weight(n, w, all_reduce)
 
         if self.init_params == "kmeans":
             if self._in_memory_init:
                 from sklearn.cluster import KMeans
 
                 X_np = full.data.detach().cpu().numpy()
-                labels = KMeans(n_clusters=K, n_init=1, random_state=rs).fit(X_np).labels_
+                labels = KMeans(n_clusters=K, n_init=1, random_state=rs).fit(X_np, sample_weight=w_np).labels_
                 labels_t = torch.as_tensor(labels, device=source.device)
 
                 def resp_fn(offset, x):
@@ -446,12 +485,12 @@ class GaussianMixture(BaseMixture):
         # pass 1: means (for the shifts); pass 2: second moments, each component centred on its
         # pass-1 mean
         zero = torch.zeros(D, dtype=source.dtype, device=source.device)
-        st1 = resp_pass(source, passes[0], zero, zero, K, "spherical", all_reduce)
+        st1 = resp_pass(source, passes[0], zero, zero, K, "spherical", all_reduce, w)
         means1 = st1.table[:, 1:1 + D] / (st1.table[:, :1] + 10 * self._eps)
         end_state = rs.get_state() if passes[1] is None else None
         fn2 = passes[1] if passes[1] is not None else make()
         c = means1.to(source.dtype)
-        st2 = resp_pass(source, fn2, c, c.mean(0), K, cov_type, all_reduce)
+        st2 = resp_pass(source, fn2, c, c.mean(0), K, cov_type, all_reduce, w)
         if end_state is not None:
             if source.n_samples == n:
                 rs.set_state(end_state)
@@ -460,7 +499,17 @@ class GaussianMixture(BaseMixture):
                 for start in range(0, n, 65536):
                     rs.uniform(size=(min(65536, n - start), K))
         nk, means, cov = parameters_from_stats(st2, cov_type, self.reg_covar, self._eps, source.origin)
-        return nk / n, means, cov
+        return nk, means, cov, (n if w is None else float(st2.n))
+
+    @staticmethod
+    def _total_weight(n: int, w: torch.Tensor | None, all_reduce) -> float:
+        """The number of rows ``n``, or the sum of all processes' sample weights."""
+        if w is None:
+            return n
+        total = w.sum().reshape(1).clone()
+        if all_reduce is not None:
+            all_reduce(total)
+        return float(total)
 
     def _init_sample(self, full: Source, rs) -> torch.Tensor:
         n = full.n_samples
@@ -469,21 +518,13 @@ class GaussianMixture(BaseMixture):
         idx = np.sort(rs.choice(n, size=_INIT_SAMPLE, replace=False))
         return full.take(idx)
 
-    def _e_step(self, source: Source, params: Params, all_reduce=None) -> Stats:
-        """One E-step over all chunks (the fused kernel ``ops.gaussian_em_stats``) with the
-        statistics of the M-step that follows, around the mixture mean."""
-        covariance_type, dtype = self.covariance_type, source.dtype
-        means, P, logw = params.compute(dtype, source.origin)
-        s = params.shift(dtype, source.origin)
-        double = needs_double_moments(params, covariance_type, dtype)
-        stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
-        stats = statistics_pass(
-            source, stats, lambda offset, x: ops.gaussian_em_stats(x, means, P, covariance_type, logw, s, double),
-            covariance_type, double, all_reduce)
-        if covariance_type != "tied" and moments_cancelled(stats, covariance_type,
-                                                           torch.float64 if double else dtype):
-            stats = exact_moments_pass(source, params, covariance_type, stats, all_reduce)
-        return stats
+    def _e_step(self, source: Source, params: Params, all_reduce=None, weights=None) -> Stats:
+        """One E-step over all chunks (:func:`e_step_pass`) with the statistics of the M-step
+        that follows, around the mixture mean."""
+        dtype = source.dtype
+        return e_step_pass(source, params.compute(dtype, source.origin), params.shift(dtype, source.origin),
+                           self.covariance_type, needs_double_moments(params, self.covariance_type, dtype),
+                           all_reduce, weights)
 
     def _m_step(self, stats: Stats, origin: torch.Tensor | None = None) -> Params:
         """The parameters that maximise the expected log-likelihood under ``stats`` (float64)."""

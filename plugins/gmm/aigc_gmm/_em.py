@@ -270,8 +270,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
       the fitted parameters, for rows ``x`` as :class:`Source` yields them
     - ``_set_parameters(params)`` (the fitted attributes), ``_n_parameters() -> int``,
       ``_params_from_state(state, device) -> params``
-    - optionally ``_begin_fit(source, full, in_memory_init)`` (checks before the first restart;
-      call ``super()``).
+    - optionally ``_begin_fit(source, full, in_memory_init, all_reduce, weights)`` (checks before
+      the first restart; call ``super()``).
     """
 
     # -- input -------------------------------------------------------------------------------
@@ -421,8 +421,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self._dtype, self._device, self._out = dtype, device, ("torch", device)
         return EMFit(self, local, full, all_reduce, in_memory_init=False, weights=weights)
 
-    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool) -> None:
-        """Checks and settings of a fit, before its first restart."""
+    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool, all_reduce=None,
+                   weights: torch.Tensor | None = None) -> None:
+        """Checks and settings of a fit, before its first restart (a subclass may pass over the
+        data here, e.g. for the priors of a variational mixture)."""
         if full.n_samples < self.n_components:
             raise ValueError("Expected n_samples >= n_components "
                              f"but got n_components = {self.n_components}, n_samples = {full.n_samples}")
@@ -584,7 +586,7 @@ class EMFit:
         full_source = full_source or source
         if in_memory_init is None:
             in_memory_init = isinstance(full_source.data, torch.Tensor)
-        gm._begin_fit(source, full_source, in_memory_init)
+        gm._begin_fit(source, full_source, in_memory_init, all_reduce, weights)
         self.gm, self.source, self.full_source, self.all_reduce = gm, source, full_source, all_reduce
         self.weights = weights
         self.warm = gm.warm_start and hasattr(gm, "converged_")  # scikit-learn: one restart, from the fit

@@ -308,110 +308,13 @@ def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Te
 
 
 # --------------------------------------------------------------------------------------------
-# the estimator
-class GaussianMixture(BaseMixture):
-    """Gaussian mixture fitted with EM on PyTorch; see the module docstring and
-    ``sklearn.mixture.GaussianMixture`` for the parameters."""
-
-    _parameter_constraints: dict = {
-        **_SkGaussianMixture._parameter_constraints,
-        "device": "no_validation",
-        "dtype": "no_validation",
-        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
-    }
-
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
-                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, device=None, dtype=None, chunk_size=None):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.device = device
-        self.dtype = dtype
-        self.chunk_size = chunk_size
-
-    # ------------------------------------------------------------------------------------
-    # parameter checks (scikit-learn's messages)
-    def _check_init_arrays(self, n_features: int):
-        K, cov = self.n_components, self.covariance_type
-
-        def arr(a):
-            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
-            return check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True)
-
-        def shape(a, expected, label):
-            if a.shape != expected:
-                raise ValueError("The parameter '%s' should have the shape of %s, but got %s"
-                                 % (label, expected, a.shape))
-
-        w = m = p = None
-        if self.weights_init is not None:
-            w = arr(self.weights_init)
-            shape(w, (K,), "weights")
-            if any(np.less(w, 0.0)) or any(np.greater(w, 1.0)):
-                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value "
-                                 "%.5f, min value %.5f" % (np.min(w), np.max(w)))
-            atol = 1e-6 if w.dtype == np.float32 else 1e-8
-            if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
-                raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f"
-                                 % np.sum(w))
-        if self.means_init is not None:
-            m = arr(self.means_init)
-            shape(m, (K, n_features), "means")
-        if self.precisions_init is not None:
-            p = arr(self.precisions_init)
-            expected = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
-                        "diag": (K, n_features), "spherical": (K,)}[cov]
-            shape(p, expected, "%s precision" % cov)
-            if cov in ("diag", "spherical"):
-                if np.any(np.less_equal(p, 0.0)):
-                    raise ValueError("'%s precision' should be positive" % cov)
-            else:
-                for mat in (p if cov == "full" else [p]):
-                    if not (np.all(np.isclose(mat, mat.T)) and np.all(np.linalg.eigvalsh(mat) > 0.0)):
-                        raise ValueError("'%s precision' should be symmetric, positive-definite" % cov)
-        return w, m, p
-
-    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool) -> None:
-        super()._begin_fit(source, full, in_memory_init)
-        if self.covariance_type not in COVARIANCE_TYPES:  # only reachable without validation
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
-        self._inits = self._check_init_arrays(source.n_features)
-
-    # ------------------------------------------------------------------------------------
-    # the hooks of BaseMixture: initialisation, E-step, M-step
-    def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce,
-                               sample_weight: torch.Tensor | None = None) -> Params:
-        cov_type = self.covariance_type
-        w_init, m_init, p_init = self._inits
-        dev, f64 = source.device, torch.float64
-        weights = means = covariances = None
-        if w_init is None or m_init is None or p_init is None:
-            nk, means, covariances, n = self._initial_from_data(source, full, random_state, all_reduce,
-                                                                sample_weight)
-            weights = nk / n
-        if w_init is not None:
-            weights = torch.as_tensor(w_init, dtype=f64, device=dev)
-        if m_init is not None:
-            means = torch.as_tensor(m_init, dtype=f64, device=dev)
-        if p_init is None:
-            P = precision_cholesky(covariances, cov_type, self._float32)
-        else:
-            P = precision_cholesky_from_precisions(torch.as_tensor(p_init, dtype=f64, device=dev), cov_type)
-            covariances = None
-        return Params(weights, means, covariances, P)
+# what the Gaussian mixtures share
+class GaussianComponents:
+    """The parts of a mixture of Gaussians that do not depend on how its parameters are
+    estimated (EM or variational): the initial responsibilities from the data (scikit-learn's
+    ``init_params``), and sampling. The estimator provides ``n_components``,
+    ``covariance_type``, ``init_params``, ``reg_covar``, ``random_state`` and
+    ``_gaussian_params() -> Params`` (the fitted weights, means and covariances)."""
 
     def _initial_from_data(self, source: Source, full: Source, rs, all_reduce, sample_weight=None):
         """``(nk, means, covariances, n)`` from the initial responsibilities, as scikit-learn's
@@ -518,6 +421,149 @@ class GaussianMixture(BaseMixture):
         idx = np.sort(rs.choice(n, size=_INIT_SAMPLE, replace=False))
         return full.take(idx)
 
+    # ------------------------------------------------------------------------------------
+    # sampling
+    def sample(self, n_samples=1):
+        """Draw samples and their component labels (grouped by component, like scikit-learn)."""
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError("Invalid value for 'n_samples': %d . The sampling requires at "
+                             "least one sample." % (self.n_components))
+        p = self._gaussian_params()
+        D = p.means.shape[1]
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, p.weights.cpu().numpy())
+        z = torch.as_tensor(rng.standard_normal(size=(n_samples, D)), device=p.means.device)
+        labels = torch.repeat_interleave(torch.arange(len(counts), device=p.means.device),
+                                         torch.as_tensor(counts, device=p.means.device))
+        X = sample_from(p, self.covariance_type, labels, z)
+        out = self._out_fmt
+        if out[0] == "numpy":
+            return X.cpu().numpy(), labels.cpu().numpy()
+        return X.to(device=out[1], dtype=self._dtype), labels.to(out[1])
+
+    def draw(self, n_samples: int, generator: torch.Generator | None = None):
+        """``(X, labels)``: ``n_samples`` rows drawn with torch's random stream (``generator``, or
+        the global one the engine seeds), each row's component drawn from the weights, in draw
+        order (``sample`` draws from ``random_state`` and groups rows by component, as
+        scikit-learn). Torch tensors on the fit's device, ``X [n, D]`` in the compute dtype."""
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(f"the number of samples must be >= 1, got {n_samples}")
+        p = self._gaussian_params()
+        dev = p.means.device
+        labels = torch.multinomial(p.weights.cpu(), n_samples, replacement=True, generator=generator).to(dev)
+        z = torch.randn(n_samples, p.means.shape[1], dtype=torch.float64, device="cpu", generator=generator).to(dev)
+        return sample_from(p, self.covariance_type, labels, z).to(self._dtype), labels
+
+
+# --------------------------------------------------------------------------------------------
+# the estimator
+class GaussianMixture(GaussianComponents, BaseMixture):
+    """Gaussian mixture fitted with EM on PyTorch; see the module docstring and
+    ``sklearn.mixture.GaussianMixture`` for the parameters."""
+
+    _parameter_constraints: dict = {
+        **_SkGaussianMixture._parameter_constraints,
+        "device": "no_validation",
+        "dtype": "no_validation",
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
+                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10, device=None, dtype=None, chunk_size=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------------------------
+    # parameter checks (scikit-learn's messages)
+    def _check_init_arrays(self, n_features: int):
+        K, cov = self.n_components, self.covariance_type
+
+        def arr(a):
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+            return check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True)
+
+        def shape(a, expected, label):
+            if a.shape != expected:
+                raise ValueError("The parameter '%s' should have the shape of %s, but got %s"
+                                 % (label, expected, a.shape))
+
+        w = m = p = None
+        if self.weights_init is not None:
+            w = arr(self.weights_init)
+            shape(w, (K,), "weights")
+            if any(np.less(w, 0.0)) or any(np.greater(w, 1.0)):
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value "
+                                 "%.5f, min value %.5f" % (np.min(w), np.max(w)))
+            atol = 1e-6 if w.dtype == np.float32 else 1e-8
+            if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
+                raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f"
+                                 % np.sum(w))
+        if self.means_init is not None:
+            m = arr(self.means_init)
+            shape(m, (K, n_features), "means")
+        if self.precisions_init is not None:
+            p = arr(self.precisions_init)
+            expected = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
+                        "diag": (K, n_features), "spherical": (K,)}[cov]
+            shape(p, expected, "%s precision" % cov)
+            if cov in ("diag", "spherical"):
+                if np.any(np.less_equal(p, 0.0)):
+                    raise ValueError("'%s precision' should be positive" % cov)
+            else:
+                for mat in (p if cov == "full" else [p]):
+                    if not (np.all(np.isclose(mat, mat.T)) and np.all(np.linalg.eigvalsh(mat) > 0.0)):
+                        raise ValueError("'%s precision' should be symmetric, positive-definite" % cov)
+        return w, m, p
+
+    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool, all_reduce=None,
+                   weights=None) -> None:
+        super()._begin_fit(source, full, in_memory_init, all_reduce, weights)
+        if self.covariance_type not in COVARIANCE_TYPES:  # only reachable without validation
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
+        self._inits = self._check_init_arrays(source.n_features)
+
+    # ------------------------------------------------------------------------------------
+    # the hooks of BaseMixture: initialisation, E-step, M-step
+    def _initialize_parameters(self, source: Source, full: Source, random_state, all_reduce,
+                               sample_weight: torch.Tensor | None = None) -> Params:
+        cov_type = self.covariance_type
+        w_init, m_init, p_init = self._inits
+        dev, f64 = source.device, torch.float64
+        weights = means = covariances = None
+        if w_init is None or m_init is None or p_init is None:
+            nk, means, covariances, n = self._initial_from_data(source, full, random_state, all_reduce,
+                                                                sample_weight)
+            weights = nk / n
+        if w_init is not None:
+            weights = torch.as_tensor(w_init, dtype=f64, device=dev)
+        if m_init is not None:
+            means = torch.as_tensor(m_init, dtype=f64, device=dev)
+        if p_init is None:
+            P = precision_cholesky(covariances, cov_type, self._float32)
+        else:
+            P = precision_cholesky_from_precisions(torch.as_tensor(p_init, dtype=f64, device=dev), cov_type)
+            covariances = None
+        return Params(weights, means, covariances, P)
+
     def _e_step(self, source: Source, params: Params, all_reduce=None, weights=None) -> Stats:
         """One E-step over all chunks (:func:`e_step_pass`) with the statistics of the M-step
         that follows, around the mixture mean."""
@@ -535,6 +581,9 @@ class GaussianMixture(BaseMixture):
 
     def _params_from_state(self, state: dict[str, Any], device) -> Params:
         return Params.from_state(state, device)
+
+    def _gaussian_params(self) -> Params:
+        return self._params
 
     def _set_parameters(self, params: Params) -> None:
         self._params = params
@@ -561,41 +610,6 @@ class GaussianMixture(BaseMixture):
 
     def _n_parameters(self) -> int:
         return n_parameters(self.n_components, self._params.means.shape[1], self.covariance_type)
-
-    # ------------------------------------------------------------------------------------
-    # sampling
-    def sample(self, n_samples=1):
-        """Draw samples and their component labels (grouped by component, like scikit-learn)."""
-        self._check_is_fitted()
-        if n_samples < 1:
-            raise ValueError("Invalid value for 'n_samples': %d . The sampling requires at "
-                             "least one sample." % (self.n_components))
-        p = self._params
-        D = p.means.shape[1]
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, p.weights.cpu().numpy())
-        z = torch.as_tensor(rng.standard_normal(size=(n_samples, D)), device=p.means.device)
-        labels = torch.repeat_interleave(torch.arange(len(counts), device=p.means.device),
-                                         torch.as_tensor(counts, device=p.means.device))
-        X = sample_from(p, self.covariance_type, labels, z)
-        out = self._out_fmt
-        if out[0] == "numpy":
-            return X.cpu().numpy(), labels.cpu().numpy()
-        return X.to(device=out[1], dtype=self._dtype), labels.to(out[1])
-
-    def draw(self, n_samples: int, generator: torch.Generator | None = None):
-        """``(X, labels)``: ``n_samples`` rows drawn with torch's random stream (``generator``, or
-        the global one the engine seeds), each row's component drawn from the weights, in draw
-        order (``sample`` draws from ``random_state`` and groups rows by component, as
-        scikit-learn). Torch tensors on the fit's device, ``X [n, D]`` in the compute dtype."""
-        self._check_is_fitted()
-        if n_samples < 1:
-            raise ValueError(f"the number of samples must be >= 1, got {n_samples}")
-        p = self._params
-        dev = p.means.device
-        labels = torch.multinomial(p.weights.cpu(), n_samples, replacement=True, generator=generator).to(dev)
-        z = torch.randn(n_samples, p.means.shape[1], dtype=torch.float64, device="cpu", generator=generator).to(dev)
-        return sample_from(p, self.covariance_type, labels, z).to(self._dtype), labels
 
     # ------------------------------------------------------------------------------------
     # the fit as data

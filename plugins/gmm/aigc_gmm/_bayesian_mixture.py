@@ -408,3 +408,75 @@ class BayesianGaussianMixture(GaussianComponents, BaseMixture):
         ``threshold``: the prior prunes the others (they keep a weight near zero)."""
         self._check_is_fitted()
         return int((self._gaussian_params().weights >= threshold).sum())
+
+    def point_estimate(self):
+        """The :class:`aigc_gmm.GaussianMixture` of the fitted ``weights_``, ``means_`` and
+        ``covariances_`` (a proper density, unlike ``score_samples``' variational expectation):
+        torch tensors on the fit's device."""
+        from ._gaussian_mixture import GaussianMixture
+
+        self._check_is_fitted()
+        p = self._gaussian_params()
+        state = {"weights": p.weights, "means": p.means, "covariances": p.covariances,
+                 "precisions_cholesky": p.precisions_cholesky, "covariance_type": self.covariance_type}
+        if self._origin_ is not None:
+            state["origin"] = self._origin_
+        return GaussianMixture.from_state(state, device=p.means.device, dtype=self._dtype)
+
+    # ------------------------------------------------------------------------------------
+    # the fit as data
+    _PRIORS = ("weight_concentration_prior_", "mean_precision_prior_", "degrees_of_freedom_prior_")
+
+    def fitted_state(self) -> dict[str, Any]:
+        """The fit as CPU float64 tensors, numbers, strings and lists (a safetensors file): the
+        posterior (:class:`VariationalParams`' fields), ``weights``, the priors
+        (``mean_prior``, ``covariance_prior``, ``weight_concentration_prior``,
+        ``mean_precision_prior``, ``degrees_of_freedom_prior``), ``covariance_type``,
+        ``weight_concentration_prior_type``, ``n_iter``, ``converged``, ``lower_bound``,
+        ``lower_bounds`` and (data fitted away from zero) ``origin``. :meth:`from_state` takes
+        it back."""
+        self._check_is_fitted()
+        state = {k: v.cpu() for k, v in self._params.state().items()}
+        state.update({"weights": self._gaussian_params().weights.cpu(), "mean_prior": self._mean_prior.cpu(),
+                      "covariance_prior": self._covariance_prior.cpu(), "covariance_type": self.covariance_type,
+                      "weight_concentration_prior_type": self.weight_concentration_prior_type,
+                      "n_iter": int(self.n_iter_), "converged": bool(self.converged_),
+                      "lower_bound": float(self.lower_bound_), "lower_bounds": [float(v) for v in self.lower_bounds_]})
+        state.update({name.rstrip("_"): float(getattr(self, name)) for name in self._PRIORS})
+        if self._origin_ is not None:
+            state["origin"] = self._origin_.cpu()
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], **params) -> "BayesianGaussianMixture":
+        """The fitted estimator of ``state`` (:meth:`fitted_state`'s), constructed with
+        ``params``; ``n_components``, ``covariance_type`` and ``weight_concentration_prior_type``
+        default to the state's and must match it (else a ``ValueError``). It computes on
+        ``device`` (default CPU) in ``dtype`` (default float64) and returns torch tensors."""
+        saved = {"n_components": int(state["means"].shape[0]), "covariance_type": state["covariance_type"],
+                 "weight_concentration_prior_type": state["weight_concentration_prior_type"]}
+        for key, value in saved.items():
+            params.setdefault(key, value)
+        gm = cls(**params)
+        for key, value in saved.items():
+            if getattr(gm, key) != value:
+                raise ValueError(f"state has {key} {value!r}, the estimator {getattr(gm, key)!r}")
+        device = torch.device(gm.device) if gm.device is not None else torch.device("cpu")
+        f64 = torch.float64
+        gm._dtype, gm._device, gm._out = compute_dtype(gm.dtype) or f64, device, ("torch", device)
+        gm._origin = state["origin"].to(device, f64) if state.get("origin") is not None else None
+        gm._mean_prior = state["mean_prior"].to(device, f64)
+        gm._covariance_prior = state["covariance_prior"].to(device, f64)
+        gm.mean_prior_ = gm._mean_prior.to(gm._dtype)
+        gm.covariance_prior_ = (float(gm._covariance_prior) if gm.covariance_type == "spherical"
+                                else gm._covariance_prior.to(gm._dtype))
+        for name in cls._PRIORS:
+            setattr(gm, name, float(state[name.rstrip("_")]))
+        params_ = VariationalParams.from_state(state, device)
+        gm.n_features_in_ = params_.means.shape[1]
+        gm._set_parameters(params_)
+        gm.n_iter_ = int(state.get("n_iter", 0))
+        gm.converged_ = bool(state.get("converged", False))
+        gm.lower_bound_ = float(state.get("lower_bound", float("nan")))
+        gm.lower_bounds_ = list(state.get("lower_bounds", []))
+        return gm

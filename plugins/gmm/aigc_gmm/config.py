@@ -27,3 +27,22 @@ class GMMConfig:
     dtype: DType = "float32"
     chunk_size: int = 65536
     checkpoint_seconds: float = 1.0  # the EM state is checkpointed after the first iteration this long after the last
+
+
+WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]
+WEIGHT_PRIORS: tuple[str, ...] = typing.get_args(WeightPrior)
+
+
+@dataclasses.dataclass
+class BGMMConfig(GMMConfig):
+    """Hyper-parameters of the ``bgmm`` model: ``gmm``'s and the priors of scikit-learn's
+    ``BayesianGaussianMixture`` (0 stands for its default, None: ``1 / n_components``
+    concentration, mean precision 1, ``D`` degrees of freedom, the data's covariance).
+    ``n_components`` is an upper bound: components whose weight ends below ``prune_threshold``
+    are reported as pruned."""
+    weight_concentration_prior_type: WeightPrior = "dirichlet_process"
+    weight_concentration_prior: float = 0.0
+    mean_precision_prior: float = 0.0
+    degrees_of_freedom_prior: float = 0.0
+    covariance_prior: float = 0.0  # a scalar: spherical only (else the data's covariance)
+    prune_threshold: float = 1e-3

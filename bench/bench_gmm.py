@@ -17,7 +17,8 @@ the timed fits per case (default 3 for aigc_gmm full, at most 2 otherwise, 1 for
 on the diagonal case).
 
 Cases: full covariance, N=200k, D=16, K=32 (ours float32 / float64, scikit-learn float64,
-torchgmm float32); diagonal covariance, N=1M, D=64, K=64 (ours float32 / float64, scikit-learn
+torchgmm float32), for ``GaussianMixture`` and (``test_bayesian_full``) for
+``BayesianGaussianMixture`` against scikit-learn's; diagonal covariance, N=1M, D=64, K=64 (ours float32 / float64, scikit-learn
 float64; 3-iteration fits because scikit-learn is slow there).
 """
 from __future__ import annotations
@@ -49,13 +50,14 @@ def _data(N, D, dtype):
     return np.random.default_rng(0).normal(size=(N, D)).astype(dtype)
 
 
-def _ours(case, dtype):
-    from aigc_gmm import GaussianMixture
+def _ours(case, dtype, bayesian=False):
+    from aigc_gmm import BayesianGaussianMixture, GaussianMixture
 
     X = _data(case["N"], case["D"], dtype)
 
     def fit(iters):
-        gm = GaussianMixture(case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
+        cls = BayesianGaussianMixture if bayesian else GaussianMixture
+        gm = cls(n_components=case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
                              init_params="random_from_data", random_state=0, verbose=2, verbose_interval=1)
         return _timed_fit(gm, X)
     return fit
@@ -74,13 +76,14 @@ def _timed_fit(gm, X):
     return total
 
 
-def _sklearn(case):
-    from sklearn.mixture import GaussianMixture
+def _sklearn(case, bayesian=False):
+    from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
     X = _data(case["N"], case["D"], np.float64)
 
     def fit(iters):
-        gm = GaussianMixture(case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
+        cls = BayesianGaussianMixture if bayesian else GaussianMixture
+        gm = cls(n_components=case["K"], covariance_type=case["covariance_type"], max_iter=iters, tol=0,
                              init_params="random_from_data", random_state=0, verbose=2, verbose_interval=1)
         return _timed_fit(gm, X)
     return fit
@@ -150,7 +153,7 @@ def _measure(benchmark, name, case, fit, repeats=1):
 def _report():
     yield
     for group, rows in RESULTS.items():
-        print(f"\n{group}: ms per EM iteration")
+        print(f"\n{group}: ms per EM (or variational EM) iteration")
         base = rows.get("sklearn-f64")
         for name, ms in rows.items():
             ratio = f"  ({base / ms:5.1f}x scikit-learn f64)" if base else ""
@@ -174,3 +177,13 @@ def test_em_diag(benchmark, name):
     fit = {"ours-f32": lambda: _ours(DIAG, np.float32), "ours-f64": lambda: _ours(DIAG, np.float64),
            "sklearn-f64": lambda: _sklearn(DIAG)}[name]()
     _measure(benchmark, name, DIAG, fit, repeats=1 if name.startswith("sklearn") else PEER_ROUNDS)
+
+
+@pytest.mark.benchmark(group="vbem-full-N200k-D16-K32")
+@pytest.mark.parametrize("name", ["ours-f32", "ours-f64", "sklearn-f64"])
+def test_bayesian_full(benchmark, name):
+    """BayesianGaussianMixture (Dirichlet process prior), the full case: one variational EM
+    iteration is the Gaussian E-step pass plus the variational M-step."""
+    fit = {"ours-f32": lambda: _ours(FULL, np.float32, True), "ours-f64": lambda: _ours(FULL, np.float64, True),
+           "sklearn-f64": lambda: _sklearn(FULL, True)}[name]()
+    _measure(benchmark, name, FULL, fit, repeats=ROUNDS if name.startswith("ours") else PEER_ROUNDS)

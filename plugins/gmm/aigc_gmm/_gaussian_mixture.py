@@ -109,7 +109,8 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
     ``10 eps / n_k |m_k - s|^2`` to the covariance, visible when s is far from m_k. The one
     departure from scikit-learn: for a nearly empty component (``n_k`` below ~1e-8) its
     origin-centred diag/spherical formula carries that ``10 eps |m_k|^2 / n_k`` term (and full
-    a smaller one); here the covariance stays the centred one. The statistics are of rows in
+    a smaller one); here the covariance stays the centred one, unless that is <= 0 (a component
+    on one point: :func:`origin_centred_if_collapsed`). The statistics are of rows in
     the frame of the source's ``origin``: the means come back in the data's frame."""
     table, shift = stats.table, stats.shift
     D = shift.shape[-1]
@@ -117,8 +118,8 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
     nk = n_raw + 10 * eps
     sx = table[:, 1:1 + D]                                     # sum r (x - shift)
     d = sx / torch.where(n_raw > 0, n_raw, 1)[:, None]         # weighted mean - shift
-    means = (sx + n_raw[:, None] * shift) / nk[:, None]        # sum r x / nk
-    means = means + origin if origin is not None else means
+    frame_means = (sx + n_raw[:, None] * shift) / nk[:, None]  # sum r x / nk
+    means = frame_means + origin if origin is not None else frame_means
     moments = table[:, 1 + D:]
     if covariance_type == "full":
         K = table.shape[0]
@@ -133,10 +134,23 @@ def parameters_from_stats(stats: Stats, covariance_type: str, reg_covar: float, 
         cov = (stats.scatter - (n_raw[:, None] * e).T @ e) / nk.sum()
         cov = cov + reg_covar * torch.eye(D, dtype=cov.dtype, device=cov.device)
     elif covariance_type == "diag":
-        cov = (moments - n_raw[:, None] * d * d) / nk[:, None] + reg_covar
+        cov = (moments - n_raw[:, None] * d * d) / nk[:, None]
+        cov = origin_centred_if_collapsed(cov, frame_means ** 2, n_raw[:, None], eps) + reg_covar
     else:
-        cov = (moments[:, 0] - n_raw * (d * d).sum(1)) / (D * nk) + reg_covar
+        cov = (moments[:, 0] - n_raw * (d * d).sum(1)) / (D * nk)
+        cov = origin_centred_if_collapsed(cov, (frame_means ** 2).mean(1), n_raw, eps) + reg_covar
     return nk, means, cov
+
+
+def origin_centred_if_collapsed(var: torch.Tensor, mean_square: torch.Tensor, n_raw: torch.Tensor,
+                                eps: float) -> torch.Tensor:
+    """Centred variances ``var``, except where a component collapsed onto single points (``var
+    <= 0``): there scikit-learn's origin-centred value ``var + 10 eps m^2 / n_k`` (its ``nk =
+    n_k + 10 eps`` leaves that residue), so that a fit scikit-learn carries on with
+    ``reg_covar=0`` (its issue #18216) carries on here too; on identical points away from a
+    lone one both stay 0, scikit-learn's 'ill-defined' error."""
+    residue = 10 * eps * mean_square / torch.where(n_raw > 0, n_raw, 1)
+    return torch.where((var <= 0) & (n_raw > 0), var + residue, var)
 
 
 def precision_cholesky(cov: torch.Tensor, covariance_type: str, float32_hint: bool = False) -> torch.Tensor:

@@ -33,7 +33,7 @@ log-densities), whose :class:`aigc_gmm._em.EMFit` runs the EM loop. ``fitted_sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
 
-from ._em import BaseMixture, Source, Stats, compute_dtype, empty_stats, statistics_pass
+from ._em import BaseMixture, Source, Stats, check_sample_weight, compute_dtype, empty_stats, statistics_pass
 from ._kmeans import hard_resp, kmeans, nearest
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -287,13 +287,15 @@ def exact_moments_pass(source: Source, compute: tuple, covariance_type: str, fir
 
 
 def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_type: str, double: bool,
-                all_reduce=None, weights: torch.Tensor | None = None) -> Stats:
+                all_reduce=None, weights: torch.Tensor | None = None, exact_fallback: bool = True) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows, around
     ``shift [D]``: ``compute = (means, precisions_cholesky, log_weights)`` in the rows' frame
     and dtype (the log weights may carry any per-component constant: the variational mixture's
     expected log weights and log-determinant terms). Unweighted rows go through the fused kernel
     ``ops.gaussian_em_stats``; weighted ones through ``ops.gaussian_estep`` and
-    ``ops.mixture_stats`` of the weighted responsibilities."""
+    ``ops.mixture_stats`` of the weighted responsibilities. ``exact_fallback=False`` keeps the
+    statistics around ``shift`` even where a component's moments cancelled (stepwise EM adds
+    up statistics of many batches around one shift)."""
     means, P, logw = compute
 
     def chunk_statistics(offset, x, w):
@@ -304,8 +306,8 @@ def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_
         return table, (log_prob_norm.double() * w).sum()
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, shift, shift)
     stats = statistics_pass(source, stats, chunk_statistics, covariance_type, double, all_reduce, weights)
-    if covariance_type != "tied" and moments_cancelled(stats, covariance_type,
-                                                       torch.float64 if double else source.dtype):
+    if exact_fallback and covariance_type != "tied" and moments_cancelled(
+            stats, covariance_type, torch.float64 if double else source.dtype):
         stats = exact_moments_pass(source, compute, covariance_type, stats, all_reduce, weights)
     return stats
 
@@ -319,6 +321,27 @@ def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Te
         source, stats,
         lambda offset, x, w: (ops.mixture_stats(x, weighted(resp_fn(offset, x), w), shift, covariance_type, True), None),
         covariance_type, True, all_reduce, weights)
+
+
+@dataclass
+class StepwiseState:
+    """Stepwise EM's running statistics: ``table [K, C]`` and ``scatter`` (tied) per unit weight
+    around the fixed ``shift [D]`` (the rows' frame and compute dtype, chosen by the first
+    batch), ``t`` the batches seen and ``rows`` their summed weight."""
+    shift: torch.Tensor
+    table: torch.Tensor
+    scatter: torch.Tensor
+    t: int
+    rows: float
+
+    def state(self) -> dict[str, Any]:
+        return {"shift": self.shift.double(), "table": self.table, "scatter": self.scatter, "t": self.t,
+                "rows": self.rows}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], dtype, device) -> "StepwiseState":
+        return cls(state["shift"].to(device, dtype), state["table"].to(device, torch.float64),
+                   state["scatter"].to(device, torch.float64), int(state["t"]), float(state["rows"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,12 +505,13 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         "device": "no_validation",
         "dtype": "no_validation",
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "step_exponent": [Interval(Real, 0.5, 1, closed="right")],
     }
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
                  precisions_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, device=None, dtype=None, chunk_size=None):
+                 verbose_interval=10, device=None, dtype=None, chunk_size=None, step_exponent=0.6):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -505,6 +529,7 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.step_exponent = step_exponent
 
     # ------------------------------------------------------------------------------------
     # parameter checks (scikit-learn's messages)
@@ -595,6 +620,66 @@ class GaussianMixture(GaussianComponents, BaseMixture):
 
     def _params_from_state(self, state: dict[str, Any], device) -> Params:
         return Params.from_state(state, device)
+
+    # ------------------------------------------------------------------------------------
+    # stepwise EM
+    def fit(self, X, y=None, sample_weight=None):
+        self._stepwise = None  # a batch fit ends a stream of partial_fit calls
+        return super().fit(X, y, sample_weight=sample_weight)
+
+    fit.__doc__ = BaseMixture.fit.__doc__
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the fit with one batch of rows: stepwise EM (Cappé & Moulines 2009). The
+        batch's sufficient statistics per unit weight, from one E-step under the current
+        parameters, are blended into the running ones with step size ``(t + 2) **
+        -step_exponent`` (``t`` the batches seen before, ``step_exponent`` in (0.5, 1]), then
+        the M-step sets the parameters; memory is bounded by the batch.
+
+        The first call (or the first after ``fit``) initialises from its batch as ``fit`` does
+        (``init_params``, ``random_state``, the init arrays) and takes the batch's statistics
+        whole: it equals ``fit`` of that batch with ``max_iter=1``. Later batches must have the
+        first's number of features. ``n_iter_`` counts the batches, ``lower_bound_`` is the last
+        batch's mean log-likelihood under the parameters before its update, ``converged_`` stays
+        False (a stream has no convergence test)."""
+        stepwise = getattr(self, "_stepwise", None)
+        if stepwise is None:
+            self._validate_params()
+            source, out, _ = self._prepare(X, reset=True)
+            weights = check_sample_weight(sample_weight, source.n_samples, source.device)
+            self._out = out
+            self._begin_fit(source, source, isinstance(source.data, torch.Tensor), None, weights)
+            self._inits = self._check_init_arrays(source.n_features)
+            params = self._initialize_parameters(source, source, check_random_state(self.random_state), None,
+                                                 weights)
+            shift = params.shift(source.dtype, source.origin)
+            C = ops.stats_columns(self.covariance_type, source.n_features)
+            stepwise = StepwiseState(shift, torch.zeros(self.n_components, C, dtype=torch.float64,
+                                                        device=source.device),
+                                     torch.zeros(0, dtype=torch.float64, device=source.device), 0, 0.0)
+            self.lower_bounds_ = []
+        else:
+            source, _, _ = self._prepare(X, reset=False)
+            weights = check_sample_weight(sample_weight, source.n_samples, source.device)
+            params = self._params
+        self._stepwise = self._stepwise_update(source, params, stepwise, weights)
+        return self
+
+    def _stepwise_update(self, source: Source, params: Params, stepwise: StepwiseState, weights) -> StepwiseState:
+        dtype, cov_type = source.dtype, self.covariance_type
+        stats = e_step_pass(source, params.compute(dtype, source.origin), stepwise.shift, cov_type,
+                            needs_double_moments(params, cov_type, dtype), None, weights, exact_fallback=False)
+        n = float(stats.n)
+        step = 1.0 if stepwise.t == 0 else (stepwise.t + 2.0) ** -self.step_exponent
+        table = (1 - step) * stepwise.table + step * stats.table / n
+        scatter = stats.scatter / n if stepwise.t == 0 else (1 - step) * stepwise.scatter + step * stats.scatter / n
+        running = Stats(table, scatter, stats.ll, torch.ones((), dtype=torch.float64, device=table.device),
+                        stats.shift, stats.tied_shift)
+        self._set_parameters(self._m_step(running, source.origin))
+        self.n_iter_, self.converged_ = stepwise.t + 1, False
+        self.lower_bound_ = float(stats.ll) / n
+        self.lower_bounds_.append(self.lower_bound_)
+        return StepwiseState(stepwise.shift, table, scatter, stepwise.t + 1, stepwise.rows + n)
 
     def _gaussian_params(self) -> Params:
         return self._params

@@ -756,3 +756,55 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         gm.lower_bound_ = float(state.get("lower_bound", float("nan")))
         gm.lower_bounds_ = list(state.get("lower_bounds", []))
         return gm
+
+
+class StepwiseFit:
+    """A stepwise EM fit of an engine Dataset (or any object with ``shape``, ``subset`` and
+    ``iter_chunks``) read in consecutive batches of ``batch_size`` rows, ``epochs`` times: each
+    ``step()`` is ``gm.partial_fit`` of the next batch (memory bounded by the batch) and returns
+    its mean log-likelihood; ``done`` after ``steps`` batches. ``state_dict()`` /
+    ``load_state_dict()`` hold the parameters and the running statistics, so that a resumed
+    fit goes on at the next batch and ends as the uninterrupted one."""
+
+    def __init__(self, gm: GaussianMixture, dataset, batch_size: int, epochs: int = 1):
+        if batch_size < 1 or epochs < 1:
+            raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
+        self.gm, self.dataset, self.batch_size = gm, dataset, int(batch_size)
+        self.n_rows = int(dataset.shape[0])
+        self.batches_per_epoch = -(-self.n_rows // self.batch_size)
+        self.steps = self.batches_per_epoch * int(epochs)
+        self.seen = 0  # batches fitted
+
+    @property
+    def done(self) -> bool:
+        return self.seen >= self.steps
+
+    def _batch(self, i: int):
+        lo = (i % self.batches_per_epoch) * self.batch_size
+        return self.dataset.subset(slice(lo, min(lo + self.batch_size, self.n_rows)))
+
+    def step(self) -> float:
+        self.gm.partial_fit(self._batch(self.seen))
+        self.seen += 1
+        return self.gm.lower_bound_
+
+    def state_dict(self) -> dict[str, Any]:
+        gm = self.gm
+        if self.seen == 0:
+            return {"seen": 0}
+        return {"seen": self.seen, "params": gm._params.state(), "stepwise": gm._stepwise.state(),
+                "lower_bounds": [float(v) for v in gm.lower_bounds_]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seen = int(state["seen"])
+        if self.seen == 0:
+            return
+        gm = self.gm
+        gm._validate_params()
+        source, gm._out, _ = gm._prepare(self._batch(0), reset=True)  # the first batch's dtype and origin
+        gm._begin_fit(source, source, False)
+        gm._stepwise = StepwiseState.from_state(state["stepwise"], source.dtype, source.device)
+        gm._set_parameters(Params.from_state(state["params"], source.device))
+        gm.n_iter_, gm.converged_ = self.seen, False
+        gm.lower_bounds_ = [float(v) for v in state["lower_bounds"]]
+        gm.lower_bound_ = gm.lower_bounds_[-1]

@@ -9,6 +9,7 @@ from typing import Literal
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
 InitParams = Literal["kmeans", "k-means++", "random", "random_from_data"]
 DType = Literal["float32", "float64"]
+FitMode = Literal["batch", "online"]
 
 COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
 DTYPES: tuple[str, ...] = typing.get_args(DType)
@@ -27,6 +28,10 @@ class GMMConfig:
     dtype: DType = "float32"
     chunk_size: int = 65536
     checkpoint_seconds: float = 1.0  # the EM state is checkpointed after the first iteration this long after the last
+    fit: FitMode = "batch"  # "online": stepwise EM over batches of batch_size rows (GaussianMixture.partial_fit)
+    batch_size: int = 4096
+    epochs: int = 1  # fit=online: passes over the data
+    step_exponent: float = 0.6  # fit=online: step size (t + 2)^-step_exponent, in (0.5, 1]
 
 
 WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]

@@ -30,10 +30,12 @@ def estimator_params(config: GMMConfig, seed: int = 0, device=None) -> dict[str,
         raise InputError(f"chunk_size must be >= 1, got {config.chunk_size}")
     if config.dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, got {config.dtype!r}")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise InputError(f"batch_size and epochs must be >= 1, got {config.batch_size} and {config.epochs}")
     return dict(n_components=config.n_components, covariance_type=config.covariance_type, tol=config.tol,
                 reg_covar=config.reg_covar, max_iter=config.max_iter, n_init=config.n_init,
                 init_params=config.init_params, random_state=seed, device=device, dtype=config.dtype,
-                chunk_size=config.chunk_size)
+                chunk_size=config.chunk_size, step_exponent=config.step_exponent)
 
 
 def build_estimator(config: GMMConfig, seed: int = 0, device=None) -> GaussianMixture:
@@ -75,6 +77,9 @@ class GMMModel(Model):
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
+        if self.config.fit == "online" and min(self.config.batch_size, len(dataset)) < gm.n_components:
+            raise InputError(f"batch_size={self.config.batch_size} is less than n_components={gm.n_components}: "
+                             "the first batch initialises the components")
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
@@ -89,6 +94,10 @@ class GMMModel(Model):
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
         try:
+            if self.config.fit == "online":
+                self._fit_online(gm, dataset, run)
+                self.gm, self.sample_shape = gm, tuple(dataset.shape[1:])
+                return
             em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce)
             bound = gm.n_init * gm.max_iter  # restarts may converge early: ``until`` ends the loop
             loop = run.loop(bound, {"em": em}, log_every=1, checkpoint_every=bound + 1,  # by time only
@@ -104,6 +113,20 @@ class GMMModel(Model):
             raise InputError(str(err)) from None
         self.gm = gm
         self.sample_shape = tuple(dataset.shape[1:])
+
+    def _fit_online(self, gm: GaussianMixture, dataset, run: Run) -> None:
+        """``fit=online``: stepwise EM over the data in batches of ``batch_size`` rows, ``epochs``
+        times, one batch per step of the run's loop (logged, checkpointed, resumable)."""
+        from ._gaussian_mixture import StepwiseFit
+
+        if run.world_size > 1:
+            raise InputError("fit=online runs in one process (stepwise EM is sequential): run it without torchrun")
+        online = StepwiseFit(gm, dataset, self.config.batch_size, self.config.epochs)
+        loop = run.loop(online.steps, {"stepwise": online}, log_every=max(1, online.batches_per_epoch // 20),
+                        checkpoint_every=online.steps + 1, checkpoint_seconds=self.config.checkpoint_seconds,
+                        desc="stepwise EM", until=lambda: online.done)
+        for _ in loop:
+            loop.log(batch_log_likelihood=online.step())
 
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:
@@ -174,6 +197,9 @@ def bayesian_params(config: BGMMConfig, seed: int = 0, device=None) -> dict[str,
     """The ``BayesianGaussianMixture`` constructor parameters of a ``bgmm`` config (a prior of 0
     is scikit-learn's default)."""
     params = estimator_params(config, seed, device)
+    del params["step_exponent"]
+    if config.fit != "batch":
+        raise InputError("bgmm fits in batch only (fit=online is stepwise EM of gmm)")
     if config.weight_concentration_prior_type not in WEIGHT_PRIORS:
         raise InputError(f"weight_concentration_prior_type must be one of {WEIGHT_PRIORS}, got "
                          f"{config.weight_concentration_prior_type!r}")

@@ -8,8 +8,7 @@ from click.testing import CliRunner
 
 from aigc_engine import data
 from aigc_engine.cli import cli
-from aigc_gmm import GaussianMixture
-from aigc_gmm._gaussian_mixture import StepwiseFit
+from aigc_gmm import GaussianMixture, StepwiseFit
 
 
 def _run(args):

@@ -4,7 +4,8 @@
 ``dtype`` and ``chunk_size``; ``em_fit`` for an EM fit driven step by step and resumable:
 :class:`EMFit`; ``fitted_state`` / ``from_state`` and ``criteria``); the engine model ``gmm`` is
 ``aigc_gmm.model``, the ``gmm-select`` command ``aigc_gmm.select`` and their hooks
-``aigc_gmm.plugin``. ``BayesianGaussianMixture`` is a drop-in for scikit-learn's variational
+``aigc_gmm.plugin``. ``StepwiseFit`` streams a Dataset through ``partial_fit`` in
+checkpointable batches (the engine's ``fit=online``). ``BayesianGaussianMixture`` is a drop-in for scikit-learn's variational
 mixture on the same E-step kernel and driver (engine model ``bgmm``). The estimator classes are imported on first use (they need scikit-learn and
 torch), so that loading the plugin to list commands stays light.
 
@@ -16,15 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration"]
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit"]
 
 _HOME = {"GaussianMixture": "_gaussian_mixture", "BayesianGaussianMixture": "_bayesian_mixture",
-         "EMFit": "_em", "EMIteration": "_em"}
+         "EMFit": "_em", "EMIteration": "_em", "StepwiseFit": "_gaussian_mixture"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._bayesian_mixture import BayesianGaussianMixture
     from ._em import EMFit, EMIteration
-    from ._gaussian_mixture import GaussianMixture
+    from ._gaussian_mixture import GaussianMixture, StepwiseFit
 
 
 def __getattr__(name: str):

@@ -295,11 +295,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Validate X; returns ``(source, out, kind)`` where ``out`` describes the output format."""
         kind = self._kind(X)
         name = type(self).__name__
+        allow_nan = self._allows_missing()
         forced = compute_dtype(self.dtype) if reset else self._dtype
         chunk = self.chunk_size or (IN_MEMORY_CHUNK if kind in ("torch", "numpy") else STREAM_CHUNK)
         if kind == "numpy":
             X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
-                            estimator=self, input_name="X")
+                            estimator=self, input_name="X", ensure_all_finite="allow-nan" if allow_nan else True)
             dtype = forced or (torch.float32 if X.dtype == np.float32 else torch.float64)
             device = torch.device(self.device) if self.device is not None else torch.device("cpu")
             data, out = torch.from_numpy(X), ("numpy", None)
@@ -311,15 +312,18 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                  f"minimum of 2 is required by {name}.")
             if not X.is_floating_point():
                 X = X.to(torch.float64)
-            if torch.isnan(X).any():
+            if not allow_nan and torch.isnan(X).any():
                 raise ValueError(_nan_message(name))
-            if not torch.isfinite(X).all():
+            if torch.isinf(X).any():
                 raise ValueError("Input X contains infinity or a value too large for "
                                  f"dtype('{str(X.dtype).removeprefix('torch.')}').")
             dtype = forced or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float64)
             device = torch.device(self.device) if self.device is not None else X.device
             data, out = X.detach(), ("torch", X.device)
         else:  # memmap or engine Dataset: streamed, validated chunk by chunk during the first pass
+            if allow_nan:
+                raise ValueError("missing='marginalize' needs in-memory data (a NumPy array or a tensor), "
+                                 f"got a {type(X).__name__}")
             shape = tuple(X.shape)
             # a Dataset's rows may be images (N x C x H x W), read flattened
             if len(shape) != 2 and not (kind == "dataset" and len(shape) > 2):
@@ -346,6 +350,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         else:
             dtype, device = self._dtype, self._device
         return Source(data, dtype, device, chunk, self._origin_), out, kind
+
+    def _allows_missing(self) -> bool:
+        """Whether NaN entries are missing values to marginalise (else an input error)."""
+        return False
 
     def _check_finite_stream(self, source: Source) -> None:
         for offset, x in source.chunks():

@@ -1,7 +1,9 @@
 """``GaussianMixture``: a drop-in for ``sklearn.mixture.GaussianMixture`` on PyTorch.
 
 Same constructor parameters and defaults, methods, fitted attributes, warnings and errors as
-scikit-learn, plus ``device``, ``dtype`` and ``chunk_size``:
+scikit-learn, plus ``device``, ``dtype`` and ``chunk_size`` (below), ``sample_weight`` in
+``fit`` / ``fit_predict`` / ``score`` / ``bic`` / ``aic`` / ``criteria``, ``partial_fit`` (stepwise
+EM, ``step_exponent``) and ``missing="marginalize"`` with ``impute`` (see docs/gmm-advanced.md):
 
 * ``dtype=None`` keeps the input's float dtype (float32 stays float32, float64 stays float64,
   anything else becomes float64), as scikit-learn does; ``dtype="float32"`` or ``"float64"``
@@ -45,7 +47,11 @@ from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
 
-from ._em import BaseMixture, Source, Stats, check_sample_weight, compute_dtype, empty_stats, statistics_pass
+from sklearn.utils._param_validation import StrOptions
+
+from . import _missing
+from ._em import (BaseMixture, Source, Stats, add_chunk, check_sample_weight, compute_dtype, empty_stats,
+                  statistics_pass)
 from ._kmeans import hard_resp, kmeans, nearest
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -312,6 +318,38 @@ def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_
     return stats
 
 
+def missing_e_step_pass(source: Source, params: Params, covariance_type: str, all_reduce=None,
+                        weights: torch.Tensor | None = None) -> Stats:
+    """The E-step of rows with missing (NaN) entries, in float64: each chunk's complete rows
+    through the fused kernel, the others by missingness pattern (:mod:`aigc_gmm._missing`: the
+    observed marginal's log-density and the expected statistics)."""
+    means, P, logw = params.compute(torch.float64, source.origin)
+    cov = covariances_of(params, covariance_type)
+    s = params.shift(torch.float64, source.origin)
+    stats = empty_stats(means.shape[0], means.shape[1], covariance_type, s, s)
+    for offset, x in source.chunks():
+        x = x.double()
+        w = None if weights is None else weights[offset:offset + len(x)]
+        incomplete = torch.isnan(x).any(1)
+        xc, wc = x[~incomplete], None if w is None else w[~incomplete]
+        if len(xc):
+            if wc is None:
+                table, ll = ops.gaussian_em_stats(xc, means, P, covariance_type, logw, s, False)
+            else:
+                log_prob_norm, log_resp = ops.gaussian_estep(xc, means, P, covariance_type, logw)
+                table = ops.mixture_stats(xc, weighted(log_resp.exp_(), wc), s, covariance_type, False)
+                ll = (log_prob_norm * wc).sum()
+            add_chunk(stats, xc, table, covariance_type, True, wc)
+            stats.ll += ll
+        xm, wm = x[incomplete], None if w is None else w[incomplete]
+        for observed, rows in _missing.patterns(xm):
+            for lo in range(0, len(rows), _missing.BLOCK):
+                idx = rows[lo:lo + _missing.BLOCK]
+                _missing.add_missing_rows(stats, xm[idx], None if wm is None else wm[idx], observed, means, cov,
+                                          covariance_type, logw)
+    return stats.all_reduce(all_reduce)
+
+
 def resp_pass(source: Source, resp_fn, shift: torch.Tensor, tied_shift: torch.Tensor, K: int,
               covariance_type: str, all_reduce=None, weights: torch.Tensor | None = None) -> Stats:
     """Statistics under responsibilities ``resp_fn(offset, x) -> [n, K]`` times the sample
@@ -506,12 +544,14 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         "dtype": "no_validation",
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "step_exponent": [Interval(Real, 0.5, 1, closed="right")],
+        "missing": [StrOptions({"error", "marginalize"})],
     }
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
                  precisions_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, device=None, dtype=None, chunk_size=None, step_exponent=0.6):
+                 verbose_interval=10, device=None, dtype=None, chunk_size=None, step_exponent=0.6,
+                 missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -530,6 +570,7 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         self.dtype = dtype
         self.chunk_size = chunk_size
         self.step_exponent = step_exponent
+        self.missing = missing
 
     # ------------------------------------------------------------------------------------
     # parameter checks (scikit-learn's messages)
@@ -579,6 +620,19 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         if self.covariance_type not in COVARIANCE_TYPES:  # only reachable without validation
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
         self._inits = self._check_init_arrays(source.n_features)
+        if self._allows_missing() and not isinstance(source.data, torch.Tensor):
+            raise ValueError("missing='marginalize' needs in-memory data (a NumPy array or a tensor)")
+        self._missing_fit = self._allows_missing() and bool(torch.isnan(source.data).any())
+
+    def _allows_missing(self) -> bool:
+        return self.missing == "marginalize"
+
+    def _mean_filled(self, source: Source) -> Source:
+        """``source`` with each missing entry replaced by its column's mean (the initialisation
+        of a fit with missing values: k-means and the first responsibilities need every entry)."""
+        data = source.data.double()
+        filled = torch.where(torch.isnan(data), torch.nanmean(data, 0), data)
+        return Source(filled.to(source.data.dtype), source.dtype, source.device, source.chunk_size, source.origin)
 
     # ------------------------------------------------------------------------------------
     # the hooks of BaseMixture: initialisation, E-step, M-step
@@ -587,6 +641,8 @@ class GaussianMixture(GaussianComponents, BaseMixture):
         cov_type = self.covariance_type
         w_init, m_init, p_init = self._inits
         dev, f64 = source.device, torch.float64
+        if self._missing_fit:
+            source = full = self._mean_filled(source)
         weights = means = covariances = None
         if w_init is None or m_init is None or p_init is None:
             nk, means, covariances, n = self._initial_from_data(source, full, random_state, all_reduce,
@@ -606,6 +662,8 @@ class GaussianMixture(GaussianComponents, BaseMixture):
     def _e_step(self, source: Source, params: Params, all_reduce=None, weights=None) -> Stats:
         """One E-step over all chunks (:func:`e_step_pass`) with the statistics of the M-step
         that follows, around the mixture mean."""
+        if self._missing_fit:
+            return missing_e_step_pass(source, params, self.covariance_type, all_reduce, weights)
         dtype = source.dtype
         return e_step_pass(source, params.compute(dtype, source.origin), params.shift(dtype, source.origin),
                            self.covariance_type, needs_double_moments(params, self.covariance_type, dtype),
@@ -649,6 +707,8 @@ class GaussianMixture(GaussianComponents, BaseMixture):
             weights = check_sample_weight(sample_weight, source.n_samples, source.device)
             self._out = out
             self._begin_fit(source, source, isinstance(source.data, torch.Tensor), None, weights)
+            if self._missing_fit:
+                raise ValueError("partial_fit does not take missing values: use fit with missing='marginalize'")
             self._inits = self._check_init_arrays(source.n_features)
             params = self._initialize_parameters(source, source, check_random_state(self.random_state), None,
                                                  weights)
@@ -660,6 +720,8 @@ class GaussianMixture(GaussianComponents, BaseMixture):
             self.lower_bounds_ = []
         else:
             source, _, _ = self._prepare(X, reset=False)
+            if self._allows_missing() and bool(torch.isnan(source.data).any()):
+                raise ValueError("partial_fit does not take missing values: use fit with missing='marginalize'")
             weights = check_sample_weight(sample_weight, source.n_samples, source.device)
             params = self._params
         self._stepwise = self._stepwise_update(source, params, stepwise, weights)
@@ -699,13 +761,36 @@ class GaussianMixture(GaussianComponents, BaseMixture):
     def _estimate_weighted_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``log w_k + log N(x_n | m_k, S_k)`` ``[n, K]`` of rows ``x [n, D]`` given less the
         origin (as ``Source`` yields them)."""
+        if self.missing == "marginalize" and bool(torch.isnan(x).any()):
+            means, _, logw = self._params.compute(torch.float64, self._origin_)
+            cov = covariances_of(self._params, self.covariance_type)
+            return _missing.observed_log_prob(x, means, cov, self.covariance_type, logw).to(x.dtype)
         means, P, logw = self._params.compute(x.dtype, self._origin_)
         return ops.gaussian_log_prob(x, means, P, self.covariance_type, logw)
 
     def _estimate_log_resp(self, x: torch.Tensor) -> torch.Tensor:
         """Log responsibilities ``[n, K]`` of rows ``x [n, D]`` (as ``Source`` yields them)."""
+        if self.missing == "marginalize" and bool(torch.isnan(x).any()):
+            weighted_log_prob = self._estimate_weighted_log_prob(x)
+            return weighted_log_prob - torch.logsumexp(weighted_log_prob, 1, keepdim=True)
         means, P, logw = self._params.compute(x.dtype, self._origin_)
         return ops.gaussian_estep(x, means, P, self.covariance_type, logw)[1]
+
+    def impute(self, X):
+        """X with each missing (NaN) entry replaced by its conditional mean given the row's
+        observed entries under the fitted mixture (``missing="marginalize"``); complete rows
+        are returned unchanged. NumPy in, NumPy out; torch in, torch out."""
+        self._check_is_fitted()
+        if self.missing != "marginalize":
+            raise ValueError("impute needs missing='marginalize' (NaN entries are an error otherwise)")
+        means, _, logw = self._params.compute(torch.float64, self._origin_)
+        cov = covariances_of(self._params, self.covariance_type)
+        origin = self._origin_
+
+        def fill(x):
+            out = _missing.conditional_means(x, means, cov, self.covariance_type, logw)
+            return (out + origin if origin is not None else out).to(self._dtype)
+        return self._inference(X, fill)
 
     def _n_parameters(self) -> int:
         return n_parameters(self.n_components, self._params.means.shape[1], self.covariance_type)

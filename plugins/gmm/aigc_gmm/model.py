@@ -117,7 +117,7 @@ class GMMModel(Model):
     def _fit_online(self, gm: GaussianMixture, dataset, run: Run) -> None:
         """``fit=online``: stepwise EM over the data in batches of ``batch_size`` rows, ``epochs``
         times, one batch per step of the run's loop (logged, checkpointed, resumable)."""
-        from ._gaussian_mixture import StepwiseFit
+        from . import StepwiseFit
 
         if run.world_size > 1:
             raise InputError("fit=online runs in one process (stepwise EM is sequential): run it without torchrun")

@@ -170,28 +170,54 @@ def empty_stats(K: int, D: int, covariance_type: str, shift: torch.Tensor, tied_
                  tied_shift.to(torch.float64))
 
 
-def add_chunk(stats: Stats, x: torch.Tensor, table: torch.Tensor, covariance_type: str, double: bool) -> None:
-    """Add one chunk: its statistics table, its row count and (tied) its scatter around
-    ``stats.tied_shift`` (float64 products with ``double``)."""
-    stats.n += x.shape[0]
+def add_chunk(stats: Stats, x: torch.Tensor, table: torch.Tensor, covariance_type: str, double: bool,
+              w: torch.Tensor | None = None) -> None:
+    """Add one chunk: its statistics table, its row count (the sum of its sample weights ``w``
+    ``[n]`` when given) and (tied) its scatter around ``stats.tied_shift`` (weighted by ``w``;
+    float64 products with ``double``)."""
+    stats.n += x.shape[0] if w is None else w.sum()
     stats.table += table
     if covariance_type == "tied":
         z = x.double() - stats.tied_shift if double else x - stats.tied_shift.to(x.dtype)
-        stats.scatter += (z.T @ z).to(torch.float64)
+        zw = z if w is None else z * w.to(z.dtype)[:, None]
+        stats.scatter += (zw.T @ z).to(torch.float64)
 
 
 def statistics_pass(source: Source, stats: Stats, chunk_statistics: Callable, covariance_type: str,
-                    double: bool, all_reduce: Callable[[torch.Tensor], Any] | None = None) -> Stats:
+                    double: bool, all_reduce: Callable[[torch.Tensor], Any] | None = None,
+                    weights: torch.Tensor | None = None) -> Stats:
     """One pass over ``source``: for each chunk ``x [n, D]`` (``offset`` its first row among
-    this process's rows), ``chunk_statistics(offset, x) -> (table [K, C], ll [] or None)`` is
-    added to ``stats`` with the chunk's row count and (tied) its scatter (float64 products with
-    ``double``); then the sums of all processes are combined with one all-reduce."""
+    this process's rows) and its sample weights ``w`` (``weights[offset:offset + n]``, float64,
+    or None for unit weights), ``chunk_statistics(offset, x, w) -> (table [K, C], ll [] or
+    None)`` is added to ``stats`` with the chunk's (weighted) row count and (tied) its scatter
+    (float64 products with ``double``); then the sums of all processes are combined with one
+    all-reduce."""
     for offset, x in source.chunks():
-        table, ll = chunk_statistics(offset, x)
-        add_chunk(stats, x, table, covariance_type, double)
+        w = None if weights is None else weights[offset:offset + len(x)]
+        table, ll = chunk_statistics(offset, x, w)
+        add_chunk(stats, x, table, covariance_type, double, w)
         if ll is not None:
             stats.ll += ll
     return stats.all_reduce(all_reduce)
+
+
+def check_sample_weight(sample_weight, n_samples: int, device) -> torch.Tensor | None:
+    """``sample_weight`` (array-like or tensor ``[n_samples]``, or None) as float64 on ``device``;
+    negative, non-finite or misshapen weights, or weights summing to zero, are a ``ValueError``.
+    None stays None: unit weights, on the unweighted fast path."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, torch.Tensor):
+        sample_weight = sample_weight.detach().cpu().numpy()
+    w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight",
+                    ensure_min_samples=0)
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_samples},)!")
+    if (w < 0).any():
+        raise ValueError("Negative values in data passed to `sample_weight`")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    return torch.as_tensor(w, dtype=torch.float64, device=device)
 
 
 def information_criteria(total_log_likelihood: float, n_samples: float, n_params: int) -> tuple[float, float]:
@@ -237,15 +263,17 @@ class BaseMixture(DensityMixin, BaseEstimator):
     and fill in these hooks (``params`` is the subclass's parameter record, with a
     ``state()`` of tensors and numbers):
 
-    - ``_initialize_parameters(source, full, random_state, all_reduce) -> params``
-    - ``_e_step(source, params, all_reduce) -> Stats``: one :func:`statistics_pass`
-    - ``_m_step(stats, origin) -> params`` and ``_lower_bound(stats) -> float``
+    - ``_initialize_parameters(source, full, random_state, all_reduce, weights) -> params``
+    - ``_e_step(source, params, all_reduce, weights) -> Stats``: one :func:`statistics_pass`
+      (``weights``: the rows' float64 sample weights, or None)
+    - ``_m_step(stats, origin) -> params`` and ``_lower_bound(stats, params) -> float`` (the
+      bound of the iteration whose E-step gave ``stats`` and whose M-step gave ``params``)
     - ``_estimate_weighted_log_prob(x) -> [n, K]`` and ``_estimate_log_resp(x) -> [n, K]`` of
       the fitted parameters, for rows ``x`` as :class:`Source` yields them
     - ``_set_parameters(params)`` (the fitted attributes), ``_n_parameters() -> int``,
       ``_params_from_state(state, device) -> params``
-    - optionally ``_begin_fit(source, full, in_memory_init)`` (checks before the first restart;
-      call ``super()``).
+    - optionally ``_begin_fit(source, full, in_memory_init, all_reduce, weights)`` (checks before
+      the first restart; call ``super()``).
     """
 
     # -- input -------------------------------------------------------------------------------
@@ -269,11 +297,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Validate X; returns ``(source, out, kind)`` where ``out`` describes the output format."""
         kind = self._kind(X)
         name = type(self).__name__
+        allow_nan = self._allows_missing()
         forced = compute_dtype(self.dtype) if reset else self._dtype
         chunk = self.chunk_size or (IN_MEMORY_CHUNK if kind in ("torch", "numpy") else STREAM_CHUNK)
         if kind == "numpy":
             X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=1 if not reset else 2,
-                            estimator=self, input_name="X")
+                            estimator=self, input_name="X", ensure_all_finite="allow-nan" if allow_nan else True)
             dtype = forced or (torch.float32 if X.dtype == np.float32 else torch.float64)
             device = torch.device(self.device) if self.device is not None else torch.device("cpu")
             data, out = torch.from_numpy(X), ("numpy", None)
@@ -285,15 +314,18 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                  f"minimum of 2 is required by {name}.")
             if not X.is_floating_point():
                 X = X.to(torch.float64)
-            if torch.isnan(X).any():
+            if not allow_nan and torch.isnan(X).any():
                 raise ValueError(_nan_message(name))
-            if not torch.isfinite(X).all():
+            if torch.isinf(X).any():
                 raise ValueError("Input X contains infinity or a value too large for "
                                  f"dtype('{str(X.dtype).removeprefix('torch.')}').")
             dtype = forced or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float64)
             device = torch.device(self.device) if self.device is not None else X.device
             data, out = X.detach(), ("torch", X.device)
         else:  # memmap or engine Dataset: streamed, validated chunk by chunk during the first pass
+            if allow_nan:
+                raise ValueError("missing='marginalize' needs in-memory data (a NumPy array or a tensor), "
+                                 f"got a {type(X).__name__}")
             shape = tuple(X.shape)
             # a Dataset's rows may be images (N x C x H x W), read flattened
             if len(shape) != 2 and not (kind == "dataset" and len(shape) > 2):
@@ -321,6 +353,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
             dtype, device = self._dtype, self._device
         return Source(data, dtype, device, chunk, self._origin_), out, kind
 
+    def _allows_missing(self) -> bool:
+        """Whether NaN entries are missing values to marginalise (else an input error)."""
+        return False
+
     def _check_finite_stream(self, source: Source) -> None:
         for offset, x in source.chunks():
             if torch.isnan(x).any():
@@ -345,21 +381,26 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return getattr(self, "_origin", None)
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Estimate model parameters with the EM algorithm (see scikit-learn)."""
-        self.fit_predict(X, y)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm (see scikit-learn). ``sample_weight``
+        ``[n_samples]`` (non-negative) weighs every row in every expectation: integer weights
+        fit as the rows repeated that many times, zero weights as the rows left out."""
+        self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X, y=None):
-        """Estimate model parameters using X and predict the labels for X."""
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X (weighted by ``sample_weight``, see :meth:`fit`)
+        and predict the labels for X."""
         self._validate_params()
         source, out, kind = self._prepare(X, reset=True)
+        weights = check_sample_weight(sample_weight, source.n_samples, source.device)
         self._out = out
-        EMFit(self, source).finish()
+        EMFit(self, source, weights=weights).finish()
         # a final E-step so that fit_predict(X) equals fit(X).predict(X)
         return self._to_out(self._predict_source(source), out)
 
-    def em_fit(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None) -> "EMFit":
+    def em_fit(self, dataset, *, rank: int = 0, world_size: int = 1, all_reduce=None,
+               sample_weight=None) -> "EMFit":
         """Begin an EM fit of an engine Dataset (streamed in chunks) that the caller drives one
         iteration at a time and can checkpoint and resume: see :class:`EMFit`.
         ``gm.em_fit(dataset).finish()`` is a whole fit; fitted attributes are torch tensors.
@@ -367,7 +408,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         As process ``rank`` of ``world_size`` (torchrun), this process reads its shard
         (``dataset.shard(rank, world_size)``), the statistics are summed with ``all_reduce``,
         and the initialisation (torch k-means on a sample every process draws alike) is the
-        same on every process, so the result equals a one-process fit."""
+        same on every process, so the result equals a one-process fit. ``sample_weight`` holds
+        the weights of all ``len(dataset)`` rows (each process uses its shard's); the k-means
+        sample of the initialisation is unweighted, every pass after it weighted."""
         self._validate_params()
         dtype = compute_dtype(self.dtype) or torch.float32
         device = torch.device(self.device) if self.device is not None else torch.device("cpu")
@@ -377,16 +420,21 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if full.n_samples < 2:
             raise ValueError(f"Found array with {full.n_samples} sample(s) (shape={tuple(dataset.shape)}) "
                              f"while a minimum of 2 is required by {type(self).__name__}.")
+        weights = check_sample_weight(sample_weight, full.n_samples, device)
         local = full
         if world_size > 1:
             local = Source(dataset.shard(rank, world_size), dtype, device, chunk, self._origin)
             local.global_offset = rank * full.n_samples // world_size
+            if weights is not None:
+                weights = weights[local.global_offset:local.global_offset + local.n_samples]
         self.n_features_in_ = full.n_features
         self._dtype, self._device, self._out = dtype, device, ("torch", device)
-        return EMFit(self, local, full, all_reduce, in_memory_init=False)
+        return EMFit(self, local, full, all_reduce, in_memory_init=False, weights=weights)
 
-    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool) -> None:
-        """Checks and settings of a fit, before its first restart."""
+    def _begin_fit(self, source: Source, full: Source, in_memory_init: bool, all_reduce=None,
+                   weights: torch.Tensor | None = None) -> None:
+        """Checks and settings of a fit, before its first restart (a subclass may pass over the
+        data here, e.g. for the priors of a variational mixture)."""
         if full.n_samples < self.n_components:
             raise ValueError("Expected n_samples >= n_components "
                              f"but got n_components = {self.n_components}, n_samples = {full.n_samples}")
@@ -394,8 +442,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self._float32 = source.dtype == torch.float32
         self._eps = float(torch.finfo(source.dtype).eps)
 
-    def _lower_bound(self, stats: Stats) -> float:
-        """The mean log-likelihood per row of the pass that gave ``stats``."""
+    def _lower_bound(self, stats: Stats, params) -> float:
+        """The mean log-likelihood per (weighted) row of the pass that gave ``stats`` (``params``:
+        the M-step's parameters from those statistics, unused here)."""
         return float(stats.ll / stats.n)
 
     # -- using the fit -----------------------------------------------------------------------
@@ -415,13 +464,21 @@ class BaseMixture(DensityMixin, BaseEstimator):
         source, out, kind = self._prepare(X, reset=False)
         return self._to_out(self._map(source, fn), out)
 
-    def _total_log_likelihood(self, source: Source, all_reduce=None) -> tuple[float, float]:
-        """``(sum of log p(x), number of rows)`` over ``source``, summed over processes with
-        ``all_reduce`` (one float64 tensor on the fit's device: NCCL reduces on the GPU)."""
+    def _total_log_likelihood(self, source: Source, all_reduce=None,
+                              weights: torch.Tensor | None = None) -> tuple[float, float]:
+        """``(sum of log p(x), number of rows)`` over ``source`` (each row counted with its
+        weight when ``weights`` is given), summed over processes with ``all_reduce`` (one float64
+        tensor on the fit's device: NCCL reduces on the GPU)."""
         total = torch.zeros(2, dtype=torch.float64, device=source.device)
-        for _, x in source.chunks():
-            total[0] += torch.logsumexp(self._estimate_weighted_log_prob(x), 1).sum(dtype=torch.float64)
-            total[1] += len(x)
+        for offset, x in source.chunks():
+            lp = torch.logsumexp(self._estimate_weighted_log_prob(x), 1).double()
+            if weights is None:
+                total[0] += lp.sum()
+                total[1] += len(x)
+            else:
+                w = weights[offset:offset + len(x)]
+                total[0] += (lp * w).sum()
+                total[1] += w.sum()
         if all_reduce is not None:
             all_reduce(total)
         total = total.cpu()
@@ -431,11 +488,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Log-likelihood of each sample."""
         return self._inference(X, lambda x: torch.logsumexp(self._estimate_weighted_log_prob(x), 1))
 
-    def score(self, X, y=None):
-        """Per-sample average log-likelihood of X."""
+    def score(self, X, y=None, sample_weight=None):
+        """Per-sample average log-likelihood of X (weighted by ``sample_weight`` when given)."""
         self._check_is_fitted()
         source, _, _ = self._prepare(X, reset=False)
-        total, n = self._total_log_likelihood(source)
+        weights = check_sample_weight(sample_weight, source.n_samples, source.device)
+        total, n = self._total_log_likelihood(source, weights=weights)
         return total / n
 
     def predict(self, X):
@@ -446,27 +504,31 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Posterior probability of each component for each sample."""
         return self._inference(X, lambda x: torch.exp(self._estimate_log_resp(x)))
 
-    def criteria(self, X, *, all_reduce=None) -> dict[str, float]:
+    def criteria(self, X, *, sample_weight=None, all_reduce=None) -> dict[str, float]:
         """The fit's figures on ``X`` from one pass: ``mean_log_likelihood``, ``bic``, ``aic``
-        (scikit-learn's definitions, lower is better), ``n_parameters`` and ``n_samples``.
+        (scikit-learn's definitions, lower is better), ``n_parameters`` and ``n_samples``. With
+        ``sample_weight`` the log-likelihood and the count ``n_samples`` (a float then) are
+        weighted: BIC's ``log n`` is that of the weighted count, as for the rows repeated.
 
-        Under torchrun each process passes its shard and ``all_reduce`` (summing a float64
-        tensor in place across processes): the figures are those of the whole data."""
+        Under torchrun each process passes its shard (and its shard's weights) and
+        ``all_reduce`` (summing a float64 tensor in place across processes): the figures are
+        those of the whole data."""
         self._check_is_fitted()
         source, _, _ = self._prepare(X, reset=False)
-        total, n = self._total_log_likelihood(source, all_reduce)
+        weights = check_sample_weight(sample_weight, source.n_samples, source.device)
+        total, n = self._total_log_likelihood(source, all_reduce, weights)
         k = self._n_parameters()
         bic, aic = information_criteria(total, n, k)
         return {"mean_log_likelihood": total / n, "bic": bic, "aic": aic, "n_parameters": int(k),
-                "n_samples": int(n)}
+                "n_samples": int(n) if weights is None else n}
 
-    def bic(self, X):
-        """Bayesian information criterion (lower is better)."""
-        return self.criteria(X)["bic"]
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion (lower is better; weighted by ``sample_weight``)."""
+        return self.criteria(X, sample_weight=sample_weight)["bic"]
 
-    def aic(self, X):
-        """Akaike information criterion (lower is better)."""
-        return self.criteria(X)["aic"]
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion (lower is better; weighted by ``sample_weight``)."""
+        return self.criteria(X, sample_weight=sample_weight)["aic"]
 
     # -- verbose messages (scikit-learn's) ---------------------------------------------------
     def _print_verbose_msg_init_beg(self, n_init):
@@ -525,16 +587,18 @@ class EMFit:
       loaded fit to the end gives bit for bit the result of the uninterrupted fit.
 
     ``source`` holds this process's rows, ``full_source`` all rows (the same source on one
-    process); ``all_reduce`` sums the statistics of all processes.
+    process); ``all_reduce`` sums the statistics of all processes; ``weights`` (float64
+    ``[source.n_samples]``, or None) are the sample weights of this process's rows.
     """
 
     def __init__(self, gm: BaseMixture, source: Source, full_source: Source | None = None,
-                 all_reduce=None, in_memory_init: bool | None = None):
+                 all_reduce=None, in_memory_init: bool | None = None, weights: torch.Tensor | None = None):
         full_source = full_source or source
         if in_memory_init is None:
             in_memory_init = isinstance(full_source.data, torch.Tensor)
-        gm._begin_fit(source, full_source, in_memory_init)
+        gm._begin_fit(source, full_source, in_memory_init, all_reduce, weights)
         self.gm, self.source, self.full_source, self.all_reduce = gm, source, full_source, all_reduce
+        self.weights = weights
         self.warm = gm.warm_start and hasattr(gm, "converged_")  # scikit-learn: one restart, from the fit
         gm.converged_ = False
         self.random_state = check_random_state(gm.random_state)
@@ -566,9 +630,9 @@ class EMFit:
         if self.params is None:
             self._begin_restart()
         restart, previous = self.restart, self.lower_bound
-        stats = gm._e_step(self.source, self.params, self.all_reduce)
+        stats = gm._e_step(self.source, self.params, self.all_reduce, self.weights)
         self.params = gm._m_step(stats, self.source.origin)
-        self.lower_bound = gm._lower_bound(stats)
+        self.lower_bound = gm._lower_bound(stats, self.params)
         self.n_iter += 1
         self.lower_bounds.append(self.lower_bound)
         self.change = self.lower_bound - previous
@@ -606,7 +670,7 @@ class EMFit:
             self.params, self.lower_bound = gm._params, gm.lower_bound_
         else:
             self.params = gm._initialize_parameters(self.source, self.full_source, self.random_state,
-                                                    self.all_reduce)
+                                                    self.all_reduce, self.weights)
             self.lower_bound = -np.inf
         self.n_iter, self.lower_bounds, self.change = 0, [], np.inf
 

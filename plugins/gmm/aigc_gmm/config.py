@@ -9,6 +9,7 @@ from typing import Literal
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
 InitParams = Literal["kmeans", "k-means++", "random", "random_from_data"]
 DType = Literal["float32", "float64"]
+FitMode = Literal["batch", "online"]
 
 COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
 DTYPES: tuple[str, ...] = typing.get_args(DType)
@@ -27,3 +28,26 @@ class GMMConfig:
     dtype: DType = "float32"
     chunk_size: int = 65536
     checkpoint_seconds: float = 1.0  # the EM state is checkpointed after the first iteration this long after the last
+    fit: FitMode = "batch"  # "online": stepwise EM over batches of batch_size rows (GaussianMixture.partial_fit)
+    batch_size: int = 4096
+    epochs: int = 1  # fit=online: passes over the data
+    step_exponent: float = 0.6  # fit=online: step size (t + 2)^-step_exponent, in (0.5, 1]
+
+
+WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]
+WEIGHT_PRIORS: tuple[str, ...] = typing.get_args(WeightPrior)
+
+
+@dataclasses.dataclass
+class BGMMConfig(GMMConfig):
+    """Hyper-parameters of the ``bgmm`` model: ``gmm``'s and the priors of scikit-learn's
+    ``BayesianGaussianMixture`` (0 stands for its default, None: ``1 / n_components``
+    concentration, mean precision 1, ``D`` degrees of freedom, the data's covariance).
+    ``n_components`` is an upper bound: components whose weight ends below ``prune_threshold``
+    are reported as pruned."""
+    weight_concentration_prior_type: WeightPrior = "dirichlet_process"
+    weight_concentration_prior: float = 0.0
+    mean_precision_prior: float = 0.0
+    degrees_of_freedom_prior: float = 0.0
+    covariance_prior: float = 0.0  # a scalar: spherical only (else the data's covariance)
+    prune_threshold: float = 1e-3

@@ -11,10 +11,10 @@ import torch
 
 from aigc_engine import InputError, Model, Run
 
-from .config import DTYPES, GMMConfig
+from .config import DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import GaussianMixture
+    from . import BayesianGaussianMixture, GaussianMixture
 
 
 # EM parameters are small, but a checkpoint (~2-7 ms with the RNG states) would still outweigh a
@@ -30,10 +30,12 @@ def estimator_params(config: GMMConfig, seed: int = 0, device=None) -> dict[str,
         raise InputError(f"chunk_size must be >= 1, got {config.chunk_size}")
     if config.dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, got {config.dtype!r}")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise InputError(f"batch_size and epochs must be >= 1, got {config.batch_size} and {config.epochs}")
     return dict(n_components=config.n_components, covariance_type=config.covariance_type, tol=config.tol,
                 reg_covar=config.reg_covar, max_iter=config.max_iter, n_init=config.n_init,
                 init_params=config.init_params, random_state=seed, device=device, dtype=config.dtype,
-                chunk_size=config.chunk_size)
+                chunk_size=config.chunk_size, step_exponent=config.step_exponent)
 
 
 def build_estimator(config: GMMConfig, seed: int = 0, device=None) -> GaussianMixture:
@@ -59,12 +61,25 @@ class GMMModel(Model):
         self.gm: GaussianMixture | None = None
         self.sample_shape: tuple[int, ...] | None = None
 
+    def build(self, seed: int = 0, device=None):
+        """The estimator this model fits (checked: a bad value is an InputError)."""
+        return build_estimator(self.config, seed, device)
+
+    def restore(self, state: dict[str, Any]):
+        """The fitted estimator of a ``state_dict``."""
+        from . import GaussianMixture
+
+        return GaussianMixture.from_state(state, **estimator_params(self.config))
+
     def validate(self, dataset) -> None:
         """Check the config and the data before the engine makes a run directory."""
-        gm = build_estimator(self.config)
+        gm = self.build()
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
+        if self.config.fit == "online" and min(self.config.batch_size, len(dataset)) < gm.n_components:
+            raise InputError(f"batch_size={self.config.batch_size} is less than n_components={gm.n_components}: "
+                             "the first batch initialises the components")
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
@@ -74,11 +89,15 @@ class GMMModel(Model):
         ``--resume`` continues the fit at its iteration (ending as the uninterrupted fit would).
         A finished fit resumed with settings that let it go on (a larger ``max_iter``, a smaller
         ``tol``) continues its best restart from its final parameters."""
-        gm = build_estimator(self.config, run.seed, run.device)
+        gm = self.build(run.seed, run.device)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
         try:
+            if self.config.fit == "online":
+                self._fit_online(gm, dataset, run)
+                self.gm, self.sample_shape = gm, tuple(dataset.shape[1:])
+                return
             em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce)
             bound = gm.n_init * gm.max_iter  # restarts may converge early: ``until`` ends the loop
             loop = run.loop(bound, {"em": em}, log_every=1, checkpoint_every=bound + 1,  # by time only
@@ -95,36 +114,54 @@ class GMMModel(Model):
         self.gm = gm
         self.sample_shape = tuple(dataset.shape[1:])
 
+    def _fit_online(self, gm: GaussianMixture, dataset, run: Run) -> None:
+        """``fit=online``: stepwise EM over the data in batches of ``batch_size`` rows, ``epochs``
+        times, one batch per step of the run's loop (logged, checkpointed, resumable)."""
+        from . import StepwiseFit
+
+        if run.world_size > 1:
+            raise InputError("fit=online runs in one process (stepwise EM is sequential): run it without torchrun")
+        online = StepwiseFit(gm, dataset, self.config.batch_size, self.config.epochs)
+        loop = run.loop(online.steps, {"stepwise": online}, log_every=max(1, online.batches_per_epoch // 20),
+                        checkpoint_every=online.steps + 1, checkpoint_seconds=self.config.checkpoint_seconds,
+                        desc="stepwise EM", until=lambda: online.done)
+        for _ in loop:
+            loop.log(batch_log_likelihood=online.step())
+
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:
-            raise InputError("the gmm model is not fitted: call fit or load_state_dict first")
+            raise InputError(f"the {self.name} model is not fitted: call fit or load_state_dict first")
         return self.gm
+
+    def _mixture(self) -> GaussianMixture:
+        """The Gaussian mixture that samples, scores and is drawn."""
+        return self._fitted()
 
     # -- using the fit -------------------------------------------------------------------------
     def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
         if condition is not None:
-            raise InputError("gmm is an unconditional model: it cannot sample with a condition")
+            raise InputError(f"{self.name} is an unconditional model: it cannot sample with a condition")
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
-        x, _ = self._fitted().draw(n)  # torch's global stream, which the engine seeds
+        x, _ = self._mixture().draw(n)  # torch's global stream, which the engine seeds
         x = x.cpu()
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fitted().score_samples(x.reshape(len(x), -1))
+        return self._mixture().score_samples(x.reshape(len(x), -1))
 
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         """Mean log-likelihood per row, BIC, AIC (scikit-learn's definitions), n_iter, converged."""
         gm = self._fitted()
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
-        c = gm.criteria(local, all_reduce=run.all_reduce)
+        c = self._mixture().criteria(local, all_reduce=run.all_reduce)
         return {"mean_log_likelihood": c["mean_log_likelihood"], "bic": c["bic"], "aic": c["aic"],
                 "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
                 "lower_bound": float(gm.lower_bound_), "n_parameters": c["n_parameters"]}
 
     def annotate_plot(self, ax) -> None:
         """Component means and 2-sigma ellipses (2-D data only)."""
-        state = self._fitted().fitted_state()
+        state = self._mixture().fitted_state()
         means = state["means"].numpy()
         if means.shape[1] != 2:
             return
@@ -148,12 +185,70 @@ class GMMModel(Model):
         return {**self._fitted().fitted_state(), "sample_shape": list(self.sample_shape or ())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from . import GaussianMixture
-
-        params = estimator_params(self.config)
         try:
-            gm = GaussianMixture.from_state(state, **params)
+            gm = self.restore(state)
         except ValueError as err:
             raise InputError(str(err).replace("the estimator", "config says")) from None
         self.gm = gm
         self.sample_shape = tuple(state.get("sample_shape", ())) or None
+
+
+def bayesian_params(config: BGMMConfig, seed: int = 0, device=None) -> dict[str, Any]:
+    """The ``BayesianGaussianMixture`` constructor parameters of a ``bgmm`` config (a prior of 0
+    is scikit-learn's default)."""
+    params = estimator_params(config, seed, device)
+    del params["step_exponent"]
+    if config.fit != "batch":
+        raise InputError("bgmm fits in batch only (fit=online is stepwise EM of gmm)")
+    if config.weight_concentration_prior_type not in WEIGHT_PRIORS:
+        raise InputError(f"weight_concentration_prior_type must be one of {WEIGHT_PRIORS}, got "
+                         f"{config.weight_concentration_prior_type!r}")
+    params["weight_concentration_prior_type"] = config.weight_concentration_prior_type
+    for name in ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior",
+                 "covariance_prior"):
+        value = getattr(config, name)
+        if value < 0:
+            raise InputError(f"{name} must be > 0 (or 0 for the default), got {value}")
+        params[name] = value or None
+    if config.covariance_prior and config.covariance_type != "spherical":
+        raise InputError("covariance_prior is a scalar: set it only with covariance_type=spherical")
+    return params
+
+
+class BGMMModel(GMMModel):
+    """Variational Bayesian Gaussian mixture (scikit-learn's ``BayesianGaussianMixture``):
+    ``n_components`` is an upper bound, the prior empties the components the data does not
+    need. Fitted, checkpointed and resumed as ``gmm``; it samples and scores the mixture of the
+    posterior's expected weights, means and covariances, and ``evaluate`` reports the number of
+    components left (``n_effective_components``) and pruned."""
+
+    name = "bgmm"
+    Config = BGMMConfig
+
+    def __init__(self, config: BGMMConfig | None = None):
+        super().__init__(config)
+        self._point: GaussianMixture | None = None   # the point estimate of self.gm, when made
+        self._point_of: BayesianGaussianMixture | None = None
+
+    def build(self, seed: int = 0, device=None) -> BayesianGaussianMixture:
+        from . import BayesianGaussianMixture
+
+        try:
+            return BayesianGaussianMixture(**bayesian_params(self.config, seed, device)).check_parameters()
+        except ValueError as err:
+            raise InputError(str(err).replace("BayesianGaussianMixture", "bgmm")) from None
+
+    def restore(self, state: dict[str, Any]) -> BayesianGaussianMixture:
+        from . import BayesianGaussianMixture
+
+        return BayesianGaussianMixture.from_state(state, **bayesian_params(self.config))
+
+    def _mixture(self) -> GaussianMixture:
+        if self._point is None or self._point_of is not self.gm:
+            self._point, self._point_of = self._fitted().point_estimate(), self.gm
+        return self._point
+
+    def evaluate(self, dataset, run: Run) -> dict[str, float]:
+        metrics = super().evaluate(dataset, run)
+        kept = self._fitted().n_effective_components(self.config.prune_threshold)
+        return {**metrics, "n_effective_components": kept, "n_pruned_components": self.config.n_components - kept}

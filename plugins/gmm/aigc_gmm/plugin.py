@@ -1,4 +1,4 @@
-"""Hooks of the ``gmm`` plugin: the engine model ``gmm`` and the ``gmm-select`` command.
+"""Hooks of the ``gmm`` plugin: the engine models ``gmm`` and ``bgmm`` and the ``gmm-select`` command.
 
 Each hook imports what it registers, so that ``aigc-engine --help`` (which only asks for
 commands) loads neither torch nor scikit-learn.
@@ -10,9 +10,10 @@ from aigc_engine import hookimpl
 
 @hookimpl
 def aigc_engine_register_models(register):
-    from .model import GMMModel
+    from .model import BGMMModel, GMMModel
 
     register(GMMModel)
+    register(BGMMModel)
 
 
 @hookimpl

@@ -58,6 +58,14 @@ COLUMNS = (
     Column("judge_recall", "recall", "higher", "k-NN recall in the judge's features"),
     Column("judge_density", "density", "one", "k-NN density in the judge's features (1 for real data)"),
     Column("judge_coverage", "coverage", "higher", "k-NN coverage in the judge's features"),
+    Column("column_shapes", "column shapes", "higher",
+           "tables: 1 - KS (numeric) or 1 - total variation (categories) per column, averaged (SDMetrics)"),
+    Column("pair_trends", "pair trends", "higher",
+           "tables: correlation and contingency similarity of column pairs, averaged (SDMetrics)"),
+    Column("ml_efficacy", "ML efficacy", "higher",
+           "tables: accuracy on held-out real rows of a random forest trained on samples (label column)"),
+    Column("detection", "detection", "higher",
+           "tables: 1 - (2 max(AUC, 0.5) - 1) of a classifier telling samples from real rows (1: indistinguishable)"),
     Column("dcr_ratio", "DCR ratio", "one",
            "median distance of samples to the closest training row / the same for held-out rows; "
            "well below 1: the model copies training rows"),
@@ -198,7 +206,8 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     finally:
         bar.close()
     _write(result, out_dir)
-    draw(result, pictures, full, out_dir / COMPARE_PNG)
+    if full.encoding is None:  # a table's columns do not fit a panel: each run has its samples.png
+        draw(result, pictures, full, out_dir / COMPARE_PNG)
     return result
 
 
@@ -334,7 +343,14 @@ def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
     if judge is not None:
         found = metrics.image_metrics(holdout, samples, labels, judge=judge, seed=seed)
         out.update({c.key: found[c.key] for c in COLUMNS if c.key in found})
-    out["dcr_ratio"] = metrics.closest_distance_ratio(samples, train.x, holdout.x)["dcr_ratio"]
+    if holdout.encoding is not None:  # a table: its decoded columns against the real rows
+        from .tables.sampling import measure as measure_table
+
+        found = measure_table(model, train, holdout, holdout.encoding, seed)
+        out.update({k: found[k] for k in ("column_shapes", "pair_trends", "ml_efficacy", "detection", "dcr_ratio")
+                    if k in found})
+    else:
+        out["dcr_ratio"] = metrics.closest_distance_ratio(samples, train.x, holdout.x)["dcr_ratio"]
     return {k: float(v) for k, v in out.items()}, kind, samples
 
 

@@ -10,6 +10,7 @@ CovarianceType = Literal["full", "tied", "diag", "spherical"]
 InitParams = Literal["kmeans", "k-means++", "random", "random_from_data"]
 DType = Literal["float32", "float64"]
 FitMode = Literal["batch", "online"]
+Conditional = Literal["auto", "true", "false"]
 
 COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
 DTYPES: tuple[str, ...] = typing.get_args(DType)
@@ -32,6 +33,9 @@ class GMMConfig:
     batch_size: int = 4096
     epochs: int = 1  # fit=online: passes over the data
     step_exponent: float = 0.6  # fit=online: step size (t + 2)^-step_exponent, in (0.5, 1]
+    # one mixture per class (then --condition works): auto on a table with a label column, true
+    # on any labelled data, false never (images stay one mixture under auto)
+    conditional: Conditional = "auto"
 
 
 WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from aigc_engine import InputError, Model, Run
+from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, sample_labels
 
 from .config import DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
@@ -60,6 +60,16 @@ class GMMModel(Model):
         super().__init__(config)
         self.gm: GaussianMixture | None = None
         self.sample_shape: tuple[int, ...] | None = None
+        self.classes: list[GaussianMixture] = []  # conditional: one mixture per class
+        self.class_freq: torch.Tensor | None = None
+
+    def _conditional(self, dataset) -> int:
+        """Classes to fit one mixture each for: ``auto`` a table's label column (images and the
+        synthetic mixtures stay one mixture), ``true`` any labels."""
+        mode = self.config.conditional
+        if mode == "auto" and getattr(dataset, "encoding", None) is None:
+            return 0
+        return conditional_classes(dataset, "true" if mode == "true" else mode)
 
     def build(self, seed: int = 0, device=None):
         """The estimator this model fits (checked: a bad value is an InputError)."""
@@ -93,6 +103,10 @@ class GMMModel(Model):
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
+        self.num_classes = self._conditional(dataset)
+        if self.num_classes or dataset.encoding is not None:
+            self._fit_groups(dataset, run)
+            return
         try:
             if self.config.fit == "online":
                 self._fit_online(gm, dataset, run)
@@ -128,6 +142,36 @@ class GMMModel(Model):
         for _ in loop:
             loop.log(batch_log_likelihood=online.step())
 
+    def _fit_groups(self, dataset, run: Run) -> None:
+        """A table, or one mixture per class: each group of rows (a class's, or all of them) fitted
+        in memory with the number of components in 1..``n_components`` (at most one per 2 rows)
+        that scikit-learn's BIC prefers, so that a small table is not memorised; labels are
+        sampled at the training frequencies."""
+        if run.world_size > 1:
+            raise InputError("a gmm on a table or per class fits in one process: run it without torchrun")
+        if self.config.fit != "batch":
+            raise InputError("fit=online is for one mixture of points: a table or a class-conditional gmm fits in batch")
+        groups = [(dataset.y == c).nonzero().flatten() for c in range(self.num_classes)] or [torch.arange(len(dataset))]
+        self.class_freq = class_frequencies(dataset, self.num_classes) if self.num_classes else None
+        self.classes = [self._select(dataset.x[rows].reshape(len(rows), -1), run, c)
+                        for c, rows in enumerate(run.progress(groups, "EM per class" if self.num_classes else "EM"))]
+        self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
+
+    def _select(self, x: torch.Tensor, run: Run, group: int) -> GaussianMixture:
+        best = None
+        for k in range(1, max(1, min(self.config.n_components, len(x) // 2)) + 1):
+            gm = self.build(run.seed + group, run.device).set_params(n_components=k)
+            try:
+                gm.fit(x)
+            except ValueError as err:
+                raise InputError(f"{'class ' + str(group) if self.num_classes else 'the table'}: {err}") from None
+            bic = gm.criteria(x)["bic"]
+            if best is None or bic < best[0]:
+                best = (bic, gm)
+        gm = best[1]
+        run.log(group, group=group, rows=len(x), n_components=gm.n_components, bic=best[0])
+        return gm.point_estimate() if hasattr(gm, "point_estimate") else gm
+
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:
             raise InputError(f"the {self.name} model is not fitted: call fit or load_state_dict first")
@@ -139,20 +183,33 @@ class GMMModel(Model):
 
     # -- using the fit -------------------------------------------------------------------------
     def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        if condition is not None:
-            raise InputError(f"{self.name} is an unconditional model: it cannot sample with a condition")
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
-        x, _ = self._mixture().draw(n)  # torch's global stream, which the engine seeds
+        y = sample_labels(n, condition, self.num_classes, self.class_freq, self.name)
+        if y is None:
+            x, _ = self._mixture().draw(n)  # torch's global stream, which the engine seeds
+        else:
+            x = torch.empty(n, self.classes[0].means_.shape[-1], dtype=torch.float32)
+            for c in y.unique().tolist():
+                at = (y == c).nonzero().flatten()
+                x[at] = self.classes[c].draw(len(at))[0].cpu().float()
         x = x.cpu()
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mixture().score_samples(x.reshape(len(x), -1))
+        """log p(x); for a mixture per class the marginal log sum_c p(c) p(x | c)."""
+        x = x.reshape(len(x), -1)
+        if not self.num_classes:
+            return self._mixture().score_samples(x)
+        per_class = torch.stack([torch.as_tensor(gm.score_samples(x), dtype=torch.float64) for gm in self.classes], 1)
+        return torch.logsumexp(per_class + self.class_freq.double().log(), 1)
 
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         """Mean log-likelihood per row, BIC, AIC (scikit-learn's definitions), n_iter, converged."""
         gm = self._fitted()
+        if self.classes:
+            return {"mean_log_likelihood": float(self.log_prob(dataset.x).mean()),
+                    "n_components": sum(g.n_components for g in self.classes), "classes": self.num_classes}
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
         c = self._mixture().criteria(local, all_reduce=run.all_reduce)
         return {"mean_log_likelihood": c["mean_log_likelihood"], "bic": c["bic"], "aic": c["aic"],
@@ -182,15 +239,25 @@ class GMMModel(Model):
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The estimator's ``fitted_state()`` and the rows' ``sample_shape`` (``model.safetensors``)."""
+        if self.classes:
+            return {"classes": [g.fitted_state() for g in self.classes], "class_freq": self.class_freq,
+                    "sample_shape": list(self.sample_shape or ())}
         return {**self._fitted().fitted_state(), "sample_shape": list(self.sample_shape or ())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sample_shape = tuple(state.get("sample_shape", ())) or None
+        if "classes" in state:  # a mixture per class
+            from . import GaussianMixture
+
+            self.classes = [GaussianMixture.from_state(s, device="cpu") for s in state["classes"]]
+            self.class_freq, self.gm = state.get("class_freq"), self.classes[0]
+            self.num_classes = len(self.classes) if self.class_freq is not None else 0
+            return
         try:
             gm = self.restore(state)
         except ValueError as err:
             raise InputError(str(err).replace("the estimator", "config says")) from None
         self.gm = gm
-        self.sample_shape = tuple(state.get("sample_shape", ())) or None
 
 
 def bayesian_params(config: BGMMConfig, seed: int = 0, device=None) -> dict[str, Any]:
@@ -244,11 +311,15 @@ class BGMMModel(GMMModel):
         return BayesianGaussianMixture.from_state(state, **bayesian_params(self.config))
 
     def _mixture(self) -> GaussianMixture:
+        if self.classes:  # fitted per group: already point estimates
+            return self._fitted()
         if self._point is None or self._point_of is not self.gm:
             self._point, self._point_of = self._fitted().point_estimate(), self.gm
         return self._point
 
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         metrics = super().evaluate(dataset, run)
+        if self.classes:  # mixtures per class or of a table: point estimates, reported as gmm's
+            return metrics
         kept = self._fitted().n_effective_components(self.config.prune_threshold)
         return {**metrics, "n_effective_components": kept, "n_pruned_components": self.config.n_components - kept}

@@ -1,0 +1,132 @@
+"""Tables through the CLI as a user meets them: palmerpenguins as shipped (strings, integers,
+empty cells) in, `sample -o x.csv` out with the original header, dtypes and categories,
+conditional sampling by label name, eval's table metrics, and the failures that must be loud."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from aigc_engine.cli import cli
+from conftest import make_entry_point_plugin
+
+PENGUINS = Path(pytest.importorskip("palmerpenguins").__file__).parent / "data" / "penguins.csv"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def penguins_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tables") / "gmm-penguins"
+    result = invoke("run", "gmm", "--dataset", PENGUINS, "--set", "dataset.label_column=species", "--out", out,
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_sampled_csv_has_the_header_dtypes_and_categories(penguins_run, tmp_path):
+    assert {"encoding.safetensors", "samples.png", "model.safetensors"} <= {p.name for p in penguins_run.iterdir()}
+    out = tmp_path / "synth.csv"
+    result = invoke("sample", penguins_run, "-n", 400, "-o", out)
+    assert result.exit_code == 0, result.output
+    real, synth = pd.read_csv(PENGUINS), pd.read_csv(out)
+    assert list(synth.columns) == list(real.columns) and len(synth) == 400
+    for column in ("species", "island", "sex"):
+        assert set(synth[column].dropna()) <= set(real[column].dropna())
+    assert set(synth["species"]) == set(real["species"])  # every class is drawn
+    assert synth["year"].dtype == np.int64 and set(synth["year"]) <= {2007, 2008, 2009}
+    assert pd.api.types.is_integer_dtype(synth["flipper_length_mm"].dropna())
+    lo, hi = real["body_mass_g"].min(), real["body_mass_g"].max()
+    assert synth["body_mass_g"].between(lo, hi).all()
+    assert synth["sex"].isna().any() or real["sex"].isna().mean() < 0.05  # missing cells come back as missing
+
+
+def test_conditional_sampling_by_label_name(penguins_run, tmp_path):
+    out = tmp_path / "gentoo.csv"
+    assert invoke("sample", penguins_run, "-n", 50, "--condition", "species=Gentoo", "-o", out).exit_code == 0
+    synth = pd.read_csv(out)
+    assert set(synth["species"]) == {"Gentoo"} and synth["island"].value_counts().idxmax() == "Biscoe"
+    assert invoke("sample", penguins_run, "-n", 5, "--condition", "Adelie", "-o", out).exit_code == 0
+    for condition, message in (("species=Emperor", "must be one of Adelie, Chinstrap, Gentoo"),
+                               ("island=Dream", "the label column is 'species'")):
+        result = invoke("sample", penguins_run, "--condition", condition, "-o", out)
+        assert result.exit_code == 2 and message in result.output
+    result = invoke("sample", penguins_run, "-o", tmp_path / "x.npy")
+    assert result.exit_code == 2 and "must end in .csv or .parquet" in result.output
+
+
+def test_eval_reports_the_table_metrics(penguins_run, tmp_path):
+    result = invoke("eval", penguins_run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert 0.85 < metrics["column_shapes"] <= 1 and 0.75 < metrics["pair_trends"] <= 1
+    other = tmp_path / "half.csv"
+    pd.read_csv(PENGUINS).iloc[::2].to_csv(other, index=False)  # a table in the same columns
+    result = invoke("eval", penguins_run, "--dataset", other, "--set", "dataset.label_column=species", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert {"ml_efficacy", "dcr_ratio"} <= set(json.loads(result.output))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n3\n", "line 3: 1 fields, the header has 2"),
+    ("a,b\n", "has a header but no rows"),
+    ("a,b\n1,\n2,\n", "column 'b' holds only missing values"),
+    ("a,b\n1,2\n3,inf\n", "is not a finite number"),
+])
+def test_each_bad_table_is_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result = invoke("run", "gmm", "--dataset", path, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+DIVERGING = '''
+import dataclasses
+import torch
+from aigc_engine import hookimpl, Model
+
+
+@dataclasses.dataclass
+class DivergeConfig:
+    steps: int = 40
+    nan_at: int = 7
+
+
+class Diverge(Model):
+    """A loop whose loss becomes NaN at step ``nan_at``."""
+    name = "diverge"
+    Config = DivergeConfig
+
+    def fit(self, dataset, run):
+        self.w = torch.zeros(dataset.shape[1])
+        loop = run.loop(self.config.steps, {"w": {"w": self.w}}, log_every=5)
+        for step in loop:
+            loop.log(loss=float("nan") if step >= self.config.nan_at else 1.0)
+
+    def sample(self, n, condition=None):
+        return torch.zeros(n, len(self.w))
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+
+@hookimpl
+def aigc_engine_register_models(register):
+    register(Diverge)
+'''
+
+
+def test_a_nan_loss_ends_the_run_naming_its_step(plugin_dir, tmp_path):
+    make_entry_point_plugin(plugin_dir, "aigc-test-diverge", "diverge", "aigc_test_diverge", DIVERGING)
+    result = invoke("run", "diverge", "--dataset", PENGUINS, "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "Error: training diverged at step 10: loss is nan" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r" / "model.safetensors").exists()

@@ -20,6 +20,10 @@ from .rundir import CHECKPOINT_FILE, METRICS_FILE
 from .training import Batches, TrainLoop, rank_share
 
 
+# below this many parameters a network trains on one CPU thread (see Run.limit_threads)
+SMALL_MODEL_PARAMETERS = 1_000_000
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` is CUDA when available, else CPU; asking for an absent CUDA is an InputError."""
     if str(device) == "auto":
@@ -189,6 +193,7 @@ class Run:
         module with trainable parameters is wrapped in ``DistributedDataParallel`` (gradients
         averaged over processes in ``backward``)."""
         module = module.to(self.device)
+        self.limit_threads(module)
         self.broadcast_(module)
         if self.distributed and self.world_size > 1 and any(p.requires_grad for p in module.parameters()):
             from torch.nn.parallel import DistributedDataParallel
@@ -196,6 +201,21 @@ class Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             module = DistributedDataParallel(module, device_ids=ids)
         return module
+
+    def limit_threads(self, module: torch.nn.Module) -> None:
+        """The CPU thread policy for small networks: a module under :data:`SMALL_MODEL_PARAMETERS`
+        trains on one thread (torch's default of one per core spends a small model's steps
+        spinning its OpenMP threads), unless the user chose: ``OMP_NUM_THREADS`` or
+        ``AIGC_ENGINE_THREADS`` set keeps that number."""
+        if self.device.type != "cpu" or torch.get_num_threads() == 1:
+            return
+        chosen = os.environ.get("AIGC_ENGINE_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        if chosen:
+            if os.environ.get("AIGC_ENGINE_THREADS"):
+                torch.set_num_threads(max(1, int(chosen)))
+            return
+        if sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMETERS:
+            torch.set_num_threads(1)
 
     def autocast(self, enabled: bool = True):
         """bf16 autocast on CUDA when ``enabled``; a no-op context on CPU."""

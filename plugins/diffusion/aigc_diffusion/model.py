@@ -22,9 +22,11 @@ from .schedules import Schedule, alpha_sigma
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sample_steps=64),
+                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sample_steps=64,
+                   clip=4.0),
     "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, channels=32, logsnr_min=-10.0,
-                   logsnr_max=10.0, weighting="simple", ema_decay=0.999, sample_steps=32),
+                   logsnr_max=7.0, weighting="simple", ema_decay=0.999, sample_steps=32,
+                   clip=1.0),
 }
 
 
@@ -46,11 +48,12 @@ class DiffusionConfig:
     channels: int | None = None
     conditional: Literal["auto", "true", "false"] = "auto"
     label_dropout: float = 0.1
-    guidance: float = 1.0
+    guidance: float = 1.5
     ema_decay: float | None = None
     sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m"
     sample_steps: int | None = None
     eta: float = 0.0
+    clip: float | None = None
     ode_steps: int = 100
     trace: Literal["hutchinson", "exact"] = "hutchinson"
     probes: int = 2
@@ -77,6 +80,8 @@ def _check(c: DiffusionConfig) -> None:
         value = getattr(c, key)
         if value is not None and value < (0 if key in ("width", "depth", "channels") else 1):
             raise InputError(f"{key} must be >= {0 if key in ('width', 'depth', 'channels') else 1}, got {value}")
+    if c.clip is not None and not c.clip > 0:
+        raise InputError(f"clip must be > 0, got {c.clip}")
     for key in ("warmup", "snapshots", "guidance", "eta", "grad_clip"):
         if getattr(c, key) < 0:
             raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
@@ -274,7 +279,7 @@ class Diffusion(Model):
         net.eval()
         device = next(net.parameters()).device
         x = sample_loop(self.eps_fn(labels, guidance), noise.to(device), self.schedule, c.sample_steps, c.sampler,
-                        c.eta, generator=generator, record=record)
+                        c.eta, generator=generator, record=record, clip=c.clip)
         return x.float().cpu() * self.scale
 
     def sample(self, n: int, condition: torch.Tensor | None = None, guidance: float | None = None) -> torch.Tensor:
@@ -403,8 +408,9 @@ class Diffusion(Model):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
-            self.resolved = DiffusionConfig(**dict(state["config"]))
             self.data_shape = tuple(state["data_shape"])
+            self.resolved = _resolved(DiffusionConfig(**dict(state["config"])),
+                                      "images" if len(self.data_shape) == 3 else "points")
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
             self.scale, self.levels = float(state["scale"]), int(state["levels"])

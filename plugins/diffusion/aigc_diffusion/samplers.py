@@ -23,9 +23,13 @@ SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, schedule: Schedule,
                 steps: int, sampler: str = "dpm++2m", eta: float = 0.0, generator: torch.Generator | None = None,
-                record: list | None = None) -> torch.Tensor:
+                record: list | None = None, clip: float | None = None) -> torch.Tensor:
     """Denoise the noise ``z`` (``N x ...``, the prior's draw) into samples. ``record``: a list
-    that gets ``z`` before each step and the final sample (for pictures of the trajectory)."""
+    that gets ``z`` before each step and the final sample (for pictures of the trajectory).
+    ``clip``: each prediction ``x_hat`` is clamped to ``[-clip, clip]`` (and eps made consistent
+    with it), as DDPM clips to the pixel range: at the noise end ``x_hat = (z - sigma eps) /
+    alpha`` multiplies the predictor's error by ``1 / alpha`` (150 at log-SNR -10), which
+    otherwise throws a few samples far off the data."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     eta = 1.0 if sampler == "ddpm" else eta
@@ -38,6 +42,9 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
             record.append(z.detach().cpu())
         eps = eps_fn(z, lt)
         x_hat = (z - float(st) * eps) / float(at)
+        if clip is not None:
+            x_hat = x_hat.clamp(-clip, clip)
+            eps = (z - float(at) * x_hat) / float(st)
         if sampler == "dpm++2m":
             h = float(ls - lt) / 2  # the step in log(alpha / sigma)
             d = x_hat
@@ -55,6 +62,7 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
     lam_end = lam[-1]
     a0, s0 = alpha_sigma(lam_end)
     x = (z - float(s0) * eps_fn(z, lam_end)) / float(a0)
+    x = x.clamp(-clip, clip) if clip is not None else x
     if record is not None:
         record.append(x.detach().cpu())
     return x

@@ -105,15 +105,3 @@ def discrete_bound(eps_fn: EpsFn, x: torch.Tensor, levels: int, logsnr_min: floa
     recon = -(logits.log_softmax(-1).gather(-1, index[..., None])[..., 0]).flatten(1).sum(1)
     return prior + diffusion + recon
 
-
-def detect_levels(x: torch.Tensor, max_levels: int = 256) -> int:
-    """The number of levels ``L`` when every value of ``x`` is one of ``-1 + 2 k / (L - 1)``
-    (e.g. 17 for digits, 256 for 8-bit images), else 0 (continuous)."""
-    values = torch.unique(x.detach().flatten().float())
-    if len(values) > max_levels or len(values) < 2 or values[0] < -1 - 1e-6 or values[-1] > 1 + 1e-6:
-        return 0
-    for levels in range(len(values), max_levels + 1):
-        k = (values + 1) * (levels - 1) / 2
-        if torch.allclose(k, torch.round(k), atol=1e-4):
-            return levels
-    return 0

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, sample_labels
+from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, sample_labels, training
 
 from . import likelihoods
 from .networks import PointNet, UNet, check_image_shape
@@ -167,14 +167,18 @@ class Diffusion(Model):
         """The denoising loss of one batch: ELBO weighting with the log-SNR drawn uniformly (the
         bound's integral over lambda, schedule-free), or the simple weighting with t uniform."""
         c, n = self.resolved, len(x)
-        u = (torch.rand((), device=x.device) + torch.arange(n, device=x.device) / n) % 1  # stratified
+        # the noise of the global batch, this process's share of it: results do not depend on the
+        # number of processes (on one process the same draws as torch.rand / randn_like)
+        rows = c.batch_size if run.world_size > 1 else n
+        u = (torch.rand((), device=x.device) + torch.arange(rows, device=x.device) / rows) % 1  # stratified
+        u = training.rank_share(u, run.rank, run.world_size)
         lam = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u if c.weighting == "elbo" else self.schedule(u)
         a, s = alpha_sigma(lam)
         shape = (n, *([1] * (x.dim() - 1)))
-        eps = torch.randn_like(x)
+        eps = run.randn(rows, *x.shape[1:]).to(x.dtype)
         z = a.view(shape) * x + s.view(shape) * eps
         if y is not None and c.label_dropout > 0:
-            y = torch.where(torch.rand(n, device=x.device) < c.label_dropout, torch.full_like(y, self.num_classes), y)
+            y = torch.where(run.rand(rows) < c.label_dropout, torch.full_like(y, self.num_classes), y)
         with run.autocast(c.amp):
             out = net(z, lam, y).float()
         if c.weighting == "elbo":  # nats per row: (lambda_max - lambda_min) / 2 ||eps - eps_hat||^2
@@ -195,7 +199,7 @@ class Diffusion(Model):
         # points are trained on x / scale (one scalar for all coordinates keeps the geometry)
         self.scale = float(train.x.std()) if (c.standardize and not dataset.is_image) else 1.0
         self.scale = self.scale if self.scale > 0 else 1.0
-        self.levels = likelihoods.detect_levels(train.x) if dataset.is_image else 0
+        self.levels = dataset.levels if dataset.is_image else 0
         self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)
         self.ema = EMA(self.net, c.ema_decay, warmup=True)
         net = run.wrap(self.net)

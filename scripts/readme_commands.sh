@@ -5,7 +5,8 @@
 #   bash scripts/readme_commands.sh [--all] [WORK_DIR]
 #
 # Default (what CI runs): the cheap commands: the quickstart's install and first run, the
-# Python snippets, the GMM, CLI and distributed commands, a config file, the plugin template.
+# Python snippets, the GMM, table, CLI and distributed commands, a config file, the plugin
+# template.
 # --all adds the test suite, the benchmarks (AIGC_BENCH_ROUNDS=1 unless set) and the CUDA
 # compile check. The GPU section runs only where nvidia-smi sees a GPU.
 # tests/test_readme.py checks that every line of the pages' bash blocks is run here.
@@ -64,6 +65,21 @@ run 'aigc-engine gmm-select --dataset ring8 --components 2:16 --criterion bic --
 check "gmm-select prints the best run directory last" test "$LAST" = runs/select/best
 check "gmm-select writes its selection" has_files runs/select selection.json selection.png best/config.json
 
+# --- Tables (penguins.csv and penguins-test.csv: written by the snippet of docs/tables.md) -----
+check "the snippet of docs/tables.md wrote its tables" has_files . penguins.csv penguins-test.csv
+run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --out runs/gmm-penguins'
+check "a table run keeps its encoding" has_files runs/gmm-penguins encoding.safetensors model.safetensors samples.png
+run 'aigc-engine sample runs/gmm-penguins -n 400 -o synth.csv'
+check "sample -o x.csv writes the table's header and the rows" \
+  bash -c 'head -n 1 synth.csv | grep -qx species,island,bill_length_mm,body_mass_g,year,sex && test "$(wc -l < synth.csv)" -eq 401'
+run 'aigc-engine sample runs/gmm-penguins -n 50 --condition species=Gentoo -o gentoo.csv'
+check "--condition species=Gentoo samples Gentoo penguins only" \
+  bash -c 'test "$(tail -n +2 gentoo.csv | cut -d, -f1 | sort -u)" = Gentoo'
+run 'aigc-engine eval runs/gmm-penguins'
+check "eval of a table run reports the table metrics" grep -q '"detection"' "$OUT_LOG"
+run 'aigc-engine eval runs/gmm-penguins --dataset penguins-test.csv --set dataset.label_column=species'
+check "eval on another table adds ML efficacy and the DCR ratio" bash -c "grep -q '\"ml_efficacy\"' '$OUT_LOG' && grep -q '\"dcr_ratio\"' '$OUT_LOG'"
+
 # --- GANs and CVAEs --------------------------------------------------------------------------------
 run 'aigc-engine run gan --dataset ring8'
 check "a GAN run draws its progress" has_files "$LAST" samples.png metrics.png progress.png model.safetensors
@@ -107,6 +123,12 @@ run 'aigc-engine install ./examples/aigc-kde'
 run 'aigc-engine models'
 check "the template plugin is listed" grep -q "^kde " "$OUT_LOG"
 run 'aigc-engine run kde --dataset ring8'
+run 'cp -r examples/aigc-kde ../aigc-myflow'
+check "the template was copied" has_files ../aigc-myflow pyproject.toml aigc_kde/model.py tests/test_kde.py
+run 'pip install "./examples/aigc-kde[test]"'
+run 'python -m pytest -q examples/aigc-kde/tests'
+run 'aigc-engine run kde --dataset ring8 --set dataset.n=2000 --out runs/kde-ring8'
+check "the kde run writes its directory" has_files runs/kde-ring8 model.safetensors summary.json samples.png
 
 # --- Comparing models ----------------------------------------------------------------------------
 run 'aigc-engine compare gmm kde --dataset ring8 --seeds 0,1 --out runs/compare-ring8'

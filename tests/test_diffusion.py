@@ -189,3 +189,18 @@ def test_cli_run_resume_after_sigkill_is_bit_identical(tmp_path):
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert all(torch.equal(p, q) for p, q in zip(a["snapshots"]["samples"], b["snapshots"]["samples"]))
     assert json.loads((ref / "summary.json").read_text())["modes"] == json.loads((out / "summary.json").read_text())["modes"]
+
+
+@pytest.mark.slow
+def test_diffusion_keeps_the_contract():
+    """The engine's conformance suite. Left out: resume (the SIGKILL test above), condition (30 steps
+    do not learn it; guidance is tested above) and log_prob,
+    whose grid integral needs a converged model (a briefly trained diffusion's ODE density is
+    a true density, but spread far beyond the data: 0.90 of it on the grid after 400 steps);
+    the ODE likelihood is checked against the closed-form Gaussian case above."""
+    from aigc_diffusion import Diffusion
+
+    from aigc_engine.testing import check_model
+
+    check_model(Diffusion, config={"steps": 30, "batch_size": 32, "width": 16, "depth": 1, "ode_steps": 8,
+                                   "sample_steps": 8}, skip=("resume", "log_prob", "condition"))

@@ -44,12 +44,14 @@ NEURAL_RUNS = {
     "gan-wgan": ("gan", [*GAN_SETS, "--set", "loss=wgan"]),  # the gradient penalty's interpolation noise too
     "cvae": ("cvae", ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
                       "--set", "train_k=4", "--set", "eval_every=2", "--set", "dataset.n=300"]),
+    "diffusion": ("diffusion", ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
+                                "--set", "ode_steps=8", "--set", "dataset.n=300"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(NEURAL_RUNS))
 def test_two_processes_fit_what_one_process_fits(case, tmp_path):
-    """The GAN and the CVAE trained on 2 processes (torchrun, gloo, CPU) end with the weights of the
+    """The GAN, the CVAE and the diffusion model trained on 2 processes (torchrun, gloo, CPU) end with the weights of the
     1-process run, to float rounding (the all-reduced gradient is a sum of two halves)."""
     from aigc_engine import RunSpec, io
     from aigc_engine.engine import Engine

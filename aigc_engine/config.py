@@ -105,12 +105,15 @@ def _without_none(tp: Any) -> Any:
 
 
 # -- defaults per kind of data ------------------------------------------------------------------
-DATA_KINDS: tuple[str, ...] = ("points", "images")
+DATA_KINDS: tuple[str, ...] = ("points", "images", "tables")
 
 
 def data_kind(dataset: Any) -> str:
-    """``"points"`` (rows of D values, ``N x D``) or ``"images"`` (``N x C x H x W``); any other
+    """``"tables"`` (a dataset with a table encoding: encoded rows whose blocks are known),
+    ``"points"`` (rows of D values, ``N x D``) or ``"images"`` (``N x C x H x W``); any other
     row shape is an InputError."""
+    if getattr(dataset, "encoding", None) is not None:
+        return "tables"
     shape = tuple(dataset.shape)
     if len(shape) == 2:
         return "points"

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from aigc_engine import Run
-from aigc_engine.config import data_kind
+from aigc_engine import InputError, Run
+from aigc_engine.config import data_kind, resolve_defaults
 from aigc_engine.tables.reader import read_table
 from aigc_cvae import CVAE, CVAEConfig
 from aigc_gan import GAN, GANConfig
@@ -70,6 +70,11 @@ def within_class_spread(x, y, xs, ys, encoding) -> float:
 def test_tables_are_their_own_kind_of_data(penguins):
     assert data_kind(penguins) == "tables"
     assert any(b.kind == "missing" for b in penguins.encoding.blocks)  # penguins has missing values
+    # a model with no table defaults (a third party's) takes its points defaults on a table
+    resolved = resolve_defaults(GANConfig(), {"points": {"steps": 5}, "images": {"steps": 7}}, penguins)
+    assert resolved.steps == 5
+    with pytest.raises(InputError, match="not tables"):
+        resolve_defaults(GANConfig(), {"images": {"steps": 7}}, penguins)
 
 
 @pytest.mark.parametrize("kind", ["gan", "cvae"])

@@ -75,7 +75,8 @@ def _check_bound(c: CVAEConfig) -> None:
 
 class CVAE(Model):
     """Conditional VAE with a learned prior p(z|c) and a Gaussian decoder p(x|z,c) (integrated over
-    each level's bin for discrete images); a VAE when unconditional. Trained on the ELBO
+    each level's bin for discrete images; on a table a likelihood per block: Gaussian values,
+    categorical one-hots, Bernoulli missing indicators); a VAE when unconditional. Trained on the ELBO
     (``train_k = 1``) or the IWAE bound with ``train_k`` draws of z; early stopping on the held-out
     value of the trained bound; IWAE likelihoods in nats and bits/dim."""
 
@@ -307,8 +308,9 @@ class CVAE(Model):
     def sample(self, n: int, condition: torch.Tensor | None = None, temperature: float | None = None,
                mean: bool | None = None) -> torch.Tensor:
         """``n`` samples: z ~ p(z | c) (its std scaled by ``temperature``), then x ~ p(x | z, c)
-        (a draw from the discrete likelihood for images on levels), or with ``mean=True`` (default:
-        the config's ``sample_mean``) the decoder's mean, snapped to the levels."""
+        (a draw from the discrete likelihood for images on levels; on a table encoded rows with
+        exact one-hots and 0/1 indicators), or with ``mean=True`` (default: the config's
+        ``sample_mean``) the decoder's mean, snapped to the levels (a table's likeliest categories)."""
         net = self._fitted()
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")

@@ -81,7 +81,9 @@ def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
 
 class GAN(Model):
     """Generative adversarial network (BCE, Adam 2e-4 (0.5, 0.999), D step then G step; R1 and an
-    EMA of G; MLPs for points, DCGAN conv nets for images; conditional on class labels)."""
+    EMA of G; MLPs for points and tables, DCGAN conv nets for images; conditional on class labels).
+    On a table G's outputs go through a Gumbel-softmax per one-hot block and per missing
+    indicator (``networks.table_outputs``); samples are encoded rows with exact one-hots."""
 
     name = "gan"
     Config = GANConfig

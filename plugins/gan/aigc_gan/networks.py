@@ -149,8 +149,11 @@ def table_outputs(raw: torch.Tensor, blocks: list[list], tau: float, hard: bool)
     parts = []
     for kind, start, stop in blocks:
         logits = raw[:, start:stop]
-        if kind == "one_hot":
-            parts.append(torch.nn.functional.gumbel_softmax(logits, tau=tau, hard=hard))
+        if kind == "one_hot" and hard:  # exact: the categorical the logits define
+            pick = torch.distributions.Categorical(logits=logits).sample()
+            parts.append(torch.nn.functional.one_hot(pick, stop - start).to(raw.dtype))
+        elif kind == "one_hot":
+            parts.append(torch.nn.functional.gumbel_softmax(logits, tau=tau))
         elif kind == "missing":
             u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
             noisy = logits + torch.log(u) - torch.log1p(-u)  # a logistic draw: P(noisy > 0) = sigmoid(logits)

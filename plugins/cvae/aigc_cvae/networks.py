@@ -3,7 +3,8 @@
 - Prior ``p(z | c) = N(mu_z(c), diag sigma_z(c)^2)``: learned per class (an embedding of c),
   one learned Gaussian when unconditional, or N(0, I) (``prior="standard"``).
 - Decoder ``p(x | z, c)``: per dimension a location and a log-scale (the likelihood in
-  ``likelihoods``; on a table, per block: logits of a categorical or a Bernoulli), from an MLP on ``[z, embed(c)]`` (or a small transposed-conv net for images).
+  ``likelihoods``; on a table, per block: logits of a categorical or a Bernoulli), from an
+  MLP on ``[z, embed(c)]`` (or a small transposed-conv net for images).
 - Encoder ``q(z | x, c) = N(mu(x, c), diag sigma(x, c)^2)``.
 """
 from __future__ import annotations

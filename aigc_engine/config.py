@@ -105,12 +105,15 @@ def _without_none(tp: Any) -> Any:
 
 
 # -- defaults per kind of data ------------------------------------------------------------------
-DATA_KINDS: tuple[str, ...] = ("points", "images")
+DATA_KINDS: tuple[str, ...] = ("points", "images", "tables")
 
 
 def data_kind(dataset: Any) -> str:
-    """``"points"`` (rows of D values, ``N x D``) or ``"images"`` (``N x C x H x W``); any other
+    """``"tables"`` (a dataset with a table encoding: encoded rows whose blocks are known),
+    ``"points"`` (rows of D values, ``N x D``) or ``"images"`` (``N x C x H x W``); any other
     row shape is an InputError."""
+    if getattr(dataset, "encoding", None) is not None:
+        return "tables"
     shape = tuple(dataset.shape)
     if len(shape) == 2:
         return "points"
@@ -123,8 +126,10 @@ def data_kind(dataset: Any) -> str:
 def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: Any) -> Any:
     """A copy of ``config`` in which each field left at None takes its value for the data's kind,
     ``defaults[data_kind(dataset)]`` (what ``aigc-engine models`` lists per kind); fields given a
-    value keep it. A kind without defaults is data the model does not take (an InputError)."""
+    value keep it. A kind without defaults is data the model does not take (an InputError); a
+    table's rows are points too, so a model without table defaults takes its points ones."""
     kind = data_kind(dataset)
+    kind = "points" if kind == "tables" and kind not in defaults and "points" in defaults else kind
     if kind not in defaults:
         raise InputError(f"this model takes {' or '.join(defaults)}, not {kind} "
                          f"(dataset {getattr(dataset, 'name', '')!r})")

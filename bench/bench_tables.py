@@ -7,6 +7,7 @@ on the encoded rows), as many synthetic rows as held-out ones, decoded and score
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --encodings standard,modes --seeds 0,1,2
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna   # as the CTGAN / TVAE anchors
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna --peers ctgan,tvae  # pip install ctgan
+    OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wine --models gan,cvae --seeds 0,1,2
 
 Tables (all offline, shipped in packages): palmerpenguins' CSV as is (species the label; missing
 values kept), scikit-learn's wine and breast_cancer (the class name the label), statsmodels'
@@ -88,8 +89,40 @@ def peer_sample(kind: str, train, schema, n: int, seed: int):
     return model.sample(n)
 
 
+def model_sample(kind: str, train, encoding, n: int, seed: int, set_: dict | None = None):
+    """An engine model (``gan`` or ``cvae``) with its default config (``set_`` overrides) fitted
+    on the encoded training rows; ``n`` rows sampled for labels drawn at the training rates, and
+    the within-class spread of the samples over that of the data (median over classes and
+    value columns: near 0 is a collapse)."""
+    import aigc_engine
+    from aigc_engine.data import Dataset
+
+    from_kind = {"gan": ("aigc_gan.model", "GAN"), "cvae": ("aigc_cvae.model", "CVAE")}[kind]
+    cls = getattr(__import__(from_kind[0], fromlist=[from_kind[1]]), from_kind[1])
+    dataset = Dataset(encoding.transform(train), encoding.labels(train), name="train",
+                      class_names=encoding.schema.class_names)
+    dataset.encoding = encoding
+    model = cls(cls.Config(**(set_ or {})))
+    torch.manual_seed(seed)
+    model.fit(dataset, aigc_engine.Run(None, device="cpu", seed=seed, progress=False))
+    freq = torch.bincount(dataset.y).double()
+    y = torch.multinomial(freq / freq.sum(), n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    x = model.sample(n, condition=y)
+    if not torch.isfinite(x).all():
+        raise RuntimeError(f"{kind} returned non-finite samples")
+    return encoding.decode(x, y), spread_ratio(dataset.x, dataset.y, x, y, encoding)
+
+
+def spread_ratio(x, y, xs, ys, encoding) -> float:
+    """Median over classes and value columns of the samples' within-class std over the data's."""
+    cols = [b.start for b in encoding.blocks if b.kind in ("continuous", "integer")]
+    ratios = [float(xs[ys == c][:, j].std() / x[y == c][:, j].std()) for c in torch.unique(y).tolist()
+              for j in cols if (ys == c).sum() > 1 and x[y == c][:, j].std() > 0]
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
 def measure(name: str, encoding_kind: str = "standard", seed: int = 0, dropna: bool = False,
-            peers: tuple[str, ...] = ()) -> dict:
+            peers: tuple[str, ...] = (), models: tuple[str, ...] = (), gmm: bool = True) -> dict:
     from aigc_engine.metrics.tables import table_metrics
     from aigc_engine.tables import TableEncoding, detect_schema
 
@@ -99,13 +132,18 @@ def measure(name: str, encoding_kind: str = "standard", seed: int = 0, dropna: b
     schema = detect_schema(frame, label, name=name)
     train, holdout = split(frame)
     encoding = TableEncoding.fit(train, schema, encoding_kind, seed=0)
-    start = time.perf_counter()
-    x, y = gmm_sample(encoding.transform(train), encoding.labels(train), len(holdout), seed)
-    fit_s = time.perf_counter() - start
-    synthetic = encoding.decode(x, y)
-    out = {"table": name, "encoding": encoding_kind, "seed": seed, "rows": len(frame), "fit_s": fit_s,
-           "reference": reference(train, holdout, encoding),
-           "gmm": table_metrics(train, holdout, synthetic, encoding, seed)}
+    out = {"table": name, "encoding": encoding_kind, "seed": seed, "rows": len(frame),
+           "reference": reference(train, holdout, encoding)}
+    if gmm:
+        start = time.perf_counter()
+        x, y = gmm_sample(encoding.transform(train), encoding.labels(train), len(holdout), seed)
+        out["fit_s"] = time.perf_counter() - start
+        out["gmm"] = table_metrics(train, holdout, encoding.decode(x, y), encoding, seed)
+    for kind in models:
+        start = time.perf_counter()
+        rows, spread = model_sample(kind, train, encoding, len(holdout), seed)
+        out[f"{kind}_fit_s"] = time.perf_counter() - start
+        out[kind] = {**table_metrics(train, holdout, rows, encoding, seed), "spread_ratio": spread}
     for peer in peers:
         start = time.perf_counter()
         rows = peer_sample(peer, train, schema, len(holdout), seed)
@@ -136,6 +174,8 @@ def main() -> None:
     parser.add_argument("--dropna", action="store_true", help="drop rows with missing values first")
     parser.add_argument("--peers", default="", help="ctgan,tvae: SDV's ctgan package, defaults (no missing "
                         "values: use --dropna on penguins)")
+    parser.add_argument("--models", default="", help="gan,cvae: the engine's models, default configs")
+    parser.add_argument("--no-gmm", action="store_true", help="leave out the hand-written mixture baseline")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     results = []
@@ -145,11 +185,16 @@ def main() -> None:
         for kind in args.encodings.split(","):
             for seed in map(int, args.seeds.split(",")):
                 peers = tuple(p for p in args.peers.split(",") if p)
-                r = measure(name, kind, seed, args.dropna, peers)
+                models = tuple(m for m in args.models.split(",") if m)
+                r = measure(name, kind, seed, args.dropna, peers, models, gmm=not args.no_gmm)
                 results.append(r)
                 if kind == args.encodings.split(",")[0] and seed == int(args.seeds.split(",")[0]):
                     print(row(f"{name}: real held-out", r["reference"]), flush=True)
-                print(row(f"{name}: gmm-BIC, {kind}, seed {seed} ({r['fit_s']:.1f} s)", r["gmm"]), flush=True)
+                if "gmm" in r:
+                    print(row(f"{name}: gmm-BIC, {kind}, seed {seed} ({r['fit_s']:.1f} s)", r["gmm"]), flush=True)
+                for m in models:
+                    print(row(f"{name}: {m}, seed {seed} ({r[m + '_fit_s']:.0f} s, within-class spread "
+                              f"{r[m]['spread_ratio']:.2f})", r[m]), flush=True)
                 for peer in peers:
                     print(row(f"{name}: {peer}, seed {seed} ({r[peer + '_fit_s']:.0f} s)", r[peer]), flush=True)
     if args.json:

@@ -225,7 +225,7 @@ def test_models_lists_the_choices_of_literal_options(probe):
     assert "covariance_type: full | tied | diag | spherical  " in out
     assert "init_params: kmeans | k-means++ | random | random_from_data  " in out
     assert "dtype: float32 | float64  " in out
-    assert "steps: int  training steps (points: 24000, images: 1500)" in out  # per data kind
+    assert "steps: int  training steps (points: 24000, images: 1500, tables: 6000)" in out  # per data kind
     assert "lr_schedule: constant | cosine  " in out
 
 

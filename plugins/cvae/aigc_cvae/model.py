@@ -11,10 +11,13 @@ from typing import Any, Literal
 import torch
 
 from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, sample_labels
-from aigc_engine.config import option, resolve_defaults
+from aigc_engine.config import data_kind, option, resolve_defaults
 
 from . import likelihoods
 from .networks import CVAENet
+
+TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (table_steps)
+TABLE_EPOCHS = 300  # passes over a small table's training rows in a default run
 
 DEFAULTS = {
     # points: the IWAE bound with 32 draws (a tight bound on log p(x) that lets q spread over the
@@ -23,6 +26,11 @@ DEFAULTS = {
                    eval_every=100, patience=30, train_k=32),
     "images": dict(steps=20000, latent_dim=16, width=256, depth=2, batch_size=100, lr=1e-3, lr_schedule="constant",
                    eval_every=50, patience=40, train_k=1),
+    # tables: the ELBO (the IWAE bound's weights overflow on tables of tens of columns), a
+    # likelihood per block (Gaussian values, categorical one-hots, Bernoulli indicators); the
+    # batch at most the training rows, the steps TABLE_EPOCHS passes over them (CVAE.resolve)
+    "tables": dict(steps=TABLE_STEPS, latent_dim=8, width=128, depth=2, batch_size=64, lr=1e-3,
+                   lr_schedule="cosine", eval_every=50, patience=20, train_k=1),
 }
 
 
@@ -43,8 +51,8 @@ class CVAEConfig:
     kl_warmup: int = option(1000, help="steps over which beta rises from 0", ge=0)
     free_bits: float = option(0.0, help="free bits per latent dimension, for the ELBO", ge=0)
     prior: Literal["learned", "standard"] = option("learned", help="p(z|c): learned, or N(0, I)")
-    decoder: Literal["auto", "gaussian", "discretized_logistic", "discretized_gaussian"] = option(
-        "auto", help="p(x|z,c); auto: discretized_logistic for images on levels, else gaussian")
+    decoder: Literal["auto", "gaussian", "discretized_logistic", "discretized_gaussian", "table"] = option(
+        "auto", help="p(x|z,c); auto: table for tables, discretized_logistic for images on levels, else gaussian")
     conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
     validation: float = option(0.1, help="held-out fraction for early stopping", ge=0, lt=1)
     test: float = option(0.1, help="held-out fraction for the test likelihoods", ge=0, lt=1)
@@ -67,7 +75,8 @@ def _check_bound(c: CVAEConfig) -> None:
 
 class CVAE(Model):
     """Conditional VAE with a learned prior p(z|c) and a Gaussian decoder p(x|z,c) (integrated over
-    each level's bin for discrete images); a VAE when unconditional. Trained on the ELBO
+    each level's bin for discrete images; on a table a likelihood per block: Gaussian values,
+    categorical one-hots, Bernoulli missing indicators); a VAE when unconditional. Trained on the ELBO
     (``train_k = 1``) or the IWAE bound with ``train_k`` draws of z; early stopping on the held-out
     value of the trained bound; IWAE likelihoods in nats and bits/dim."""
 
@@ -86,19 +95,39 @@ class CVAE(Model):
         self.levels = 0
         self.decoder = "gaussian"
         self.shape: tuple[int, ...] = ()
+        self.blocks: list[list] = []  # a table's blocks, [kind, start, stop], for decoder=table
 
     # -- construction --------------------------------------------------------------------------
-    def _setup(self, dataset) -> None:
+    def resolve(self, dataset) -> CVAEConfig:
+        """The config for this data: fields left at None take the defaults of its kind; on a table
+        the default batch is at most its training rows and the default steps ``TABLE_EPOCHS``
+        passes over them (at least 1000, at most ``TABLE_STEPS``)."""
         c = resolve_defaults(self.config, DEFAULTS, dataset)
-        c = self.resolved = dataclasses.replace(c, arch="mlp") if c.arch == "auto" else c
+        c = dataclasses.replace(c, arch="mlp") if c.arch == "auto" else c
+        if data_kind(dataset) != "tables":
+            return c
+        rows = max(1, round(len(dataset) * (1 - c.validation - c.test)))
+        batch = c.batch_size if self.config.batch_size is not None else min(c.batch_size, rows)
+        steps = c.steps if self.config.steps is not None else \
+            int(min(c.steps, max(1000, TABLE_EPOCHS * rows // batch)))
+        return dataclasses.replace(c, batch_size=batch, steps=steps)
+
+    def _setup(self, dataset) -> None:
+        c = self.resolved = self.resolve(dataset)
         _check_bound(c)
         if c.arch == "conv" and (not dataset.is_image or dataset.shape[2] % 2 or dataset.shape[3] % 2):
             raise InputError("arch=conv takes images of even height and width; use arch=mlp")
         self.num_classes = conditional_classes(dataset, c.conditional)
         self.shape = tuple(dataset.shape[1:])
+        tables = data_kind(dataset) == "tables"
+        self.blocks = likelihoods.table_blocks(dataset.encoding) if tables else []
         if c.decoder == "auto":
             self.levels = likelihoods.detect_levels(dataset.x) if dataset.is_image else 0
-            self.decoder = "discretized_logistic" if self.levels else "gaussian"
+            self.decoder = "table" if tables else "discretized_logistic" if self.levels else "gaussian"
+        elif c.decoder == "table":
+            if not tables:
+                raise InputError(f"decoder=table takes a table (a CSV file); {dataset.name!r} is not one: use auto")
+            self.decoder, self.levels = "table", 0
         else:
             self.decoder = c.decoder
             self.levels = likelihoods.detect_levels(dataset.x) if c.decoder != "gaussian" else 0
@@ -109,7 +138,7 @@ class CVAE(Model):
     def _build(self) -> CVAENet:
         c = self.resolved
         return CVAENet(self.shape, c.latent_dim, self.num_classes, c.width, c.depth, c.embed_dim, c.prior, c.arch,
-                       self.decoder, self.levels)
+                       self.decoder, self.levels, self.blocks)
 
     def validate(self, dataset) -> None:
         """Checked before the engine makes a run directory: the config for this data, its split."""
@@ -245,7 +274,9 @@ class CVAE(Model):
 
     @property
     def log_prob_kind(self) -> str:
-        """An IWAE bound: of the density of points, of the discrete probability of images on levels."""
+        """An IWAE bound: of the density of points, of the discrete probability of images on levels;
+        on a table, of a mixed density (the probability of the categories and of the missing
+        pattern times the density of the observed values), reported as a bound."""
         return "discrete_bound" if self.levels else "bound"
 
     def heldout_likelihoods(self, dataset, k: int | None = None) -> dict[str, float]:
@@ -279,8 +310,9 @@ class CVAE(Model):
     def sample(self, n: int, condition: torch.Tensor | None = None, temperature: float | None = None,
                mean: bool | None = None) -> torch.Tensor:
         """``n`` samples: z ~ p(z | c) (its std scaled by ``temperature``), then x ~ p(x | z, c)
-        (a draw from the discrete likelihood for images on levels), or with ``mean=True`` (default:
-        the config's ``sample_mean``) the decoder's mean, snapped to the levels."""
+        (a draw from the discrete likelihood for images on levels; on a table encoded rows with
+        exact one-hots and 0/1 indicators), or with ``mean=True`` (default: the config's
+        ``sample_mean``) the decoder's mean, snapped to the levels (a table's likeliest categories)."""
         net = self._fitted()
         if n < 1:
             raise InputError(f"the number of samples must be >= 1, got {n}")
@@ -292,7 +324,9 @@ class CVAE(Model):
         z = mu_p + t * torch.exp(ls_p) * torch.randn(n, mu_p.shape[1], device=device)
         mu_x, ls_x = net.decode(z, y)
         use_mean = self.resolved.sample_mean if mean is None else mean
-        if use_mean:
+        if self.decoder == "table":  # in the encoded space: exact one-hots and 0/1 indicators
+            x = likelihoods.table_sample(mu_x, ls_x, self.blocks, use_mean)
+        elif use_mean:
             x = likelihoods.snap(mu_x, self.levels) if self.levels else mu_x
         else:
             x = likelihoods.sample(self.decoder, mu_x, ls_x, self.levels)
@@ -300,11 +334,13 @@ class CVAE(Model):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """The decoder's mean at the encoder's mean (levels snapped)."""
+        """The decoder's mean at the encoder's mean (levels snapped; a table's likeliest categories)."""
         net = self._fitted()
         device = next(net.parameters()).device
         y = y.to(device) if (y is not None and self.num_classes) else None
-        mu_x, _ = net.decode(net.encode(x.to(device), y)[0], y)
+        mu_x, ls_x = net.decode(net.encode(x.to(device), y)[0], y)
+        if self.decoder == "table":
+            return likelihoods.table_sample(mu_x, ls_x, self.blocks, mean=True).cpu()
         return (likelihoods.snap(mu_x, self.levels) if self.levels else mu_x).cpu()
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -375,7 +411,7 @@ class CVAE(Model):
         net = self._fitted()
         return {"config": dataclasses.asdict(self.resolved), "shape": list(self.shape),
                 "num_classes": self.num_classes, "class_freq": self.class_freq, "levels": self.levels,
-                "decoder": self.decoder, "net": net.state_dict(),
+                "decoder": self.decoder, "blocks": self.blocks, "net": net.state_dict(),
                 "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -383,6 +419,7 @@ class CVAE(Model):
             self.resolved = CVAEConfig(**state["config"])
             self.shape, self.num_classes = tuple(state["shape"]), int(state["num_classes"])
             self.class_freq, self.levels, self.decoder = state.get("class_freq"), int(state["levels"]), state["decoder"]
+            self.blocks = [list(b) for b in state.get("blocks") or []]
             net = self._build()
             net.load_state_dict(state["net"])
         except (KeyError, TypeError, RuntimeError) as err:

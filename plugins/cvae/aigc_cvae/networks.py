@@ -3,7 +3,8 @@
 - Prior ``p(z | c) = N(mu_z(c), diag sigma_z(c)^2)``: learned per class (an embedding of c),
   one learned Gaussian when unconditional, or N(0, I) (``prior="standard"``).
 - Decoder ``p(x | z, c)``: per dimension a location and a log-scale (the likelihood in
-  ``likelihoods``), from an MLP on ``[z, embed(c)]`` (or a small transposed-conv net for images).
+  ``likelihoods``; on a table, per block: logits of a categorical or a Bernoulli), from an
+  MLP on ``[z, embed(c)]`` (or a small transposed-conv net for images).
 - Encoder ``q(z | x, c) = N(mu(x, c), diag sigma(x, c)^2)``.
 """
 from __future__ import annotations
@@ -26,10 +27,10 @@ def mlp(d_in: int, d_out: int, width: int, depth: int) -> nn.Sequential:
 
 class CVAENet(nn.Module):
     def __init__(self, shape: tuple[int, ...], latent_dim: int, num_classes: int, width: int, depth: int,
-                 embed_dim: int, prior: str, arch: str, decoder: str, levels: int):
+                 embed_dim: int, prior: str, arch: str, decoder: str, levels: int, blocks: list | None = None):
         super().__init__()
         self.shape, self.latent_dim, self.num_classes, self.arch = tuple(shape), latent_dim, num_classes, arch
-        self.decoder_kind, self.levels = decoder, levels
+        self.decoder_kind, self.levels, self.blocks = decoder, levels, list(blocks or [])
         self.dim = math.prod(shape)
         e = embed_dim if num_classes else 0
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
@@ -67,7 +68,7 @@ class CVAENet(nn.Module):
             zf = z.reshape(n * k, -1)
             yf = y.repeat_interleave(k) if y is not None else None
             mu_x, ls_x = self.decode(zf, yf)
-            rec = likelihoods.log_likelihood(self.decoder_kind, x.repeat_interleave(k, 0), mu_x, ls_x, self.levels)
+            rec = self.log_likelihood(x.repeat_interleave(k, 0), mu_x, ls_x)
             mu_p, ls_p = self.prior(yf, n * k, x.device)
             log_ratio = (gaussian_log_density(zf, mu_p, ls_p).reshape(n, k)
                          - gaussian_log_density(z, mu_q[:, None], ls_q[:, None]))
@@ -75,9 +76,15 @@ class CVAENet(nn.Module):
         eps = noise if noise is not None else torch.randn(mu_q.shape, device=x.device, generator=generator)
         z = mu_q + torch.exp(ls_q) * eps
         mu_x, ls_x = self.decode(z, y)
-        rec = likelihoods.log_likelihood(self.decoder_kind, x, mu_x, ls_x, self.levels)
+        rec = self.log_likelihood(x, mu_x, ls_x)
         mu_p, ls_p = self.prior(y, len(x), x.device)
         return rec, gaussian_kl(mu_q, ls_q, mu_p, ls_p)
+
+    def log_likelihood(self, x: torch.Tensor, mu_x: torch.Tensor, ls_x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z, c) per row: the decoder kind's likelihood, per block on a table."""
+        if self.decoder_kind == "table":
+            return likelihoods.table(x, mu_x, ls_x, self.blocks)
+        return likelihoods.log_likelihood(self.decoder_kind, x, mu_x, ls_x, self.levels)
 
     def _cond(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return torch.cat([h, self.embed(y)], 1) if self.embed is not None else h

@@ -10,17 +10,25 @@ import torch
 
 from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, metrics, ops,
                          sample_labels, training)
-from aigc_engine.config import option, resolve_defaults
+from aigc_engine.config import data_kind, option, resolve_defaults
 
-from .networks import Discriminator, Generator, check_image_shape
+from .networks import Discriminator, Generator, check_image_shape, table_blocks, table_outputs
 
-# Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
-# left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
+# Defaults that depend on the kind of data (points N x D, images N x C x H x W, or tables: encoded
+# rows with known blocks): a Config field left at None takes the value for the data's kind
+# (resolved at fit, saved with the model). On tables batch_size is at most the row count and
+# steps scale with it (see GAN.resolve); pack is 1, so conditioning on the label just works.
+TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (table_steps)
+TABLE_EPOCHS = 600  # passes over a small table's rows in a default run
+
 DEFAULTS = {
     "points": dict(steps=24000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
                    ema_decay=0.999, augment=False, norm="layer", lr_decay_from=0.5, fourier=128, fourier_scale=0.25),
     "images": dict(steps=1500, batch_size=64, z_dim=32, width=0, depth=0, channels=32, r1_gamma=1.0, pack=1,
                    ema_decay=0.999, augment=False, norm="batch", lr_decay_from=1.0, fourier=0, fourier_scale=1.0),
+    "tables": dict(steps=TABLE_STEPS, batch_size=256, z_dim=32, width=256, depth=2, channels=32, r1_gamma=0.1,
+                   pack=1, ema_decay=0.995, augment=False, norm="layer", lr_decay_from=0.5, fourier=0,
+                   fourier_scale=1.0),
 }
 
 
@@ -51,6 +59,7 @@ class GANConfig:
                                          ge=0, le=1)
     standardize: bool = option(True, help="train points on x / std, samples scaled back")
     conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
+    tau: float = option(0.2, help="Gumbel-softmax temperature of a table's one-hot blocks", gt=0)
     truncation: float = option(0.0, help="truncation trick: redraw z beyond +-this when sampling; 0: off", ge=0)
     amp: bool = option(True, help="mixed precision on CUDA")
     log_every: int = option(50, help="steps per logged row", ge=1)
@@ -72,7 +81,9 @@ def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
 
 class GAN(Model):
     """Generative adversarial network (BCE, Adam 2e-4 (0.5, 0.999), D step then G step; R1 and an
-    EMA of G; MLPs for points, DCGAN conv nets for images; conditional on class labels)."""
+    EMA of G; MLPs for points and tables, DCGAN conv nets for images; conditional on class labels).
+    On a table G's outputs go through a Gumbel-softmax per one-hot block and per missing
+    indicator (``networks.table_outputs``); samples are encoded rows with exact one-hots."""
 
     name = "gan"
     Config = GANConfig
@@ -89,6 +100,7 @@ class GAN(Model):
         self.snapshots: dict[str, Any] = {}
         self.data_shape: tuple[int, ...] = ()
         self.scale = 1.0
+        self.blocks: list[list] = []  # a table's blocks, [kind, start, stop]; empty for other data
 
     # -- construction --------------------------------------------------------------------------
     def _conditional(self, dataset) -> int:
@@ -110,10 +122,21 @@ class GAN(Model):
                              c.fourier, c.fourier_scale)
         return netG, netD
 
+    def resolve(self, dataset) -> GANConfig:
+        """The config for this data: fields left at None take the defaults of its kind; on a table
+        the default batch is at most its rows and the default steps ``TABLE_EPOCHS`` passes over
+        them (at least 1000, at most ``TABLE_STEPS``)."""
+        c = resolve_defaults(self.config, DEFAULTS, dataset)
+        if data_kind(dataset) != "tables":
+            return c
+        batch = c.batch_size if self.config.batch_size is not None else max(1, min(c.batch_size, len(dataset)))
+        steps = c.steps if self.config.steps is not None else table_steps(len(dataset), batch, c.steps)
+        return dataclasses.replace(c, batch_size=batch, steps=steps)
+
     def validate(self, dataset) -> None:
         """Everything that can be checked before training (the engine calls it before it makes
         a run directory): the config for this data's kind, the networks for its shape, the batch."""
-        c = resolve_defaults(self.config, DEFAULTS, dataset)
+        c = self.resolve(dataset)
         self._build(tuple(dataset.shape[1:]), self._conditional(dataset), c)
         if c.batch_size > len(dataset):
             raise InputError(f"batch_size={c.batch_size} is more than the {len(dataset)} rows of dataset {dataset.name!r}")
@@ -123,7 +146,7 @@ class GAN(Model):
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
-        c = self.resolved = resolve_defaults(self.config, DEFAULTS, dataset)
+        c = self.resolved = self.resolve(dataset)
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = self._conditional(dataset)
         if c.batch_size % (c.pack * run.world_size):
@@ -131,8 +154,9 @@ class GAN(Model):
                              f"{run.world_size} processes")
         self.class_freq = class_frequencies(dataset, self.num_classes)
         # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
-        # is kept), samples are scaled back
-        self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image) else 1.0
+        # is kept), samples are scaled back; a table's encoding standardised each column already
+        self.blocks = table_blocks(dataset.encoding) if data_kind(dataset) == "tables" else []
+        self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image and not self.blocks) else 1.0
         self.scale = self.scale if self.scale > 0 else 1.0
         self.netG, netD = self._build(self.data_shape, self.num_classes, c)
         self.netG.to(run.device)
@@ -165,7 +189,7 @@ class GAN(Model):
                 # the last critic step's fake keeps its graph: the G step reuses it (as the DCGAN
                 # tutorial does) instead of running G again
                 with torch.set_grad_enabled(critic == c.n_critic - 1), run.autocast(c.amp):
-                    fake = netG(z, y).float()
+                    fake = self._outputs(netG(z, y).float(), hard=False)
                 x = x.requires_grad_(c.r1_gamma > 0)
                 with run.autocast(c.amp):
                     d_real, d_fake = netD(augment(x), y), netD(augment(fake.detach()), y)
@@ -198,11 +222,16 @@ class GAN(Model):
                     self.ema.module.eval()
                     self.snapshots["steps"].append(step)
                     self.snapshots.setdefault("time", []).append(time.time())
-                    self.snapshots["samples"].append(self.ema.module(fixed_z, fixed_y).float().cpu() * self.scale)
+                    snap = self._outputs(self.ema.module(fixed_z, fixed_y).float(), hard=True)
+                    self.snapshots["samples"].append(snap.cpu() * self.scale)
                     self.ema.module.train()
         self._recompute_batch_norm(c.batch_size, run.device, run.seed)
         self.netG.eval()
         self.ema.module.eval()
+
+    def _outputs(self, raw: torch.Tensor, hard: bool) -> torch.Tensor:
+        """The generator's output as data: per block of a table (``table_outputs``), else as is."""
+        return table_outputs(raw, self.blocks, self.resolved.tau, hard) if self.blocks else raw
 
     @torch.no_grad()
     def _recompute_batch_norm(self, batch: int, device, seed: int, batches: int = 20) -> None:
@@ -258,7 +287,8 @@ class GAN(Model):
                 z[bad] = torch.randn(int(bad.sum()))
         self.ema.module.eval()
         with torch.no_grad():
-            return self.ema.module(z.to(device), y).float().cpu() * self.scale
+            # tables: exact one-hots and 0/1 indicators, in the encoded space the encoding decodes
+            return self._outputs(self.ema.module(z.to(device), y).float(), hard=True).cpu() * self.scale
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
@@ -268,7 +298,7 @@ class GAN(Model):
 
     def figures(self, dataset) -> dict[str, Any]:
         """``progress.png``: samples from one fixed z over training."""
-        if not self.snapshots.get("steps"):
+        if not self.snapshots.get("steps") or self.blocks:  # a table's encoded columns are no picture
             return {}
         from aigc_engine import plotting
 
@@ -282,6 +312,7 @@ class GAN(Model):
         if self.ema is None:
             raise InputError("the gan model is not fitted")
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
+                "blocks": self.blocks,
                 "num_classes": self.num_classes, "class_freq": self.class_freq,
                 "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
 
@@ -294,6 +325,7 @@ class GAN(Model):
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
             self.scale = float(state.get("scale", 1.0))
+            self.blocks = [list(b) for b in state.get("blocks") or []]
             netG, _ = self._build(self.data_shape, self.num_classes, self.resolved)
             netG.load_state_dict(state["ema"])
         except (KeyError, TypeError, RuntimeError) as err:
@@ -302,6 +334,11 @@ class GAN(Model):
         self.ema = EMA(netG, self.resolved.ema_decay)
         self.ema.module.eval()
         self.snapshots = state.get("snapshots") or {}
+
+
+def table_steps(rows: int, batch: int, most: int) -> int:
+    """Default steps on a table: ``TABLE_EPOCHS`` passes over its rows, within [1000, ``most``]."""
+    return int(min(most, max(1000, TABLE_EPOCHS * rows // max(1, batch))))
 
 
 def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y, eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 
 from aigc_engine import InputError, Run
 from aigc_engine.config import data_kind, resolve_defaults
-from aigc_engine.tables.reader import read_table
+from aigc_engine.data.tablefile import read_table
 from aigc_cvae import CVAE, CVAEConfig
 from aigc_gan import GAN, GANConfig
 

@@ -80,6 +80,8 @@ check "eval of a table run reports the table metrics" grep -q '"detection"' "$OU
 run 'aigc-engine eval runs/gmm-penguins --dataset penguins-test.csv --set dataset.label_column=species'
 check "eval on another table adds ML efficacy and the DCR ratio" bash -c "grep -q '\"ml_efficacy\"' '$OUT_LOG' && grep -q '\"dcr_ratio\"' '$OUT_LOG'"
 
+run 'aigc-engine run diffusion --dataset ring8 --set steps=300 --out runs/diffusion-ring8'
+check "the diffusion run wrote its pictures" has_files runs/diffusion-ring8 samples.png progress.png denoising.png
 # --- GANs and CVAEs --------------------------------------------------------------------------------
 run 'aigc-engine run gan --dataset ring8'
 check "a GAN run draws its progress" has_files "$LAST" samples.png metrics.png progress.png model.safetensors

@@ -364,7 +364,7 @@ def _likelihood(model, holdout, seed: int) -> tuple[float, str]:
 
     kind = model.log_prob_kind
     bound = kind in ("bound", "discrete_bound")
-    width = _level_width(holdout.x) if holdout.is_image else None
+    width = holdout.bin_width if holdout.is_image else None
     if width is None:
         found = metrics.heldout_log_likelihood(model, holdout)
         return found["log_likelihood_per_dim"], "bound" if bound else "exact"
@@ -375,18 +375,6 @@ def _likelihood(model, holdout, seed: int) -> tuple[float, str]:
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
     found = metrics.heldout_log_likelihood(model, x + (noise - 0.5) * width)
     return found["log_likelihood_per_dim"], "bound (dequantised)"
-
-
-def _level_width(x: torch.Tensor, max_levels: int = 256) -> float | None:
-    """The spacing of values on evenly spaced levels in [-1, 1], or None for continuous data."""
-    values = torch.unique(x.reshape(-1)[: 1 << 22].double())
-    if len(values) < 2 or len(values) > max_levels:
-        return None
-    width = float((values[1:] - values[:-1]).min())
-    k = (values - values[0]) / width
-    if not torch.allclose(k, k.round(), atol=1e-3):
-        return None
-    return width
 
 
 def _judge(data, device: str):

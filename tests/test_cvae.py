@@ -35,13 +35,6 @@ def test_discrete_decoder_probabilities_sum_to_one(kind, levels):
     assert torch.isfinite(mu.grad).all()
 
 
-def test_detect_levels():
-    assert L.detect_levels(data.digits().x) == 17
-    assert L.detect_levels(torch.tensor([-1.0, 1.0])) == 2
-    assert L.detect_levels(torch.arange(256) / 127.5 - 1) == 256
-    assert L.detect_levels(torch.randn(100).clamp(-1, 1)) == 0
-
-
 def _ppca(dim=3, latent=2, sigma=0.5):
     """A linear Gaussian VAE: p(z) = N(0, I), p(x | z) = N(W z + b, sigma^2 I), q(z | x) the
     diagonal of the exact posterior. Exact log p(x) = log N(x | b, W W^T + sigma^2 I)."""

@@ -82,19 +82,6 @@ def snap(x: torch.Tensor, levels: int) -> torch.Tensor:
     return (torch.round((x.clamp(-1, 1) + 1) / step) * step - 1).clamp(-1, 1)
 
 
-def detect_levels(x: torch.Tensor, max_levels: int = 256) -> int:
-    """The number of levels ``L`` when every value of ``x`` is one of ``-1 + 2 k / (L - 1)``
-    (e.g. 17 for digits, 256 for 8-bit images), else 0 (continuous)."""
-    values = torch.unique(x.detach().flatten().float())
-    if len(values) > max_levels or len(values) < 2 or values[0] < -1 - 1e-6 or values[-1] > 1 + 1e-6:
-        return 0
-    for levels in range(len(values), max_levels + 1):
-        k = (values + 1) * (levels - 1) / 2
-        if torch.allclose(k, torch.round(k), atol=1e-4):
-            return levels
-    return 0
-
-
 # -- tables: a likelihood per block of the encoding ------------------------------------------------
 TABLE_LOG_SCALE_MIN = -4.0  # std >= 0.018 of a standardised column: integer-valued and repeated
 # values cannot drive the Gaussian's density to infinity (the NaN of an unbounded log-scale)

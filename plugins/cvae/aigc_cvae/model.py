@@ -122,7 +122,7 @@ class CVAE(Model):
         tables = data_kind(dataset) == "tables"
         self.blocks = likelihoods.table_blocks(dataset.encoding) if tables else []
         if c.decoder == "auto":
-            self.levels = likelihoods.detect_levels(dataset.x) if dataset.is_image else 0
+            self.levels = dataset.levels if dataset.is_image else 0
             self.decoder = "table" if tables else "discretized_logistic" if self.levels else "gaussian"
         elif c.decoder == "table":
             if not tables:
@@ -130,7 +130,7 @@ class CVAE(Model):
             self.decoder, self.levels = "table", 0
         else:
             self.decoder = c.decoder
-            self.levels = likelihoods.detect_levels(dataset.x) if c.decoder != "gaussian" else 0
+            self.levels = dataset.levels if c.decoder != "gaussian" else 0
             if c.decoder != "gaussian" and not self.levels:
                 raise InputError(f"decoder={c.decoder} needs data on evenly spaced levels in [-1, 1] "
                                  f"(like 8-bit or 17-level images); {dataset.name!r} is continuous: use gaussian")

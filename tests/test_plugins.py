@@ -17,7 +17,7 @@ AIGC_ENGINE = os.path.join(os.path.dirname(sys.executable), "aigc-engine")  # th
 def test_core_registers_builtin_datasets_and_readers_through_the_hooks():
     pm = PluginManager(load_entry_points=False)
     assert {"ring8", "grid25", "moons", "blobs", "digits"} <= set(pm.datasets())
-    assert list(pm.readers()) == [".npy", ".npz", ".csv", "folder"]
+    assert list(pm.readers()) == [".npy", ".npz", ".csv", ".parquet", "folder"]
     assert {r.plugin for r in pm.readers().values()} == {"aigc_engine.core"}
     assert pm.records["aigc_engine.core"].hooks == ["aigc_engine_register_datasets", "aigc_engine_register_readers"]
 
@@ -212,7 +212,7 @@ def test_reader_clash_is_reported_and_the_core_reader_is_replaced_only_on_overri
     assert readers[".csv"].plugin == "tables" and readers[".csv"].description == "tables"
     assert readers[".pts"].plugin == "clash"  # override replaces the core's readers, not a plugin's
     assert pm.records["tables"].status == "loaded" and pm.records["late"].status == "failed"
-    assert list(readers) == [".npy", ".npz", ".csv", "folder", ".pts"] and readers[".csv"].options() == {"scale": 1.0}
+    assert list(readers) == [".npy", ".npz", ".csv", ".parquet", "folder", ".pts"] and readers[".csv"].options() == {"scale": 1.0}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -237,7 +237,7 @@ def test_datasets_command_lists_readers_and_their_options():
     pm.register(_reader_plugin(((".pts", read_any, "whitespace points"), {})), "points")
     out = CliRunner().invoke(cli, ["datasets"], obj=Engine(pm), catch_exceptions=False).output
     assert "FILE.pts  [points]  whitespace points\n    options: scale=1.0" in out
-    assert "FILE.csv  [aigc_engine.core]" in out and "options: label_column=None, delimiter=','" in out
+    assert "FILE.csv  [aigc_engine.core]" in out and "options: label_column=None, categorical=''" in out
     assert "FOLDER/  [aigc_engine.core]" in out and "options: size=None, channels='auto'" in out
 
 

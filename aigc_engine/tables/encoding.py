@@ -105,6 +105,14 @@ class TableEncoding:
                 add(spec.name, "missing", 1)
         return blocks
 
+    def roles(self) -> list[list]:
+        """The blocks as ``[role, start, stop]`` rows (JSON, what a model saves to shape its
+        outputs): ``one_hot`` for a categorical or mode block (a softmax), ``missing`` for a 0/1
+        indicator, ``value`` for a standardised continuous or integer column."""
+        def role(block: Block) -> str:
+            return "one_hot" if block.one_hot else ("missing" if block.kind == "missing" else "value")
+        return [[role(b), int(b.start), int(b.stop)] for b in self.blocks]
+
     def describe(self) -> list[dict]:
         """The blocks as JSON-able dicts (column, kind, start, stop, categories)."""
         return [asdict(b) for b in self.blocks]

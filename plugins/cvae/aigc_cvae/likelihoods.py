@@ -87,15 +87,6 @@ TABLE_LOG_SCALE_MIN = -4.0  # std >= 0.018 of a standardised column: integer-val
 # values cannot drive the Gaussian's density to infinity (the NaN of an unbounded log-scale)
 
 
-def table_blocks(encoding) -> list[list]:
-    """A table encoding's blocks as ``[kind, start, stop]`` rows (JSON, saved with the model):
-    ``one_hot`` (categorical, mode), ``missing`` (a 0/1 indicator after its column's value) or
-    ``value`` (a standardised continuous or integer column)."""
-    def kind(block) -> str:
-        return "one_hot" if block.one_hot else ("missing" if block.kind == "missing" else "value")
-    return [[kind(b), int(b.start), int(b.stop)] for b in encoding.blocks]
-
-
 def _observed(x: torch.Tensor, blocks: list[list]) -> torch.Tensor:
     """1 where a value column is observed, 0 where its missing indicator (the next block) is 1:
     the value there is the encoding's placeholder, not data."""

@@ -120,7 +120,7 @@ class CVAE(Model):
         self.num_classes = conditional_classes(dataset, c.conditional)
         self.shape = tuple(dataset.shape[1:])
         tables = data_kind(dataset) == "tables"
-        self.blocks = likelihoods.table_blocks(dataset.encoding) if tables else []
+        self.blocks = dataset.encoding.roles() if tables else []
         if c.decoder == "auto":
             self.levels = dataset.levels if dataset.is_image else 0
             self.decoder = "table" if tables else "discretized_logistic" if self.levels else "gaussian"

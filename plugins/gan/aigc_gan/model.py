@@ -12,7 +12,7 @@ from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditi
                          sample_labels, training)
 from aigc_engine.config import data_kind, option, resolve_defaults
 
-from .networks import Discriminator, Generator, check_image_shape, table_blocks, table_outputs
+from .networks import Discriminator, Generator, check_image_shape, table_outputs
 
 # Defaults that depend on the kind of data (points N x D, images N x C x H x W, or tables: encoded
 # rows with known blocks): a Config field left at None takes the value for the data's kind
@@ -155,7 +155,7 @@ class GAN(Model):
         self.class_freq = class_frequencies(dataset, self.num_classes)
         # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
         # is kept), samples are scaled back; a table's encoding standardised each column already
-        self.blocks = table_blocks(dataset.encoding) if data_kind(dataset) == "tables" else []
+        self.blocks = dataset.encoding.roles() if data_kind(dataset) == "tables" else []
         self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image and not self.blocks) else 1.0
         self.scale = self.scale if self.scale > 0 else 1.0
         self.netG, netD = self._build(self.data_shape, self.num_classes, c)

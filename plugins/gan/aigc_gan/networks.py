@@ -131,15 +131,6 @@ def check_image_shape(shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def table_blocks(encoding) -> list[list]:
-    """A table encoding's blocks as ``[kind, start, stop]`` rows (JSON, saved with the model):
-    ``one_hot`` for a categorical or mode block, ``missing`` for a 0/1 indicator, ``value``
-    for a standardised continuous or integer column."""
-    def kind(block) -> str:
-        return "one_hot" if block.one_hot else ("missing" if block.kind == "missing" else "value")
-    return [[kind(b), int(b.start), int(b.stop)] for b in encoding.blocks]
-
-
 def table_outputs(raw: torch.Tensor, blocks: list[list], tau: float, hard: bool) -> torch.Tensor:
     """The generator's raw outputs as encoded table rows, block by block: values as they are
     (the encoding standardised each column), one-hot blocks through a Gumbel-softmax of

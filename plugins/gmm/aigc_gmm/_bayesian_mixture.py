@@ -20,19 +20,17 @@ plus ``device``, ``dtype`` and ``chunk_size`` (see ``GaussianMixture``), ``sampl
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import betaln, digamma, gammaln
 from sklearn.mixture import BayesianGaussianMixture as _SkBayesianGaussianMixture
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
 
-from ._em import BaseMixture, Source, Stats, compute_dtype, empty_stats, statistics_pass
+from ._em import TORCH_PARAMETER_CONSTRAINTS, BaseMixture, Source, Stats, compute_dtype, empty_stats, statistics_pass
 from ._gaussian_mixture import (COVARIANCE_TYPES, GaussianComponents, Params, e_step_pass, n_parameters,
                                 needs_double_moments, parameters_from_stats, precision_cholesky,
                                 precisions_from_cholesky)
@@ -156,9 +154,7 @@ class BayesianGaussianMixture(GaussianComponents, BaseMixture):
 
     _parameter_constraints: dict = {
         **_SkBayesianGaussianMixture._parameter_constraints,
-        "device": "no_validation",
-        "dtype": "no_validation",
-        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(self, *, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,

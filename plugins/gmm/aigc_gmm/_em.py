@@ -24,6 +24,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from time import time
+from numbers import Integral
 from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
@@ -254,6 +256,14 @@ def _nan_message(estimator_name: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # the estimator, whatever its components
+# the parameters every mixture here adds to scikit-learn's (validated like its own)
+TORCH_PARAMETER_CONSTRAINTS: dict = {
+    "device": "no_validation",
+    "dtype": "no_validation",
+    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+}
+
+
 class BaseMixture(DensityMixin, BaseEstimator):
     """A mixture estimator fitted with EM (scikit-learn's ``BaseMixture``): input handling,
     ``fit`` / ``fit_predict`` / ``em_fit``, ``score_samples``, ``score``, ``predict``,

@@ -35,7 +35,7 @@ log-densities), whose :class:`aigc_gmm._em.EMFit` runs the EM loop. ``fitted_sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ from aigc_engine import ops
 from sklearn.utils._param_validation import StrOptions
 
 from . import _missing
-from ._em import (BaseMixture, Source, Stats, add_chunk, check_sample_weight, compute_dtype, empty_stats,
+from ._em import (TORCH_PARAMETER_CONSTRAINTS, BaseMixture, Source, Stats, add_chunk, check_sample_weight, compute_dtype, empty_stats,
                   statistics_pass)
 from ._kmeans import hard_resp, kmeans, nearest
 
@@ -540,9 +540,7 @@ class GaussianMixture(GaussianComponents, BaseMixture):
 
     _parameter_constraints: dict = {
         **_SkGaussianMixture._parameter_constraints,
-        "device": "no_validation",
-        "dtype": "no_validation",
-        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
         "step_exponent": [Interval(Real, 0.5, 1, closed="right")],
         "missing": [StrOptions({"error", "marginalize"})],
     }

@@ -235,3 +235,37 @@ def test_constant_column_and_semicolons(tmp_path):
     back = ds.encoding.decode(ds.x)
     assert back["b"].tolist() == [7.25] * 3 and back["a"].tolist() == [1.5, 2.5, 3.5]
     assert math.isclose(float(ds.x[:, 0].std(unbiased=False)), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("continuous", ["standard", "modes"])
+def test_holdout_split_refits_the_encoding_on_the_training_rows(tmp_path, continuous):
+    """Held-out rows shape none of the encoding's numbers, yet still encode (same layout), and
+    both parts decode to the file's rows."""
+    rng = np.random.default_rng(0)
+    n = 60
+    frame = pd.DataFrame({"species": rng.choice(["A", "B"], n), "bill": rng.normal(40, 3, n).round(2),
+                          "mass": rng.integers(3000, 6000, n), "sex": rng.choice(["f", "m", None], n)})
+    frame.loc[[3, 50], "bill"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ds = read_table(tmp_path / "t.csv", label_column="species")
+    ds.encoding = TableEncoding.fit(load_frame(tmp_path / "t.csv"), ds.encoding.schema, continuous)
+    ds._data = ds.encoding.transform(load_frame(tmp_path / "t.csv"))
+    train, held = ds.holdout_split(0.3, seed=1)
+    assert train.encoding is held.encoding and train.encoding.width == ds.encoding.width
+    assert [b["column"] for b in train.encoding.describe()] == [b["column"] for b in ds.encoding.describe()]
+    rows = train.encoding.decode(train.x, train.y)
+    refit = TableEncoding.fit(rows, train.encoding.schema, continuous)
+    assert train.encoding.params.keys() == refit.params.keys()
+    for name, p in refit.params.items():
+        assert {k: pytest.approx(v, rel=1e-6) for k, v in p.items()} == train.encoding.params[name]
+    if continuous == "standard":
+        assert train.encoding.params["bill"]["mean"] == pytest.approx(rows["bill"].mean(), rel=1e-6)
+        assert train.encoding.params["bill"]["mean"] != pytest.approx(frame["bill"].mean(), rel=1e-6)
+    spec = {s.name: s for s in train.encoding.schema.features}["mass"]  # held-out rows decode unclipped
+    assert (spec.low, spec.high) == (frame["mass"].min(), frame["mass"].max())
+    np.testing.assert_allclose(train.encoding.label_freq, rows["species"].value_counts(normalize=True).sort_index())
+    decoded = pd.concat([train.encoding.decode(p.x, p.y) for p in (train, held)])
+    decoded = decoded.sort_values(["mass", "species"]).reset_index(drop=True)
+    original = ds.encoding.decode(ds.x, ds.y).sort_values(["mass", "species"]).reset_index(drop=True)
+    assert len(decoded) == n and same_cells(decoded.drop(columns="bill"), original.drop(columns="bill"))
+    np.testing.assert_allclose(decoded["bill"].to_numpy(float), original["bill"].to_numpy(float), rtol=1e-6)

@@ -185,7 +185,8 @@ class Dataset:
         standard split (``splits``: the fraction is then ignored; ``train`` is every other row),
         else ``round(fraction * N)`` random rows from ``seed``. The same data, fraction and seed
         always hold out the same rows, whatever the model (``aigc-engine compare``, and
-        ``--set dataset.holdout=F``)."""
+        ``--set dataset.holdout=F``). A table's encoding is refitted on the training rows
+        (:meth:`~aigc_engine.tables.TableEncoding.refit`): both parts come back in its columns."""
         n = len(self)
         if self.splits and "test" in self.splits:
             lo, hi = self.splits["test"]
@@ -199,7 +200,14 @@ class Dataset:
                 raise InputError(f"dataset {self.name!r} has too few rows ({n}) to hold out {fraction}")
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
             held, keep = perm[:n_held].sort().values, perm[n_held:].sort().values
-        return self.subset(keep), self.subset(held)
+        train, held = self.subset(keep), self.subset(held)
+        if self.encoding is None:
+            return train, held
+        # a table: the encoding's statistics refitted on the training rows, both parts re-encoded
+        from ..tables.sampling import reencode
+
+        encoding = self.encoding.refit(self.encoding.decode(train.x, train.y))
+        return reencode(train, encoding), reencode(held, encoding)
 
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
         """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a

@@ -70,12 +70,19 @@ class TableEncoding:
         self.width = self.blocks[-1].stop if self.blocks else 0
 
     @classmethod
-    def fit(cls, frame, schema: TableSchema, continuous: str = "standard", seed: int = 0) -> "TableEncoding":
+    def fit(cls, frame, schema: TableSchema, continuous: str = "standard", seed: int = 0,
+            fallback: dict | None = None) -> "TableEncoding":
+        """The encoding of ``schema``'s columns with the statistics of ``frame``'s rows; a numeric
+        column without a value there takes its parameters from ``fallback`` (an encoding's
+        ``params``)."""
         params = {}
         for spec in schema.features:
             if spec.kind == "categorical":
                 continue
             values = frame[spec.name].dropna().to_numpy(dtype=np.float64)
+            if not len(values) and fallback and spec.name in fallback:
+                params[spec.name] = fallback[spec.name]
+                continue
             params[spec.name] = (_fit_modes(values, seed) if continuous == "modes" else
                                  {"mean": float(values.mean()), "std": float(values.std()) or 1.0})
         freq = None
@@ -84,6 +91,14 @@ class TableEncoding:
                                  minlength=len(schema.label.categories))
             freq = (counts / counts.sum()).tolist()
         return cls(schema, continuous, params, freq)
+
+    def refit(self, frame, seed: int = 0) -> "TableEncoding":
+        """This encoding's schema and layout (columns, kinds, categories, missing blocks, the
+        observed ranges that decoding clips to: whatever it transforms still transforms, and
+        decodes back unchanged) with its statistics fitted on ``frame``'s rows alone: the
+        standardisation or modes of each numeric column and the label rates. A training split's
+        encoding, whose scales the held-out rows do not shape."""
+        return TableEncoding.fit(frame, self.schema, self.continuous, seed, fallback=self.params)
 
     def _layout(self) -> list[Block]:
         blocks, at = [], 0

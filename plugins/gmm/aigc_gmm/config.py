@@ -6,6 +6,8 @@ import dataclasses
 import typing
 from typing import Literal
 
+from aigc_engine.config import option
+
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
 InitParams = Literal["kmeans", "k-means++", "random", "random_from_data"]
 DType = Literal["float32", "float64"]
@@ -13,6 +15,12 @@ FitMode = Literal["batch", "online"]
 Conditional = Literal["auto", "true", "false"]
 
 COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
+# Per kind of data (the fields left at None): scikit-learn's reg_covar for points and images; on
+# a table's standardised columns a floor of 1% of a column's variance, so that a class of a few
+# dozen rows in a dozen columns gets no near-singular component sitting on its rows (on wine,
+# 1e-6 put synthetic rows closer to the training rows than held-out rows are: DCR ratio 0.7).
+DEFAULTS: dict[str, dict] = {"points": {"reg_covar": 1e-6}, "images": {"reg_covar": 1e-6},
+                             "tables": {"reg_covar": 1e-2}}
 DTYPES: tuple[str, ...] = typing.get_args(DType)
 
 
@@ -22,7 +30,7 @@ class GMMConfig:
     n_components: int = 8
     covariance_type: CovarianceType = "full"
     tol: float = 1e-3
-    reg_covar: float = 1e-6
+    reg_covar: float | None = option(None, help="added to the diagonal of each covariance", ge=0)
     max_iter: int = 100
     n_init: int = 1
     init_params: InitParams = "kmeans"

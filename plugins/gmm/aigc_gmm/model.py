@@ -11,7 +11,9 @@ import torch
 
 from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, sample_labels
 
-from .config import DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
+from aigc_engine.config import resolve_defaults
+
+from .config import DEFAULTS, DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import BayesianGaussianMixture, GaussianMixture
@@ -32,8 +34,9 @@ def estimator_params(config: GMMConfig, seed: int = 0, device=None) -> dict[str,
         raise InputError(f"dtype must be float32 or float64, got {config.dtype!r}")
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError(f"batch_size and epochs must be >= 1, got {config.batch_size} and {config.epochs}")
+    reg_covar = DEFAULTS["points"]["reg_covar"] if config.reg_covar is None else config.reg_covar  # no data yet
     return dict(n_components=config.n_components, covariance_type=config.covariance_type, tol=config.tol,
-                reg_covar=config.reg_covar, max_iter=config.max_iter, n_init=config.n_init,
+                reg_covar=reg_covar, max_iter=config.max_iter, n_init=config.n_init,
                 init_params=config.init_params, random_state=seed, device=device, dtype=config.dtype,
                 chunk_size=config.chunk_size, step_exponent=config.step_exponent)
 
@@ -55,6 +58,7 @@ class GMMModel(Model):
     name = "gmm"
     Config = GMMConfig
     default_dataset = "ring8"
+    defaults_by_kind = DEFAULTS
 
     def __init__(self, config: GMMConfig | None = None):
         super().__init__(config)
@@ -83,6 +87,7 @@ class GMMModel(Model):
 
     def validate(self, dataset) -> None:
         """Check the config and the data before the engine makes a run directory."""
+        self.config = resolve_defaults(self.config, DEFAULTS, dataset)
         gm = self.build()
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
@@ -99,6 +104,7 @@ class GMMModel(Model):
         ``--resume`` continues the fit at its iteration (ending as the uninterrupted fit would).
         A finished fit resumed with settings that let it go on (a larger ``max_iter``, a smaller
         ``tol``) continues its best restart from its final parameters."""
+        self.config = resolve_defaults(self.config, DEFAULTS, dataset)
         gm = self.build(run.seed, run.device)
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "

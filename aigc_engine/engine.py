@@ -219,9 +219,16 @@ class Engine:
             raise InputError(f"model {spec.model!r} has no default dataset: pass --dataset")
         data = self.load_dataset(name, spec.dataset_options)
         model = cls(config)  # a model validates its config here
+        if data.weights is not None and not model.takes_weights:
+            raise InputError(f"model {spec.model!r} does not take row weights (dataset {data.name!r} has them); "
+                             f"models that do: {', '.join(self.weighted_models()) or 'none'}")
         model.validate(data)
         resolve_device(spec.device)
         return Prepared(dataclasses.replace(spec, dataset=name), model, config, data)
+
+    def weighted_models(self) -> list[str]:
+        """The registered models whose ``fit`` uses row weights (``Model.takes_weights``)."""
+        return sorted(name for name in self.plugins.models() if self.model_class(name).takes_weights)
 
     def write_config(self, ready: Prepared, run: Run) -> None:
         """``config.json``: what ``sample``, ``eval`` and ``--resume`` rebuild the run from."""

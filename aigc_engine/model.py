@@ -41,8 +41,9 @@ class Model(abc.ABC):
     Class attributes: ``name`` (the registry key, ``aigc-engine run NAME``), ``Config`` (a
     dataclass whose fields all have defaults: the hyper-parameters, set with ``--set KEY=VALUE``;
     declare help and ranges with :func:`aigc_engine.config.option`), ``default_dataset`` (the
-    dataset ``run`` uses without ``--dataset``; None: ``--dataset`` is required) and
-    ``defaults_by_kind`` (the values of fields left at None, per kind of data).
+    dataset ``run`` uses without ``--dataset``; None: ``--dataset`` is required),
+    ``defaults_by_kind`` (the values of fields left at None, per kind of data) and
+    ``takes_weights`` (whether ``fit`` uses ``dataset.weights``).
 
     The engine's life cycle of a run: ``Model(config)`` (bad config values raise
     :class:`~aigc_engine.InputError`), ``validate(data)`` (before any run directory exists),
@@ -59,6 +60,9 @@ class Model(abc.ABC):
     #: ``{"points": {"steps": 24000}, "images": {"steps": 1500}}``. The model resolves them in ``fit``
     #: with :func:`~aigc_engine.config.resolve_defaults`; ``aigc-engine models`` lists them.
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Whether ``fit`` uses ``dataset.weights`` (row weights from ``dataset.weight_column`` or an
+    #: ``.npz`` key ``w``): the engine refuses weighted data for a model that would ignore them.
+    takes_weights: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         """``config``: an instance of ``Config`` (None: its defaults); values outside what the
@@ -174,12 +178,14 @@ def conditional_classes(dataset: "Dataset", mode: str = "auto") -> int:
 
 def class_frequencies(dataset: "Dataset", num_classes: int) -> "torch.Tensor | None":
     """The float64 frequencies ``[num_classes]`` of the labels of ``dataset`` (what
-    :func:`sample_labels` draws from without a condition); None for an unconditional model."""
+    :func:`sample_labels` draws from without a condition), weighted by ``dataset.weights`` when
+    it has them; None for an unconditional model."""
     import torch
 
     if not num_classes:
         return None
-    counts = torch.bincount(dataset.y, minlength=num_classes).double()
+    weights = dataset.weights.double() if dataset.weights is not None else None
+    counts = torch.bincount(dataset.y, weights=weights, minlength=num_classes).double()
     return counts / counts.sum()
 
 

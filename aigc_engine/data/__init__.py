@@ -10,12 +10,12 @@
 """
 from __future__ import annotations
 
-from .dataset import Dataset
+from .dataset import Dataset, check_weights
 from .images import IMAGE_SUFFIXES
 from .readers import BUILTIN_READERS, FOLDER, Reader, file_kind, from_file, open_file, reader_for
 from .synthetic import BUILTIN_DATASETS, blobs, digits, grid25, moons, ring8
 
-__all__ = ["Dataset", "ring8", "grid25", "moons", "blobs", "digits", "from_file", "open_file", "file_kind",
+__all__ = ["Dataset", "check_weights", "ring8", "grid25", "moons", "blobs", "digits", "from_file", "open_file", "file_kind",
            "reader_for", "Reader", "FOLDER", "FILE_OPTIONS", "IMAGE_SUFFIXES", "BUILTIN_DATASETS",
            "BUILTIN_READERS"]
 

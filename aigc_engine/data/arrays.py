@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .dataset import Dataset
+from .dataset import Dataset, check_weights
 from .storage import ImageArray, rows_per_block
 
 __all__ = ["read_npy", "read_npz"]
@@ -48,7 +48,8 @@ def read_npy(path: Path) -> Dataset:
 
 
 def read_npz(path: Path) -> Dataset:
-    """Array x (points or images, as for .npy) and optional labels y (ids or names), in memory.
+    """Array x (points or images, as for .npy), optional labels y (ids or names) and optional
+    row weights w (finite, >= 0; for the models that take weights), in memory.
 
     ``y`` holds non-negative integer class ids, or strings (class names, ids by sorted name, kept
     in ``class_names``)."""
@@ -63,6 +64,7 @@ def read_npz(path: Path) -> Dataset:
                                  f"save it as numpy.savez(file, x=..., y=...)")
             x = archive["x"]
             y = archive["y"] if "y" in archive.files else None
+            w = archive["w"] if "w" in archive.files else None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
         if isinstance(err, InputError):
             raise
@@ -73,7 +75,8 @@ def read_npz(path: Path) -> Dataset:
     else:
         data = torch.from_numpy(np.asarray(_scaled_images(x, _image_layout(x.shape, name), name)))
     labels, class_names = _labels(y, len(x), name) if y is not None else (None, None)
-    return Dataset(data, labels, None, name, class_names=class_names)
+    weights = check_weights(w, len(x), f"{name}: array w") if w is not None else None
+    return Dataset(data, labels, None, name, class_names=class_names, weights=weights)
 
 
 def _check_numeric(arr: np.ndarray, name: str, what: str) -> None:

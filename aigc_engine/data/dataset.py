@@ -12,7 +12,7 @@ import torch
 from ..errors import InputError
 from .storage import ImageArray
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "check_weights"]
 
 MAX_LEVELS = 256  # more distinct values than this: continuous data (8-bit images have 256)
 
@@ -44,7 +44,7 @@ class Dataset:
                  name: str = "", options: dict | None = None, class_names: list[str] | None = None, *,
                  labels_are_classes: bool = True, modes: torch.Tensor | None = None,
                  mode_std: float | None = None, splits: dict[str, tuple[int, int]] | None = None,
-                 encoding: Any = None):
+                 encoding: Any = None, weights: torch.Tensor | None = None):
         if isinstance(x, np.ndarray) and not isinstance(x, np.memmap):
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
@@ -68,6 +68,9 @@ class Dataset:
         # back to the user's form; None when ``x`` is the data as the user gave it. Subsets,
         # splits and shards carry it unchanged.
         self.encoding = encoding
+        # Row weights (float64, >= 0, from a reader's weight column or the .npz key ``w``) for
+        # the models that take them (``Model.takes_weights``); None: every row counts once.
+        self.weights = weights
 
     @property
     def conditional_classes(self) -> int:
@@ -206,7 +209,7 @@ class Dataset:
         # a table: the encoding's statistics refitted on the training rows, both parts re-encoded
         from ..tables.sampling import reencode
 
-        encoding = self.encoding.refit(self.encoding.decode(train.x, train.y))
+        encoding = self.encoding.refit(self.encoding.decode(train.x, train.y), weights=train.weights)
         return reencode(train, encoding), reencode(held, encoding)
 
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
@@ -215,9 +218,10 @@ class Dataset:
         data = self._data[rows] if isinstance(rows, slice) or isinstance(self._data, torch.Tensor) \
             else self._data[np.asarray(rows)]
         y = self.y[rows] if self.y is not None else None
+        w = self.weights[rows] if self.weights is not None else None
         return Dataset(data, y, self.num_classes, self.name, self.options, self.class_names,
                        labels_are_classes=self.labels_are_classes, modes=self.modes, mode_std=self.mode_std,
-                       encoding=self.encoding)
+                       encoding=self.encoding, weights=w)
 
     def validate(self) -> "Dataset":
         """Raise InputError for empty data or non-finite values (checked chunk by chunk)."""
@@ -232,8 +236,27 @@ class Dataset:
                 raise InputError(f"dataset {self.name!r} has NaN or inf values (first in row {bad})")
         if self.y is not None and len(self.y) != len(self):
             raise InputError(f"dataset {self.name!r} has {len(self)} rows but {len(self.y)} labels")
+        if self.weights is not None:
+            check_weights(self.weights, len(self), f"dataset {self.name!r}: weights")
         return self
 
     def __repr__(self) -> str:
         return f"Dataset(name={self.name!r}, shape={self.shape}, num_classes={self.num_classes})"
 
+
+def check_weights(values, n: int, what: str) -> torch.Tensor:
+    """Row weights as a float64 tensor of ``n`` values, each finite and >= 0, with a positive sum;
+    anything else is an InputError that starts with ``what`` (``"column 'w'"``) and names the row."""
+    w = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
+    if w.dtype.kind not in "iuf" or w.ndim != 1:
+        raise InputError(f"{what} must be one number per row, got {'shape ' + str(list(w.shape)) if w.dtype.kind in 'iuf' else w.dtype}")
+    if len(w) != n:
+        raise InputError(f"{what}: {len(w)} weights for {n} rows")
+    w = w.astype(np.float64)
+    for bad, why in ((~np.isfinite(w), "is not a finite number"), (w < 0, "is negative")):
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{what} row {row + 1}: {float(w[row])!r} {why}")
+    if not w.sum() > 0:
+        raise InputError(f"{what}: all weights are 0")
+    return torch.from_numpy(w)

@@ -146,11 +146,12 @@ def from_file(path: str | Path, **options: Any) -> Dataset:
 
     - ``.npy`` (:func:`~aigc_engine.data.arrays.read_npy`): ``N x D`` points, or images
       ``N x H x W``, ``N x C x H x W`` or ``N x H x W x C`` (C in 1, 3), memory-mapped.
-    - ``.npz`` (:func:`~aigc_engine.data.arrays.read_npz`): array ``x`` and optional labels ``y``.
+    - ``.npz`` (:func:`~aigc_engine.data.arrays.read_npz`): array ``x``, optional labels ``y``
+      and optional row weights ``w``.
     - ``.csv`` and ``.parquet`` (:func:`~aigc_engine.data.tablefile.read_table`): a table of
       continuous, integer and categorical columns with missing values, encoded as a float matrix
-      (``dataset.encoding`` decodes it); options ``label_column``, ``categorical``, ``integer``,
-      ``ignore`` and ``delimiter``.
+      (``dataset.encoding`` decodes it); options ``label_column``, ``weight_column``,
+      ``categorical``, ``integer``, ``ignore`` and ``delimiter``.
     - a folder of PNG/JPEG images (:func:`~aigc_engine.data.images.read_folder`), one sub-folder
       per class or none; options ``size`` and ``channels``.
 

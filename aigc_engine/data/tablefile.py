@@ -10,9 +10,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
+
+from ..errors import InputError
 from ..tables.encoding import TableEncoding
 from ..tables.schema import detect_schema, load_frame
-from .dataset import Dataset
+from .dataset import Dataset, check_weights
 
 __all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
 
@@ -21,29 +24,56 @@ LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
 def read_table(path: Path, label_column: str | int | None = None, categorical: str = "", integer: str = "",
-               ignore: str = "", delimiter: str = ",") -> Dataset:
+               ignore: str = "", delimiter: str = ",", weight_column: str | int | None = None) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
-    classes for conditional models), ``categorical`` / ``integer`` / ``ignore`` (comma-separated
-    column names overriding the detected kinds), ``delimiter``. Missing cells (empty, NA, NaN)
-    are a state of their column, not an error."""
+    classes for conditional models), ``weight_column`` (the same, of row weights for the models
+    that take them: numbers >= 0, not modelled, not sampled), ``categorical`` / ``integer`` /
+    ``ignore`` (comma-separated column names overriding the detected kinds), ``delimiter``.
+    Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
     frame = load_frame(path, delimiter)
     label = _label_name(label_column, list(frame.columns))
-    schema = detect_schema(frame, label, categorical, integer, ignore, name=path.name)
+    weight = _label_name(weight_column, list(frame.columns))
+    weights, ignored = None, ignore
+    if weight is not None:
+        if weight not in frame.columns:
+            raise InputError(f"weight_column: no column {weight!r} in the table (columns: "
+                             f"{', '.join(map(str, frame.columns))})")
+        if weight == label:
+            raise InputError(f"column {weight!r} cannot be both the label and the weight column")
+        weights = _weights(frame[weight], weight)
+        names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
+        ignored = [n for n in names if n and n != weight] + [weight]
+    schema = detect_schema(frame, label, categorical, integer, ignored, name=path.name)
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
         if named:
             warnings.warn(f"column {named[0]!r} of {path.name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    encoding = TableEncoding.fit(frame, schema)
+    encoding = TableEncoding.fit(frame, schema, weights=weights)
     y = encoding.labels(frame) if schema.label is not None else None
-    options = {k: v for k, v in (("label_column", label_column), ("categorical", categorical),
-                                 ("integer", integer), ("ignore", ignore)) if v not in (None, "")}
+    options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
+                                 ("categorical", categorical), ("integer", integer), ("ignore", ignore))
+               if v not in (None, "")}
     if delimiter != ",":
         options["delimiter"] = delimiter
     return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
-                   options, schema.class_names, encoding=encoding)
+                   options, schema.class_names, encoding=encoding, weights=weights)
+
+
+def _weights(column, name: str):
+    """A weight column's values (numbers, no missing cell) as checked row weights."""
+    import pandas as pd
+
+    if column.isna().any():
+        row = int(column.isna().to_numpy().nonzero()[0][0])
+        raise InputError(f"weight column {name!r} row {row + 1}: a missing weight")
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().any():
+        row = int(values.isna().to_numpy().nonzero()[0][0])
+        raise InputError(f"weight column {name!r} row {row + 1}: {column.iloc[row]!r} is not a number")
+    return check_weights(values.to_numpy(dtype=np.float64), len(column), f"weight column {name!r}")
 
 
 def _label_name(label_column: str | int | None, columns: list[str]) -> str | None:

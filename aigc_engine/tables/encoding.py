@@ -71,10 +71,10 @@ class TableEncoding:
 
     @classmethod
     def fit(cls, frame, schema: TableSchema, continuous: str = "standard", seed: int = 0,
-            fallback: dict | None = None) -> "TableEncoding":
+            fallback: dict | None = None, weights=None) -> "TableEncoding":
         """The encoding of ``schema``'s columns with the statistics of ``frame``'s rows; a numeric
         column without a value there takes its parameters from ``fallback`` (an encoding's
-        ``params``)."""
+        ``params``). Row ``weights`` (a dataset's) weight the label rates."""
         params = {}
         for spec in schema.features:
             if spec.kind == "categorical":
@@ -88,17 +88,18 @@ class TableEncoding:
         freq = None
         if schema.label is not None:
             counts = np.bincount(_category_ids(frame[schema.label.name], schema.label),
+                                 weights=None if weights is None else np.asarray(weights, dtype=np.float64),
                                  minlength=len(schema.label.categories))
             freq = (counts / counts.sum()).tolist()
         return cls(schema, continuous, params, freq)
 
-    def refit(self, frame, seed: int = 0) -> "TableEncoding":
+    def refit(self, frame, seed: int = 0, weights=None) -> "TableEncoding":
         """This encoding's schema and layout (columns, kinds, categories, missing blocks, the
         observed ranges that decoding clips to: whatever it transforms still transforms, and
         decodes back unchanged) with its statistics fitted on ``frame``'s rows alone: the
         standardisation or modes of each numeric column and the label rates. A training split's
         encoding, whose scales the held-out rows do not shape."""
-        return TableEncoding.fit(frame, self.schema, self.continuous, seed, fallback=self.params)
+        return TableEncoding.fit(frame, self.schema, self.continuous, seed, fallback=self.params, weights=weights)
 
     def _layout(self) -> list[Block]:
         blocks, at = [], 0

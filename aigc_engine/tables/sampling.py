@@ -39,7 +39,8 @@ def reencode(dataset, encoding: TableEncoding):
     frame = dataset.encoding.decode(dataset.x, dataset.y)
     y = encoding.labels(frame) if encoding.schema.label is not None else None
     return Dataset(encoding.transform(frame), y, len(encoding.schema.class_names) if y is not None else None,
-                   dataset.name, dataset.options, encoding.schema.class_names, encoding=encoding)
+                   dataset.name, dataset.options, encoding.schema.class_names, encoding=encoding,
+                   weights=dataset.weights)
 
 
 def measure(model: Any, train, holdout, encoding: TableEncoding, seed: int = 0, n: int | None = None) -> dict:

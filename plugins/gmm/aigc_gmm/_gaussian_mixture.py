@@ -867,7 +867,8 @@ class StepwiseFit:
         return self.dataset.subset(slice(lo, min(lo + self.batch_size, self.n_rows)))
 
     def step(self) -> float:
-        self.gm.partial_fit(self._batch(self.seen))
+        batch = self._batch(self.seen)
+        self.gm.partial_fit(batch, sample_weight=getattr(batch, "weights", None))
         self.seen += 1
         return self.gm.lower_bound_
 

@@ -59,6 +59,7 @@ class GMMModel(Model):
     Config = GMMConfig
     default_dataset = "ring8"
     defaults_by_kind = DEFAULTS
+    takes_weights = True  # dataset.weights: every expectation of EM weighted (GaussianMixture.fit's sample_weight)
 
     def __init__(self, config: GMMConfig | None = None):
         super().__init__(config)
@@ -118,7 +119,8 @@ class GMMModel(Model):
                 self._fit_online(gm, dataset, run)
                 self.gm, self.sample_shape = gm, tuple(dataset.shape[1:])
                 return
-            em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce)
+            em = gm.em_fit(dataset, rank=run.rank, world_size=run.world_size, all_reduce=run.all_reduce,
+                           sample_weight=dataset.weights)
             bound = gm.n_init * gm.max_iter  # restarts may converge early: ``until`` ends the loop
             loop = run.loop(bound, {"em": em}, log_every=1, checkpoint_every=bound + 1,  # by time only
                             checkpoint_seconds=self.config.checkpoint_seconds, desc="EM", until=lambda: em.done)
@@ -159,19 +161,21 @@ class GMMModel(Model):
             raise InputError("fit=online is for one mixture of points: a table or a class-conditional gmm fits in batch")
         groups = [(dataset.y == c).nonzero().flatten() for c in range(self.num_classes)] or [torch.arange(len(dataset))]
         self.class_freq = class_frequencies(dataset, self.num_classes) if self.num_classes else None
-        self.classes = [self._select(dataset.x[rows].reshape(len(rows), -1), run, c)
+        weights = dataset.weights
+        self.classes = [self._select(dataset.x[rows].reshape(len(rows), -1), run, c,
+                                     weights[rows] if weights is not None else None)
                         for c, rows in enumerate(run.progress(groups, "EM per class" if self.num_classes else "EM"))]
         self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
 
-    def _select(self, x: torch.Tensor, run: Run, group: int) -> GaussianMixture:
+    def _select(self, x: torch.Tensor, run: Run, group: int, weights: torch.Tensor | None = None) -> GaussianMixture:
         best = None
         for k in range(1, max(1, min(self.config.n_components, len(x) // 2)) + 1):
             gm = self.build(run.seed + group, run.device).set_params(n_components=k)
             try:
-                gm.fit(x)
+                gm.fit(x, sample_weight=weights)
             except ValueError as err:
                 raise InputError(f"{'class ' + str(group) if self.num_classes else 'the table'}: {err}") from None
-            bic = gm.criteria(x)["bic"]
+            bic = gm.criteria(x, sample_weight=weights)["bic"]
             if best is None or bic < best[0]:
                 best = (bic, gm)
         gm = best[1]
@@ -217,7 +221,7 @@ class GMMModel(Model):
             return {"mean_log_likelihood": float(self.log_prob(dataset.x).mean()),
                     "n_components": sum(g.n_components for g in self.classes), "classes": self.num_classes}
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
-        c = self._mixture().criteria(local, all_reduce=run.all_reduce)
+        c = self._mixture().criteria(local, sample_weight=local.weights, all_reduce=run.all_reduce)
         return {"mean_log_likelihood": c["mean_log_likelihood"], "bic": c["bic"], "aic": c["aic"],
                 "n_iter": int(gm.n_iter_), "converged": bool(gm.converged_),
                 "lower_bound": float(gm.lower_bound_), "n_parameters": c["n_parameters"]}

@@ -66,10 +66,10 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                gm.em_fit(dataset).finish()
+                gm.em_fit(dataset, sample_weight=dataset.weights).finish()
         except ValueError as err:
             raise InputError(f"n_components={K}: {err}") from None
-        c = gm.criteria(dataset)
+        c = gm.criteria(dataset, sample_weight=dataset.weights)
         results.append({"n_components": K, "bic": c["bic"], "aic": c["aic"],
                         "mean_log_likelihood": c["mean_log_likelihood"], "n_iter": int(gm.n_iter_),
                         "converged": bool(gm.converged_), "n_parameters": c["n_parameters"],

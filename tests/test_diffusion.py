@@ -134,11 +134,23 @@ def test_points_model_log_prob_is_exact_and_unconditional(tmp_path):
     assert lp.shape == (5,) and torch.isfinite(lp).all() and (se >= 0).all()
 
 
+def test_fourier_features_of_the_points_network():
+    """Each coordinate and its sines and cosines at pi 2^k, k < fourier; 0 feeds the raw points."""
+    from aigc_diffusion.networks import FourierFeatures, PointNet
+
+    z = torch.tensor([[0.25, -1.0]])
+    f = FourierFeatures(3)(z)
+    assert f.shape == (1, 2 * (1 + 2 * 3)) and torch.allclose(f[0, :2], z[0])
+    assert torch.allclose(f[0, 2:8], torch.sin(torch.pi * torch.tensor([1, 2, 4, 1, 2, 4.0]) * z[0].repeat_interleave(3)))
+    assert PointNet(2, 0, 16, 1, fourier=3).inp.in_features == 14 and PointNet(2, 0, 16, 1).inp.in_features == 2
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(steps=0), "steps must be >= 1"), (dict(schedule="quadratic"), "schedule must be one of"),
     (dict(sampler="euler"), "sampler must be one of"), (dict(eta=1.5), "eta must be in"),
     (dict(label_dropout=1.0), "label_dropout must be in"), (dict(logsnr_min=5.0, logsnr_max=2.0), "logsnr_min"),
     (dict(guidance=-1.0), "guidance must be >= 0"), (dict(probes=0), "probes must be >= 1"),
+    (dict(fourier=-1), "fourier must be >= 0"),
 ])
 def test_bad_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):

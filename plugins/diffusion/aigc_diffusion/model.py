@@ -21,11 +21,11 @@ from .schedules import Schedule, alpha_sigma
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
-    "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sample_steps=64,
+    "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=4, channels=0, logsnr_min=-10.0,
+                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=64,
                    clip=4.0),
-    "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, channels=32, logsnr_min=-10.0,
-                   logsnr_max=7.0, weighting="simple", ema_decay=0.999, sample_steps=32,
+    "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
+                   logsnr_max=7.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
                    clip=1.0),
 }
 
@@ -45,12 +45,13 @@ class DiffusionConfig:
     weighting: Literal["elbo", "simple"] | None = None
     width: int | None = None
     depth: int | None = None
+    fourier: int | None = None
     channels: int | None = None
     conditional: Literal["auto", "true", "false"] = "auto"
     label_dropout: float = 0.1
     guidance: float = 1.5
     ema_decay: float | None = None
-    sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m"
+    sampler: Literal["ddpm", "ddim", "dpm++2m"] | None = None
     sample_steps: int | None = None
     eta: float = 0.0
     clip: float | None = None
@@ -68,18 +69,18 @@ class DiffusionConfig:
 
 
 _CHOICES = {"schedule": Schedule.KINDS, "target": ("eps", "v"), "weighting": ("elbo", "simple", None),
-            "conditional": ("auto", "true", "false"), "sampler": SAMPLERS, "trace": ("hutchinson", "exact")}
+            "conditional": ("auto", "true", "false"), "sampler": (*SAMPLERS, None), "trace": ("hutchinson", "exact")}
 
 
 def _check(c: DiffusionConfig) -> None:
     for key, allowed in _CHOICES.items():
         if getattr(c, key) not in allowed:
             raise InputError(f"{key} must be one of {', '.join(a for a in allowed if a)}, got {getattr(c, key)!r}")
-    for key in ("steps", "batch_size", "width", "depth", "channels", "sample_steps", "ode_steps", "probes",
-                "bound_draws", "log_every", "checkpoint_every"):
-        value = getattr(c, key)
-        if value is not None and value < (0 if key in ("width", "depth", "channels") else 1):
-            raise InputError(f"{key} must be >= {0 if key in ('width', 'depth', 'channels') else 1}, got {value}")
+    for key in ("steps", "batch_size", "width", "depth", "fourier", "channels", "sample_steps", "ode_steps",
+                "probes", "bound_draws", "log_every", "checkpoint_every"):
+        value, low = getattr(c, key), 0 if key in ("width", "depth", "fourier", "channels") else 1
+        if value is not None and value < low:
+            raise InputError(f"{key} must be >= {low}, got {value}")
     if c.clip is not None and not c.clip > 0:
         raise InputError(f"clip must be > 0, got {c.clip}")
     for key in ("warmup", "snapshots", "guidance", "eta", "grad_clip"):
@@ -142,7 +143,7 @@ class Diffusion(Model):
             raise InputError(f"the diffusion model takes points N x D or images N x C x H x W, got rows of shape {list(shape)}")
         if c.width < 1:
             raise InputError(f"the points network needs width >= 1, got {c.width}")
-        return PointNet(shape[0], num_classes, c.width, c.depth)
+        return PointNet(shape[0], num_classes, c.width, c.depth, c.fourier)
 
     def _kind(self, dataset) -> str:
         return "images" if dataset.is_image else "points"

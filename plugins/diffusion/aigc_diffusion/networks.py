@@ -30,15 +30,33 @@ class TimeLabelEmbedding(nn.Module):
         return e
 
 
-class PointNet(nn.Module):
-    """For points ``N x D``: ``Linear(D, width)``, ``depth`` residual blocks ``h + W2 silu(W1
-    LN(h) + emb)``, then ``Linear(width, D)`` (zero-initialised: the first prediction is 0)."""
+class FourierFeatures(nn.Module):
+    """``[z, sin(pi 2^k z), cos(pi 2^k z)]`` for ``k < n`` per coordinate (NeRF's positional
+    encoding, Tancik et al. 2020): an MLP on raw coordinates is too smooth for sharp modes."""
 
-    def __init__(self, dim: int, num_classes: int, width: int, depth: int):
+    def __init__(self, n: int):
+        super().__init__()
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(n, dtype=torch.float32), persistent=False)
+
+    def width(self, dim: int) -> int:
+        return dim * (1 + 2 * len(self.freqs))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        arg = (z[..., None] * self.freqs).flatten(1)
+        return torch.cat([z, arg.sin(), arg.cos()], 1)
+
+
+class PointNet(nn.Module):
+    """For points ``N x D``: the coordinates' Fourier features (``fourier`` frequencies; 0: the
+    coordinates alone), ``Linear(., width)``, ``depth`` residual blocks ``h + W2 silu(W1 LN(h) +
+    emb)``, then ``Linear(width, D)`` (zero-initialised: the first prediction is 0)."""
+
+    def __init__(self, dim: int, num_classes: int, width: int, depth: int, fourier: int = 0):
         super().__init__()
         self.num_classes = num_classes
         self.embed = TimeLabelEmbedding(width, num_classes)
-        self.inp = nn.Linear(dim, width)
+        self.features = FourierFeatures(fourier) if fourier else nn.Identity()
+        self.inp = nn.Linear(self.features.width(dim) if fourier else dim, width)
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
         self.lin1 = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
         self.lin2 = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
@@ -48,7 +66,7 @@ class PointNet(nn.Module):
 
     def forward(self, z: torch.Tensor, logsnr: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         e = self.embed(logsnr, y)
-        h = self.inp(z)
+        h = self.inp(self.features(z))
         for norm, l1, l2 in zip(self.norms, self.lin1, self.lin2):
             h = h + l2(nn.functional.silu(l1(norm(h)) + e))
         return self.out(h)
@@ -106,7 +124,7 @@ class UNet(nn.Module):
 
     def forward(self, z: torch.Tensor, logsnr: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         e = self.embed(logsnr, y)
-        h = self.inp(z)
+        h = self.inp(self.features(z))
         skips = []
         for block, pool in zip(self.down, self.pool):
             h = block(h, e)

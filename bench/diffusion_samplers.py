@@ -1,0 +1,63 @@
+"""Sampler comparison of trained ``diffusion`` runs on a 2-D mode set (ring8, grid25): modes,
+high-quality fraction and reverse KL (``bench/quality.py``'s scoring) of 2500 samples for each
+sampler (ddpm, ddim, dpm++2m) and number of ``sample_steps``, and the sampling seconds.
+
+    python bench/quality.py diffusion grid25 --seeds 0,1,2 --out runs/quality
+    OMP_NUM_THREADS=1 python bench/diffusion_samplers.py runs/quality/diffusion-grid25-s*
+
+Prints a markdown table, one row per sampler and step count, the seeds' values side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quality import POINT_SETS, mode_scores
+
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+STEPS = (8, 16, 32, 64, 128, 256)
+
+
+def load(run: Path):
+    from aigc_diffusion.model import Diffusion, DiffusionConfig
+    from aigc_engine import io
+
+    cfg = json.loads((run / "config.json").read_text())
+    model = Diffusion(DiffusionConfig(**cfg["config"]))
+    model.load_state_dict(io.load_state(run / "model.safetensors"))
+    return model, cfg["dataset"]["name"], int(cfg["seed"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)))
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    scores: dict[tuple, list] = {}
+    for run in args.runs:
+        model, dataset, seed = load(run)
+        centres, std = POINT_SETS[dataset]
+        for sampler in SAMPLERS:
+            for k in steps:
+                model.resolved.sampler, model.resolved.sample_steps = sampler, k
+                torch.manual_seed(seed)
+                start = time.perf_counter()
+                x = model.sample(2500).numpy()
+                scores.setdefault((sampler, k), []).append({**mode_scores(x, centres, std),
+                                                            "seconds": time.perf_counter() - start})
+    print("| sampler | sample_steps | modes | high quality | reverse KL | seconds (2500 samples) |")
+    print("|---|---|---|---|---|---|")
+    for (sampler, k), rows in scores.items():
+        col = lambda key, fmt: " / ".join(format(r[key], fmt) for r in rows)  # noqa: E731
+        print(f"| {sampler} | {k} | {col('modes', 'd')} | {col('high_quality', '.1%')} | {col('reverse_kl', '.4f')} | "
+              f"{np.mean([r['seconds'] for r in rows]):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -248,8 +248,10 @@ def check_weights(values, n: int, what: str) -> torch.Tensor:
     """Row weights as a float64 tensor of ``n`` values, each finite and >= 0, with a positive sum;
     anything else is an InputError that starts with ``what`` (``"column 'w'"``) and names the row."""
     w = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
-    if w.dtype.kind not in "iuf" or w.ndim != 1:
-        raise InputError(f"{what} must be one number per row, got {'shape ' + str(list(w.shape)) if w.dtype.kind in 'iuf' else w.dtype}")
+    if w.dtype.kind not in "iuf":
+        raise InputError(f"{what} must be numbers, got {w.dtype}")
+    if w.ndim != 1:
+        raise InputError(f"{what} must be one number per row, got shape {list(w.shape)}")
     if len(w) != n:
         raise InputError(f"{what}: {len(w)} weights for {n} rows")
     w = w.astype(np.float64)

@@ -33,8 +33,8 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
     frame = load_frame(path, delimiter)
-    label = _label_name(label_column, list(frame.columns))
-    weight = _label_name(weight_column, list(frame.columns))
+    label = _column_name(label_column, list(frame.columns))
+    weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore
     if weight is not None:
         if weight not in frame.columns:
@@ -76,12 +76,12 @@ def _weights(column, name: str):
     return check_weights(values.to_numpy(dtype=np.float64), len(column), f"weight column {name!r}")
 
 
-def _label_name(label_column: str | int | None, columns: list[str]) -> str | None:
-    """A label column given by name, or by 0-based index (negative from the end) when no column
-    has that name."""
-    if label_column is None or str(label_column) in columns:
-        return None if label_column is None else str(label_column)
-    text = str(label_column).strip()
+def _column_name(column: str | int | None, columns: list[str]) -> str | None:
+    """A column (the label or the weight column) given by name, or by 0-based index (negative
+    from the end) when no column has that name."""
+    if column is None or str(column) in columns:
+        return None if column is None else str(column)
+    text = str(column).strip()
     if text.lstrip("-").isdigit() and -len(columns) <= int(text) < len(columns):
         return columns[int(text)]
-    return text  # detect_schema says it is not a column, and lists them
+    return text  # not a column: the caller says so, and lists them

@@ -116,6 +116,7 @@ class Diffusion(Model):
     name = "diffusion"
     Config = DiffusionConfig
     default_dataset = "ring8"
+    defaults_by_kind = DEFAULTS  # what ``aigc-engine models`` lists; resolved at fit (``_resolved``)
 
     def __init__(self, config: DiffusionConfig | None = None):
         super().__init__(config)

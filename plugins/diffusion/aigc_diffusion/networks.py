@@ -124,7 +124,7 @@ class UNet(nn.Module):
 
     def forward(self, z: torch.Tensor, logsnr: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         e = self.embed(logsnr, y)
-        h = self.inp(self.features(z))
+        h = self.inp(z)
         skips = []
         for block, pool in zip(self.down, self.pool):
             h = block(h, e)

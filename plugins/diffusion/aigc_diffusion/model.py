@@ -22,10 +22,12 @@ from .schedules import Schedule, alpha_sigma
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=4, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=64,
+                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
+                   sample_grid="logsnr",
                    clip=4.0),
     "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
                    logsnr_max=7.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
+                   sample_grid="schedule",
                    clip=1.0),
 }
 
@@ -53,6 +55,9 @@ class DiffusionConfig:
     ema_decay: float | None = None
     sampler: Literal["ddpm", "ddim", "dpm++2m"] | None = None
     sample_steps: int | None = None
+    # the sampler's time grid: the training schedule's, or uniform in log-SNR ("logsnr"), which
+    # resolves the data end (sharp modes come out at their width, not narrower)
+    sample_grid: Literal["schedule", "logsnr"] | None = None
     eta: float = 0.0
     clip: float | None = None
     ode_steps: int = 100
@@ -69,7 +74,8 @@ class DiffusionConfig:
 
 
 _CHOICES = {"schedule": Schedule.KINDS, "target": ("eps", "v"), "weighting": ("elbo", "simple", None),
-            "conditional": ("auto", "true", "false"), "sampler": (*SAMPLERS, None), "trace": ("hutchinson", "exact")}
+            "conditional": ("auto", "true", "false"), "sampler": (*SAMPLERS, None),
+            "sample_grid": ("schedule", "logsnr", None), "trace": ("hutchinson", "exact")}
 
 
 def _check(c: DiffusionConfig) -> None:
@@ -284,7 +290,8 @@ class Diffusion(Model):
         net = self._fitted()
         net.eval()
         device = next(net.parameters()).device
-        x = sample_loop(self.eps_fn(labels, guidance), noise.to(device), self.schedule, c.sample_steps, c.sampler,
+        grid = Schedule("linear", c.logsnr_min, c.logsnr_max) if c.sample_grid == "logsnr" else self.schedule
+        x = sample_loop(self.eps_fn(labels, guidance), noise.to(device), grid, c.sample_steps, c.sampler,
                         c.eta, generator=generator, record=record, clip=c.clip)
         return x.float().cpu() * self.scale
 

@@ -195,7 +195,7 @@ def test_cli_run_sample_and_eval_on_ring8(tmp_path):
 def test_cli_run_resume_after_sigkill_is_bit_identical(tmp_path):
     common = ["diffusion", "--device", "cpu", "--set", "steps=150", "--set", "checkpoint_every=20",
               "--set", "dataset.n=2000", "--set", "batch_size=64", "--set", "width=32", "--set", "depth=2",
-              "--set", "ode_steps=10", "--set", "snapshots=3", "--no-progress"]
+              "--set", "ode_steps=10", "--set", "snapshots=3", "--set", "sample_steps=32", "--no-progress"]
     ref, out = reference_and_resumed_runs(common, tmp_path, ENV)
     a, b = io.load_state(ref / "model.safetensors"), io.load_state(out / "model.safetensors")
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])

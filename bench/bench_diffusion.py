@@ -35,7 +35,7 @@ def _hand_written(dataset, kind: str):
     y_all = dataset.y if kind == "images" else None
     classes = 10 if kind == "images" else 0
     net = UNet(tuple(x_all.shape[1:]), classes, d["channels"]) if kind == "images" else \
-        PointNet(x_all.shape[1], 0, d["width"], d["depth"])
+        PointNet(x_all.shape[1], 0, d["width"], d["depth"], d["fourier"])
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=d["lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * i / STEPS)))

@@ -159,7 +159,7 @@ def test_the_holdout_is_never_trained_on(plugins, tmp_path):
 
 
 def test_no_model_named_compares_every_model_that_can_take_the_data(plugins, tmp_path, monkeypatch):
-    monkeypatch.setenv("AIGC_ENGINE_DISABLE_PLUGINS", "gan,cvae")
+    monkeypatch.setenv("AIGC_ENGINE_DISABLE_PLUGINS", "gan,cvae,diffusion")  # neural defaults train for minutes
     result = run_compare(None, tmp_path / "cmp", sets={"dataset.n": 400, "gmm.n_components": 500})
     names = [r["model"] for r in result.rows]
     assert "kde" in names and "broken" in names and "gmm" not in names  # 500 components > 320 rows

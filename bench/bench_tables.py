@@ -17,6 +17,7 @@ penguins case once.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -96,9 +97,8 @@ def model_sample(kind: str, train, encoding, n: int, seed: int, set_: dict | Non
     of the data (median over classes and value columns: near 0 is a collapse)."""
     import aigc_engine
     from aigc_engine.data import Dataset
-    from aigc_engine.plugins import PluginManager
 
-    cls = PluginManager().models()[kind].cls
+    cls = _model_class(kind)
     dataset = Dataset(encoding.transform(train), encoding.labels(train), name="train",
                       class_names=encoding.schema.class_names)
     dataset.encoding = encoding
@@ -111,6 +111,14 @@ def model_sample(kind: str, train, encoding, n: int, seed: int, set_: dict | Non
     if not torch.isfinite(x).all():
         raise RuntimeError(f"{kind} returned non-finite samples")
     return encoding.decode(x, y), spread_ratio(dataset.x, dataset.y, x, y, encoding)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_class(kind: str):
+    """The registered class of engine model ``kind`` (the plugins are loaded once per process)."""
+    from aigc_engine.plugins import PluginManager
+
+    return PluginManager().models()[kind].cls
 
 
 def spread_ratio(x, y, xs, ys, encoding) -> float:

@@ -12,6 +12,7 @@ from aigc_engine.errors import InputError
 from aigc_engine.io import load_state, save_state
 from aigc_engine.data.tablefile import read_table
 from aigc_engine.tables import TableEncoding, detect_schema, load_frame
+from aigc_engine.tables.encoding import CONTINUOUS_ENCODINGS
 from aigc_engine.tables.schema import MAX_NUMERIC_CATEGORIES
 
 MIXED_CSV = """species,island,bill,mass,sex,year,flag
@@ -49,7 +50,18 @@ def test_kinds_detected(tmp_path):
     by_name = {c.name: c for c in schema.features}
     assert by_name["bill"].has_missing and by_name["sex"].has_missing and not by_name["island"].has_missing
     assert by_name["flag"].categories == [False, True] and by_name["year"].categories == [2007, 2008, 2009]
-    assert (by_name["bill"].low, by_name["bill"].high) == (36.7, 50.0)
+    assert (by_name["bill"].low, by_name["bill"].high) == (36.7, 50.0) and by_name["bill"].decimals == 1
+
+
+def test_decimals_of_continuous_columns():
+    frame = pd.DataFrame({"a": [1.25, 2.5, 3.0, 4.125, 5.0, 6.5, 7.0, 8.25, 9.5, 10.75, 11.0, 12.5],
+                          "b": np.linspace(0, 1, 12) * np.pi})
+    by_name = {c.name: c for c in detect_schema(frame).features}
+    assert by_name["a"].decimals == 3 and by_name["b"].decimals is None  # computed values: full precision
+    enc = TableEncoding.fit(frame, detect_schema(frame))
+    out = enc.decode(enc.transform(frame) + 0.01)
+    assert np.array_equal(out["a"].to_numpy(), np.round(out["a"].to_numpy(), 3))
+    assert not np.array_equal(out["b"].to_numpy(), np.round(out["b"].to_numpy(), 8))
 
 
 def test_many_integers_are_integer_kind():
@@ -123,7 +135,7 @@ def test_missing_file_and_parquet(tmp_path):
     assert ds.x.shape == read_table(write(tmp_path, MIXED_CSV), label_column="species").x.shape
 
 
-@pytest.mark.parametrize("continuous", ["standard", "modes"])
+@pytest.mark.parametrize("continuous", CONTINUOUS_ENCODINGS)
 def test_round_trip_is_exact_on_training_rows(tmp_path, continuous):
     frame = load_frame(write(tmp_path, MIXED_CSV))
     schema = detect_schema(frame, "species", integer="mass")
@@ -131,11 +143,8 @@ def test_round_trip_is_exact_on_training_rows(tmp_path, continuous):
     x = enc.transform(frame)
     assert x.dtype == torch.float32 and x.shape == (len(frame), enc.width)
     back = enc.decode(x, enc.labels(frame))
-    exact = frame.drop(columns=["bill"])
-    assert same_cells(back.drop(columns=["bill"]), exact)
+    assert same_cells(back, frame)  # continuous values too: written back at the file's decimals
     assert list(back.columns) == list(frame.columns)
-    np.testing.assert_allclose(back["bill"].to_numpy(float), frame["bill"].to_numpy(float), rtol=1e-6)
-    assert back["bill"].isna().tolist() == frame["bill"].isna().tolist()
     assert str(back["mass"].dtype) == "Int64" and str(back["year"].dtype) == "int64"
     assert back["flag"].dtype == bool and back["species"].tolist()[:3] == ["Adelie", "Adelie", "Gentoo"]
 
@@ -145,9 +154,7 @@ def test_round_trip_on_penguins():
     frame = palmerpenguins.load_penguins()
     enc = TableEncoding.fit(frame, detect_schema(frame, "species"))
     back = enc.decode(enc.transform(frame), enc.labels(frame))
-    measured = ["bill_length_mm", "bill_depth_mm"]
-    assert same_cells(back.drop(columns=measured), frame.drop(columns=measured))
-    np.testing.assert_allclose(back[measured].to_numpy(float), frame[measured].to_numpy(float), rtol=1e-6)
+    assert same_cells(back, frame)
     assert back["year"].dtype == np.int64 and str(back["body_mass_g"].dtype) == "Int64"
 
 
@@ -204,7 +211,7 @@ def test_transform_refuses_unseen_values(tmp_path):
         enc.labels(frame.drop(columns=["species"]))
 
 
-@pytest.mark.parametrize("continuous", ["standard", "modes"])
+@pytest.mark.parametrize("continuous", CONTINUOUS_ENCODINGS)
 def test_state_round_trip_without_pickle(tmp_path, continuous):
     frame = load_frame(write(tmp_path, MIXED_CSV))
     enc = TableEncoding.fit(frame, detect_schema(frame, "species", integer="mass"), continuous)
@@ -234,10 +241,12 @@ def test_constant_column_and_semicolons(tmp_path):
     assert torch.isfinite(ds.x).all()
     back = ds.encoding.decode(ds.x)
     assert back["b"].tolist() == [7.25] * 3 and back["a"].tolist() == [1.5, 2.5, 3.5]
-    assert math.isclose(float(ds.x[:, 0].std(unbiased=False)), 1.0, rel_tol=1e-5)
+    assert ds.x[0, 0] < 0 == ds.x[1, 0] < ds.x[2, 0]  # normal scores, the median at 0
+    standard = read_table(tmp_path / "t.csv", delimiter=";", continuous="standard")
+    assert math.isclose(float(standard.x[:, 0].std(unbiased=False)), 1.0, rel_tol=1e-5)
 
 
-@pytest.mark.parametrize("continuous", ["standard", "modes"])
+@pytest.mark.parametrize("continuous", CONTINUOUS_ENCODINGS)
 def test_holdout_split_refits_the_encoding_on_the_training_rows(tmp_path, continuous):
     """Held-out rows shape none of the encoding's numbers, yet still encode (same layout), and
     both parts decode to the file's rows."""
@@ -269,3 +278,18 @@ def test_holdout_split_refits_the_encoding_on_the_training_rows(tmp_path, contin
     original = ds.encoding.decode(ds.x, ds.y).sort_values(["mass", "species"]).reset_index(drop=True)
     assert len(decoded) == n and same_cells(decoded.drop(columns="bill"), original.drop(columns="bill"))
     np.testing.assert_allclose(decoded["bill"].to_numpy(float), original["bill"].to_numpy(float), rtol=1e-6)
+
+
+def test_quantile_encoding_gaussianises_skew_and_atoms():
+    gen = np.random.default_rng(0)
+    frame = pd.DataFrame({"skewed": np.round(gen.lognormal(0, 1, 2000), 3),
+                          "atom": np.where(gen.random(2000) < 0.6, 0.0, np.round(gen.exponential(5, 2000), 2))})
+    enc = TableEncoding.fit(frame, detect_schema(frame), "quantile")
+    z = enc.transform(frame).double()
+    skew = ((z[:, 0] - z[:, 0].mean()) ** 3).mean() / z[:, 0].std() ** 3
+    assert abs(z[:, 0].mean()) < 0.01 and abs(z[:, 0].std() - 1) < 0.02 and abs(skew) < 0.05
+    assert same_cells(enc.decode(z), frame)
+    back = enc.decode(torch.randn(20000, 2, generator=torch.Generator().manual_seed(0)))
+    assert abs((back["atom"] == 0).mean() - 0.6) < 0.02  # the atom of zeros keeps its rate
+    assert abs(np.median(back["skewed"]) - np.median(frame["skewed"])) < 0.05
+    assert back["skewed"].min() >= frame["skewed"].min() and back["skewed"].max() <= frame["skewed"].max()

@@ -24,12 +24,14 @@ LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
 def read_table(path: Path, label_column: str | int | None = None, categorical: str = "", integer: str = "",
-               ignore: str = "", delimiter: str = ",", weight_column: str | int | None = None) -> Dataset:
+               ignore: str = "", delimiter: str = ",", weight_column: str | int | None = None,
+               continuous: str = "quantile") -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
     that take them: numbers >= 0, not modelled, not sampled), ``categorical`` / ``integer`` /
-    ``ignore`` (comma-separated column names overriding the detected kinds), ``delimiter``.
+    ``ignore`` (comma-separated column names overriding the detected kinds), ``delimiter``,
+    ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
     frame = load_frame(path, delimiter)
@@ -51,13 +53,15 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
         if named:
             warnings.warn(f"column {named[0]!r} of {path.name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    encoding = TableEncoding.fit(frame, schema, weights=weights)
+    encoding = TableEncoding.fit(frame, schema, continuous, weights=weights)
     y = encoding.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
                                  ("categorical", categorical), ("integer", integer), ("ignore", ignore))
                if v not in (None, "")}
     if delimiter != ",":
         options["delimiter"] = delimiter
+    if continuous != "quantile":
+        options["continuous"] = continuous
     return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
                    options, schema.class_names, encoding=encoding, weights=weights)
 

@@ -14,7 +14,9 @@ is best) and the DCR ratio (about 1 is best; well below 1 means copies of traini
   averaged (SDMetrics' ``CorrelationSimilarity``, ``ContingencySimilarity``).
 - :func:`ml_efficacy`: a random forest (scikit-learn, 100 trees, seed 0) classifying the label
   column from the encoded features, trained on synthetic rows and on real training rows, both
-  tested on the real held-out rows (accuracy).
+  tested on the real held-out rows (accuracy). :func:`table_metrics` trains it on as many
+  synthetic rows as real ones (CTGAN's protocol, Xu et al. 2019), so the gap measures the rows'
+  quality, not their number.
 - :func:`detection`: ROC AUC of a logistic regression telling real from synthetic rows (encoded),
   3-fold stratified cross-validation, and SDMetrics' ``LogisticDetection`` score
   ``1 - (2 max(AUC, 1/2) - 1)``.
@@ -181,17 +183,20 @@ def table_metrics(train, holdout, synthetic, encoding, seed: int = 0) -> dict:
     """All table metrics of ``synthetic`` rows as one flat dict of floats (per-column and
     per-pair scores left out). Shapes, pair trends and detection compare them with the real
     ``train`` rows the model fitted; ML efficacy and DCR also use the real ``holdout`` rows.
-    ``synthetic=holdout`` scores real data the model never saw: the reference a model can reach
-    (sample as many rows as ``holdout`` has, since KS and TV shrink with the sample size).
-    Without ``holdout`` (None), ML efficacy and DCR are left out."""
+    ``synthetic=holdout`` scores real data the model never saw: the reference a model can reach.
+    Since KS and TV shrink with the sample size, the first ``len(holdout)`` synthetic rows are
+    scored against that reference; ML efficacy trains on up to ``len(train)`` of them (sample
+    ``max(len(train), len(holdout))``). Without ``holdout`` (None), every row is scored and ML
+    efficacy and DCR are left out."""
     schema = encoding.schema
+    learn, synthetic = synthetic.iloc[:len(train)], (synthetic if holdout is None else synthetic.iloc[:len(holdout)])
     pairs = pair_trends(train, synthetic, schema)
     shapes = column_shapes(train, synthetic, schema)
     out = {"column_shapes": shapes["column_shapes"], "missing_values": shapes["missing_values"],
            "pair_trends": pairs["pair_trends"], "correlation_difference": pairs["correlation_difference"]}
     out.update(detection(train, synthetic, encoding, seed))
     if holdout is not None:
-        out.update(ml_efficacy(train, holdout, synthetic, encoding, seed))
+        out.update(ml_efficacy(train, holdout, learn, encoding, seed))
         dcr = closest_distance_ratio(_with_label(encoding, synthetic), _with_label(encoding, train),
                                      _with_label(encoding, holdout))
         out["dcr_ratio"] = dcr["dcr_ratio"]

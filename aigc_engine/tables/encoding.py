@@ -2,14 +2,16 @@
 
 Blocks, in column order (:attr:`TableEncoding.blocks`):
 
-- a continuous or integer column: one standardised value ``(x - mean) / std`` (the default,
-  ``continuous="standard"``), or CTGAN's mode-specific normalisation (``continuous="modes"``: a
+- a continuous or integer column: its normal score ``Phi^-1(F(x))`` under the training rows'
+  quantiles (the default, ``continuous="quantile"``, TabDDPM's Gaussianisation: skewed columns
+  and atoms such as a column of mostly zeros become one normal bell), one standardised value
+  ``(x - mean) / std`` (``continuous="standard"``), or CTGAN's mode-specific normalisation (``continuous="modes"``: a
   variational Gaussian mixture per column, up to 10 modes; the value is the offset within its
   most likely mode, ``(x - mu_k) / (4 sigma_k)``, followed by a ``mode`` block, the one-hot of k);
 - a categorical column: the one-hot of its category; a column with missing values has one more
   slot for "missing" (its category ``None``), so a softmax covers missingness too;
 - a numeric column with missing values: a ``missing`` block, one 0/1 indicator (the value is 0,
-  the mean, where the indicator is 1).
+  the median or mean, where the indicator is 1).
 
 :meth:`TableEncoding.decode` inverts it: argmax per one-hot block, rounding and the observed
 range for integers, the observed range for continuous values, and a missing value wherever the
@@ -30,8 +32,9 @@ from .schema import ColumnSpec, TableSchema
 
 __all__ = ["Block", "TableEncoding", "CONTINUOUS_ENCODINGS"]
 
-CONTINUOUS_ENCODINGS = ("standard", "modes")
+CONTINUOUS_ENCODINGS = ("standard", "quantile", "modes")
 MAX_MODES = 10
+MAX_QUANTILES = 1000
 
 
 @dataclass
@@ -60,7 +63,7 @@ class TableEncoding:
     ``labels(frame)`` to class ids, ``decode(matrix, labels)`` back to a DataFrame with the
     original header (ignored columns left out), column order and dtypes."""
 
-    def __init__(self, schema: TableSchema, continuous: str = "standard", params: dict | None = None,
+    def __init__(self, schema: TableSchema, continuous: str = "quantile", params: dict | None = None,
                  label_freq: list[float] | None = None):
         if continuous not in CONTINUOUS_ENCODINGS:
             raise InputError(f"continuous encoding {continuous!r}: choose one of {', '.join(CONTINUOUS_ENCODINGS)}")
@@ -70,7 +73,7 @@ class TableEncoding:
         self.width = self.blocks[-1].stop if self.blocks else 0
 
     @classmethod
-    def fit(cls, frame, schema: TableSchema, continuous: str = "standard", seed: int = 0,
+    def fit(cls, frame, schema: TableSchema, continuous: str = "quantile", seed: int = 0,
             fallback: dict | None = None, weights=None) -> "TableEncoding":
         """The encoding of ``schema``'s columns with the statistics of ``frame``'s rows; a numeric
         column without a value there takes its parameters from ``fallback`` (an encoding's
@@ -84,6 +87,7 @@ class TableEncoding:
                 params[spec.name] = fallback[spec.name]
                 continue
             params[spec.name] = (_fit_modes(values, seed) if continuous == "modes" else
+                                 {"quantiles": _fit_quantiles(values, spec)} if continuous == "quantile" else
                                  {"mean": float(values.mean()), "std": float(values.std()) or 1.0})
         freq = None
         if schema.label is not None:
@@ -159,6 +163,8 @@ class TableEncoding:
         p = self.params[spec.name]
         if self.continuous == "standard":
             out[:, blocks[0].start] = np.where(absent, 0.0, (x - p["mean"]) / p["std"])
+        elif self.continuous == "quantile":
+            out[:, blocks[0].start] = np.where(absent, 0.0, _normal_scores(np.where(absent, 0.0, x), p["quantiles"]))
         else:
             means, stds = np.asarray(p["means"]), np.asarray(p["stds"])
             mode = _likeliest_mode(np.where(absent, means[0], x), p)
@@ -216,10 +222,13 @@ class TableEncoding:
         p, value = self.params[spec.name], m[:, blocks[0].start]
         if self.continuous == "standard":
             x = value * p["std"] + p["mean"]
+        elif self.continuous == "quantile":
+            x = _from_normal_scores(value, p["quantiles"])
         else:
             mode = m[:, blocks[1].slice].argmax(axis=1)
             x = value * 4 * np.asarray(p["stds"])[mode] + np.asarray(p["means"])[mode]
-        x = np.clip(np.round(x) if spec.kind == "integer" else x, spec.low, spec.high)
+        places = 0 if spec.kind == "integer" else spec.decimals
+        x = np.clip(x if places is None else np.round(x, places), spec.low, spec.high)
         absent = m[:, blocks[-1].start] > 0.5 if spec.has_missing else np.zeros(len(x), bool)
         return _typed(x, spec, absent)
 
@@ -265,6 +274,38 @@ def _fit_modes(values: np.ndarray, seed: int) -> dict:
     stds = np.sqrt(bgm.covariances_.reshape(-1))[keep]
     return {"weights": (bgm.weights_[keep] / bgm.weights_[keep].sum()).tolist(),
             "means": bgm.means_.reshape(-1)[keep].tolist(), "stds": np.maximum(stds, 1e-6).tolist()}
+
+
+def _fit_quantiles(values: np.ndarray, spec: ColumnSpec) -> list[float]:
+    """The column's quantiles at ``min(MAX_QUANTILES, n)`` evenly spaced levels in [0, 1], the
+    ends stretched to the observed range (a training split's encoding still spans the rows held
+    out, which decode to themselves)."""
+    q = np.quantile(values, np.linspace(0.0, 1.0, min(MAX_QUANTILES, len(values))))
+    q[0], q[-1] = min(q[0], spec.low), max(q[-1], spec.high)
+    return q.tolist()
+
+
+def _levels(quantiles) -> tuple[np.ndarray, np.ndarray, int]:
+    q = np.asarray(quantiles, dtype=np.float64)
+    return q, np.linspace(0.0, 1.0, len(q)), max(len(q) - 1, 1)
+
+
+def _normal_scores(x: np.ndarray, quantiles) -> np.ndarray:
+    """``Phi^-1`` of the empirical CDF (scikit-learn's QuantileTransformer: ties go to the middle
+    of their levels), the levels kept off 0 and 1 by half a step, so the extremes map to about
+    +-3 (1,000 quantiles) instead of infinity."""
+    from scipy.special import ndtri
+
+    q, levels, steps = _levels(quantiles)
+    u = 0.5 * (np.interp(x, q, levels) - np.interp(-x, -q[::-1], -levels[::-1]))
+    return ndtri((u * steps + 0.5) / (steps + 1))
+
+
+def _from_normal_scores(z: np.ndarray, quantiles) -> np.ndarray:
+    from scipy.special import ndtr
+
+    q, levels, steps = _levels(quantiles)
+    return np.interp(np.clip((ndtr(z) * (steps + 1) - 0.5) / steps, 0.0, 1.0), levels, q)
 
 
 def _likeliest_mode(x: np.ndarray, p: dict) -> np.ndarray:

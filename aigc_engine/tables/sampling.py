@@ -44,13 +44,14 @@ def reencode(dataset, encoding: TableEncoding):
 
 
 def measure(model: Any, train, holdout, encoding: TableEncoding, seed: int = 0, n: int | None = None) -> dict:
-    """The table metrics (:func:`aigc_engine.metrics.table_metrics`) of ``model``'s samples, as many
-    as ``holdout`` has rows (``n``), against the real ``train`` rows and (None: left out) the
-    real ``holdout`` rows, all Datasets in the columns of ``encoding``."""
+    """The table metrics (:func:`aigc_engine.metrics.table_metrics`) of ``model``'s samples
+    (``n``; by default as many as that function scores: ``holdout``'s rows, and ``train``'s for ML
+    efficacy) against the real ``train`` rows and (None: left out) the real ``holdout`` rows, all
+    Datasets in the columns of ``encoding``."""
     from ..metrics import table_metrics
 
     torch.manual_seed(seed)
-    size = n or len(holdout if holdout is not None else train)
+    size = n or (max(len(train), len(holdout)) if holdout is not None else len(train))
     synthetic, _ = sample_rows(model, size, encoding, quiet=True)
     decode = lambda d: encoding.decode(d.x, d.y) if d is not None else None  # noqa: E731
     return table_metrics(decode(train), decode(holdout), synthetic, encoding, seed)

@@ -30,6 +30,7 @@ __all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "parse_na
            "MAX_NUMERIC_CATEGORIES", "TABLE_SUFFIXES"]
 
 MAX_NUMERIC_CATEGORIES = 10
+MAX_DECIMALS = 8
 TABLE_SUFFIXES = (".csv", ".parquet")
 KINDS = ("continuous", "integer", "categorical")
 
@@ -37,7 +38,9 @@ KINDS = ("continuous", "integer", "categorical")
 @dataclass
 class ColumnSpec:
     """One kept column: ``dtype`` is the pandas dtype it was read with; ``categories`` the sorted
-    observed values of a categorical column; ``low``/``high`` the observed range of a numeric one."""
+    observed values of a categorical column; ``low``/``high`` the observed range of a numeric one;
+    ``decimals`` the most decimal places a continuous column's values are written with (None past
+    ``MAX_DECIMALS``: computed values, kept at full precision)."""
 
     name: str
     kind: str
@@ -46,6 +49,7 @@ class ColumnSpec:
     categories: list = field(default_factory=list)
     low: float | None = None
     high: float | None = None
+    decimals: int | None = None
 
 
 @dataclass
@@ -200,7 +204,17 @@ def column_spec(values, name: str, kind: str | None, table: str) -> ColumnSpec:
             sorted((_plain(v) for v in present.unique()), key=str)
     else:
         spec.low, spec.high = float(arr.min()), float(arr.max())
+        if kind == "continuous":
+            spec.decimals = _decimals(arr)
     return spec
+
+
+def _decimals(arr: np.ndarray) -> int | None:
+    """The fewest decimal places that write every value of ``arr`` back (48.2 -> 1), or None."""
+    for places in range(MAX_DECIMALS + 1):
+        if np.allclose(np.round(arr, places), arr, rtol=1e-12, atol=0):
+            return places
+    return None
 
 
 def _is_integral(value) -> bool:

@@ -132,3 +132,11 @@ def test_property_observed_likelihood_is_monotone(seed, fraction, covariance_typ
     gm = fit(Xm, covariance_type=covariance_type, tol=0, max_iter=15, reg_covar=1e-4)
     bounds = np.asarray(gm.lower_bounds_)
     assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
+
+
+def test_far_from_zero_with_a_constant_column():
+    """The fit's origin (data far from zero) is chosen from the observed entries."""
+    _, Xm = known_mixture(300, 7)
+    X = np.column_stack([Xm + 1e4, np.ones(len(Xm))])
+    gm = fit(X, reg_covar=1e-2)
+    assert np.isfinite(gm.means_).all() and np.abs(np.sort(gm.means_[:, 0]) - 1e4 - np.sort(MEANS[:, 0])).max() < 0.5

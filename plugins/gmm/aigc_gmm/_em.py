@@ -115,7 +115,7 @@ class Source:
 
 def choose_origin(source: Source) -> torch.Tensor | None:
     """The origin to fit ``source`` in: None for data near zero, else the mean of its first rows
-    (rounded to float32, so that float32 rows minus it are exact).
+    (rounded to float32, so that float32 rows minus it are exact; missing entries, NaN, left out).
 
     Data centred ``c`` away from zero with spread ``s`` loses ``eps (c / s)^2`` of the E-step's
     log-density to cancellation (diag / spherical expand ``|x - m|^2``; full's ``x L - m L`` loses
@@ -123,7 +123,8 @@ def choose_origin(source: Source) -> torch.Tensor | None:
     left at 1e3 in float32, none at 1e6."""
     probe = Source(source.data, torch.float64, source.device, min(source.chunk_size, 4096))
     _, x = next(probe.chunks())
-    mean, std = x.mean(0), x.std(0, correction=0)
+    mean = torch.nan_to_num(torch.nanmean(x, 0))  # a column missing in every probed row: 0
+    std = torch.nan_to_num(torch.nanmean((x - mean) ** 2, 0)).sqrt()
     limit = 100.0 if source.dtype == torch.float32 else 1e4
     if not bool((mean.abs() > limit * std).any()):
         return None

@@ -13,6 +13,7 @@ InitParams = Literal["kmeans", "k-means++", "random", "random_from_data"]
 DType = Literal["float32", "float64"]
 FitMode = Literal["batch", "online"]
 Conditional = Literal["auto", "true", "false"]
+Missing = Literal["indicator", "marginalize"]
 
 COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
 # Per kind of data (the fields left at None): scikit-learn's reg_covar for points and images; on
@@ -44,6 +45,10 @@ class GMMConfig:
     # one mixture per class (then --condition works): auto on a table with a label column, true
     # on any labelled data, false never (images stay one mixture under auto)
     conditional: Conditional = "auto"
+    # a table's missing numeric values: its 0/1 indicator columns modelled as data (indicator), or
+    # left out of each row's likelihood (marginalize: GaussianMixture(missing="marginalize"), the
+    # indicators dropped; samples are complete rows)
+    missing: Missing = "indicator"
 
 
 WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]

@@ -38,7 +38,8 @@ def estimator_params(config: GMMConfig, seed: int = 0, device=None) -> dict[str,
     return dict(n_components=config.n_components, covariance_type=config.covariance_type, tol=config.tol,
                 reg_covar=reg_covar, max_iter=config.max_iter, n_init=config.n_init,
                 init_params=config.init_params, random_state=seed, device=device, dtype=config.dtype,
-                chunk_size=config.chunk_size, step_exponent=config.step_exponent)
+                chunk_size=config.chunk_size, step_exponent=config.step_exponent,
+                missing="marginalize" if config.missing == "marginalize" else "error")
 
 
 def build_estimator(config: GMMConfig, seed: int = 0, device=None) -> GaussianMixture:
@@ -67,6 +68,9 @@ class GMMModel(Model):
         self.sample_shape: tuple[int, ...] | None = None
         self.classes: list[GaussianMixture] = []  # conditional: one mixture per class
         self.class_freq: torch.Tensor | None = None
+        # missing=marginalize on a table: per encoded column, the indicator column whose 1 makes it
+        # NaN (-1: none; -2: an indicator itself, left out of the mixture), else None
+        self.masked_by: torch.Tensor | None = None
 
     def _conditional(self, dataset) -> int:
         """Classes to fit one mixture each for: ``auto`` a table's label column (images and the
@@ -90,6 +94,9 @@ class GMMModel(Model):
         """Check the config and the data before the engine makes a run directory."""
         self.config = resolve_defaults(self.config, DEFAULTS, dataset)
         gm = self.build()
+        if self.config.missing == "marginalize" and getattr(dataset, "encoding", None) is None:
+            raise InputError("missing=marginalize is for tables (a CSV or Parquet file with empty cells); "
+                             f"dataset {dataset.name!r} is not one")
         if len(dataset) < gm.n_components:
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
@@ -161,8 +168,9 @@ class GMMModel(Model):
             raise InputError("fit=online is for one mixture of points: a table or a class-conditional gmm fits in batch")
         groups = [(dataset.y == c).nonzero().flatten() for c in range(self.num_classes)] or [torch.arange(len(dataset))]
         self.class_freq = class_frequencies(dataset, self.num_classes) if self.num_classes else None
-        weights = dataset.weights
-        self.classes = [self._select(dataset.x[rows].reshape(len(rows), -1), run, c,
+        self.masked_by = _masks(dataset.encoding) if self.config.missing == "marginalize" else None
+        x, weights = self._native(dataset.x.reshape(len(dataset), -1)), dataset.weights
+        self.classes = [self._select(x[rows], run, c,
                                      weights[rows] if weights is not None else None)
                         for c, rows in enumerate(run.progress(groups, "EM per class" if self.num_classes else "EM"))]
         self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
@@ -181,6 +189,25 @@ class GMMModel(Model):
         gm = best[1]
         run.log(group, group=group, rows=len(x), n_components=gm.n_components, bic=best[0])
         return gm.point_estimate() if hasattr(gm, "point_estimate") else gm
+
+    def _native(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoded table rows as the mixture sees them under missing=marginalize: NaN where a
+        numeric column is missing, the indicator columns left out (unchanged otherwise)."""
+        if self.masked_by is None:
+            return x
+        x = x.clone()
+        for col, ind in enumerate(self.masked_by.tolist()):
+            if ind >= 0:
+                x[x[:, ind] > 0.5, col] = float("nan")
+        return x[:, self.masked_by != -2]
+
+    def _encoded(self, x: torch.Tensor) -> torch.Tensor:
+        """Mixture samples back in the table's encoded columns (indicators 0: complete rows)."""
+        if self.masked_by is None:
+            return x
+        out = torch.zeros(len(x), len(self.masked_by), dtype=x.dtype)
+        out[:, self.masked_by != -2] = x
+        return out
 
     def _fitted(self) -> GaussianMixture:
         if self.gm is None:
@@ -203,12 +230,12 @@ class GMMModel(Model):
             for c in y.unique().tolist():
                 at = (y == c).nonzero().flatten()
                 x[at] = self.classes[c].draw(len(at))[0].cpu().float()
-        x = x.cpu()
+        x = self._encoded(x.cpu())
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x); for a mixture per class the marginal log sum_c p(c) p(x | c)."""
-        x = x.reshape(len(x), -1)
+        x = self._native(x.reshape(len(x), -1))
         if not self.num_classes:
             return self._mixture().score_samples(x)
         per_class = torch.stack([torch.as_tensor(gm.score_samples(x), dtype=torch.float64) for gm in self.classes], 1)
@@ -250,8 +277,9 @@ class GMMModel(Model):
     def state_dict(self) -> dict[str, Any]:
         """The estimator's ``fitted_state()`` and the rows' ``sample_shape`` (``model.safetensors``)."""
         if self.classes:
-            return {"classes": [g.fitted_state() for g in self.classes], "class_freq": self.class_freq,
-                    "sample_shape": list(self.sample_shape or ())}
+            state = {"classes": [g.fitted_state() for g in self.classes], "class_freq": self.class_freq,
+                     "sample_shape": list(self.sample_shape or ())}
+            return state if self.masked_by is None else {**state, "masked_by": self.masked_by}
         return {**self._fitted().fitted_state(), "sample_shape": list(self.sample_shape or ())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -259,7 +287,9 @@ class GMMModel(Model):
         if "classes" in state:  # a mixture per class
             from . import GaussianMixture
 
-            self.classes = [GaussianMixture.from_state(s, device="cpu") for s in state["classes"]]
+            self.masked_by = state.get("masked_by")
+            missing = "marginalize" if self.masked_by is not None else "error"
+            self.classes = [GaussianMixture.from_state(s, device="cpu", missing=missing) for s in state["classes"]]
             self.class_freq, self.gm = state.get("class_freq"), self.classes[0]
             self.num_classes = len(self.classes) if self.class_freq is not None else 0
             return
@@ -270,11 +300,26 @@ class GMMModel(Model):
         self.gm = gm
 
 
+def _masks(encoding) -> torch.Tensor:
+    """``GMMModel.masked_by`` of a table encoding: each column of a numeric column with missing
+    values masked by that column's indicator."""
+    masked_by = torch.full((encoding.width,), -1, dtype=torch.int64)
+    for block in encoding.blocks:
+        if block.kind == "missing":
+            for other in encoding.blocks:
+                if other.column == block.column and other is not block:
+                    masked_by[other.start:other.stop] = block.start
+            masked_by[block.start] = -2
+    return masked_by
+
+
 def bayesian_params(config: BGMMConfig, seed: int = 0, device=None) -> dict[str, Any]:
     """The ``BayesianGaussianMixture`` constructor parameters of a ``bgmm`` config (a prior of 0
     is scikit-learn's default)."""
     params = estimator_params(config, seed, device)
-    del params["step_exponent"]
+    del params["step_exponent"], params["missing"]
+    if config.missing != "indicator":
+        raise InputError("bgmm models a table's missing values by their indicators only (missing=marginalize: use gmm)")
     if config.fit != "batch":
         raise InputError("bgmm fits in batch only (fit=online is stepwise EM of gmm)")
     if config.weight_concentration_prior_type not in WEIGHT_PRIORS:

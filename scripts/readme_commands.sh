@@ -87,6 +87,11 @@ run 'aigc-engine eval runs/gmm-penguins'
 check "eval of a table run reports the table metrics" grep -q '"detection"' "$OUT_LOG"
 run 'aigc-engine eval runs/gmm-penguins --dataset penguins-test.csv --set dataset.label_column=species'
 check "eval on another table adds ML efficacy and the DCR ratio" bash -c "grep -q '\"ml_efficacy\"' '$OUT_LOG' && grep -q '\"dcr_ratio\"' '$OUT_LOG'"
+run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set missing=marginalize --out runs/gmm-marginal'
+check "missing=marginalize samples complete measurements" python -c "
+import pandas as pd, subprocess
+subprocess.run(['aigc-engine', 'sample', 'runs/gmm-marginal', '-n', '500', '-o', 'marginal.csv'], check=True)
+assert not pd.read_csv('marginal.csv')[['bill_length_mm', 'body_mass_g']].isna().any().any()"
 
 run 'aigc-engine run diffusion --dataset ring8 --set steps=300 --out runs/diffusion-ring8'
 check "the diffusion run wrote its pictures" has_files runs/diffusion-ring8 samples.png progress.png denoising.png

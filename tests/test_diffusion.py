@@ -14,7 +14,8 @@ import torch
 
 from conftest import reference_and_resumed_runs
 from aigc_engine import InputError, Run, data, io
-from aigc_diffusion import Diffusion, DiffusionConfig, Schedule, discrete_bound, ode_log_likelihood, sample_loop
+from aigc_diffusion import (Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound, ode_log_likelihood,
+                            sample_loop)
 from aigc_diffusion.schedules import alpha_sigma
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -38,14 +39,60 @@ CHOL = torch.tensor([[0.6, 0.0], [0.3, 0.4]], dtype=torch.float64)
 COV = CHOL @ CHOL.T
 
 
+def _perturbed_learned_schedule(lo, hi):
+    s = LearnedSchedule(lo, hi)
+    with torch.no_grad():  # away from its near-linear start
+        for p in s.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    return s
+
+
 @pytest.mark.parametrize("kind", Schedule.KINDS)
 def test_schedule_ends_and_derivative(kind):
-    s = Schedule(kind, -10.0, 14.0)
+    s = _perturbed_learned_schedule(-10.0, 14.0) if kind == "learned" else Schedule(kind, -10.0, 14.0)
     t = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
     assert torch.allclose(s(t)[[0, 2]], torch.tensor([14.0, -10.0], dtype=torch.float64), atol=1e-6)
-    tt = torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor([0.3, 0.05, 0.9], dtype=torch.float64, requires_grad=True)
     grad, = torch.autograd.grad(s(tt).sum(), tt)
-    assert torch.allclose(grad, s.derivative(tt.detach()), rtol=1e-6) and grad < 0
+    assert torch.allclose(grad, s.derivative(tt.detach()), rtol=1e-6) and torch.all(grad < 0)
+    grid = s.grid(50)
+    assert torch.allclose(grid[[0, -1]], torch.tensor([-10.0, 14.0], dtype=torch.float64)) and torch.all(grid.diff() > 0)
+
+
+def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
+    """schedule=learned: the network's gradient is that of the mean per-row bound (the uniform
+    log-SNR's estimate, importance-sampled), the schedule's that of the mean squared loss."""
+    from aigc_diffusion.model import _resolved
+
+    model = Diffusion(DiffusionConfig(schedule="learned", width=16, depth=1, fourier=0, batch_size=64))
+    c = model.resolved = _resolved(model.config, "points")
+    assert c.weighting == "elbo"
+    torch.manual_seed(0)
+    model.net = model._build((2,), 0, c)
+    model.net.schedule.load_state_dict(_perturbed_learned_schedule(c.logsnr_min, c.logsnr_max).state_dict())
+    x, run = torch.randn(64, 2), Run(seed=0, device="cpu", distributed=False)
+
+    def rows_loss():  # the same draws as _loss
+        torch.manual_seed(0)
+        u = (torch.rand(()) + torch.arange(64) / 64) % 1
+        lam, w = model.net.schedule(u), -model.net.schedule.derivative(u)
+        a, s = alpha_sigma(lam)
+        eps = torch.randn(64, 2)
+        return 0.5 * w * (eps - model.net(a[:, None] * x + s[:, None] * eps, lam, None)).pow(2).sum(1)
+
+    def grads(loss):
+        model.net.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.net.named_parameters()}
+
+    torch.manual_seed(0)
+    got = grads(model._loss(model.net, x, None, run))
+    mean, square = grads(rows_loss().mean()), grads(rows_loss().pow(2).mean())
+    assert any(n.startswith("schedule.") for n in got)
+    for name, g in got.items():
+        want = square[name] if name.startswith("schedule.") else mean[name]
+        assert torch.allclose(g, want, rtol=1e-4, atol=1e-7), name
+    assert not torch.allclose(got["schedule.w"], mean["schedule.w"])
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++2m"])
@@ -151,6 +198,7 @@ def test_fourier_features_of_the_points_network():
     (dict(label_dropout=1.0), "label_dropout must be in"), (dict(logsnr_min=5.0, logsnr_max=2.0), "logsnr_min"),
     (dict(guidance=-1.0), "guidance must be >= 0"), (dict(probes=0), "probes must be >= 1"),
     (dict(fourier=-1), "fourier must be >= 0"),
+    (dict(schedule="learned", weighting="simple"), "schedule=learned .* needs weighting=elbo"),
 ])
 def test_bad_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-_PUBLIC = {"Diffusion": "model", "DiffusionConfig": "model", "Schedule": "schedules", "PointNet": "networks",
+_PUBLIC = {"Diffusion": "model", "DiffusionConfig": "model", "Schedule": "schedules", "LearnedSchedule": "schedules",
+           "PointNet": "networks",
            "UNet": "networks", "sample_loop": "samplers", "ode_log_likelihood": "likelihoods",
            "discrete_bound": "likelihoods"}
 __all__ = list(_PUBLIC)
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import Diffusion, DiffusionConfig
     from .networks import PointNet, UNet
     from .samplers import sample_loop
-    from .schedules import Schedule
+    from .schedules import LearnedSchedule, Schedule
 
 
 def __getattr__(name: str):

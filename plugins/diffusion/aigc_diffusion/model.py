@@ -16,7 +16,7 @@ from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metric
 from . import likelihoods
 from .networks import PointNet, UNet, check_image_shape
 from .samplers import SAMPLERS, sample_loop
-from .schedules import Schedule, alpha_sigma
+from .schedules import LearnedSchedule, Schedule, alpha_sigma
 
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
@@ -40,7 +40,8 @@ class DiffusionConfig:
     batch_size: int | None = None
     lr: float | None = None
     warmup: int = 100
-    schedule: Literal["cosine", "linear"] = "cosine"
+    # learned: VDM's monotone network between the ends, trained on the bound's variance (elbo only)
+    schedule: Literal["cosine", "linear", "learned"] = "cosine"
     logsnr_min: float | None = None
     logsnr_max: float | None = None
     target: Literal["eps", "v"] = "eps"
@@ -101,12 +102,17 @@ def _check(c: DiffusionConfig) -> None:
             raise InputError(f"{key} must be in [0, 1), got {getattr(c, key)}")
     if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
         raise InputError(f"ema_decay must be in [0, 1], got {c.ema_decay}")
+    if c.schedule == "learned" and c.weighting == "simple":
+        raise InputError("schedule=learned is trained to lower the variance of the likelihood bound's estimate: "
+                         "it needs weighting=elbo (the default with it)")
     if c.logsnr_min is not None and c.logsnr_max is not None and not c.logsnr_min < c.logsnr_max:
         raise InputError(f"logsnr_min must be below logsnr_max, got {c.logsnr_min} and {c.logsnr_max}")
 
 
 def _resolved(config: DiffusionConfig, kind: str) -> DiffusionConfig:
     values = dataclasses.asdict(config)
+    if values["schedule"] == "learned" and values["weighting"] is None:
+        values["weighting"] = "elbo"
     for key, default in DEFAULTS[kind].items():
         if values[key] is None:
             values[key] = default
@@ -145,12 +151,20 @@ class Diffusion(Model):
                 raise InputError(why)
             if c.channels < 8:
                 raise InputError(f"the U-Net needs channels >= 8, got {c.channels}")
-            return UNet(shape, num_classes, c.channels)
+            return self._with_schedule(UNet(shape, num_classes, c.channels), c)
         if len(shape) != 1:
             raise InputError(f"the diffusion model takes points N x D or images N x C x H x W, got rows of shape {list(shape)}")
         if c.width < 1:
             raise InputError(f"the points network needs width >= 1, got {c.width}")
-        return PointNet(shape[0], num_classes, c.width, c.depth, c.fourier)
+        return self._with_schedule(PointNet(shape[0], num_classes, c.width, c.depth, c.fourier), c)
+
+    @staticmethod
+    def _with_schedule(net: torch.nn.Module, c: DiffusionConfig) -> torch.nn.Module:
+        """A learned schedule is a submodule of the network (``net.schedule``): trained with it
+        (gradients averaged by DDP), averaged by the EMA, saved in the checkpoint."""
+        if c.schedule == "learned":
+            net.schedule = LearnedSchedule(c.logsnr_min, c.logsnr_max)
+        return net
 
     def _kind(self, dataset) -> str:
         return "images" if dataset.is_image else "points"
@@ -166,21 +180,32 @@ class Diffusion(Model):
             raise InputError(f"batch_size={c.batch_size} is more than the {train} training rows of dataset {dataset.name!r}")
 
     @property
-    def schedule(self) -> Schedule:
+    def schedule(self) -> Schedule | LearnedSchedule:
+        """The schedule of sampling (a learned one: the EMA network's)."""
         c = self.resolved
-        return Schedule(c.schedule, c.logsnr_min, c.logsnr_max)
+        return self._fitted().schedule if c.schedule == "learned" else Schedule(c.schedule, c.logsnr_min, c.logsnr_max)
 
     # -- training ------------------------------------------------------------------------------
     def _loss(self, net, x: torch.Tensor, y: torch.Tensor | None, run: Run) -> torch.Tensor:
         """The denoising loss of one batch: ELBO weighting with the log-SNR drawn uniformly (the
-        bound's integral over lambda, schedule-free), or the simple weighting with t uniform."""
+        bound's integral over lambda, schedule-free) or from a learned schedule (``lambda(t)``
+        at ``t`` uniform, weighted by ``-dlambda/dt``: the same bound, importance-sampled), or the
+        simple weighting with t uniform. A learned schedule's parameters get the gradient of the
+        mean squared per-row loss (the estimate's variance, as the mean does not depend on them;
+        VDM section 3.5), the network's that of the mean."""
         c, n = self.resolved, len(x)
         # the noise of the global batch, this process's share of it: results do not depend on the
         # number of processes (on one process the same draws as torch.rand / randn_like)
         rows = c.batch_size if run.world_size > 1 else n
         u = (torch.rand((), device=x.device) + torch.arange(rows, device=x.device) / rows) % 1  # stratified
         u = training.rank_share(u, run.rank, run.world_size)
-        lam = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u if c.weighting == "elbo" else self.schedule(u)
+        learned = self.net.schedule if c.schedule == "learned" else None
+        if learned is not None:
+            lam, weight = learned(u), -learned.derivative(u)
+        elif c.weighting == "elbo":
+            lam, weight = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u, torch.tensor(c.logsnr_max - c.logsnr_min)
+        else:
+            lam = self.schedule(u)
         a, s = alpha_sigma(lam)
         shape = (n, *([1] * (x.dim() - 1)))
         eps = run.randn(rows, *x.shape[1:]).to(x.dtype)
@@ -189,9 +214,14 @@ class Diffusion(Model):
             y = torch.where(run.rand(rows) < c.label_dropout, torch.full_like(y, self.num_classes), y)
         with run.autocast(c.amp):
             out = net(z, lam, y).float()
-        if c.weighting == "elbo":  # nats per row: (lambda_max - lambda_min) / 2 ||eps - eps_hat||^2
+        if c.weighting == "elbo":  # nats per row: -dlambda/dt / 2 ||eps - eps_hat||^2
             eps_hat = out if c.target == "eps" else s.view(shape) * z + a.view(shape) * out
-            return 0.5 * (c.logsnr_max - c.logsnr_min) * (eps - eps_hat).flatten(1).pow(2).sum(1).mean()
+            rows_loss = 0.5 * weight * (eps - eps_hat).flatten(1).pow(2).sum(1)
+            if learned is not None:  # d mean(L^2) / d lambda_i = 2 L_i d mean(L) / d lambda_i
+                factor = 2 * rows_loss.detach()
+                lam.register_hook(lambda g: g * factor)
+                weight.register_hook(lambda g: g * factor)
+            return rows_loss.mean()
         truth = eps if c.target == "eps" else a.view(shape) * eps - s.view(shape) * x
         return (truth - out).pow(2).mean()
 
@@ -212,6 +242,8 @@ class Diffusion(Model):
         self.ema = EMA(self.net, c.ema_decay, warmup=True)
         net = run.wrap(self.net)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        # gradients clipped: the network's (a learned schedule's are of the squared loss, larger)
+        clipped = [p for name, p in self.net.named_parameters() if not name.startswith("schedule.")]
         # linear warm-up, then cosine decay to 0 at the last step
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / max(1, c.warmup)) * 0.5 * (
             1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
@@ -227,7 +259,7 @@ class Diffusion(Model):
             loss = self._loss(net, x, y if self.num_classes else None, run)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip) if c.grad_clip else torch.zeros(())
+            grad_norm = torch.nn.utils.clip_grad_norm_(clipped, c.grad_clip) if c.grad_clip else torch.zeros(())
             opt.step()
             sched.step()
             self.ema.update(net)

@@ -22,11 +22,11 @@ from .schedules import LearnedSchedule, Schedule, alpha_sigma
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=4, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
+                   logsnr_max=14.0, logsnr_shift=0.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
                    sample_grid="logsnr",
                    clip=4.0),
     "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
-                   logsnr_max=7.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
+                   logsnr_max=7.0, logsnr_shift=0.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
                    sample_grid="schedule",
                    clip=1.0),
 }
@@ -44,6 +44,8 @@ class DiffusionConfig:
     schedule: Literal["cosine", "linear", "learned"] = "cosine"
     logsnr_min: float | None = None
     logsnr_max: float | None = None
+    # the cosine schedule's log-SNR shifted by this much (towards the data end when > 0)
+    logsnr_shift: float | None = None
     target: Literal["eps", "v"] = "eps"
     weighting: Literal["elbo", "simple"] | None = None
     width: int | None = None
@@ -183,7 +185,9 @@ class Diffusion(Model):
     def schedule(self) -> Schedule | LearnedSchedule:
         """The schedule of sampling (a learned one: the EMA network's)."""
         c = self.resolved
-        return self._fitted().schedule if c.schedule == "learned" else Schedule(c.schedule, c.logsnr_min, c.logsnr_max)
+        if c.schedule == "learned":
+            return self._fitted().schedule
+        return Schedule(c.schedule, c.logsnr_min, c.logsnr_max, c.logsnr_shift)
 
     # -- training ------------------------------------------------------------------------------
     def _loss(self, net, x: torch.Tensor, y: torch.Tensor | None, run: Run) -> torch.Tensor:

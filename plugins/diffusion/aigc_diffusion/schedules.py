@@ -23,17 +23,18 @@ class Schedule:
 
     KINDS = ("cosine", "linear", "learned")
 
-    def __init__(self, kind: str, logsnr_min: float, logsnr_max: float):
+    def __init__(self, kind: str, logsnr_min: float, logsnr_max: float, shift: float = 0.0):
         if kind not in self.KINDS[:2]:
             raise ValueError(f"unknown schedule {kind!r}")
         self.kind, self.logsnr_min, self.logsnr_max = kind, float(logsnr_min), float(logsnr_max)
-        self.u_min = math.atan(math.exp(-self.logsnr_max / 2))
-        self.u_max = math.atan(math.exp(-self.logsnr_min / 2))
+        self.shift = float(shift)  # cosine: lambda + shift (Hoogeboom et al. 2023's shifted cosine)
+        self.u_min = math.atan(math.exp(-(self.logsnr_max - self.shift) / 2))
+        self.u_max = math.atan(math.exp(-(self.logsnr_min - self.shift) / 2))
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
         if self.kind == "linear":
             return self.logsnr_max + t * (self.logsnr_min - self.logsnr_max)
-        return -2 * torch.log(torch.tan(self.u_min + t * (self.u_max - self.u_min)))
+        return self.shift - 2 * torch.log(torch.tan(self.u_min + t * (self.u_max - self.u_min)))
 
     def derivative(self, t: torch.Tensor) -> torch.Tensor:
         """``dlambda/dt`` (negative)."""

@@ -89,6 +89,20 @@ def gmm_heldout(dataset: str, seed: int, n_components: int) -> dict:
             "bound": bool(width), "fit_s": round(fit_s, 1)}
 
 
+def true_heldout_log_density(dataset: str, seed: int, test: float = 0.1, rows: int = 500) -> float:
+    """The true density's mean log p(x) (an equal mixture of isotropic Gaussians) on the rows the
+    diffusion model scores (``split(0, test, seed)["test"]``, the first 500): what a perfect
+    model's ``test_log_likelihood`` would be on that split."""
+    from aigc_engine import open_dataset
+
+    x = open_dataset(dataset).split(0.0, test, seed=seed)["test"].x[:rows].double().numpy()
+    centres, std = POINT_SETS[dataset]
+    d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+    logp = -d2 / (2 * std ** 2) - math.log(len(centres)) - math.log(2 * math.pi * std ** 2)
+    top = logp.max(1, keepdims=True)
+    return float((top[:, 0] + np.log(np.exp(logp - top).sum(1))).mean())
+
+
 def _cli(*args: str, env=None) -> str:
     out = subprocess.run([sys.executable, "-m", "aigc_engine", *args], capture_output=True, text=True, env=env)
     if out.returncode:
@@ -115,6 +129,8 @@ def evaluate(model: str, dataset: str, seed: int, root: Path) -> dict:
         row.update(digit_scores(np.concatenate(parts), np.concatenate(labels)))
     summary = json.loads((run_dir / "summary.json").read_text())
     row["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    if dataset in POINT_SETS and "test_log_likelihood" in summary:
+        row["summary"]["true_test_log_likelihood"] = true_heldout_log_density(dataset, seed)
     return row
 
 
@@ -127,6 +143,7 @@ def table(rows: list[dict]) -> str:
         group = [r for r in rows if r["model"] == model and r["dataset"] == dataset]
         cols = COLUMNS["digits" if dataset == "digits" else "points"] + ["wall_s"]
         extra = [k for k in ("test_nll_x", "test_nll_x_given_c", "test_elbo", "test_log_likelihood_per_dim",
+                             "test_log_likelihood", "test_log_likelihood_se", "true_test_log_likelihood",
                              "conditional_accuracy", "judge_fd") if k in group[0]["summary"]]
         lines.append(f"\n{model} on {dataset}\n")
         lines.append("| seed | " + " | ".join(cols + extra) + " |")

@@ -171,6 +171,22 @@ def test_guidance_zero_is_the_unconditional_model_and_state_round_trips(tmp_path
     assert lp.shape == (3,) and torch.isfinite(lp).all() and (lp < 0).all()
 
 
+def test_learned_schedule_is_trained_saved_and_sampled_on(tmp_path):
+    model = _fit(data.ring8(n=300), tmp_path / "l", steps=5, batch_size=30, width=16, depth=1, ode_steps=4,
+                 sample_steps=6, snapshots=0, schedule="learned", sample_grid="schedule")
+    assert model.resolved.weighting == "elbo"
+    trained, start = model.schedule, LearnedSchedule(-10.0, 14.0)
+    assert not torch.allclose(trained.grid(6), start.grid(6))  # the EMA's schedule moved off its start
+    io.save_state(tmp_path / "m.safetensors", model.state_dict())
+    again = Diffusion()
+    again.load_state_dict(io.load_state(tmp_path / "m.safetensors"))
+    assert torch.equal(again.schedule.grid(6), trained.grid(6))
+    torch.manual_seed(0)
+    a = model.sample(5)
+    torch.manual_seed(0)
+    assert torch.equal(a, again.sample(5)) and torch.isfinite(a).all()
+
+
 def test_points_model_log_prob_is_exact_and_unconditional(tmp_path):
     model = _fit(data.ring8(n=300), tmp_path / "r", steps=2, batch_size=30, width=16, depth=1, ode_steps=4,
                  sample_steps=4, snapshots=0)

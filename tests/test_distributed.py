@@ -47,6 +47,8 @@ NEURAL_RUNS = {
     "diffusion": ("diffusion", ["--set", "steps=4", "--set", "batch_size=32", "--set", "width=16", "--set", "depth=1",
                                 "--set", "ode_steps=8", "--set", "dataset.n=300"]),
 }
+# the learned schedule's parameters (a submodule of the network) get the gradient of the squared loss
+NEURAL_RUNS["diffusion-learned"] = ("diffusion", [*NEURAL_RUNS["diffusion"][1], "--set", "schedule=learned"])
 
 
 @pytest.mark.parametrize("case", sorted(NEURAL_RUNS))

@@ -21,8 +21,8 @@ from .schedules import LearnedSchedule, Schedule, alpha_sigma
 # Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
-    "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=4, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, logsnr_shift=0.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
+    "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=2, channels=0, logsnr_min=-10.0,
+                   logsnr_max=14.0, logsnr_shift=-2.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
                    sample_grid="logsnr",
                    clip=4.0),
     "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,

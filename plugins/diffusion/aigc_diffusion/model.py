@@ -458,8 +458,8 @@ class Diffusion(Model):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
             self.data_shape = tuple(state["data_shape"])
-            self.resolved = _resolved(DiffusionConfig(**dict(state["config"])),
-                                      "images" if len(self.data_shape) == 3 else "points")
+            saved = {"logsnr_shift": 0.0, **dict(state["config"])}  # saved before the shift existed: none
+            self.resolved = _resolved(DiffusionConfig(**saved), "images" if len(self.data_shape) == 3 else "points")
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
             self.scale, self.levels = float(state["scale"]), int(state["levels"])

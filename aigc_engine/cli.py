@@ -413,8 +413,8 @@ def info(ctx):
     from .run import SMALL_MODEL_PARAMETERS
 
     click.echo(f"threads: {torch.get_num_threads()} (intra-op), {os.cpu_count()} CPUs; networks under "
-               f"{SMALL_MODEL_PARAMETERS:,} parameters train on 1 thread unless OMP_NUM_THREADS or "
-               f"AIGC_ENGINE_THREADS is set")
+               f"{SMALL_MODEL_PARAMETERS:,} parameters without convolutions train on 1 thread unless "
+               f"OMP_NUM_THREADS or AIGC_ENGINE_THREADS is set")
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         click.echo(f"cuda: {torch.version.cuda}, {torch.cuda.device_count()} device(s): {names}")

@@ -356,3 +356,22 @@ def test_ema_warmup_follows_the_tensorflow_schedule():
         expected = 0.0 if expected is None else d * expected + (1 - d) * t
         ema.update(net)
     assert float(ema.module.weight) == pytest.approx(expected)
+
+
+def test_thread_policy_one_thread_for_small_dense_networks_only(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("AIGC_ENGINE_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        run = Run(device="cpu", distributed=False)
+        torch.set_num_threads(2)
+        run.limit_threads(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.Flatten(), torch.nn.Linear(288, 2)))
+        assert torch.get_num_threads() == 2  # convolutions: torch's threads
+        run.limit_threads(torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.Linear(64, 2)))
+        assert torch.get_num_threads() == 1  # a small MLP: one thread
+        torch.set_num_threads(2)
+        monkeypatch.setenv("AIGC_ENGINE_THREADS", "2")
+        run.limit_threads(torch.nn.Linear(2, 2))
+        assert torch.get_num_threads() == 2  # the user's choice wins
+    finally:
+        torch.set_num_threads(before)

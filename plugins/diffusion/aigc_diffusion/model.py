@@ -25,7 +25,7 @@ DEFAULTS = {
                    logsnr_max=14.0, logsnr_shift=-2.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
                    sample_grid="logsnr",
                    clip=4.0),
-    "images": dict(steps=2500, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
+    "images": dict(steps=1600, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
                    logsnr_max=7.0, logsnr_shift=0.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
                    sample_grid="schedule",
                    clip=1.0),

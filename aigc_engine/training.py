@@ -168,15 +168,9 @@ class EMA(torch.nn.Module):
         if not 0.0 <= decay <= 1.0:
             raise InputError(f"ema decay must be in [0, 1], got {decay}")
         self.decay, self.warmup = decay, warmup
-
-        @torch.no_grad()
-        def average(ema_params, params, n_averaged):
-            t = int(n_averaged)  # updates before this one (>= 1 here: the first one copies)
-            d = min(decay, (1 + t) / (10 + t)) if warmup else decay
-            torch._foreach_lerp_(list(ema_params), list(params), 1 - d)
-
-        self.averaged = AveragedModel(unwrap(model), multi_avg_fn=average, use_buffers=False)
+        self.averaged = AveragedModel(unwrap(model), use_buffers=False)
         self.averaged.requires_grad_(False)
+        self._lists: tuple | None = None  # (model, its parameters and buffers, the average's)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -184,7 +178,22 @@ class EMA(torch.nn.Module):
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        self.averaged.update_parameters(unwrap(model))
+        """``AveragedModel.update_parameters``'s arithmetic on tensor lists kept from the first
+        call (it walks both modules each step: about 0.3 ms a step on a small network)."""
+        model = unwrap(model)
+        if self._lists is None or self._lists[0] is not model:
+            self._lists = (model, list(model.parameters()), list(self.module.parameters()),
+                           list(model.buffers()), list(self.module.buffers()))
+        _, params, averaged, buffers, averaged_buffers = self._lists
+        t = int(self.averaged.n_averaged)  # updates before this one; the first one copies
+        if t == 0:
+            torch._foreach_copy_(averaged, params)
+        else:
+            d = min(self.decay, (1 + t) / (10 + t)) if self.warmup else self.decay
+            torch._foreach_lerp_(averaged, params, 1 - d)
+        for mine, theirs in zip(averaged_buffers, buffers):
+            mine.copy_(theirs)
+        self.averaged.n_averaged += 1
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)

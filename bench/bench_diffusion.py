@@ -39,7 +39,7 @@ def _hand_written(dataset, kind: str):
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=d["lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * i / STEPS)))
-    schedule = Schedule("cosine", d["logsnr_min"], d["logsnr_max"])
+    schedule = Schedule("cosine", d["logsnr_min"], d["logsnr_max"], d["logsnr_shift"])
     b = d["batch_size"]
 
     def train():

@@ -207,7 +207,7 @@ class Diffusion(Model):
         if learned is not None:
             lam, weight = learned(u), -learned.derivative(u)
         elif c.weighting == "elbo":
-            lam, weight = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u, torch.tensor(c.logsnr_max - c.logsnr_min)
+            lam, weight = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u, c.logsnr_max - c.logsnr_min
         else:
             lam = self.schedule(u)
         a, s = alpha_sigma(lam)

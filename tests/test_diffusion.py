@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import reference_and_resumed_runs
-from aigc_engine import InputError, Run, data, io
+from aigc_engine import EMA, InputError, Run, data, io
 from aigc_diffusion import (Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound, ode_log_likelihood,
                             sample_loop)
 from aigc_diffusion.schedules import alpha_sigma
@@ -64,7 +64,7 @@ def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
     log-SNR's estimate, importance-sampled), the schedule's that of the mean squared loss."""
     from aigc_diffusion.model import _resolved
 
-    model = Diffusion(DiffusionConfig(schedule="learned", width=16, depth=1, fourier=0, batch_size=64))
+    model = Diffusion(DiffusionConfig(schedule="learned", target="eps", width=16, depth=1, fourier=0, batch_size=64))
     c = model.resolved = _resolved(model.config, "points")
     assert c.weighting == "elbo"
     torch.manual_seed(0)
@@ -194,7 +194,32 @@ def test_points_model_log_prob_is_exact_and_unconditional(tmp_path):
     with pytest.raises(InputError, match="unconditional"):
         model.sample(3, condition=torch.tensor([1]))
     lp, se = model.log_prob_and_error(torch.zeros(5, 2))
-    assert lp.shape == (5,) and torch.isfinite(lp).all() and (se >= 0).all()
+    assert lp.shape == (5,) and torch.isfinite(lp).all() and torch.all(se == 0)  # trace=auto: exact for D <= probes
+    hutchinson = _fit(data.ring8(n=300), tmp_path / "h", steps=2, batch_size=30, width=16, depth=1, ode_steps=4,
+                      sample_steps=4, snapshots=0, trace="hutchinson")
+    lp_h, se_h = hutchinson.log_prob_and_error(torch.randn(20, 2))
+    assert torch.isfinite(lp_h).all() and (se_h >= 0).all() and se_h.max() > 0  # two equal probes: 0
+
+
+def test_v_target_is_the_points_default_and_its_noise_prediction_is_exact(tmp_path):
+    model = _fit(data.ring8(n=300), tmp_path / "v", steps=2, batch_size=30, width=16, depth=1, sample_steps=4,
+                 snapshots=0)
+    assert model.resolved.target == "v"
+    eps_opt = gaussian_eps(MU, COV)
+
+    class OptimalV(torch.nn.Module):  # v = alpha eps - sigma x_hat of the Gaussian's optimal denoiser
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(()))  # the model finds its device from one
+
+        def forward(self, z, lam, y=None):
+            a, s = (t[:, None].double() for t in alpha_sigma(lam))
+            eps = eps_opt(z, lam)
+            return a * eps - s * (z.double() - s * eps) / a
+
+    model.ema = EMA(OptimalV())
+    z, lam = torch.randn(50, 2), torch.tensor(1.5)
+    assert torch.allclose(model.eps_fn()(z, lam).double(), eps_opt(z, lam), atol=1e-5)
 
 
 def test_fourier_features_of_the_points_network():

@@ -22,13 +22,11 @@ from .schedules import LearnedSchedule, Schedule, alpha_sigma
 # left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=2, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, logsnr_shift=-2.0, weighting="simple", ema_decay=0.999, sampler="ddpm", sample_steps=128,
-                   sample_grid="logsnr",
-                   clip=4.0),
+                   logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple", ema_decay=0.999,
+                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0),
     "images": dict(steps=1600, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
-                   logsnr_max=7.0, logsnr_shift=0.0, weighting="simple", ema_decay=0.999, sampler="dpm++2m", sample_steps=32,
-                   sample_grid="schedule",
-                   clip=1.0),
+                   logsnr_max=7.0, logsnr_shift=0.0, target="eps", weighting="simple", ema_decay=0.999,
+                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0),
 }
 
 
@@ -46,7 +44,7 @@ class DiffusionConfig:
     logsnr_max: float | None = None
     # the cosine schedule's log-SNR shifted by this much (towards the data end when > 0)
     logsnr_shift: float | None = None
-    target: Literal["eps", "v"] = "eps"
+    target: Literal["eps", "v"] | None = None
     weighting: Literal["elbo", "simple"] | None = None
     width: int | None = None
     depth: int | None = None
@@ -64,7 +62,8 @@ class DiffusionConfig:
     eta: float = 0.0
     clip: float | None = None
     ode_steps: int = 100
-    trace: Literal["hutchinson", "exact"] = "hutchinson"
+    # auto: the exact trace where it costs no more backward passes than the probes (D <= probes)
+    trace: Literal["auto", "hutchinson", "exact"] = "auto"
     probes: int = 2
     bound_draws: int = 16
     test: float = 0.1
@@ -76,9 +75,9 @@ class DiffusionConfig:
     snapshots: int = 8
 
 
-_CHOICES = {"schedule": Schedule.KINDS, "target": ("eps", "v"), "weighting": ("elbo", "simple", None),
+_CHOICES = {"schedule": Schedule.KINDS, "target": ("eps", "v", None), "weighting": ("elbo", "simple", None),
             "conditional": ("auto", "true", "false"), "sampler": (*SAMPLERS, None),
-            "sample_grid": ("schedule", "logsnr", None), "trace": ("hutchinson", "exact")}
+            "sample_grid": ("schedule", "logsnr", None), "trace": ("auto", "hutchinson", "exact")}
 
 
 def _check(c: DiffusionConfig) -> None:
@@ -351,6 +350,12 @@ class Diffusion(Model):
         logsumexp_c [log p(c) + bound_c]); points the probability-flow ODE's log p(x)."""
         return self.log_prob_and_error(x, condition)[0]
 
+    def _trace(self) -> str:
+        c = self.resolved
+        if c.trace != "auto":
+            return c.trace
+        return "exact" if math.prod(self.data_shape) <= c.probes else "hutchinson"
+
     def log_prob_and_error(self, x: torch.Tensor, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``log_prob`` and its standard error per row (the Hutchinson estimator's; 0 for images:
         their bound's Monte Carlo error is not reported per row)."""
@@ -379,20 +384,21 @@ class Diffusion(Model):
         # from 50 to 100)
         grid = Schedule("linear", c.logsnr_min, c.logsnr_max)
         logp, se = likelihoods.ode_log_likelihood(self.eps_fn(labels, 1.0), x / self.scale, grid, c.ode_steps,
-                                                  c.probes, c.trace, generator=gen)
+                                                  c.probes, self._trace(), generator=gen)
         return logp - d * math.log(self.scale), se
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         """On the held-out rows (``test``): the log-likelihood (points: the ODE's, nats per row,
-        with its standard error; images: the bound, -log p(x) in nats and bits/dim); mode coverage
-        where the data has modes; for labelled images the judge's sample metrics."""
+        with its standard error, on up to 2000 rows; images: the bound, -log p(x) in nats and
+        bits/dim, on up to 500); mode coverage where the data has modes; for labelled images the
+        judge's sample metrics."""
         c = self.resolved
         out: dict[str, float] = {}
         test = dataset.split(0.0, c.test, seed=run.seed)["test"] if c.test else None
         if test is not None and len(test):
             d = math.prod(self.data_shape)
-            x = test.x[:500]
+            x = test.x[:500 if self.levels else 2000]
             if self.levels:
                 nll = -float(self.log_prob(x).mean())
                 out.update(test_nll_x=nll, bpd_x=nll / (d * math.log(2)))
@@ -403,7 +409,7 @@ class Diffusion(Model):
             else:
                 logp, se = self.log_prob_and_error(x)
                 out["test_log_likelihood"] = float(logp.mean())
-                out["test_log_likelihood_se"] = float(se.pow(2).sum().sqrt() / len(se)) if c.trace == "hutchinson" else 0.0
+                out["test_log_likelihood_se"] = float(se.pow(2).sum().sqrt() / len(se)) if self._trace() == "hutchinson" else 0.0
         if dataset.modes is not None and not dataset.is_image:
             out.update(metrics.mode_coverage(self.sample(2500), dataset.modes, dataset.mode_std))
         if dataset.is_image and self.num_classes:

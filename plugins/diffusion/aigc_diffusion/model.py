@@ -351,14 +351,15 @@ class Diffusion(Model):
         return self.log_prob_and_error(x, condition)[0]
 
     def _trace(self) -> str:
+        """The trace the ODE likelihood uses: ``trace``, with ``auto`` resolved by the dimension."""
         c = self.resolved
         if c.trace != "auto":
             return c.trace
         return "exact" if math.prod(self.data_shape) <= c.probes else "hutchinson"
 
     def log_prob_and_error(self, x: torch.Tensor, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``log_prob`` and its standard error per row (the Hutchinson estimator's; 0 for images:
-        their bound's Monte Carlo error is not reported per row)."""
+        """``log_prob`` and its standard error per row (the Hutchinson estimator's; 0 for the exact
+        trace and for images: their bound's Monte Carlo error is not reported per row)."""
         net, c = self._fitted(), self.resolved
         x = x.to(next(net.parameters()).device)
         if self.levels:

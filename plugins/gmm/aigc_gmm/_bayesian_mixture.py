@@ -5,8 +5,8 @@ Variational inference (scikit-learn's ``_bayesian_mixture.py``): a Dirichlet dis
 Dirichlet process (stick-breaking) prior on the weights, a Gaussian prior on the means and a
 Wishart prior on the precisions. The E-step is the Gaussian one with each component's expected
 log weight and expected log-determinant terms folded into its log weight, so every pass is
-:func:`aigc_gmm._gaussian_mixture.e_step_pass` (the fused ``ops.gaussian_em_stats`` kernel, or
-the weighted path with ``sample_weight``) and one :func:`aigc_gmm._em.statistics_pass`. The
+:func:`aigc_gmm._passes.e_step_pass` (the fused ``ops.gaussian_em_stats`` kernel, or
+the weighted path with ``sample_weight``) and one :func:`aigc_gmm._data.statistics_pass`. The
 variational lower bound's entropy term ``sum r log r`` comes from the same statistics:
 ``sum_nk r_nk log r_nk = sum_k sum_n r_nk log p~_nk - sum_n log p~_n``, where the component
 term needs only the counts, first and second moments of the pass.
@@ -30,10 +30,12 @@ from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
 
-from ._em import TORCH_PARAMETER_CONSTRAINTS, BaseMixture, Source, Stats, compute_dtype, empty_stats, statistics_pass
-from ._gaussian_mixture import (COVARIANCE_TYPES, GaussianComponents, Params, e_step_pass, n_parameters,
-                                needs_double_moments, parameters_from_stats, precision_cholesky,
-                                precisions_from_cholesky)
+from ._base import TORCH_PARAMETER_CONSTRAINTS, BaseMixture, compute_dtype
+from ._components import GaussianComponents
+from ._data import Source, Stats, empty_stats, statistics_pass
+from ._gaussian import (COVARIANCE_TYPES, Params, n_parameters, needs_double_moments, parameters_from_stats,
+                        precision_cholesky, precisions_from_cholesky)
+from ._passes import e_step_pass
 
 
 @dataclass

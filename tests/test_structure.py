@@ -1,5 +1,6 @@
 """The shape of the code, checked: no import cycle among the core's modules, no module using
-another module's underscore names, no function in the core over 60 lines.
+another module's underscore names, no function over 60 lines and no file over 600 in the core and
+the plugins.
 
 Each check runs per module. Modules that still break a rule at the time of writing, and whose
 owners are changing them, are listed in ``TEMPORARY_XFAIL`` (strict: a module that comes to
@@ -16,9 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "aigc_engine"
 PLUGIN_ROOTS = sorted(p for p in (ROOT / "plugins").glob("*/aigc_*") if p.is_dir())
 MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 600
 
 # (check, module) -> why it is allowed to fail for now; to be emptied as the modules are fixed.
-TEMPORARY_XFAIL: dict[tuple[str, str], str] = {}
+TEMPORARY_XFAIL: dict[tuple[str, str], str] = {
+    ("length", "aigc_gan.model"): "GAN.fit is 84 lines (issue 26 splits it)",
+}
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -202,7 +206,7 @@ def test_the_private_check_finds_a_use():
     assert found == ["line 1: from aigc_engine.io import _encode", "line 4: ._data"]
 
 
-# -- no long function in the core ---------------------------------------------------------------
+# -- no long function or file -------------------------------------------------------------------
 def long_functions(module: str) -> list[str]:
     """``name (N lines)`` for each function or method of ``module`` over the limit (from its
     ``def`` line, or first decorator, to its last line)."""
@@ -216,6 +220,12 @@ def long_functions(module: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("module", _cases("length", sorted(CORE_MODULES)))
-def test_no_function_in_the_core_is_over_60_lines(module):
+@pytest.mark.parametrize("module", _cases("length", sorted(PROJECT_MODULES)))
+def test_no_function_is_over_60_lines(module):
     assert long_functions(module) == []
+
+
+@pytest.mark.parametrize("module", _cases("file", sorted(PROJECT_MODULES)))
+def test_no_file_is_over_600_lines(module):
+    lines = len(PROJECT_MODULES[module].read_text().splitlines())
+    assert lines <= MAX_FILE_LINES, f"{PROJECT_MODULES[module].relative_to(ROOT)}: {lines} lines"

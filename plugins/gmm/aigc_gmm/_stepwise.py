@@ -100,6 +100,23 @@ class StepwiseEM:
         return StepwiseState(stepwise.shift, table, scatter, stepwise.t + 1, stepwise.rows + n)
 
 
+    def _stepwise_state(self) -> dict[str, Any]:
+        """The parameters, the running statistics and the lower bounds of the batches so far."""
+        return {"params": self._params.state(), "stepwise": self._stepwise.state(),
+                "lower_bounds": [float(v) for v in self.lower_bounds_]}
+
+    def _load_stepwise_state(self, state: dict[str, Any], first_batch, n_iter: int) -> None:
+        """Go on from :meth:`_stepwise_state` after ``n_iter`` batches; ``first_batch`` gives the
+        stream's dtype and origin, as it did when the stream began."""
+        self._validate_params()
+        source, self._out, _ = self._prepare(first_batch, reset=True)
+        self._begin_fit(source, source, False)
+        self._stepwise = StepwiseState.from_state(state["stepwise"], source.dtype, source.device)
+        self._set_parameters(Params.from_state(state["params"], source.device))
+        self.n_iter_, self.converged_ = n_iter, False
+        self.lower_bounds_ = [float(v) for v in state["lower_bounds"]]
+        self.lower_bound_ = self.lower_bounds_[-1]
+
 class StepwiseFit:
     """A stepwise EM fit of ``gm`` (a ``GaussianMixture``) on an engine Dataset (or any object with ``shape``, ``subset`` and
     ``iter_chunks``) read in consecutive batches of ``batch_size`` rows, ``epochs`` times: each
@@ -132,22 +149,11 @@ class StepwiseFit:
         return self.gm.lower_bound_
 
     def state_dict(self) -> dict[str, Any]:
-        gm = self.gm
         if self.seen == 0:
             return {"seen": 0}
-        return {"seen": self.seen, "params": gm._params.state(), "stepwise": gm._stepwise.state(),
-                "lower_bounds": [float(v) for v in gm.lower_bounds_]}
+        return {"seen": self.seen, **self.gm._stepwise_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seen = int(state["seen"])
-        if self.seen == 0:
-            return
-        gm = self.gm
-        gm._validate_params()
-        source, gm._out, _ = gm._prepare(self._batch(0), reset=True)  # the first batch's dtype and origin
-        gm._begin_fit(source, source, False)
-        gm._stepwise = StepwiseState.from_state(state["stepwise"], source.dtype, source.device)
-        gm._set_parameters(Params.from_state(state["params"], source.device))
-        gm.n_iter_, gm.converged_ = self.seen, False
-        gm.lower_bounds_ = [float(v) for v in state["lower_bounds"]]
-        gm.lower_bound_ = gm.lower_bounds_[-1]
+        if self.seen:
+            self.gm._load_stepwise_state(state, self._batch(0), self.seen)

@@ -19,6 +19,14 @@ from sklearn.utils.validation import check_array
 from ._data import IN_MEMORY_CHUNK, STREAM_CHUNK, Source, Stats, check_sample_weight, choose_origin
 from ._em import EMFit
 
+# the parameters every mixture here adds to scikit-learn's (validated like its own)
+TORCH_PARAMETER_CONSTRAINTS: dict = {
+    "device": "no_validation",
+    "dtype": "no_validation",
+    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+}
+
+
 def information_criteria(total_log_likelihood: float, n_samples: float, n_params: int) -> tuple[float, float]:
     """``(bic, aic)`` from the summed log-likelihood of ``n_samples`` rows (lower is better)."""
     ll = total_log_likelihood
@@ -51,16 +59,6 @@ def _nan_message(estimator_name: str) -> str:
     return "Input X contains NaN."  # pragma: no cover
 
 
-# --------------------------------------------------------------------------------------------
-# the estimator, whatever its components
-# the parameters every mixture here adds to scikit-learn's (validated like its own)
-TORCH_PARAMETER_CONSTRAINTS: dict = {
-    "device": "no_validation",
-    "dtype": "no_validation",
-    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
-}
-
-
 class BaseMixture(DensityMixin, BaseEstimator):
     """A mixture estimator fitted with EM (scikit-learn's ``BaseMixture``): input handling,
     ``fit`` / ``fit_predict`` / ``em_fit``, ``score_samples``, ``score``, ``predict``,
@@ -71,7 +69,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
     ``state()`` of tensors and numbers):
 
     - ``_initialize_parameters(source, full, random_state, all_reduce, weights) -> params``
-    - ``_e_step(source, params, all_reduce, weights) -> Stats``: one :func:`statistics_pass`
+    - ``_e_step(source, params, all_reduce, weights) -> Stats``: one :func:`aigc_gmm._data.statistics_pass`
       (``weights``: the rows' float64 sample weights, or None)
     - ``_m_step(stats, origin) -> params`` and ``_lower_bound(stats, params) -> float`` (the
       bound of the iteration whose E-step gave ``stats`` and whose M-step gave ``params``)

@@ -200,6 +200,8 @@ class GaussianMixture(StepwiseEM, GaussianComponents, BaseMixture):
     def _params_from_state(self, state: dict[str, Any], device) -> Params:
         return Params.from_state(state, device)
 
+    # ------------------------------------------------------------------------------------
+    # the fit and its use
     def fit(self, X, y=None, sample_weight=None):
         self._stepwise = None  # a batch fit ends a stream of partial_fit calls
         return super().fit(X, y, sample_weight=sample_weight)

@@ -141,7 +141,8 @@ def quadratic_full(stats: Stats, means: torch.Tensor, P: torch.Tensor) -> torch.
     S = stats.table.new_zeros(K, D, D)
     S[:, iu[0], iu[1]] = moments
     S[:, iu[1], iu[0]] = moments
-    C = S - sz[:, :, None] * e[:, None, :] - e[:, :, None] * sz[:, None, :] + nk[:, None, None] * e[:, :, None] * e[:, None, :]
+    C = (S - sz[:, :, None] * e[:, None, :] - e[:, :, None] * sz[:, None, :]
+         + nk[:, None, None] * e[:, :, None] * e[:, None, :])
     return torch.einsum("kij,kij->", P @ P.transpose(-1, -2), C)
 
 

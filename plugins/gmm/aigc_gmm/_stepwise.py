@@ -118,12 +118,12 @@ class StepwiseEM:
         self.lower_bound_ = self.lower_bounds_[-1]
 
 class StepwiseFit:
-    """A stepwise EM fit of ``gm`` (a ``GaussianMixture``) on an engine Dataset (or any object with ``shape``, ``subset`` and
-    ``iter_chunks``) read in consecutive batches of ``batch_size`` rows, ``epochs`` times: each
-    ``step()`` is ``gm.partial_fit`` of the next batch (memory bounded by the batch) and returns
-    its mean log-likelihood; ``done`` after ``steps`` batches. ``state_dict()`` /
-    ``load_state_dict()`` hold the parameters and the running statistics, so that a resumed
-    fit goes on at the next batch and ends as the uninterrupted one."""
+    """A stepwise EM fit of ``gm`` (a ``GaussianMixture``) on an engine Dataset (or any object
+    with ``shape``, ``subset`` and ``iter_chunks``) read in consecutive batches of ``batch_size``
+    rows, ``epochs`` times: each ``step()`` is ``gm.partial_fit`` of the next batch (memory
+    bounded by the batch) and returns its mean log-likelihood; ``done`` after ``steps`` batches.
+    ``state_dict()`` / ``load_state_dict()`` hold the parameters and the running statistics, so
+    that a resumed fit goes on at the next batch and ends as the uninterrupted one."""
 
     def __init__(self, gm, dataset, batch_size: int, epochs: int = 1):
         if batch_size < 1 or epochs < 1:

@@ -45,6 +45,12 @@ def test_old_run_directories_still_sample_and_eval(old_run, tmp_path):
     assert metrics["dataset"] == "ring8" and len(metrics) > 1
 
 
+def test_old_run_directories_still_resume(old_run):
+    result = invoke("run", "--resume", old_run, "--device", "cpu", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.format_of(old_run / rundir.MODEL_FILE) == checkpoint.FORMAT  # rewritten in the current format
+
+
 def _rewrite_header(path: Path, **meta: str) -> None:
     with safe_open(str(path), framework="pt") as fh:
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}

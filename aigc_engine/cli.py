@@ -225,8 +225,8 @@ def _write_samples(model, n: int, cond, output: Path, name: str) -> None:
     import torch
 
     from . import plotting
-    from .store import io
     from .model import check_samples
+    from .store import io
 
     with torch.no_grad():
         samples = model.sample(n, condition=cond).detach().cpu()

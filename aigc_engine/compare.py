@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import torch
 
-from .store import io, rundir
 from .config import build_config, split_dataset_keys
 from .engine import Engine, RunSpec
 from .errors import InputError, Interrupted
+from .store import io, rundir
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .store import rundir
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
+from .store import rundir
 from .store.rundir import CONFIG_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover

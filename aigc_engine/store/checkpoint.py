@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import io
 from ..errors import InputError
+from . import io
 
 FORMAT = 1  # the format this version writes, and the newest it reads
 FORMAT_KEY = "aigc_engine.format"

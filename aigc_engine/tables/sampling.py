@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from ..store import io, rundir
 from ..errors import InputError
 from ..model import check_samples
+from ..store import io, rundir
 from .encoding import TableEncoding
 
 __all__ = ["save_encoding", "load_encoding", "reencode", "sample_rows", "measure", "write_table", "TABLE_OUTPUTS"]

@@ -193,11 +193,11 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     """Draw samples from a finished run."""
     import torch
 
-    from .store.rundir import SAMPLES_NPY
+    from .store.rundir import SAMPLES_CSV, SAMPLES_NPY
     from .tables.sampling import TABLE_OUTPUTS, load_encoding
 
     encoding = load_encoding(Path(run_dir))
-    output = Path(output) if output else Path(run_dir) / (SAMPLES_NPY if encoding is None else "samples.csv")
+    output = Path(output) if output else Path(run_dir) / (SAMPLES_NPY if encoding is None else SAMPLES_CSV)
     allowed = TABLE_OUTPUTS if encoding is not None else (".npy", ".png")
     if output.suffix.lower() not in allowed:
         what = "a run on a table" if encoding is not None else "this run"

@@ -159,8 +159,8 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
 def summary_line(run_dir: Path) -> str:
     """How a run went, in one line: the scalar entries of its summary.json (the model's metrics
     and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=4.30116 bic=-85590.4 ... in 1.9 s``."""
-    from .io import read_json
-    from .rundir import SUMMARY_FILE
+    from .store.io import read_json
+    from .store.rundir import SUMMARY_FILE
 
     summary = read_json(Path(run_dir) / SUMMARY_FILE)
     head = f"{summary.get('model', '?')} on {summary.get('dataset', '?')}"
@@ -193,11 +193,11 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     """Draw samples from a finished run."""
     import torch
 
-    from .rundir import SAMPLES_NPY
+    from .store.rundir import SAMPLES_CSV, SAMPLES_NPY
     from .tables.sampling import TABLE_OUTPUTS, load_encoding
 
     encoding = load_encoding(Path(run_dir))
-    output = Path(output) if output else Path(run_dir) / (SAMPLES_NPY if encoding is None else "samples.csv")
+    output = Path(output) if output else Path(run_dir) / (SAMPLES_NPY if encoding is None else SAMPLES_CSV)
     allowed = TABLE_OUTPUTS if encoding is not None else (".npy", ".png")
     if output.suffix.lower() not in allowed:
         what = "a run on a table" if encoding is not None else "this run"
@@ -224,8 +224,9 @@ def _write_samples(model, n: int, cond, output: Path, name: str) -> None:
     import numpy as np
     import torch
 
-    from . import io, plotting
+    from . import plotting
     from .model import check_samples
+    from .store import io
 
     with torch.no_grad():
         samples = model.sample(n, condition=cond).detach().cpu()
@@ -276,7 +277,7 @@ def class_id(condition: str, class_names: list[str] | None, num_classes: int) ->
 def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     """Evaluate a finished run; prints its metrics as JSON."""
     from .config import parse_sets, split_dataset_keys
-    from .run import Run
+    from .fabric import Fabric
 
     from .tables.sampling import load_encoding, measure
 
@@ -295,7 +296,7 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
         raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({Path(str(fitted.get('name'))).name}); "
                          f"{data.name} has rows of shape {list(data.shape[1:])}")
     seed = saved.get("seed", 0)
-    metrics = model.evaluate(data, Run(None, device=device, seed=seed, progress=not no_progress, distributed=False))
+    metrics = model.evaluate(data, Fabric(device, seed, progress=not no_progress, distributed=False))
     if encoding is not None:  # a table: its samples decoded to the columns and scored against the real rows
         train = data if own else _in_run_columns(engine.load_dataset(fitted.get("name"), fitted.get("options", {})),
                                                   encoding)
@@ -410,7 +411,7 @@ def info(ctx):
 
     for key, value in versions().items():
         click.echo(f"{key}: {value}")
-    from .run import SMALL_MODEL_PARAMETERS
+    from .fabric import SMALL_MODEL_PARAMETERS
 
     click.echo(f"threads: {torch.get_num_threads()} (intra-op), {os.cpu_count()} CPUs; networks under "
                f"{SMALL_MODEL_PARAMETERS:,} parameters without convolutions train on 1 thread unless "

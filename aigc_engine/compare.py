@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import torch
 
-from . import io, rundir
 from .config import build_config, split_dataset_keys
 from .engine import Engine, RunSpec
 from .errors import InputError, Interrupted
+from .store import io, rundir
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -171,7 +171,7 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     ``runs/compare-<data>-<time>``, claimed exclusively) with one run directory per model and
     seed (``<model>-seed<k>``). ``sets`` holds ``MODEL.KEY`` (one model's config) and
     ``dataset.KEY`` entries."""
-    from .run import ProgressBar
+    from .progress import ProgressBar
 
     engine = engine or Engine()
     seeds = [int(s) for s in seeds]
@@ -381,10 +381,10 @@ def _judge(data, device: str):
     """The image judge of labelled images (trained once per data set and cached), else None."""
     if not (data.is_image and data.labels_are_classes and data.y is not None and data.num_classes >= 2):
         return None
+    from .fabric import resolve_device
     from .metrics import ImageJudge
 
-    return ImageJudge.for_dataset(data, device="cuda" if device == "auto" and torch.cuda.is_available()
-                                  else ("cpu" if device == "auto" else device))
+    return ImageJudge.for_dataset(data, device=resolve_device(device))
 
 
 # -- the picture -------------------------------------------------------------------------------------

@@ -118,14 +118,65 @@ def test_no_import_cycle_in_the_core():
 
 
 def test_the_cycle_check_finds_a_cycle():
-    """The check itself: run and training importing each other is found."""
-    saved = TREES["aigc_engine.training"]
-    TREES["aigc_engine.training"] = ast.parse("from .run import Run\n" + ast.unparse(saved))
+    """The check itself: run and loop importing each other is found."""
+    saved = TREES["aigc_engine.loop"]
+    TREES["aigc_engine.loop"] = ast.parse("from .run import Run\n" + ast.unparse(saved))
     try:
         cycle = import_cycle()
     finally:
-        TREES["aigc_engine.training"] = saved
-    assert cycle is not None and {"aigc_engine.run", "aigc_engine.training"} <= set(cycle)
+        TREES["aigc_engine.loop"] = saved
+    assert cycle is not None and {"aigc_engine.run", "aigc_engine.loop"} <= set(cycle)
+
+
+# -- floors: the lower modules import only from below them, imports inside functions counted ----
+# module (or package) -> the core modules (or packages) it may import; the root package (its
+# lazy public names, __version__) is left out as in the cycle check.
+FLOORS = {
+    "aigc_engine.errors": set(),
+    "aigc_engine.store": {"aigc_engine.errors", "aigc_engine.store"},
+    "aigc_engine.progress": set(),
+    "aigc_engine.fabric": {"aigc_engine.errors", "aigc_engine.progress"},
+    "aigc_engine.loop": {"aigc_engine.errors", "aigc_engine.fabric", "aigc_engine.store", "aigc_engine.data"},
+    "aigc_engine.run": {"aigc_engine.errors", "aigc_engine.fabric", "aigc_engine.progress", "aigc_engine.loop",
+                        "aigc_engine.store"},
+}
+
+
+def _in(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def all_imports(module: str) -> set[str]:
+    """The core modules ``module`` imports anywhere: at module level and inside functions."""
+    found = set()
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(module, node.level, node.module)
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in PROJECT_MODULES else target)
+    return {m for m in found if m in CORE_MODULES and m not in (module, "aigc_engine")}
+
+
+def floor_breaches(module: str) -> list[str]:
+    floor = next(f for f in FLOORS if _in(module, f))
+    return sorted(m for m in all_imports(module) if not any(_in(m, allowed) for allowed in FLOORS[floor]))
+
+
+@pytest.mark.parametrize("module", [m for m in sorted(CORE_MODULES) if any(_in(m, f) for f in FLOORS)])
+def test_the_lower_floors_import_only_downwards(module):
+    assert floor_breaches(module) == []
+
+
+def test_the_floor_check_counts_imports_inside_functions():
+    saved = TREES["aigc_engine.store.io"]
+    TREES["aigc_engine.store.io"] = ast.parse(ast.unparse(saved) + "\ndef f():\n    from ..run import Run\n")
+    try:
+        assert floor_breaches("aigc_engine.store.io") == ["aigc_engine.run"]
+    finally:
+        TREES["aigc_engine.store.io"] = saved
 
 
 # -- no use of another module's underscore names ------------------------------------------------

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint, io
 from ..errors import InputError
 from ..model import check_samples
-from ..rundir import ENCODING_FILE
+from ..store import io, rundir
 from .encoding import TableEncoding
 
 __all__ = ["save_encoding", "load_encoding", "reencode", "sample_rows", "measure", "write_table", "TABLE_OUTPUTS"]
@@ -20,13 +19,13 @@ TABLE_OUTPUTS = (".csv", ".parquet")
 
 
 def save_encoding(run_dir: Path, encoding: TableEncoding) -> None:
-    checkpoint.save(Path(run_dir) / ENCODING_FILE, encoding.state_dict())
+    rundir.save_encoding(run_dir, encoding.state_dict())
 
 
 def load_encoding(run_dir: Path) -> TableEncoding | None:
     """The encoding of a table run, or None for a run on points or images."""
-    path = Path(run_dir) / ENCODING_FILE
-    return TableEncoding.from_state(checkpoint.load(path)) if path.exists() else None
+    state = rundir.load_encoding(run_dir)
+    return TableEncoding.from_state(state) if state is not None else None
 
 
 def reencode(dataset, encoding: TableEncoding):

@@ -25,7 +25,7 @@ __all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
 LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
-def read_table(path: Path, label_column: str | int | None = None, ignore: str = "", delimiter: str = ",",
+def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = ",",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
                **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
@@ -76,8 +76,7 @@ def _with_kind_options(read):
     params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
     extra = [inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default="", annotation="str")
              for option in override_options()]
-    positional = [p.replace(kind=p.KEYWORD_ONLY) if i > 1 else p for i, p in enumerate(params)]
-    read.__signature__ = sig.replace(parameters=positional[:2] + extra + positional[2:])
+    read.__signature__ = sig.replace(parameters=params[:2] + extra + params[2:])
     read.__annotations__.update({option: "str" for option in override_options()})
     return read
 

@@ -48,7 +48,7 @@ class TableSchema:
         """The kind class of column ``name`` (the label's is categorical)."""
         spec = self.label if self.label is not None and self.label.name == name else \
             next(s for s in self.features if s.name == name)
-        return KINDS[spec.kind]
+        return kind_class(spec.kind, f"column {name!r}")
 
     def to_json(self) -> dict:
         return {"columns": list(self.columns), "features": [asdict(c) for c in self.features],
@@ -130,7 +130,8 @@ def parse_kinds(spec, columns) -> dict[str, str]:
     if spec is None or spec == "":
         return {}
     if isinstance(spec, str):
-        pairs = [item.split(":", 1) if ":" in item else [item, None] for item in map(str.strip, spec.split(",")) if item]
+        items = [item for item in map(str.strip, spec.split(",")) if item]
+        pairs = [item.split(":", 1) if ":" in item else [item, None] for item in items]
     else:
         pairs = [[str(k), v] for k, v in dict(spec).items()]
     out = {}
@@ -157,11 +158,12 @@ def detect_schema(frame, label_column: str | None = None, *, ignore="", kinds=""
     label = parse_names(label_column, "dataset.label_column", columns)
     if len(label) > 1:
         raise InputError(f"dataset.label_column: one column, not {len(label)} ({', '.join(label)})")
-    groups += [("dataset.label_column", LABEL_KIND, label), ("dataset.ignore", None, parse_names(ignore, "dataset.ignore", columns))]
+    ignored = parse_names(ignore, "dataset.ignore", columns)
+    groups += [("dataset.label_column", LABEL_KIND, label), ("dataset.ignore", None, ignored)]
     chosen = _check_groups(groups)
     features, label_spec = [], None
     for col in columns:
-        if col in groups[-1][2]:
+        if col in ignored:
             continue
         option, kind = chosen.get(col, (None, None))
         spec = column_spec(frame[col], col, kind, name, option)
@@ -173,7 +175,7 @@ def detect_schema(frame, label_column: str | None = None, *, ignore="", kinds=""
             features.append(spec)
     if not features:
         raise InputError(f"{name}: no feature columns left (columns: {', '.join(columns)})")
-    return TableSchema(columns=columns, features=features, label=label_spec, ignored=list(groups[-1][2]))
+    return TableSchema(columns=columns, features=features, label=label_spec, ignored=ignored)
 
 
 def _check_groups(groups) -> dict[str, tuple[str, str]]:

@@ -110,8 +110,8 @@ class ColumnKind:
         raise NotImplementedError
 
     @classmethod
-    def check(cls, profile: Profile, name: str, table: str) -> None:
-        """Raise InputError when a column forced to this kind cannot be of it."""
+    def check(cls, profile: Profile, name: str, table: str, option: str) -> None:
+        """Raise InputError when a column forced to this kind (by ``option``) cannot be of it."""
 
     @classmethod
     def describe(cls, values, profile: Profile, name: str) -> ColumnSpec:

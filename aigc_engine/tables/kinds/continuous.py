@@ -21,19 +21,32 @@ import numpy as np
 from ...errors import InputError
 from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile
 
-__all__ = ["Continuous", "NUMERIC_ENCODINGS", "MAX_MODES", "MAX_QUANTILES", "MAX_DECIMALS"]
+__all__ = ["Continuous", "Scaling", "NUMERIC_ENCODINGS", "MAX_MODES", "MAX_QUANTILES", "MAX_DECIMALS"]
 
 MAX_MODES = 10
 MAX_QUANTILES = 1000
 MAX_DECIMALS = 8
 
 
-class Quantile:
+class Scaling:
+    """A numeric encoding of a column's value: ``fit`` its parameters (a JSON dict) on the
+    present values, ``encode`` values to (a value, the mode ids or None), ``decode`` back;
+    ``modes`` the width of its mode block (0: none), ``filler`` the value a missing cell is
+    encoded from (then zeroed)."""
+
+    @staticmethod
+    def modes(p: dict) -> int:
+        return 0
+
+    @staticmethod
+    def filler(p: dict) -> float:
+        return 0.0
+
+
+class Quantile(Scaling):
     """``{"quantiles": [...]}``: the column's quantiles at ``min(MAX_QUANTILES, n)`` evenly spaced
     levels in [0, 1], the ends stretched to the observed range (a training split's encoding still
     spans the rows held out, which decode to themselves)."""
-
-    modes = staticmethod(lambda p: 0)
 
     @staticmethod
     def fit(values: np.ndarray, spec: ColumnSpec, seed: int) -> dict:
@@ -50,10 +63,8 @@ class Quantile:
         return from_normal_scores(value, p["quantiles"])
 
 
-class Standard:
+class Standard(Scaling):
     """``{"mean", "std"}`` of the column (a constant column's std is 1)."""
-
-    modes = staticmethod(lambda p: 0)
 
     @staticmethod
     def fit(values: np.ndarray, spec: ColumnSpec, seed: int) -> dict:
@@ -68,11 +79,17 @@ class Standard:
         return value * p["std"] + p["mean"]
 
 
-class Modes:
+class Modes(Scaling):
     """``{"weights", "means", "stds"}``: CTGAN's per-column variational Gaussian mixture; a
     Dirichlet-process prior of 0.001 prunes unused modes; modes of weight above 0.005 are kept."""
 
-    modes = staticmethod(lambda p: len(p["means"]))
+    @staticmethod
+    def modes(p: dict) -> int:
+        return len(p["means"])
+
+    @staticmethod
+    def filler(p: dict) -> float:
+        return p["means"][0]
 
     @staticmethod
     def fit(values: np.ndarray, spec: ColumnSpec, seed: int) -> dict:
@@ -153,9 +170,7 @@ class Continuous(ColumnKind):
 
     def encode(self, values, absent: np.ndarray, out: np.ndarray, blocks: list[Block]) -> None:
         x = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        # a missing cell is encoded from a placeholder (the first mode's mean, or 0), then zeroed
-        filler = self.params["means"][0] if "means" in self.params else 0.0
-        value, mode = self.scaling.encode(np.where(absent, filler, x), self.params)
+        value, mode = self.scaling.encode(np.where(absent, self.scaling.filler(self.params), x), self.params)
         out[:, blocks[0].start] = np.where(absent, 0.0, value)
         if mode is not None:
             out[np.arange(len(x)), blocks[1].start + mode] = 1.0

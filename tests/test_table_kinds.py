@@ -2,7 +2,6 @@
 exact round trip and state, and the typed block contract models read (the table output head)."""
 import inspect
 
-import numpy as np
 import pytest
 import torch
 

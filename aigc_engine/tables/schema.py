@@ -13,7 +13,7 @@ model (class ids in the order of the sorted label values).
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,8 @@ class TableSchema:
         return kind_class(spec.kind, f"column {name!r}")
 
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "features": [asdict(c) for c in self.features],
-                "label": asdict(self.label) if self.label is not None else None,
+        return {"columns": list(self.columns), "features": [c.to_json() for c in self.features],
+                "label": self.label.to_json() if self.label is not None else None,
                 "ignored": list(self.ignored)}
 
     @classmethod

@@ -6,7 +6,7 @@ them back; :class:`~aigc_engine.tables.TableEncoding` only orchestrates them."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -60,7 +60,9 @@ class ColumnSpec:
     read with; ``categories`` the sorted observed values of a categorical column; ``low``/``high``
     the observed range of a numeric one; ``decimals`` the most decimal places a continuous
     column's values are written with (None past ``MAX_DECIMALS``: computed values, kept at full
-    precision). Kept across refits: what a kind detects, not what it fits."""
+    precision); ``details`` whatever else a kind detects (JSON values: a date format, a key's
+    pattern), saved only when not empty. Kept across refits: what a kind detects, not what it
+    fits."""
 
     name: str
     kind: str
@@ -70,6 +72,13 @@ class ColumnSpec:
     low: float | None = None
     high: float | None = None
     decimals: int | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        if not out["details"]:
+            del out["details"]  # the saved schema of the first kinds, as it always was
+        return out
 
 
 @dataclass

@@ -126,3 +126,58 @@ def test_models_read_roles_not_kind_words():
         text = path.read_text()
         for word in ('"one_hot"', '== "missing"', '== "value"', "block.kind", "b.kind", "roles()"):
             assert word not in text, f"{path.name} reads {word}"
+
+
+class Percent(ColumnKind):
+    """A kind written only against the ColumnKind interface, as a new kind's module would be:
+    strings such as ``"12.5%"``, one value block, decoded back to the strings."""
+
+    name, option = "percent", "percent"
+
+    @classmethod
+    def detects(cls, profile):
+        return not profile.numeric and all(isinstance(v, str) and v.endswith("%") for v in profile.present)
+
+    @classmethod
+    def describe(cls, values, profile, name):
+        from aigc_engine.tables import ColumnSpec
+
+        return ColumnSpec(name=name, kind=cls.name, dtype=str(values.dtype), has_missing=bool(values.isna().any()),
+                          details={"sign": "%"})
+
+    @classmethod
+    def numbers(cls, values):
+        return values.str.rstrip("%").astype(float).to_numpy()
+
+    def blocks(self, start):
+        return [Block(self.spec.name, self.name, start, start + 1)]
+
+    def encode(self, values, absent, out, blocks):
+        out[:, blocks[0].start] = self.numbers(values) / 100
+
+    def decode(self, m, blocks):
+        return self.typed(m[:, blocks[0].start] * 100, None)
+
+    def typed(self, values, absent):
+        return pd.array([f"{v:g}{self.spec.details['sign']}" for v in values], dtype=object)
+
+
+def test_a_new_kind_is_one_class_and_one_registry_entry(monkeypatch, tmp_path):
+    from aigc_engine import metrics, plotting
+    from aigc_engine.tables import kinds
+
+    monkeypatch.setattr(kinds, "KINDS", {"percent": Percent, **kinds.KINDS})
+    import aigc_engine.tables.schema as schema_module
+    monkeypatch.setattr(schema_module, "KINDS", kinds.KINDS)
+    rows = frame().assign(share=["12.5%", "3%", "40%", "7%", "12.5%", "99%", "1%", "50%"])
+    schema = detect_schema(rows)
+    assert {s.name: s.kind for s in schema.features}["share"] == "percent"
+    assert detect_schema(rows, percent="share").features[-1].kind == "percent"
+    enc = TableEncoding.fit(rows, schema)
+    assert TableEncoding.from_state(enc.state_dict()).describe() == enc.describe()
+    back = enc.decode(enc.transform(rows))
+    assert back["share"].tolist() == rows["share"].tolist()
+    assert metrics.tables.column_shapes(rows, back, schema)["columns"]["share"] == 1.0
+    plotting.table_columns(rows, back, tmp_path / "samples.png", schema)
+    drawn = table_outputs(torch.randn(4, enc.width), enc.blocks, "sample")
+    assert enc.decode(drawn).shape == (4, len(rows.columns))

@@ -36,12 +36,14 @@ _PUBLIC = {
     "TrainLoop": "training",
     "EMA": "training",
     "Interrupted": "errors",
+    "lazy_exports": "lazy",
+    "neural": "neural",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
-    from . import checkpoint, compare, data, io, metrics, ops, plotting, rundir, training
+    from . import checkpoint, compare, data, io, metrics, neural, ops, plotting, rundir, training
     from .compare import CompareResult
     from .engine import Engine, RunSpec, open_dataset
     from .errors import InputError
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .model import Model, class_frequencies, conditional_classes, sample_labels
     from .run import Run
     from .errors import Interrupted
+    from .lazy import lazy_exports
     from .training import EMA, Batches, TrainLoop
 
     __version__: str

@@ -62,10 +62,10 @@ def test_schedule_ends_and_derivative(kind):
 def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
     """schedule=learned: the network's gradient is that of the mean per-row bound (the uniform
     log-SNR's estimate, importance-sampled), the schedule's that of the mean squared loss."""
-    from aigc_diffusion.model import _resolved
+    from aigc_diffusion.config import resolved
 
     model = Diffusion(DiffusionConfig(schedule="learned", target="eps", width=16, depth=1, fourier=0, batch_size=64))
-    c = model.resolved = _resolved(model.config, "points")
+    c = model.resolved = resolved(model.config, "points")
     assert c.weighting == "elbo"
     torch.manual_seed(0)
     model.net = model._build((2,), 0, c)

@@ -14,8 +14,8 @@ import torch
 
 from conftest import reference_and_resumed_runs
 from aigc_engine import EMA, InputError, Run, data, io
-from aigc_diffusion import (Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound, ode_log_likelihood,
-                            sample_loop)
+from aigc_diffusion import (SAMPLERS, Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound,
+                            ode_log_likelihood, sample_loop)
 from aigc_diffusion.schedules import alpha_sigma
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,7 +95,7 @@ def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
     assert not torch.allclose(got["schedule.w"], mean["schedule.w"])
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++2m"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))  # every registered sampler
 def test_samplers_with_the_optimal_denoiser_reproduce_a_gaussian(sampler):
     torch.manual_seed(0)
     noise = torch.randn(20000, 2, dtype=torch.float64)

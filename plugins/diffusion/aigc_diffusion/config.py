@@ -39,7 +39,8 @@ class DiffusionConfig:
     logsnr_shift: float | None = option(None, help="the cosine schedule's log-SNR shifted by this much "
                                                    "(towards the data end when > 0)")
     target: Literal["eps", "v"] | None = option(None, help="what the network predicts")
-    weighting: Literal["elbo", "simple"] | None = option(None, help="loss weighting; elbo: the likelihood bound's")
+    weighting: Literal["elbo", "simple"] | None = option(
+        None, help="loss weighting; elbo: the likelihood bound's (the default with schedule=learned)")
     width: int | None = option(None, help="hidden units of the points network", ge=0)
     depth: int | None = option(None, help="residual blocks of the points network", ge=0)
     fourier: int | None = option(None, help="Fourier frequencies of the points' coordinates; 0: off", ge=0)

@@ -11,13 +11,15 @@ from typing import Any
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, neural, sample_labels, training
+from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, metrics, neural,
+                         sample_labels, training)
 
 from . import likelihoods
 from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
 from .networks import PointNet, UNet, check_image_shape
 from .samplers import sample_loop
 from .schedules import LearnedSchedule, Schedule, alpha_sigma
+
 
 class Diffusion(Model):
     """Continuous-time VP diffusion (cosine or linear log-SNR schedule, eps or v prediction,
@@ -130,9 +132,7 @@ class Diffusion(Model):
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = conditional_classes(dataset, c.conditional)
         train = dataset.split(0.0, c.test, seed=run.seed)["train"] if c.test else dataset
-        if self.num_classes:
-            counts = torch.bincount(train.y, minlength=self.num_classes).double()
-            self.class_freq = counts / counts.sum()
+        self.class_freq = class_frequencies(train, self.num_classes)
         self.scale = neural.data_scale(train.x, c.standardize and not dataset.is_image)
         self.levels = dataset.levels if dataset.is_image else 0
         self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)

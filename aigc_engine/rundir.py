@@ -27,6 +27,7 @@ ENCODING_FILE = "encoding.safetensors"  # a table's column encoding (tables only
 SAMPLES_PNG = "samples.png"
 METRICS_PNG = "metrics.png"
 SAMPLES_NPY = "samples.npy"  # where ``aigc-engine sample`` writes without -o (not part of the run itself)
+SAMPLES_CSV = "samples.csv"  # the same for a run on a table
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, ENCODING_FILE, SUMMARY_FILE, SAMPLES_PNG,
              METRICS_PNG)
 DEFAULT_PARENT = Path("runs")

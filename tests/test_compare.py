@@ -188,14 +188,14 @@ def test_dataset_holdout_option_splits_the_rows_once():
 def test_an_interrupted_comparison_keeps_the_models_done(plugins, tmp_path, monkeypatch):
     import aigc_engine.compare as compare_module
 
-    measured = compare_module.measure
+    measured = compare_module.evaluate
 
     def measure_then_stop(model, *args, **kwargs):
         if model.name == "kde":
             raise KeyboardInterrupt
         return measured(model, *args, **kwargs)
 
-    monkeypatch.setattr(compare_module, "measure", measure_then_stop)
+    monkeypatch.setattr(compare_module, "evaluate", measure_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run_compare(["gmm", "kde"], tmp_path / "cmp")
     saved = json.loads((tmp_path / "cmp" / COMPARE_JSON).read_text())

@@ -83,8 +83,9 @@ def test_rows_and_columns_for_two_fast_models(plugins, tmp_path):
     assert [r["model"] for r in result.rows] == ["gmm", "kde"]
     assert all(r["status"] == "ok" and r["reason"] is None for r in result.rows)
     keys = [c.key for c in result.columns]
-    assert keys == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "fit_seconds",
-                    "samples_per_second"]  # no image metrics on points
+    assert keys[:7] == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "fit_seconds",
+                        "samples_per_second"]  # no image metrics on points
+    assert {"mean_log_likelihood", "bic", "kernel_points"} <= set(keys[7:])  # the models' own, appended
     gmm = result.row("gmm")
     assert gmm["likelihood"] == "exact" and len(gmm["metrics"]["modes"]["values"]) == 2
     assert gmm["metrics"]["modes"]["mean"] == 8 and gmm["metrics"]["modes"]["std"] is not None

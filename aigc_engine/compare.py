@@ -19,7 +19,6 @@ import math
 import re
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 

@@ -369,7 +369,7 @@ class Engine:
             raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} "
                              f"({Path(str(fitted.get('name'))).name}); {rows.name} has rows of shape {list(rows.shape[1:])}")
         train, judge = None, None
-        if (name, options) != trained:  # rows the model never fitted: the held-out protocol
+        if (_dataset_spec(name, self.plugins), rows.options) != trained:  # rows it never fitted: held out
             train = _in_run_columns(self.load_dataset(*trained), encoding)
             if rows.is_image:
                 whole = {k: v for k, v in options.items() if k not in HOLDOUT_OPTIONS}

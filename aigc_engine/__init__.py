@@ -19,37 +19,46 @@ _PUBLIC = {
     "sample_labels": "model",
     "class_frequencies": "model",
     "Run": "run",
+    "Fabric": "fabric",
+    "fabric": "fabric",
+    "ProgressBar": "progress",
+    "store": "store",
+    "loop": "loop",
     "Engine": "engine",
     "RunSpec": "engine",
     "open_dataset": "engine",
     "compare": "compare",
     "CompareResult": "compare",
     "data": "data",
-    "io": "io",
-    "rundir": "rundir",
-    "checkpoint": "checkpoint",
     "metrics": "metrics",
     "ops": "ops",
     "plotting": "plotting",
-    "training": "training",
-    "Batches": "training",
-    "TrainLoop": "training",
-    "EMA": "training",
+    "Batches": "loop",
+    "TrainLoop": "loop",
+    "EMA": "loop",
     "Interrupted": "errors",
+    # deprecated (each warns once, in one line): aigc_engine.store.io, .store.rundir,
+    # .store.checkpoint; aigc_engine.loop and aigc_engine.fabric for training
+    "io": "io",
+    "rundir": "rundir",
+    "checkpoint": "checkpoint",
+    "training": "training",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
-    from . import checkpoint, compare, data, io, metrics, ops, plotting, rundir, training
+    from . import checkpoint, compare, data, fabric, io, loop, metrics, ops, plotting, rundir, store, training
     from .compare import CompareResult
     from .engine import Engine, RunSpec, open_dataset
     from .errors import InputError
     from .hookspecs import hookimpl
     from .model import Model, class_frequencies, conditional_classes, sample_labels
-    from .run import Run
     from .errors import Interrupted
-    from .training import EMA, Batches, TrainLoop
+    from .fabric import Fabric
+    from .loop import EMA, Batches, TrainLoop
+    from .progress import ProgressBar
+    from .run import Run
 
     __version__: str
 

@@ -159,8 +159,8 @@ def run(ctx, model, dataset, config_file, sets, out, device, seed, resume, no_pr
 def summary_line(run_dir: Path) -> str:
     """How a run went, in one line: the scalar entries of its summary.json (the model's metrics
     and the fit time), e.g. ``gmm on ring8: mean_log_likelihood=4.30116 bic=-85590.4 ... in 1.9 s``."""
-    from .io import read_json
-    from .rundir import SUMMARY_FILE
+    from .store.io import read_json
+    from .store.rundir import SUMMARY_FILE
 
     summary = read_json(Path(run_dir) / SUMMARY_FILE)
     head = f"{summary.get('model', '?')} on {summary.get('dataset', '?')}"
@@ -315,7 +315,7 @@ def info(ctx):
 
     for key, value in versions().items():
         click.echo(f"{key}: {value}")
-    from .run import SMALL_MODEL_PARAMETERS
+    from .fabric import SMALL_MODEL_PARAMETERS
 
     click.echo(f"threads: {torch.get_num_threads()} (intra-op), {os.cpu_count()} CPUs; networks under "
                f"{SMALL_MODEL_PARAMETERS:,} parameters without convolutions train on 1 thread unless "

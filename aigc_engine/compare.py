@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 import torch
 
-from . import io, rundir
 from .config import build_config, split_dataset_keys
 from .engine import Engine, RunSpec
 from .errors import InputError, Interrupted
 from .evaluation import N_SAMPLES, evaluate, judge_for
+from .store import io, rundir
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -177,7 +177,7 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     ``runs/compare-<data>-<time>``, claimed exclusively) with one run directory per model and
     seed (``<model>-seed<k>``). ``sets`` holds ``MODEL.KEY`` (one model's config) and
     ``dataset.KEY`` entries."""
-    from .run import ProgressBar
+    from .progress import ProgressBar
 
     engine = engine or Engine()
     seeds = [int(s) for s in seeds]

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import rundir
 from .config import build_config, coerce_options, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
-from .rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
+from .store import rundir
+from .store.rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -216,7 +216,7 @@ class Engine:
     def prepare(self, spec: RunSpec) -> Prepared:
         """``spec`` resolved (the model from its config, the dataset) and validated: bad values,
         data the model cannot take and an absent device all fail here, before any run directory."""
-        from .run import resolve_device
+        from .fabric import resolve_device
 
         cls = self.model_class(spec.model)
         config = build_config(cls.Config, spec.config, spec.model)
@@ -238,7 +238,7 @@ class Engine:
 
     def write_config(self, ready: Prepared, run: Run) -> None:
         """``config.json``: what ``sample``, ``eval`` and ``--resume`` rebuild the run from."""
-        from . import io
+        from .store import io
 
         spec, config, data = ready.spec, ready.config, ready.data
         dataset = {"name": _dataset_spec(spec.dataset, self.plugins), "options": data.options, "shape": list(data.shape[1:]),
@@ -252,12 +252,12 @@ class Engine:
 
     def write_artifacts(self, model: Model, data: Dataset, run: Run, summary: dict[str, Any]) -> None:
         """``model.safetensors``, ``summary.json`` (``summary``) and the pictures of a fitted run."""
-        from . import checkpoint, io
+        from .store import checkpoint, io
 
         self.draw(model, data, run.dir, run.history)  # first: it checks the samples are finite
         checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
         if data.encoding is not None:  # a table: what `sample -o x.csv` decodes with
-            checkpoint.save(run.dir / ENCODING_FILE, data.encoding.state_dict())
+            rundir.save_encoding(run.dir, data.encoding.state_dict())
         io.write_json(run.dir / SUMMARY_FILE, summary)
 
     def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
@@ -304,7 +304,7 @@ class Engine:
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):
         """The fitted model of a run directory and its saved config."""
-        from . import checkpoint
+        from .store import checkpoint
 
         run_dir = Path(run_dir)
         saved = rundir.read_config(run_dir)
@@ -381,11 +381,10 @@ class Engine:
 
 def load_encoding(run_dir: str | Path) -> TableEncoding | None:
     """The column encoding of a run on a table, or None for a run on points or images."""
-    from . import checkpoint
     from .tables import TableEncoding
 
-    path = Path(run_dir) / ENCODING_FILE
-    return TableEncoding.from_state(checkpoint.load(path)) if path.exists() else None
+    state = rundir.load_encoding(Path(run_dir))
+    return TableEncoding.from_state(state) if state is not None else None
 
 
 def _in_run_columns(data: Dataset, encoding: TableEncoding | None) -> Dataset:
@@ -409,7 +408,8 @@ def _check_suffix(out: Path, table: bool) -> None:
 def _write_samples(samples: Any, out: Path, model: Model) -> None:
     """``samples`` as ``out`` (atomically): a DataFrame as CSV (the header, no index) or Parquet,
     a tensor as ``.npy`` or a picture."""
-    from . import io, plotting
+    from . import plotting
+    from .store import io
 
     suffix = out.suffix.lower()
     if suffix == ".parquet":

@@ -11,7 +11,7 @@ class PluginError(RuntimeError):
 
 class Interrupted(Exception):
     """A run stopped by SIGINT or SIGTERM after writing its checkpoint (raised by the training
-    loop, :class:`aigc_engine.training.TrainLoop`); ``exit_code`` is 130 or 143."""
+    loop, :class:`aigc_engine.loop.TrainLoop`); ``exit_code`` is 130 or 143."""
 
     def __init__(self, signum: int, step: int):
         import signal

@@ -255,7 +255,7 @@ def _subsample(t: torch.Tensor, k: int) -> np.ndarray:
 
 def save_figure(fig, path: Path) -> None:
     """Save a matplotlib figure as a PNG atomically, and close it."""
-    from .io import atomic_write
+    from .store.io import atomic_write
 
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(fig)

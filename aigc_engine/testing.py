@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from . import io
+from .store import io
 from .config import DATA_KINDS, build_config, check_config, describe_fields
 from .data import Dataset, ring8
 from .errors import InputError

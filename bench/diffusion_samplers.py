@@ -27,7 +27,7 @@ STEPS = (8, 16, 32, 64, 128, 256)
 
 def load(run: Path):
     from aigc_diffusion.model import Diffusion, DiffusionConfig
-    from aigc_engine import io
+    from aigc_engine.store import io
 
     cfg = json.loads((run / "config.json").read_text())
     model = Diffusion(DiffusionConfig(**cfg["config"]))

@@ -68,7 +68,7 @@ check "gmm-select writes its selection" has_files runs/select selection.json sel
 # --- Row weights (weighted.npz and survey.csv: written by the snippet of docs/gmm-advanced.md) --
 run 'aigc-engine run gmm --dataset weighted.npz --set n_components=2'
 check "the weighted mixture gives the first cluster 3/4 of the weight" python -c "
-import sys; from aigc_engine import io
+import sys; from aigc_engine.store import io
 w = sorted(io.load_state('$LAST/model.safetensors')['weights'].tolist()); sys.exit(not abs(w[1] - 0.75) < 0.02)"
 run 'aigc-engine run gmm --dataset survey.csv --set dataset.weight_column=w --set dataset.label_column=region'
 check "a weighted table run" has_files "$LAST" encoding.safetensors model.safetensors

@@ -55,8 +55,9 @@ NEURAL_RUNS["diffusion-learned"] = ("diffusion", [*NEURAL_RUNS["diffusion"][1], 
 def test_two_processes_fit_what_one_process_fits(case, tmp_path):
     """The GAN, the CVAE and the diffusion model trained on 2 processes (torchrun, gloo, CPU) end with the weights of the
     1-process run, to float rounding (the all-reduced gradient is a sum of two halves)."""
-    from aigc_engine import RunSpec, io
+    from aigc_engine import RunSpec
     from aigc_engine.engine import Engine
+    from aigc_engine.store import io
 
     model, sets = NEURAL_RUNS[case]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -300,7 +300,7 @@ def test_any_chunk_source(npy):
 def test_float32_moment_precision_choice_is_accurate():
     """float32 full: float32 products when clusters are wide relative to their distance from
     the shift (fast path), float64 products for tight far clusters; both stay near float64."""
-    from aigc_gmm._gaussian_mixture import Params, needs_double_moments
+    from aigc_gmm._gaussian import Params, needs_double_moments
 
     def params(gm):
         return Params.from_state(gm.fitted_state(), "cpu")

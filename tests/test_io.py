@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from aigc_engine import Run, io
+from aigc_engine import Run
+from aigc_engine.store import io
 
 
 def test_checkpoint_round_trip(tmp_path):

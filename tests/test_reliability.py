@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from aigc_engine import io
+from aigc_engine.store import io
 from aigc_engine.cli import cli
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

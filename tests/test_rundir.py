@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from aigc_engine import checkpoint, io, rundir
+from aigc_engine.store import checkpoint, io, rundir
 from aigc_engine.cli import cli
 from aigc_engine.errors import InputError
 
@@ -43,6 +43,12 @@ def test_old_run_directories_still_sample_and_eval(old_run, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout[result.stdout.index("{"):])
     assert metrics["dataset"] == "ring8" and len(metrics) > 1
+
+
+def test_old_run_directories_still_resume(old_run):
+    result = invoke("run", "--resume", old_run, "--device", "cpu", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.format_of(old_run / rundir.MODEL_FILE) == checkpoint.FORMAT  # rewritten in the current format
 
 
 def _rewrite_header(path: Path, **meta: str) -> None:
@@ -132,3 +138,25 @@ def test_new_runs_write_the_current_format(tmp_path):
     for name in (rundir.MODEL_FILE, rundir.CHECKPOINT_FILE):
         assert checkpoint.format_of(out / name) == checkpoint.FORMAT
     assert set(rundir.RUN_FILES) - {rundir.ENCODING_FILE} <= {p.name for p in out.iterdir()}  # tables only
+
+
+def test_the_encoding_is_kept_as_a_state(tmp_path):
+    assert rundir.load_encoding(tmp_path) is None  # a run on points or images
+    state = {"columns": ["a", "b"], "means": torch.tensor([1.0, 2.0]), "levels": {"b": ("x", "y")}}
+    rundir.save_encoding(tmp_path, state)
+    assert checkpoint.format_of(tmp_path / rundir.ENCODING_FILE) == checkpoint.FORMAT
+    back = rundir.load_encoding(tmp_path)
+    assert back["columns"] == ["a", "b"] and torch.equal(back["means"], state["means"])
+    assert back["levels"] == {"b": ("x", "y")}
+
+
+@pytest.mark.parametrize("old, new", [("io", "store.io"), ("rundir", "store.rundir"),
+                                      ("checkpoint", "store.checkpoint")])
+def test_the_old_module_names_warn_once_and_are_the_new_modules(old, new, monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, f"aigc_engine.{old}", raising=False)
+    with pytest.warns(DeprecationWarning, match=f"aigc_engine.{old} is deprecated: use aigc_engine.{new}$"):
+        module = importlib.import_module(f"aigc_engine.{old}")
+    assert module is importlib.import_module(f"aigc_engine.{new}")

@@ -1,6 +1,6 @@
 """The shape of the code, checked: the core's modules import only downwards through its floors
 and never in a circle (imports inside functions counted), no module uses another module's
-underscore names, no function in the core is over 60 lines.
+underscore names, no function over 60 lines and no file over 600 in the core and the plugins.
 
 Each check runs per module. Modules that still break a rule at the time of writing, and whose
 owners are changing them, are listed in ``TEMPORARY_XFAIL`` (strict: a module that comes to
@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "aigc_engine"
 PLUGIN_ROOTS = sorted(p for p in (ROOT / "plugins").glob("*/aigc_*") if p.is_dir())
 MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 600
 
 # (check, module) -> why it is allowed to fail for now; to be emptied as the modules are fixed.
-TEMPORARY_XFAIL: dict[tuple[str, str], str] = {}
+TEMPORARY_XFAIL: dict[tuple[str, str], str] = {
+    ("length", "aigc_gan.model"): "GAN.fit is 84 lines (issue 26 splits it)",
+}
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -63,7 +66,7 @@ def _cases(check: str, modules) -> list:
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "hookspecs", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
     ("data", "sampling", "metrics", "plotting"),
-    ("fabric", "progress", "loop", "run", "training"),
+    ("progress", "fabric", "loop", "run", "training"),
     ("model", "neural"),
     ("plugins",),
     ("engine", "evaluation", "compare", "testing"),
@@ -128,14 +131,53 @@ def test_no_import_cycle_in_the_core():
 
 
 def test_the_cycle_check_finds_a_cycle():
-    """The check itself: run and training importing each other is found."""
-    saved = TREES["aigc_engine.training"]
-    TREES["aigc_engine.training"] = ast.parse("from .run import Run\n" + ast.unparse(saved))
+    """The check itself: run and loop importing each other is found."""
+    saved = TREES["aigc_engine.loop"]
+    TREES["aigc_engine.loop"] = ast.parse("from .run import Run\n" + ast.unparse(saved))
     try:
         cycle = import_cycle()
     finally:
-        TREES["aigc_engine.training"] = saved
-    assert cycle is not None and {"aigc_engine.run", "aigc_engine.training"} <= set(cycle)
+        TREES["aigc_engine.loop"] = saved
+    assert cycle is not None and {"aigc_engine.run", "aigc_engine.loop"} <= set(cycle)
+
+
+# Within the lowest floors, what each may import, stricter than its floor: module (or package) ->
+# the core modules (or packages) it may import.
+ALLOWED = {
+    "aigc_engine.errors": set(),
+    "aigc_engine.store": {"aigc_engine.errors", "aigc_engine.store"},
+    "aigc_engine.progress": set(),
+    "aigc_engine.fabric": {"aigc_engine.errors", "aigc_engine.progress"},
+    "aigc_engine.loop": {"aigc_engine.errors", "aigc_engine.fabric", "aigc_engine.store", "aigc_engine.data"},
+    "aigc_engine.run": {"aigc_engine.errors", "aigc_engine.fabric", "aigc_engine.progress", "aigc_engine.loop",
+                        "aigc_engine.store"},
+}
+
+
+def _in(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def floor_breaches(module: str) -> list[str]:
+    """The core modules ``module`` imports outside its entry of ``ALLOWED``."""
+    entry = next(f for f in ALLOWED if _in(module, f))
+    imported = module_imports(module) - {"aigc_engine"}
+    return sorted(m for m in imported if not any(_in(m, allowed) for allowed in ALLOWED[entry]))
+
+
+@pytest.mark.parametrize("module", [m for m in sorted(CORE_MODULES) if any(_in(m, f) for f in ALLOWED)])
+def test_the_lower_floors_import_only_what_they_allow(module):
+    assert floor_breaches(module) == []
+
+
+def test_the_floor_check_counts_imports_inside_functions():
+    saved = TREES["aigc_engine.store.io"]
+    TREES["aigc_engine.store.io"] = ast.parse(ast.unparse(saved) + "\ndef f():\n    from ..run import Run\n")
+    try:
+        assert floor_breaches("aigc_engine.store.io") == ["aigc_engine.run"]
+        assert upward_imports("aigc_engine.store.io") == ["aigc_engine.run"]
+    finally:
+        TREES["aigc_engine.store.io"] = saved
 
 
 def test_the_cycle_check_reads_imports_inside_functions():
@@ -241,7 +283,7 @@ def test_the_private_check_finds_a_use():
     assert found == ["line 1: from aigc_engine.io import _encode", "line 4: ._data"]
 
 
-# -- no long function in the core ---------------------------------------------------------------
+# -- no long function or file -------------------------------------------------------------------
 def long_functions(module: str) -> list[str]:
     """``name (N lines)`` for each function or method of ``module`` over the limit (from its
     ``def`` line, or first decorator, to its last line)."""
@@ -255,6 +297,12 @@ def long_functions(module: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("module", _cases("length", sorted(CORE_MODULES)))
-def test_no_function_in_the_core_is_over_60_lines(module):
+@pytest.mark.parametrize("module", _cases("length", sorted(PROJECT_MODULES)))
+def test_no_function_is_over_60_lines(module):
     assert long_functions(module) == []
+
+
+@pytest.mark.parametrize("module", _cases("file", sorted(PROJECT_MODULES)))
+def test_no_file_is_over_600_lines(module):
+    lines = len(PROJECT_MODULES[module].read_text().splitlines())
+    assert lines <= MAX_FILE_LINES, f"{PROJECT_MODULES[module].relative_to(ROOT)}: {lines} lines"

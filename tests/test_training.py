@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_engine import EMA, Batches, Run, data, io
-from aigc_engine.training import rng_state, set_rng_state
+from aigc_engine import EMA, Batches, Run, data
+from aigc_engine.store import io
+from aigc_engine.store.checkpoint import rng_state, set_rng_state
 from conftest import NEURAL_PLUGIN, make_entry_point_plugin
 
 
@@ -375,3 +376,34 @@ def test_thread_policy_one_thread_for_small_dense_networks_only(monkeypatch):
         assert torch.get_num_threads() == 2  # the user's choice wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_fabric_alone_gives_device_seed_noise_and_progress(capsys):
+    from aigc_engine import Fabric
+
+    fabric = Fabric("cpu", seed=3, distributed=False)
+    a = torch.rand(2)
+    assert fabric.device == torch.device("cpu") and (fabric.rank, fabric.world_size) == (0, 1)
+    assert fabric.is_main_process and not hasattr(fabric, "dir")
+    Fabric("cpu", seed=3, distributed=False)
+    assert torch.equal(torch.rand(2), a)  # seeded on construction, as a Run is
+    assert fabric.randn(4, 3).shape == (4, 3) and fabric.all_reduce(torch.ones(2)).tolist() == [1.0, 1.0]
+    assert list(fabric.progress(3, desc="K")) == [0, 1, 2]
+    assert "K 3/3" in capsys.readouterr().err
+    assert list(Fabric("cpu", progress=False, distributed=False).progress([5], desc="K")) == [5]
+    assert capsys.readouterr().err == ""
+    assert isinstance(Run(device="cpu", distributed=False), Fabric)
+
+
+def test_the_training_module_is_a_deprecated_alias(monkeypatch):
+    import importlib
+
+    from aigc_engine import TrainLoop, fabric
+    from aigc_engine.store import checkpoint
+
+    monkeypatch.delitem(sys.modules, "aigc_engine.training", raising=False)
+    with pytest.warns(DeprecationWarning, match="aigc_engine.training is deprecated: use aigc_engine.loop"):
+        training = importlib.import_module("aigc_engine.training")
+    assert (training.Batches, training.EMA, training.TrainLoop) == (Batches, EMA, TrainLoop)
+    assert (training.no_sync, training.unwrap, training.rank_share) == (fabric.no_sync, fabric.unwrap, fabric.rank_share)
+    assert (training.rng_state, training.set_rng_state) == (checkpoint.rng_state, checkpoint.set_rng_state)

@@ -24,9 +24,9 @@ def evaluate(model: Any, rows, train=None, *, seed: int = 0, device: str = "cpu"
     (the rows it fitted) is given, else its training rows. ``seed`` seeds the model's own
     evaluation and, again, the protocol's draws; ``judge``: the image judge of the data set
     (:func:`judge_for`), for labelled images."""
-    from ..run import Run
+    from ..fabric import Fabric
 
-    own = model.evaluate(rows, Run(None, device=device, seed=seed, progress=progress, distributed=False)) or {}
+    own = model.evaluate(rows, Fabric(device, seed, progress=progress, distributed=False)) or {}
     if train is not None:
         found = measure(model, train, rows, seed, n_samples, judge)
     else:

@@ -96,6 +96,6 @@ def judge_for(data, device: str = "auto"):
     """The image judge of labelled images (trained once per data set and cached), else None."""
     if not (data.is_image and data.labels_are_classes and data.y is not None and data.num_classes >= 2):
         return None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return metrics.ImageJudge.for_dataset(data, device=device)
+    from ..fabric import resolve_device
+
+    return metrics.ImageJudge.for_dataset(data, device=resolve_device(device))

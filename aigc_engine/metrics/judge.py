@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import io
+from ..store import io
 from ..errors import InputError
 
 # Bump whenever the network or its training changes: it is part of the cache fingerprint, so

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, conditional_classes, metrics, sample_labels, training
+from aigc_engine import EMA, InputError, Model, Run, conditional_classes, fabric, metrics, sample_labels
 
 from . import likelihoods
 from .networks import PointNet, UNet, check_image_shape
@@ -201,7 +201,7 @@ class Diffusion(Model):
         # number of processes (on one process the same draws as torch.rand / randn_like)
         rows = c.batch_size if run.world_size > 1 else n
         u = (torch.rand((), device=x.device) + torch.arange(rows, device=x.device) / rows) % 1  # stratified
-        u = training.rank_share(u, run.rank, run.world_size)
+        u = fabric.rank_share(u, run.rank, run.world_size)
         learned = self.net.schedule if c.schedule == "learned" else None
         if learned is not None:
             lam, weight = learned(u), -learned.derivative(u)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, metrics, ops,
-                         sample_labels, training)
+from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, ops,
+                         sample_labels)
 from aigc_engine.config import data_kind, option, resolve_defaults
 
 from .networks import Discriminator, Generator, check_image_shape, table_outputs
@@ -210,7 +210,7 @@ class GAN(Model):
                 d_gen = netD(augment(fake), y)
                 loss_g = ops.gan_g_loss(d_gen.float(), c.loss)
             optG.zero_grad(set_to_none=True)
-            with training.no_sync(netD):
+            with fabric.no_sync(netD):
                 loss_g.backward(inputs=list(netG.parameters()))
             optG.step()
             schedG.step()

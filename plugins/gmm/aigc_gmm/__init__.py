@@ -9,9 +9,13 @@ checkpointable batches (the engine's ``fit=online``). ``BayesianGaussianMixture`
 mixture on the same E-step kernel and driver (engine model ``bgmm``). The estimator classes are imported on first use (they need scikit-learn and
 torch), so that loading the plugin to list commands stays light.
 
-Modules: ``_em`` is the EM driver (data sources, the sufficient-statistics pass, the estimator
-base class and the EM loop), ``_gaussian_mixture`` the Gaussian maths and the estimator that
-fills in the driver's hooks, ``_bayesian_mixture`` the variational mixture, ``_kmeans`` the torch k-means of the streamed initialisation.
+Modules, floor by floor (scikit-learn's ``sklearn/mixture/`` layout): ``_data`` the rows in
+chunks and the sufficient-statistics pass, ``_gaussian`` the Gaussian maths (one covariance
+function per type), ``_passes`` the Gaussian E-step passes, ``_em`` the EM loop, ``_base`` the
+estimator base class (input checks, ``fit``, scoring), ``_components`` the initialisation and
+sampling both mixtures share, ``_stepwise`` stepwise EM, ``_gaussian_mixture`` and
+``_bayesian_mixture`` the estimators, ``_missing`` missing values, ``_kmeans`` the torch k-means
+of the streamed initialisation.
 """
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ from typing import TYPE_CHECKING
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit"]
 
 _HOME = {"GaussianMixture": "_gaussian_mixture", "BayesianGaussianMixture": "_bayesian_mixture",
-         "EMFit": "_em", "EMIteration": "_em", "StepwiseFit": "_gaussian_mixture"}
+         "EMFit": "_em", "EMIteration": "_em", "StepwiseFit": "_stepwise"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._bayesian_mixture import BayesianGaussianMixture
     from ._em import EMFit, EMIteration
-    from ._gaussian_mixture import GaussianMixture, StepwiseFit
+    from ._gaussian_mixture import GaussianMixture
+    from ._stepwise import StepwiseFit
 
 
 def __getattr__(name: str):

@@ -5,8 +5,8 @@ Variational inference (scikit-learn's ``_bayesian_mixture.py``): a Dirichlet dis
 Dirichlet process (stick-breaking) prior on the weights, a Gaussian prior on the means and a
 Wishart prior on the precisions. The E-step is the Gaussian one with each component's expected
 log weight and expected log-determinant terms folded into its log weight, so every pass is
-:func:`aigc_gmm._gaussian_mixture.e_step_pass` (the fused ``ops.gaussian_em_stats`` kernel, or
-the weighted path with ``sample_weight``) and one :func:`aigc_gmm._em.statistics_pass`. The
+:func:`aigc_gmm._passes.e_step_pass` (the fused ``ops.gaussian_em_stats`` kernel, or
+the weighted path with ``sample_weight``) and one :func:`aigc_gmm._data.statistics_pass`. The
 variational lower bound's entropy term ``sum r log r`` comes from the same statistics:
 ``sum_nk r_nk log r_nk = sum_k sum_n r_nk log p~_nk - sum_n log p~_n``, where the component
 term needs only the counts, first and second moments of the pass.
@@ -30,10 +30,12 @@ from sklearn.utils.validation import check_array
 
 from aigc_engine import ops
 
-from ._em import TORCH_PARAMETER_CONSTRAINTS, BaseMixture, Source, Stats, compute_dtype, empty_stats, statistics_pass
-from ._gaussian_mixture import (COVARIANCE_TYPES, GaussianComponents, Params, e_step_pass, n_parameters,
-                                needs_double_moments, parameters_from_stats, precision_cholesky,
-                                precisions_from_cholesky)
+from ._base import TORCH_PARAMETER_CONSTRAINTS, BaseMixture, compute_dtype
+from ._components import GaussianComponents
+from ._data import Source, Stats, empty_stats, statistics_pass
+from ._gaussian import (COVARIANCE_TYPES, Params, n_parameters, needs_double_moments, parameters_from_stats,
+                        precision_cholesky, precisions_from_cholesky)
+from ._passes import e_step_pass
 
 
 @dataclass
@@ -115,31 +117,93 @@ def resp_log_resp(stats: Stats, compute: tuple, covariance_type: str) -> float:
     precisions_cholesky, log_weights)`` (the rows' frame): ``sum_k sum_n r_nk log p~_nk`` from
     the counts and moments of ``stats`` less ``sum_n log p~_n`` (``stats.ll``)."""
     means, P, logw = (t.double() for t in compute)
-    table, D = stats.table, means.shape[1]
-    nk, sz, moments = table[:, 0], table[:, 1:1 + D], table[:, 1 + D:]
-    e = means - stats.shift                                     # [K, D]: mean less the pass's shift
-    if covariance_type == "full":
-        K = table.shape[0]
-        iu = torch.triu_indices(D, D, device=table.device)
-        S = table.new_zeros(K, D, D)
-        S[:, iu[0], iu[1]] = moments
-        S[:, iu[1], iu[0]] = moments
-        C = S - sz[:, :, None] * e[:, None, :] - e[:, :, None] * sz[:, None, :] + nk[:, None, None] * e[:, :, None] * e[:, None, :]
-        quad = torch.einsum("kij,kij->", P @ P.transpose(-1, -2), C)
-    elif covariance_type == "tied":
-        t = stats.tied_shift
-        sz_t = sz + nk[:, None] * (stats.shift - t)             # sum_n r_nk (x_n - t)
-        e_t = means - t
-        prec = P @ P.T
-        quad = (torch.einsum("ij,ij->", prec, stats.scatter) - 2 * torch.einsum("ki,ij,kj->", e_t, prec, sz_t)
-                + torch.einsum("k,ki,ij,kj->", nk, e_t, prec, e_t))
-    elif covariance_type == "diag":
-        quad = ((P * P) * (moments - 2 * e * sz + nk[:, None] * e * e)).sum()
-    else:
-        quad = ((P * P) * (moments[:, 0] - 2 * (e * sz).sum(1) + nk * (e * e).sum(1))).sum()
+    D, nk = means.shape[1], stats.table[:, 0]
+    quad = QUADRATICS[covariance_type](stats, means, P)
     log_det = log_det_cholesky(P, covariance_type, D)
     constant = logw + log_det - 0.5 * D * np.log(2 * np.pi)     # [K]: log p~_nk = constant_k - q_nk / 2
     return float((nk * constant).sum() - 0.5 * quad - stats.ll)
+
+
+# ``sum_nk r_nk (x_n - m_k)^T Prec_k (x_n - m_k)`` from a pass's statistics, one function per
+# covariance type, each of (``stats``, ``means [K, D]`` and ``P`` (the precision Cholesky
+# factors) in the rows' frame, float64).
+def _moments(stats: Stats, means: torch.Tensor):
+    """``(nk [K], sum r z [K, D], moments [K, C], e [K, D])``: the pass's counts, first and
+    second moments around its shift, and each mean less that shift."""
+    table, D = stats.table, means.shape[1]
+    return table[:, 0], table[:, 1:1 + D], table[:, 1 + D:], means - stats.shift
+
+
+def quadratic_full(stats: Stats, means: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    nk, sz, moments, e = _moments(stats, means)
+    K, D = stats.table.shape[0], means.shape[1]
+    iu = torch.triu_indices(D, D, device=stats.table.device)
+    S = stats.table.new_zeros(K, D, D)
+    S[:, iu[0], iu[1]] = moments
+    S[:, iu[1], iu[0]] = moments
+    C = (S - sz[:, :, None] * e[:, None, :] - e[:, :, None] * sz[:, None, :]
+         + nk[:, None, None] * e[:, :, None] * e[:, None, :])
+    return torch.einsum("kij,kij->", P @ P.transpose(-1, -2), C)
+
+
+def quadratic_tied(stats: Stats, means: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    nk, sz, _, _ = _moments(stats, means)
+    t = stats.tied_shift
+    sz_t = sz + nk[:, None] * (stats.shift - t)             # sum_n r_nk (x_n - t)
+    e_t = means - t
+    prec = P @ P.T
+    return (torch.einsum("ij,ij->", prec, stats.scatter) - 2 * torch.einsum("ki,ij,kj->", e_t, prec, sz_t)
+            + torch.einsum("k,ki,ij,kj->", nk, e_t, prec, e_t))
+
+
+def quadratic_diag(stats: Stats, means: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    nk, sz, moments, e = _moments(stats, means)
+    return ((P * P) * (moments - 2 * e * sz + nk[:, None] * e * e)).sum()
+
+
+def quadratic_spherical(stats: Stats, means: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    nk, sz, moments, e = _moments(stats, means)
+    return ((P * P) * (moments[:, 0] - 2 * (e * sz).sum(1) + nk * (e * e).sum(1))).sum()
+
+
+QUADRATICS = {"full": quadratic_full, "tied": quadratic_tied, "diag": quadratic_diag,
+              "spherical": quadratic_spherical}
+
+
+# The Wishart posterior of the precisions, one function per covariance type (scikit-learn's
+# ``_estimate_wishart_*``): ``(degrees_of_freedom, covariances)`` (the scale over the degrees of
+# freedom) from the Gaussian statistics ``nk [K]``, ``xk [K, D]``, ``sk``, the posterior's
+# ``mean_precision [K]`` and the priors ``m0 [D]``, ``W0``, ``beta0``, ``nu0``.
+def wishart_full(nk, xk, sk, mean_precision, m0, W0, beta0, nu0):
+    diff = xk - m0
+    dof = nu0 + nk
+    cov = (W0 + nk[:, None, None] * sk
+           + (nk * beta0 / mean_precision)[:, None, None] * diff[:, :, None] * diff[:, None, :])
+    return dof, cov / dof[:, None, None]
+
+
+def wishart_tied(nk, xk, sk, mean_precision, m0, W0, beta0, nu0):
+    K, diff = nk.shape[0], xk - m0
+    dof = nu0 + nk.sum() / K
+    cov = W0 + sk * nk.sum() / K + beta0 / K * ((nk / mean_precision)[:, None] * diff).T @ diff
+    return dof, cov / dof
+
+
+def wishart_diag(nk, xk, sk, mean_precision, m0, W0, beta0, nu0):
+    diff = xk - m0
+    dof = nu0 + nk
+    cov = W0 + nk[:, None] * (sk + (beta0 / mean_precision)[:, None] * diff * diff)
+    return dof, cov / dof[:, None]
+
+
+def wishart_spherical(nk, xk, sk, mean_precision, m0, W0, beta0, nu0):
+    diff = xk - m0
+    dof = nu0 + nk
+    cov = W0 + nk * (sk + beta0 / mean_precision * (diff * diff).mean(1))
+    return dof, cov / dof
+
+
+WISHARTS = {"full": wishart_full, "tied": wishart_tied, "diag": wishart_diag, "spherical": wishart_spherical}
 
 
 @dataclass
@@ -284,7 +348,7 @@ class BayesianGaussianMixture(GaussianComponents, BaseMixture):
         """The variational M-step (scikit-learn's ``_estimate_weights``, ``_estimate_means``,
         ``_estimate_precisions``) from the Gaussian statistics ``nk``, ``xk``, ``sk`` of
         :func:`parameters_from_stats`."""
-        K, cov_type = self.n_components, self.covariance_type
+        cov_type = self.covariance_type
         alpha, beta0, nu0 = self.weight_concentration_prior_, self.mean_precision_prior_, self.degrees_of_freedom_prior_
         m0, W0 = self._mean_prior, self._covariance_prior
         if self.weight_concentration_prior_type == "dirichlet_process":
@@ -294,24 +358,7 @@ class BayesianGaussianMixture(GaussianComponents, BaseMixture):
             concentration = alpha + nk
         mean_precision = beta0 + nk
         means = (beta0 * m0 + nk[:, None] * xk) / mean_precision[:, None]
-        diff = xk - m0
-        if cov_type == "full":
-            dof = nu0 + nk
-            cov = (W0 + nk[:, None, None] * sk
-                   + (nk * beta0 / mean_precision)[:, None, None] * diff[:, :, None] * diff[:, None, :])
-            cov = cov / dof[:, None, None]
-        elif cov_type == "tied":
-            dof = nu0 + nk.sum() / K
-            cov = W0 + sk * nk.sum() / K + beta0 / K * ((nk / mean_precision)[:, None] * diff).T @ diff
-            cov = cov / dof
-        elif cov_type == "diag":
-            dof = nu0 + nk
-            cov = W0 + nk[:, None] * (sk + (beta0 / mean_precision)[:, None] * diff * diff)
-            cov = cov / dof[:, None]
-        else:
-            dof = nu0 + nk
-            cov = W0 + nk * (sk + beta0 / mean_precision * (diff * diff).mean(1))
-            cov = cov / dof
+        dof, cov = WISHARTS[cov_type](nk, xk, sk, mean_precision, m0, W0, beta0, nu0)
         P = precision_cholesky(cov, cov_type, self._float32)
         return VariationalParams(concentration, mean_precision, means, torch.as_tensor(dof, dtype=torch.float64),
                                  cov, P)

@@ -88,7 +88,7 @@ def _plot_selection(selection: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from aigc_engine.io import atomic_write
+    from aigc_engine.store.io import atomic_write
 
     ks = [r["n_components"] for r in selection["results"]]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -130,8 +130,9 @@ def gmm_select(ctx, dataset_spec, components, covariance_type, criterion, max_it
     """Pick the number of GMM components by BIC or AIC: fit each K, print a table, write
     selection.json and a criterion-vs-K plot, and keep the best K as the run directory
     OUT/best (printed last; `aigc-engine sample`, `eval` and `run --resume` take it)."""
-    from aigc_engine import Engine, Run, RunSpec, open_dataset, rundir
-    from aigc_engine.io import write_json
+    from aigc_engine import Engine, Fabric, RunSpec, open_dataset
+    from aigc_engine.store import rundir
+    from aigc_engine.store.io import write_json
 
     ks = parse_components(components)
     if out and (Path(out) / SELECTION_FILE).exists():
@@ -139,9 +140,9 @@ def gmm_select(ctx, dataset_spec, components, covariance_type, criterion, max_it
     dataset = open_dataset(dataset_spec)
     if dataset.is_image:
         raise InputError(f"dataset {dataset.name!r} holds images; gmm-select fits points N x D")
-    run = Run(None, device=device, seed=seed, progress=not no_progress, distributed=False)
-    selection = select_components(dataset, ks, covariance_type, criterion, str(run.device), seed, max_iter,
-                                  n_init, dtype, progress=lambda it: run.progress(it, desc="K"))
+    fabric = Fabric(device, seed, progress=not no_progress, distributed=False)
+    selection = select_components(dataset, ks, covariance_type, criterion, str(fabric.device), seed, max_iter,
+                                  n_init, dtype, progress=lambda it: fabric.progress(it, desc="K"))
     out_dir, created = rundir.claim(Path(out) if out else None, "gmm-select", marker=SELECTION_FILE)
     # The winner as a normal run: the engine refits the best config with the same seed (the
     # same estimator as in the sweep, so the same fit) and writes every artifact of a run.

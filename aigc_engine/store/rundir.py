@@ -1,0 +1,135 @@
+"""The run directory: the names of its files, claiming one exclusively and releasing it after a
+failed start, reading its ``config.json``, appending to ``metrics.jsonl`` and keeping a table's
+encoding. Every other module names these files through the constants here, so a change of
+layout is a change of this file.
+
+Only the standard library at import (the CLI imports this without torch); the functions that
+read or write tensors import :mod:`.checkpoint` when called.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import itertools
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+CONFIG_FILE = "config.json"  # the resolved config, model, dataset, seed, versions; the claim marker
+METRICS_FILE = "metrics.jsonl"  # one JSON object per logged step
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the training state (see aigc_engine.store.checkpoint)
+MODEL_FILE = "model.safetensors"  # the fitted weights
+SUMMARY_FILE = "summary.json"  # the final metrics
+ENCODING_FILE = "encoding.safetensors"  # a table's column encoding (tables only; see save_encoding)
+SAMPLES_PNG = "samples.png"
+METRICS_PNG = "metrics.png"
+SAMPLES_NPY = "samples.npy"  # where ``aigc-engine sample`` writes without -o (not part of the run itself)
+SAMPLES_CSV = "samples.csv"  # the same for a table run
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, ENCODING_FILE, SUMMARY_FILE, SAMPLES_PNG,
+             METRICS_PNG)
+DEFAULT_PARENT = Path("runs")
+
+
+def default_name(*parts: str) -> str:
+    """The name of a default run directory, ``<parts>-<time>``, for ``parts`` such as (model,
+    dataset): the last part (a dataset's file path) reduced to its stem, characters a file name
+    should not hold replaced."""
+    stem = "-".join([*parts[:-1], Path(parts[-1]).stem]) if parts else "run"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + f"-{stamp}"
+
+
+def claim(out: Path | None, *name_parts: str, marker: str = CONFIG_FILE) -> tuple[Path, bool]:
+    """Make the directory this run alone owns: ``out``, or ``runs/<name_parts>-<time>`` (``-2``,
+    ``-3``, ... when taken). The claim is the exclusive creation of ``marker`` (``config.json``;
+    another file for a directory of another kind, such as ``compare.json``), so of several runs
+    started at once on one ``out`` exactly one wins and the others get an InputError. Returns the
+    path and whether this call created the directory."""
+    if out is None:
+        base = DEFAULT_PARENT / default_name(*name_parts)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for i in itertools.count(1):
+            path = base if i == 1 else Path(f"{base}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            _create_marker(path / marker, path)
+            return path, True
+    out = Path(out)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--out {out} exists and is not a directory") from None
+    _create_marker(out / marker, out)
+    return out, created
+
+
+def _create_marker(path: Path, run_dir: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise InputError(f"{run_dir} already holds a run; choose another --out or --resume it") from None
+
+
+def release(run_dir: Path | None, created: bool, files: tuple[str, ...] = RUN_FILES) -> None:
+    """After a run failed before it wrote anything worth keeping (no checkpoint): remove what it
+    wrote (``files``, and temporaries of interrupted atomic writes), and the directory itself when
+    it made it, so that no half-written run is left behind."""
+    if run_dir is None or (run_dir / CHECKPOINT_FILE).exists():
+        return
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if run_dir.parent.name == DEFAULT_PARENT.name:  # the default parent, when this made it and it is empty
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()
+        return
+    for name in files:
+        (run_dir / name).unlink(missing_ok=True)
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of a run directory; an InputError naming the file when there is none or
+    it is not a run config."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{path} is not a readable run config ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise InputError(f"{path} is not an aigc-engine run config")
+    return saved
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """One logged step as a line of ``metrics.jsonl`` (tensors and NumPy values as JSON)."""
+    from .io import jsonable
+
+    with open(Path(run_dir) / METRICS_FILE, "a") as fh:
+        fh.write(json.dumps(row, default=jsonable) + "\n")
+
+
+def save_encoding(run_dir: Path, state: dict[str, Any]) -> None:
+    """A table's encoding (its ``state_dict()``) as ``encoding.safetensors``, atomically."""
+    from . import checkpoint
+
+    checkpoint.save(Path(run_dir) / ENCODING_FILE, state)
+
+
+def load_encoding(run_dir: Path) -> dict[str, Any] | None:
+    """The state of a table run's encoding, or None for a run on points or images."""
+    from . import checkpoint
+
+    path = Path(run_dir) / ENCODING_FILE
+    return checkpoint.load(path) if path.exists() else None

@@ -59,10 +59,10 @@ def _cases(check: str, modules) -> list:
 
 
 # -- no import cycle, floors that import only downwards ------------------------------------------
-# The core's floors, bottom first (docs/architecture.md): a module imports modules of its own
-# floor or below, never above. Keyed by the name under aigc_engine (a package covers its modules).
-# ``sampling`` sits with data and metrics: ``metrics.sample_metrics`` draws through it, and
-# it needs nothing above the tables.
+# The core's floors, bottom first: a module imports modules of its own floor or below, never
+# above. Keyed by the name under aigc_engine (a package covers its modules). ``sampling`` sits with
+# data and metrics: ``metrics.sample_metrics`` draws through it, and it needs nothing above the
+# tables.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "hookspecs", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
     ("data", "sampling", "metrics", "plotting"),

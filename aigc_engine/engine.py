@@ -299,7 +299,7 @@ class Engine:
         rows = data.subset(slice(0, N_PLOT_SAMPLES)) if len(data) > N_PLOT_SAMPLES else data
         real = data.encoding.decode(rows.x, rows.y)
         synthetic, _ = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
-        plotting.table_columns(real, synthetic, path, title=title)
+        plotting.table_columns(real, synthetic, path, data.encoding.schema, title=title)
 
     # -- using a finished run ------------------------------------------------------------------
     def load_model(self, run_dir: str | Path):

@@ -12,6 +12,7 @@ import torch
 
 from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, sample_labels
 from aigc_engine.config import data_kind, option, resolve_defaults
+from aigc_engine.tables import layout_from_json, layout_to_json
 
 from . import likelihoods
 from .networks import CVAENet
@@ -95,7 +96,7 @@ class CVAE(Model):
         self.levels = 0
         self.decoder = "gaussian"
         self.shape: tuple[int, ...] = ()
-        self.blocks: list[list] = []  # a table's blocks, [kind, start, stop], for decoder=table
+        self.blocks: list = []  # a table's typed blocks (aigc_engine.tables.Block), for decoder=table
 
     # -- construction --------------------------------------------------------------------------
     def resolve(self, dataset) -> CVAEConfig:
@@ -120,7 +121,7 @@ class CVAE(Model):
         self.num_classes = conditional_classes(dataset, c.conditional)
         self.shape = tuple(dataset.shape[1:])
         tables = data_kind(dataset) == "tables"
-        self.blocks = dataset.encoding.roles() if tables else []
+        self.blocks = list(dataset.encoding.blocks) if tables else []
         if c.decoder == "auto":
             self.levels = dataset.levels if dataset.is_image else 0
             self.decoder = "table" if tables else "discretized_logistic" if self.levels else "gaussian"
@@ -411,7 +412,7 @@ class CVAE(Model):
         net = self._fitted()
         return {"config": dataclasses.asdict(self.resolved), "shape": list(self.shape),
                 "num_classes": self.num_classes, "class_freq": self.class_freq, "levels": self.levels,
-                "decoder": self.decoder, "blocks": self.blocks, "net": net.state_dict(),
+                "decoder": self.decoder, "blocks": layout_to_json(self.blocks), "net": net.state_dict(),
                 "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -419,7 +420,7 @@ class CVAE(Model):
             self.resolved = CVAEConfig(**state["config"])
             self.shape, self.num_classes = tuple(state["shape"]), int(state["num_classes"])
             self.class_freq, self.levels, self.decoder = state.get("class_freq"), int(state["levels"]), state["decoder"]
-            self.blocks = [list(b) for b in state.get("blocks") or []]
+            self.blocks = layout_from_json(state.get("blocks"))
             net = self._build()
             net.load_state_dict(state["net"])
         except (KeyError, TypeError, RuntimeError) as err:

@@ -12,7 +12,9 @@ from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditi
                          sample_labels)
 from aigc_engine.config import data_kind, option, resolve_defaults
 
-from .networks import Discriminator, Generator, check_image_shape, table_outputs
+from aigc_engine.tables import layout_from_json, layout_to_json, table_outputs
+
+from .networks import Discriminator, Generator, check_image_shape
 
 # Defaults that depend on the kind of data (points N x D, images N x C x H x W, or tables: encoded
 # rows with known blocks): a Config field left at None takes the value for the data's kind
@@ -83,7 +85,7 @@ class GAN(Model):
     """Generative adversarial network (BCE, Adam 2e-4 (0.5, 0.999), D step then G step; R1 and an
     EMA of G; MLPs for points and tables, DCGAN conv nets for images; conditional on class labels).
     On a table G's outputs go through a Gumbel-softmax per one-hot block and per missing
-    indicator (``networks.table_outputs``); samples are encoded rows with exact one-hots."""
+    indicator (``aigc_engine.tables.table_outputs``); samples are encoded rows with exact one-hots."""
 
     name = "gan"
     Config = GANConfig
@@ -100,7 +102,7 @@ class GAN(Model):
         self.snapshots: dict[str, Any] = {}
         self.data_shape: tuple[int, ...] = ()
         self.scale = 1.0
-        self.blocks: list[list] = []  # a table's blocks, [kind, start, stop]; empty for other data
+        self.blocks: list = []  # a table's typed blocks (aigc_engine.tables.Block); empty for other data
 
     # -- construction --------------------------------------------------------------------------
     def _conditional(self, dataset) -> int:
@@ -155,7 +157,7 @@ class GAN(Model):
         self.class_freq = class_frequencies(dataset, self.num_classes)
         # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
         # is kept), samples are scaled back; a table's encoding standardised each column already
-        self.blocks = dataset.encoding.roles() if data_kind(dataset) == "tables" else []
+        self.blocks = list(dataset.encoding.blocks) if data_kind(dataset) == "tables" else []
         self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image and not self.blocks) else 1.0
         self.scale = self.scale if self.scale > 0 else 1.0
         self.netG, netD = self._build(self.data_shape, self.num_classes, c)
@@ -230,8 +232,11 @@ class GAN(Model):
         self.ema.module.eval()
 
     def _outputs(self, raw: torch.Tensor, hard: bool) -> torch.Tensor:
-        """The generator's output as data: per block of a table (``table_outputs``), else as is."""
-        return table_outputs(raw, self.blocks, self.resolved.tau, hard) if self.blocks else raw
+        """The generator's output as data: per block of a table (the core's ``table_outputs``:
+        relaxed in training, drawn exactly when ``hard``), else as is."""
+        if not self.blocks:
+            return raw
+        return table_outputs(raw, self.blocks, "sample" if hard else "relaxed", tau=self.resolved.tau)
 
     @torch.no_grad()
     def _recompute_batch_norm(self, batch: int, device, seed: int, batches: int = 20) -> None:
@@ -312,7 +317,7 @@ class GAN(Model):
         if self.ema is None:
             raise InputError("the gan model is not fitted")
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
-                "blocks": self.blocks,
+                "blocks": layout_to_json(self.blocks),
                 "num_classes": self.num_classes, "class_freq": self.class_freq,
                 "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
 
@@ -325,7 +330,7 @@ class GAN(Model):
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
             self.scale = float(state.get("scale", 1.0))
-            self.blocks = [list(b) for b in state.get("blocks") or []]
+            self.blocks = layout_from_json(state.get("blocks"))
             netG, _ = self._build(self.data_shape, self.num_classes, self.resolved)
             netG.load_state_dict(state["ema"])
         except (KeyError, TypeError, RuntimeError) as err:

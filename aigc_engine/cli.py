@@ -181,17 +181,20 @@ def _short(value: Any) -> str:
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
-@click.option("--condition", metavar="LABEL", help="Class of a conditional model: its id, or its name "
-              "when the training labels were names (a CSV column of dog, cat; or column=name: species=Gentoo).")
+@click.option("--condition", "conditions", metavar="COND", multiple=True,
+              help="Repeatable, all must hold. A class of a conditional model (its id, or its name: Gentoo, "
+                   "species=Gentoo); for a table any column: island=Biscoe, body_mass_g>=5000, sex!=NA, "
+                   "\"island in Biscoe,Dream\" (=, !=, <, <=, >, >=, in; NA: a missing value). See docs/conditions.md.")
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); for a run on a table FILE.csv or FILE.parquet "
                    "(the user's columns). Default RUN_DIR/samples.npy (samples.csv for a table).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-progress", is_flag=True, help="No progress bar (sampling shows none today; accepted as run takes it).")
 @click.pass_context
-def sample(ctx, run_dir, n, condition, output, seed, no_progress):
+def sample(ctx, run_dir, n, conditions, output, seed, no_progress):
     """Draw samples from a finished run."""
     engine = _engine(ctx)
+    condition = list(conditions) if len(conditions) > 1 else (conditions[0] if conditions else None)
     output = output or engine.samples_path(run_dir)
     engine.sample(run_dir, n, condition, output, seed)
     click.echo(str(output))

@@ -6,9 +6,10 @@ pictures and :func:`aigc_engine.metrics.sample_metrics`. A draw is made without 
 to the CPU and refused when it holds NaN or inf (:func:`check_samples`); a table run's samples are
 decoded to the user's columns (:func:`draw_rows`).
 
-``condition`` is resolved in one place (:func:`resolve_condition`): today the classes of a
-conditional model (ids, or the training labels' names, ``"species=Gentoo"`` for a table's label
-column); a condition on other columns resolves here too, before any model is asked.
+``condition`` is resolved in one place: the classes of a conditional model (ids, or the
+training labels' names: :func:`resolve_condition`), and for a table conditions on any column
+(:mod:`aigc_engine.conditions`), drawn by :func:`draw_where`: the model's own conditioning where
+it has one (``Model.sample_conditioned``), else bounded rejection; every returned row is checked.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .tables import TableEncoding
 
-__all__ = ["check_samples", "draw", "draw_rows", "sample", "resolve_condition", "class_id", "TABLE_SUFFIXES",
+__all__ = ["check_samples", "draw", "draw_rows", "draw_where", "sample", "resolve_condition", "TABLE_SUFFIXES",
            "TENSOR_SUFFIXES"]
 
 #: What ``-o`` may end in: a table run's rows, and any other run's samples (or their picture).
@@ -77,11 +78,103 @@ def draw_rows(model: Any, n: int, encoding: "TableEncoding", labels: "torch.Tens
 def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding | None" = None,
            class_names: list[str] | None = None, quiet: bool = False):
     """``n`` samples of a fitted ``model``: a DataFrame in the table's columns when ``encoding``
-    (a table run's) is given, else a tensor. ``condition``: see :func:`resolve_condition`."""
+    (a table run's) is given, else a tensor. ``condition``: see :func:`resolve_condition`; for a
+    table also conditions on any column (:mod:`aigc_engine.conditions`: a string, a list of them,
+    a dict), every returned row meeting every one (:func:`draw_where`)."""
+    if encoding is not None and (isinstance(condition, (str, dict, list, tuple)) or
+                                 (isinstance(condition, int) and encoding.schema.label is not None)):
+        from .conditions import parse_conditions
+
+        texts = [condition] if isinstance(condition, int) else condition
+        return draw_where(model, n, encoding, parse_conditions(texts, encoding.schema, class_names,
+                                                                model.num_classes), quiet=quiet)
     labels = resolve_condition(model, n, condition, encoding, class_names)
     if encoding is not None:
         return draw_rows(model, n, encoding, labels, quiet)[0]
     return draw(model, n, labels)
+
+
+#: The rejection fallback's budget: draws per returned row, and seconds in all.
+DRAWS_PER_ROW = 100
+SECONDS = 60.0
+MAX_BATCH = 200_000
+
+
+def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, quiet: bool = False,
+               draws_per_row: int = DRAWS_PER_ROW, seconds: float = SECONDS) -> "pandas.DataFrame":
+    """``n`` decoded rows that meet every condition. Conditions on the label column pick the
+    class labels (drawn at the training rates among the classes they allow: exact); the others
+    go to ``model.sample_conditioned`` (exact where the model can), else the model samples
+    freely; either way each batch is decoded and checked, and the rows that miss are dropped.
+    Past ``draws_per_row * n`` draws or ``seconds`` an InputError names the condition met least
+    and its rate. The DataFrame's ``attrs["conditions"]`` say how: ``exact``, ``draws``."""
+    import time
+
+    import pandas as pd
+
+    from .conditions import all_hold, encode_conditions
+
+    label = _label(encoding)
+    freq = _label_weights(encoding, [c for c in conditions if c.column == label])
+    where = encode_conditions([c for c in conditions if c.column != label], encoding)
+    kept, drawn, accepted, met = [], 0, 0, [0] * len(conditions)
+    start, limit = time.monotonic(), draws_per_row * n
+    while accepted < n:
+        if drawn >= limit or time.monotonic() - start > seconds:
+            raise InputError(_budget_message(conditions, met, drawn, limit, time.monotonic() - start))
+        rate = max(accepted / drawn, 1.0 / limit) if drawn else 1.0
+        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH))
+        rows = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
+        ok, hits = all_hold(conditions, rows, encoding.schema)
+        drawn, accepted = drawn + m, accepted + int(ok.sum())
+        met = [a + b for a, b in zip(met, hits)]
+        kept.append(rows[ok])
+        where = where if rows.attrs.get("exact") else None
+    out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+    out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn}
+    return out
+
+
+def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where, quiet: bool) -> "pandas.DataFrame":
+    """``m`` decoded rows: through ``sample_conditioned`` while the model takes ``where``."""
+    import torch
+
+    labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
+    x = None
+    if where:
+        with torch.no_grad():
+            x = model.sample_conditioned(m, where, labels if model.num_classes else None)
+    if x is None:
+        return draw_rows(model, m, encoding, labels, quiet)[0]
+    x = x.detach().cpu()
+    check_samples(x, model.name)
+    rows = encoding.decode(x.float(), labels)
+    rows.attrs["exact"] = True
+    return rows
+
+
+def _label_weights(encoding: "TableEncoding", conditions: list) -> "torch.Tensor | None":
+    """The label rates among the classes the label conditions allow (None: no label column)."""
+    import torch
+
+    if encoding.schema.label is None:
+        return None
+    freq = torch.tensor(encoding.label_freq, dtype=torch.float64)
+    categories = encoding.schema.label.categories
+    for c in conditions:
+        freq = freq * torch.tensor([v in c.values for v in categories], dtype=torch.float64)
+    if not freq.sum() > 0:
+        raise InputError(f"--condition: no row can meet {' and '.join(repr(c.text) for c in conditions)} together")
+    return freq / freq.sum()
+
+
+def _budget_message(conditions: list, met: list[int], drawn: int, limit: int, seconds: float) -> str:
+    worst = min(range(len(conditions)), key=lambda i: met[i])
+    rate = met[worst] / max(drawn, 1)
+    why = f"the budget of {limit} draws" if drawn >= limit else f"the time limit ({seconds:.0f} s)"
+    together = " (all conditions together: fewer)" if len(conditions) > 1 else ""
+    return (f"--condition {conditions[worst].text!r}: met by {rate:.3%} of {drawn} draws{together}; {why} ran "
+            "out before enough rows met every condition (the model rarely makes such rows: loosen the condition)")
 
 
 def resolve_condition(model: Any, n: int, condition: Any, encoding: "TableEncoding | None" = None,
@@ -91,6 +184,8 @@ def resolve_condition(model: Any, n: int, condition: Any, encoding: "TableEncodi
     or the table's label column), ``"column=name"`` for a table's label column, or a tensor of
     one or ``n`` ids. A condition given to an unconditional model is an InputError."""
     import torch
+
+    from .conditions import class_id
 
     if condition is None:
         return None
@@ -120,17 +215,3 @@ def _condition_value(condition: str, encoding) -> str:
         where = f"the label column is {label!r}" if label else "this run has no label column"
         raise InputError(f"--condition {condition!r}: {where}")
     return value.strip()
-
-
-def class_id(condition: str, class_names: list[str] | None, num_classes: int) -> int:
-    """The label id that ``--condition`` names: a class name of the training data, or an id."""
-    if class_names and condition in class_names:
-        return class_names.index(condition)
-    try:
-        label = int(condition)
-    except ValueError:
-        known = f"one of {', '.join(class_names)} or an id" if class_names else "an integer id"
-        raise InputError(f"--condition must be {known} in [0, {num_classes - 1}], got {condition!r}") from None
-    if not 0 <= label < num_classes:
-        raise InputError(f"--condition must be in [0, {num_classes - 1}], got {label}")
-    return label

@@ -265,7 +265,11 @@ def encode_conditions(conditions: list[Condition], encoding) -> Encoded:
         if cond.categorical:
             block = blocks[0]
             allowed = [block.categories.index(v) for v in cond.values]
-            out.slots.append((block.start, block.stop, allowed))
+            same = next((i for i, slot in enumerate(out.slots) if slot[0] == block.start), None)
+            if same is None:
+                out.slots.append((block.start, block.stop, allowed))
+            else:  # two conditions on one column: the slots both allow
+                out.slots[same] = (block.start, block.stop, [a for a in out.slots[same][2] if a in allowed])
         elif not _numeric_ranges(cond, column, blocks, out):
             out.rest.append(cond)
     return out

@@ -139,15 +139,17 @@ def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where, quie
     """``m`` decoded rows: through ``sample_conditioned`` while the model takes ``where``."""
     import torch
 
-    labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
-    x = None
+    drawn = None
     if where:
         with torch.no_grad():
-            x = model.sample_conditioned(m, where, labels if model.num_classes else None)
-    if x is None:
+            drawn = model.sample_conditioned(m, where, freq if model.num_classes else None)
+    if drawn is None:
+        labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
         return draw_rows(model, m, encoding, labels, quiet)[0]
-    x = x.detach().cpu()
+    x, labels = drawn[0].detach().cpu(), drawn[1]
     check_samples(x, model.name)
+    if labels is None and freq is not None:  # an unconditional model: the label is drawn independently
+        labels = torch.multinomial(freq, m, replacement=True)
     rows = encoding.decode(x.float(), labels)
     rows.attrs["exact"] = True
     return rows

@@ -319,8 +319,11 @@ class Engine:
                seed: int = 0):
         """``n`` samples of a finished run: a DataFrame in the table's columns, header and dtypes
         for a run on a table, else a tensor ``[n, *row shape]``. ``condition``: a class of a
-        conditional model (its id, the training labels' name, ``"column=name"`` for a table's
-        label column, or a tensor of ids; :func:`aigc_engine.sampling.resolve_condition`).
+        conditional model (its id, the training labels' name, or a tensor of ids:
+        :func:`aigc_engine.sampling.resolve_condition`); for a table, conditions on any column,
+        all of which every returned row meets: a string (``"body_mass_g>=5000"``), a list of
+        them, or a dict (``{"island": "Biscoe", "year": [2008, 2009], "sex": None}``; see
+        docs/conditions.md and :func:`aigc_engine.sampling.draw_where`).
         ``out``: also write them there, as its suffix says (``.csv`` / ``.parquet`` for a table;
         ``.npy``, or ``.png`` for a picture, otherwise). Drawn from ``seed``."""
         import torch

@@ -338,8 +338,9 @@ class Engine:
             _check_suffix(out, encoding is not None)
         model, saved = self.load_model(run_dir)
         class_names = saved.get("dataset", {}).get("class_names")
+        rules = saved_rules(saved, encoding)
         torch.manual_seed(seed)
-        samples = sample(model, n, condition, encoding, class_names)
+        samples = sample(model, n, condition, encoding, class_names, rules=rules)
         if out is not None:
             _write_samples(samples, out, model)
         return samples
@@ -388,6 +389,14 @@ def load_encoding(run_dir: str | Path) -> TableEncoding | None:
 
     state = rundir.load_encoding(Path(run_dir))
     return TableEncoding.from_state(state) if state is not None else None
+
+
+def saved_rules(saved: dict, encoding: TableEncoding | None) -> list:
+    """The rules of a table run (``dataset.constraints`` in its ``config.json``)."""
+    from .rules import parse_rules
+
+    spec = saved.get("dataset", {}).get("options", {}).get("constraints")
+    return parse_rules(spec, encoding.schema) if encoding is not None and spec else []
 
 
 def _in_run_columns(data: Dataset, encoding: TableEncoding | None) -> Dataset:

@@ -76,18 +76,19 @@ def draw_rows(model: Any, n: int, encoding: "TableEncoding", labels: "torch.Tens
 
 
 def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding | None" = None,
-           class_names: list[str] | None = None, quiet: bool = False):
+           class_names: list[str] | None = None, quiet: bool = False, rules: list | None = None):
     """``n`` samples of a fitted ``model``: a DataFrame in the table's columns when ``encoding``
     (a table run's) is given, else a tensor. ``condition``: see :func:`resolve_condition`; for a
     table also conditions on any column (:mod:`aigc_engine.conditions`: a string, a list of them,
-    a dict), every returned row meeting every one (:func:`draw_where`)."""
-    if encoding is not None and (isinstance(condition, (str, dict, list, tuple)) or
+    a dict), every returned row meeting every one and keeping every one of the table's ``rules``
+    (:mod:`aigc_engine.rules`; :func:`draw_where`)."""
+    if encoding is not None and (rules or isinstance(condition, (str, dict, list, tuple)) or
                                  (isinstance(condition, int) and encoding.schema.label is not None)):
         from .conditions import parse_conditions
 
         texts = [condition] if isinstance(condition, int) else condition
         return draw_where(model, n, encoding, parse_conditions(texts, encoding.schema, class_names,
-                                                                model.num_classes), quiet=quiet)
+                                                                model.num_classes), quiet=quiet, rules=rules)
     labels = resolve_condition(model, n, condition, encoding, class_names)
     if encoding is not None:
         return draw_rows(model, n, encoding, labels, quiet)[0]
@@ -101,13 +102,15 @@ MAX_BATCH = 200_000
 
 
 def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, quiet: bool = False,
-               draws_per_row: int = DRAWS_PER_ROW, seconds: float = SECONDS) -> "pandas.DataFrame":
+               draws_per_row: int = DRAWS_PER_ROW, seconds: float = SECONDS, rules: list | None = None
+               ) -> "pandas.DataFrame":
     """``n`` decoded rows that meet every condition. Conditions on the label column pick the
     class labels (drawn at the training rates among the classes they allow: exact); the others
     go to ``model.sample_conditioned`` (exact where the model can), else the model samples
     freely; either way each batch is decoded and checked, and the rows that miss are dropped.
     Past ``draws_per_row * n`` draws or ``seconds`` an InputError names the condition met least
-    and its rate. The DataFrame's ``attrs["conditions"]`` say how: ``exact``, ``draws``."""
+    and its rate. ``rules`` (:class:`aigc_engine.rules.Rule`) are kept the same way, by
+    rejection. The DataFrame's ``attrs["conditions"]`` say how: ``exact``, ``draws``."""
     import time
 
     import pandas as pd
@@ -117,6 +120,7 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
     label = _label(encoding)
     freq = _label_weights(encoding, [c for c in conditions if c.column == label])
     where = encode_conditions([c for c in conditions if c.column != label], encoding)
+    conditions = [*conditions, *(rules or [])]
     kept, drawn, accepted, met = [], 0, 0, [0] * len(conditions)
     start, limit = time.monotonic(), draws_per_row * n
     while accepted < n:
@@ -175,7 +179,8 @@ def _budget_message(conditions: list, met: list[int], drawn: int, limit: int, se
     rate = met[worst] / max(drawn, 1)
     why = f"the budget of {limit} draws" if drawn >= limit else f"the time limit ({seconds:.0f} s)"
     together = " (all conditions together: fewer)" if len(conditions) > 1 else ""
-    return (f"--condition {conditions[worst].text!r}: met by {rate:.3%} of {drawn} draws{together}; {why} ran "
+    what = "--condition" if conditions[worst].column is not None else "rule"
+    return (f"{what} {conditions[worst].text!r}: met by {rate:.3%} of {drawn} draws{together}; {why} ran "
             "out before enough rows met every condition (the model rarely makes such rows: loosen the condition)")
 
 

@@ -169,3 +169,43 @@ def test_two_ranges_and_a_category_together(run):
     rows = Engine().sample(run, 400, condition=["bill_length_mm>45", "bill_depth_mm<16", "sex=female"])
     assert rows.attrs["conditions"]["exact"] and (rows["bill_length_mm"] > 45).all()
     assert (rows["bill_depth_mm"] < 16).all() and (rows["sex"] == "female").all()
+
+
+@pytest.fixture(scope="module")
+def ordered(tmp_path_factory) -> Path:
+    """b is never below a (a close call: a model of the two breaks it now and then)."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=300)
+    frame = pd.DataFrame({"a": a.round(3), "b": (a + np.abs(rng.normal(scale=0.2, size=300))).round(3),
+                          "c": rng.choice(["u", "v"], 300)})
+    path = tmp_path_factory.mktemp("ordered") / "ordered.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_rules_are_checked_at_fit_saved_and_kept(ordered, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = invoke("run", "gmm", "--dataset", ordered, "--set", "n_components=2", "--set", "max_iter=20",
+                    "--set", "dataset.constraints=a <= b; -10 < a", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["dataset"]["options"]["constraints"] == "a <= b; -10 < a"
+    raw = Engine().sample(out, 2000, condition=[])  # the rules alone
+    assert (raw["a"] <= raw["b"]).all() and raw.attrs["conditions"]["draws"] > 2000  # some draws broke it
+    rows = Engine().sample(out, 300, condition=["c=u", "a>0.5"])
+    assert (rows["a"] <= rows["b"]).all() and (rows["c"] == "u").all() and (rows["a"] > 0.5).all()
+
+
+@pytest.mark.parametrize("rules, message", [
+    ("b <= a", "'b <= a' is broken by "),
+    ("a <= c", "column 'c' is not numeric"),
+    ("a <= z", "'z' is neither a number nor a column"),
+    ("a <=", "is not a rule"),
+    ("1 < 2", "compares two numbers"),
+])
+def test_rule_errors_are_one_line(ordered, tmp_path, rules, message):
+    result = invoke("run", "gmm", "--dataset", ordered, "--set", f"dataset.constraints={rules}", "--out",
+                    tmp_path / "run", "--no-progress")
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..rules import check_rules, parse_rules
 from ..tables.encoding import TableEncoding
 from ..tables.kinds import override_options
 from ..tables.schema import detect_schema, load_frame
@@ -27,14 +28,15 @@ LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = ",",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
-               **forced: str) -> Dataset:
+               constraints: str = "", **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
     that take them: numbers >= 0, not modelled, not sampled), ``kinds`` (``a:integer,b:categorical``)
     and each column kind's list (``categorical=a,b``, ``integer=a,b``: the kinds' ``option``,
     generated from the registry) forcing kinds, ``ignore`` (columns left out), ``delimiter``,
-    ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
+    ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``),
+    ``constraints`` (rules every row keeps, checked here: :mod:`aigc_engine.rules`).
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
     frame = load_frame(path, delimiter)
@@ -56,10 +58,12 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         if named:
             warnings.warn(f"column {named[0]!r} of {path.name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
+    check_rules(parse_rules(constraints, schema), frame, path.name)
     encoding = TableEncoding.fit(frame, schema, continuous, weights=weights)
     y = encoding.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
-                                 *forced.items(), ("kinds", kinds), ("ignore", ignore)) if v not in (None, "")}
+                                 *forced.items(), ("kinds", kinds), ("ignore", ignore), ("constraints", constraints))
+               if v not in (None, "")}
     if delimiter != ",":
         options["delimiter"] = delimiter
     if continuous != "quantile":

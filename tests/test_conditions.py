@@ -195,6 +195,8 @@ def test_rules_are_checked_at_fit_saved_and_kept(ordered, tmp_path):
     assert (raw["a"] <= raw["b"]).all() and raw.attrs["conditions"]["draws"] > 2000  # some draws broke it
     rows = Engine().sample(out, 300, condition=["c=u", "a>0.5"])
     assert (rows["a"] <= rows["b"]).all() and (rows["c"] == "u").all() and (rows["a"] > 0.5).all()
+    validity = Engine().evaluate(out)["rule_validity"]  # of the model's own draws, before rejection
+    assert 0.5 < validity < 1.0
 
 
 @pytest.mark.parametrize("rules, message", [

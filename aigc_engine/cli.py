@@ -205,9 +205,12 @@ def sample(ctx, run_dir, n, conditions, output, seed, no_progress):
 @click.option("--dataset", metavar="NAME|FILE", help="Evaluate on this data (default: the run's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Dataset options (dataset.KEY=VALUE).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--condition", "conditions", metavar="COND", multiple=True,
+              help="A table run: also the conditional fidelity of rows drawn under these conditions (as sample "
+                   "takes them) against the real rows that meet them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def eval_(ctx, run_dir, dataset, sets, device, no_progress):
+def eval_(ctx, run_dir, dataset, sets, device, conditions, no_progress):
     """Evaluate a finished run; prints its metrics as JSON.
 
     On rows it did not fit (--dataset, or --set dataset.part=holdout for a run that held rows
@@ -218,7 +221,8 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     extra, options = split_dataset_keys(parse_sets(list(sets)))
     if extra:
         raise InputError(f"eval takes dataset options only (dataset.KEY=VALUE), got {sorted(extra)[0]!r}")
-    metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress)
+    metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress,
+                                    condition=list(conditions) or None)
     click.echo(json.dumps(metrics, indent=2, default=float))
 
 

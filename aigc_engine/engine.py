@@ -351,14 +351,17 @@ class Engine:
         return Path(run_dir) / (rundir.SAMPLES_CSV if (Path(run_dir) / ENCODING_FILE).exists() else rundir.SAMPLES_NPY)
 
     def evaluate(self, run_dir: str | Path, dataset: str | None = None, options: dict[str, Any] | None = None,
-                 device: str = "cpu", n_samples: int | None = None, progress: bool = False) -> dict[str, Any]:
+                 device: str = "cpu", n_samples: int | None = None, progress: bool = False,
+                 condition: Any = None) -> dict[str, Any]:
         """The metrics of a finished run, ``{"dataset": name, metric: value, ...}``, by the protocol
         ``compare`` uses (:func:`aigc_engine.evaluation.evaluate`). The rows: the run's own
         (``dataset`` None, ``options`` overriding its dataset options: ``{"part": "holdout"}``
         gives the rows a ``dataset.holdout`` run held out), or ``dataset`` with ``options``, read
         into the run's columns for a table. Rows other than its training rows are held out: the
         held-out metrics (``n_samples`` samples, 2000 by default) and the model's own; its
-        training rows: the model's own metrics and a table's metrics."""
+        training rows: the model's own metrics and a table's metrics. ``condition`` (a table
+        run's, as :meth:`sample` takes it) adds the conditional fidelity of rows drawn under it
+        against the rows that meet it (:func:`aigc_engine.evaluation.conditional.conditional_fidelity`)."""
         from .evaluation import N_SAMPLES, evaluate, judge_for
 
         run_dir = Path(run_dir)
@@ -380,6 +383,14 @@ class Engine:
                 judge = judge_for(self.load_dataset(name, whole), device)
         found = evaluate(model, rows, train, seed=saved.get("seed", 0), device=device, judge=judge,
                          n_samples=n_samples or N_SAMPLES, progress=progress)
+        if condition is not None:
+            from .evaluation.conditional import conditional_fidelity
+
+            if encoding is None:
+                raise InputError("eval --condition is for a run on a table")
+            found.metrics.update(conditional_fidelity(model, rows, condition, seed=saved.get("seed", 0),
+                                                      rules=saved_rules(saved, encoding),
+                                                      class_names=fitted.get("class_names"), train=train))
         return {"dataset": rows.name, **found.metrics}
 
 

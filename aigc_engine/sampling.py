@@ -110,7 +110,9 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
     freely; either way each batch is decoded and checked, and the rows that miss are dropped.
     Past ``draws_per_row * n`` draws or ``seconds`` an InputError names the condition met least
     and its rate. ``rules`` (:class:`aigc_engine.rules.Rule`) are kept the same way, by
-    rejection. The DataFrame's ``attrs["conditions"]`` say how: ``exact``, ``draws``."""
+    rejection. The DataFrame's ``attrs["conditions"]`` say how: ``exact`` (the model's own
+    conditioning was used), ``draws`` (rows drawn), ``accepted`` (of them, those that met every
+    condition: the rest were dropped)."""
     import time
 
     import pandas as pd
@@ -135,7 +137,7 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
         kept.append(rows[ok])
         where = where if rows.attrs.get("exact") else None
     out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
-    out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn}
+    out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn, "accepted": accepted}
     return out
 
 

@@ -128,7 +128,7 @@ def test_the_gmm_conditions_exactly_and_fast(run):
     start = time.perf_counter()
     rows = sample(model, 1000, ["body_mass_g>=6000"], encoding)
     assert time.perf_counter() - start < 2.0
-    assert rows.attrs["conditions"] == {"exact": True, "draws": 1208} and (rows["body_mass_g"] >= 6000).all()
+    assert rows.attrs["conditions"] == {"exact": True, "draws": 1208, "accepted": 1208} and (rows["body_mass_g"] >= 6000).all()
     assert (rows["species"] == "Gentoo").mean() > 0.9  # the classes weighted by how likely the condition is
     rows = Engine().sample(run, 300, condition="flipper_length_mm=200")  # an integer's one value: 1% of draws
     assert (rows["flipper_length_mm"] == 200).all() and rows.attrs["conditions"]["exact"]
@@ -211,3 +211,27 @@ def test_rule_errors_are_one_line(ordered, tmp_path, rules, message):
                     tmp_path / "run", "--no-progress")
     assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_reports_conditional_fidelity(penguins, tmp_path):
+    out = tmp_path / "run"
+    Engine().train(RunSpec("gmm", {"n_components": 3, "max_iter": 30}, str(penguins),
+                           {"label_column": "species", "holdout": 0.3}, out=out, progress=False))
+    result = invoke("eval", out, "--set", "dataset.part=holdout", "--condition", "island=Biscoe", "--no-progress")
+    assert result.exit_code == 0, result.output
+    import json
+
+    found = json.loads(result.output)
+    assert found["condition_rejected"] == 0.0 and found["condition_real_rows"] >= 30  # exact: nothing dropped
+    assert 0.5 < found["conditional_column_shapes"] <= 1 and 0.5 < found["conditional_column_shapes_real"] <= 1
+    result = invoke("eval", out, "--condition", "body_mass_g>=6200", "--no-progress")
+    assert result.exit_code == 2 and "real rows of" in result.output and "needs 5 or more" in result.output
+
+
+@pytest.mark.parametrize("config", [{"covariance_type": "diag"}, {"covariance_type": "tied"}, {"missing": "marginalize"}])
+def test_other_gmm_settings_keep_every_condition(penguins, tmp_path, config):
+    out = Engine().train(RunSpec("gmm", {"n_components": 2, "max_iter": 20, **config}, str(penguins),
+                                 {"label_column": "species"}, out=tmp_path / "run", progress=False))
+    rows = Engine().sample(out, 200, condition=["island=Dream", "bill_length_mm>45"])
+    assert (rows["island"] == "Dream").all() and (rows["bill_length_mm"] > 45).all()
+    assert rows.attrs["conditions"]["exact"] == (config.get("missing") != "marginalize")

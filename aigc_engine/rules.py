@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Rule", "parse_rules", "check_rules", "rule_validity"]
+__all__ = ["Rule", "parse_rules", "check_rules", "check_conditions", "rule_validity"]
 
 _SIDES = re.compile(r"\s*(<=|>=|<|>)\s*")
 _NUMERIC = ("continuous", "integer")
@@ -102,3 +102,35 @@ def rule_validity(rules: list[Rule], frame) -> float:
     for rule in rules:
         kept &= rule.holds(frame)
     return float(kept.mean()) if len(frame) else 1.0
+
+
+def check_conditions(rules: list[Rule], conditions: list, schema) -> None:
+    """A one-line InputError when conditions (:class:`aigc_engine.conditions.Condition`) leave a
+    rule no row: each side's interval (a number, or a column's observed range narrowed by the
+    conditions on it) compared by the rule's operator. A side that may be missing keeps the rule,
+    so only columns without missing cells or with a condition that needs a value count."""
+    for rule in rules:
+        sides = [_side_interval(side, conditions, schema) for side in (rule.left, rule.right)]
+        if None in sides:
+            continue
+        (llo, lhi), (rlo, rhi) = sides
+        possible = {"<": llo < rhi, "<=": llo <= rhi, ">": lhi > rlo, ">=": lhi >= rlo}[rule.op]
+        if not possible:
+            texts = " and ".join(repr(c.text) for c in conditions if c.column in (rule.left, rule.right))
+            raise InputError(f"--condition {texts} contradicts the rule {rule.text!r}: no row can meet both")
+
+
+def _side_interval(side, conditions: list, schema) -> tuple[float, float] | None:
+    if not isinstance(side, str):
+        return side, side
+    spec = next(s for s in schema.features if s.name == side)
+    lo, hi, present = spec.low, spec.high, not spec.has_missing
+    for c in conditions:
+        if c.column != side or c.op in ("na", "present", "!=", "in"):
+            continue
+        present, v = True, c.values[0]
+        if c.op in (">", ">=", "="):
+            lo = max(lo, v)
+        if c.op in ("<", "<=", "="):
+            hi = min(hi, v)
+    return (lo, hi) if present else None

@@ -85,10 +85,12 @@ def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding |
     if encoding is not None and (rules or isinstance(condition, (str, dict, list, tuple)) or
                                  (isinstance(condition, int) and encoding.schema.label is not None)):
         from .conditions import parse_conditions
+        from .rules import check_conditions
 
         texts = [condition] if isinstance(condition, int) else condition
-        return draw_where(model, n, encoding, parse_conditions(texts, encoding.schema, class_names,
-                                                                model.num_classes), quiet=quiet, rules=rules)
+        conditions = parse_conditions(texts, encoding.schema, class_names, model.num_classes)
+        check_conditions(rules or [], conditions, encoding.schema)
+        return draw_where(model, n, encoding, conditions, quiet=quiet, rules=rules)
     labels = resolve_condition(model, n, condition, encoding, class_names)
     if encoding is not None:
         return draw_rows(model, n, encoding, labels, quiet)[0]

@@ -195,6 +195,10 @@ def test_rules_are_checked_at_fit_saved_and_kept(ordered, tmp_path):
     assert (raw["a"] <= raw["b"]).all() and raw.attrs["conditions"]["draws"] > 2000  # some draws broke it
     rows = Engine().sample(out, 300, condition=["c=u", "a>0.5"])
     assert (rows["a"] <= rows["b"]).all() and (rows["c"] == "u").all() and (rows["a"] > 0.5).all()
+    for condition, rule in ((["a>1", "b<0.5"], "'a <= b'"), (["a>=1.5", "b<=1"], "'a <= b'")):
+        result = invoke("sample", out, "-n", 5, *[x for c in condition for x in ("--condition", c)],
+                        "-o", tmp_path / "s.csv")
+        assert result.exit_code == 2 and f"contradicts the rule {rule}: no row can meet both" in result.output
     validity = Engine().evaluate(out)["rule_validity"]  # of the model's own draws, before rejection
     assert 0.5 < validity < 1.0
 

@@ -111,7 +111,7 @@ def _missing(value) -> bool:
 
 def _parse(text: str, schema, class_names, num_classes: int) -> Condition:
     found = _IN.match(text)
-    if found:
+    if found and not _OPERATOR.search(found.group(1)):  # not a value with " in " in it: city=Stratford in Avon
         column, op, raw = found.group(1).strip(), "in", [v.strip() for v in found.group(2).split(",")]
     else:
         parts = _OPERATOR.split(text, maxsplit=1)

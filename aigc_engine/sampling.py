@@ -132,19 +132,20 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
             raise InputError(_budget_message(conditions, met, drawn, limit, time.monotonic() - start))
         rate = max(accepted / drawn, 1.0 / limit) if drawn else 1.0
         m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH))
-        rows = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
+        rows, exact = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
         ok, hits = all_hold(conditions, rows, encoding.schema)
         drawn, accepted = drawn + m, accepted + int(ok.sum())
         met = [a + b for a, b in zip(met, hits)]
         kept.append(rows[ok])
-        where = where if rows.attrs.get("exact") else None
+        where = where if exact else None
     out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
     out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn, "accepted": accepted}
     return out
 
 
-def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where, quiet: bool) -> "pandas.DataFrame":
-    """``m`` decoded rows: through ``sample_conditioned`` while the model takes ``where``."""
+def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where,
+                quiet: bool) -> tuple["pandas.DataFrame", bool]:
+    """``m`` decoded rows, and whether the model drew them under ``where`` (``sample_conditioned``)."""
     import torch
 
     drawn = None
@@ -153,14 +154,12 @@ def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where, quie
             drawn = model.sample_conditioned(m, where, freq if model.num_classes else None)
     if drawn is None:
         labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
-        return draw_rows(model, m, encoding, labels, quiet)[0]
+        return draw_rows(model, m, encoding, labels, quiet)[0], False
     x, labels = drawn[0].detach().cpu(), drawn[1]
     check_samples(x, model.name)
     if labels is None and freq is not None:  # an unconditional model: the label is drawn independently
         labels = torch.multinomial(freq, m, replacement=True)
-    rows = encoding.decode(x.float(), labels)
-    rows.attrs["exact"] = True
-    return rows
+    return encoding.decode(x.float(), labels), True
 
 
 def _label_weights(encoding: "TableEncoding", conditions: list) -> "torch.Tensor | None":

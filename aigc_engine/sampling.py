@@ -199,6 +199,12 @@ def resolve_condition(model: Any, n: int, condition: Any, encoding: "TableEncodi
 
     if condition is None:
         return None
+    texts = isinstance(condition, (list, tuple)) and all(isinstance(c, str) for c in condition)
+    if isinstance(condition, dict) or (texts and len(condition) != 1):
+        raise InputError("conditions on columns (several, or a dict) are for a run on a table; this run takes "
+                         "one class of a conditional model")
+    if texts:
+        condition = condition[0]
     if not model.num_classes:
         raise InputError(f"model {model.name!r} of this run is not conditional: drop --condition")
     if isinstance(condition, str):

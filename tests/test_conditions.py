@@ -239,3 +239,10 @@ def test_other_gmm_settings_keep_every_condition(penguins, tmp_path, config):
     rows = Engine().sample(out, 200, condition=["island=Dream", "bill_length_mm>45"])
     assert (rows["island"] == "Dream").all() and (rows["bill_length_mm"] > 45).all()
     assert rows.attrs["conditions"]["exact"] == (config.get("missing") != "marginalize")
+
+
+def test_conditions_on_columns_need_a_table(tmp_path):
+    out = Engine().train(RunSpec("gmm", {"n_components": 2, "max_iter": 5}, "ring8", {"n": 100}, out=tmp_path / "r",
+                                 progress=False))
+    result = invoke("sample", out, "--condition", "x>0", "--condition", "y>0")
+    assert result.exit_code == 2 and "are for a run on a table" in result.output

@@ -32,6 +32,13 @@ class _Unexpected(click.ClickException):
     exit_code = 1
 
 
+class _EnvironmentError(click.ClickException):
+    exit_code = 3  # the machine refused a write: a full disk, a read-only directory (EnvironmentFault)
+
+
+MAX_SAMPLES = 10_000_000  # sample -n: more is an allocation no machine here makes, refused before trying
+
+
 class _EngineGroup(click.Group):
     """Bad input anywhere below (InputError or ValueError) is one line and exit status 2; any
     other failure one line and exit status 1; ``AIGC_ENGINE_DEBUG=1`` shows tracebacks."""
@@ -54,6 +61,12 @@ class _EngineGroup(click.Group):
         except Exception as err:  # noqa: BLE001
             if os.environ.get(DEBUG_ENV):
                 raise
+            if isinstance(err, OSError):
+                from .store.io import environment_fault
+
+                fault = environment_fault(err)
+                if fault is not None:
+                    raise _EnvironmentError(str(fault)) from None
             raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
                               f"(set {DEBUG_ENV}=1 for the traceback)") from None
 
@@ -180,7 +193,8 @@ def _short(value: Any) -> str:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
+@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1, max=MAX_SAMPLES),
+              help="How many samples.")
 @click.option("--condition", metavar="LABEL", help="Class of a conditional model: its id, or its name "
               "when the training labels were names (a CSV column of dog, cat; or column=name: species=Gentoo).")
 @click.option("-o", "output", type=click.Path(dir_okay=False),
@@ -301,7 +315,9 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
         train = data if own else _in_run_columns(engine.load_dataset(fitted.get("name"), fitted.get("options", {})),
                                                   encoding)
         metrics = {**metrics, **measure(model, train, None if own else data, encoding, seed)}
-    click.echo(json.dumps({"dataset": data.name, **metrics}, indent=2, default=float))
+    from .store.io import finite
+
+    click.echo(json.dumps(finite({"dataset": data.name, **metrics}, "eval"), indent=2, allow_nan=False))
 
 
 def _in_run_columns(data, encoding):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import build_config, coerce_options, read_toml, split_dataset_keys
+from .config import build_config, coerce_options, read_run_config, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
@@ -148,7 +148,7 @@ class Engine:
         dataset options)."""
         saved: dict[str, Any] = {}
         if resume:
-            saved = rundir.read_config(Path(resume))
+            saved = read_run_config(resume)
             if model and model != saved["model"]:
                 raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
             model, out, seed = saved["model"], resume, saved.get("seed", seed)
@@ -185,14 +185,19 @@ class Engine:
         model, data = ready.model, ready.data
         main = int(os.environ.get("RANK", "0")) == 0
         run_dir, created = spec.out, False
-        if main and not spec.resume:
+        if main and spec.resume:
+            rundir.lock(spec.out)  # one process at a time in a run directory
+        elif main:
             run_dir, created = rundir.claim(spec.out, spec.model, data.name)
         try:
             run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
-            if run.is_main_process:
-                self.write_config(ready, run)
+            if run.is_main_process:  # on --resume, config.json changes only once its checkpoint is restored
+                run.when_restored(lambda: self.write_config(ready, run))
+                if not spec.resume:
+                    run.restored()
             start = time.perf_counter()
             model.fit(data, run)
+            run.restored()  # a fit that resumes without the training loop
             fit_seconds = time.perf_counter() - start
             metrics = model.evaluate(data, run)
             if run.is_main_process:
@@ -204,6 +209,8 @@ class Engine:
             if main and not spec.resume:
                 rundir.release(run_dir, created)
             raise
+        finally:
+            rundir.unlock(run_dir if main else None)
         run.barrier()
         return run.dir
 
@@ -305,12 +312,12 @@ class Engine:
         from .store import checkpoint
 
         run_dir = Path(run_dir)
-        saved = rundir.read_config(run_dir)
+        saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
             raise InputError(f"{run_dir} has no {MODEL_FILE}: the run did not finish")
         cls = self.model_class(saved["model"])
         model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
-        model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
+        checkpoint.restore(model, checkpoint.load(run_dir / MODEL_FILE), run_dir / MODEL_FILE)
         return model, saved
 
 

@@ -7,6 +7,7 @@ decodes samples back to the user's columns.
 """
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
@@ -34,7 +35,11 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
     ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
-    frame = load_frame(path, delimiter)
+    try:
+        frame = load_frame(path, delimiter)
+    except (OverflowError, csv.Error, UnicodeDecodeError) as err:  # numbers past float64, fields past csv's limit
+        raise InputError(f"cannot read {path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                         " (a number out of range, a field over the csv module's size limit, or not UTF-8 text)") from None
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore
@@ -48,6 +53,7 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
     schema = detect_schema(frame, label, categorical, integer, ignored, name=path.name)
+    _check_integer_range(frame, schema, path.name)
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
         if named:
@@ -64,6 +70,21 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
         options["continuous"] = continuous
     return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
                    options, schema.class_names, encoding=encoding, weights=weights)
+
+
+def _check_integer_range(frame, schema, name: str) -> None:
+    """Integral columns (integer, or categorical of whole numbers) decode to 64-bit integers: a
+    value past them (1e308 is whole) could be fitted but never written back."""
+    for spec in schema.features:
+        column = frame[spec.name]
+        if spec.kind == "continuous" or column.dtype.kind not in "iuf":
+            continue
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = values[np.isfinite(values)]
+        if len(values) and (values == np.round(values)).all() and np.abs(values).max() >= 2.0 ** 63:
+            raise InputError(f"column {spec.name!r} of {name} holds whole numbers up to {np.abs(values).max():g}, "
+                             "past the 64-bit integers samples are written in: rescale it, or drop it with "
+                             "dataset.ignore")
 
 
 def _weights(column, name: str):

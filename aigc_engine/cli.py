@@ -36,6 +36,7 @@ class _EnvironmentError(click.ClickException):
     exit_code = 3  # the machine refused a write: a full disk, a read-only directory (EnvironmentFault)
 
 
+SEED = click.IntRange(-(2**63), 2**64 - 1)  # what torch.manual_seed takes
 MAX_SAMPLES = 10_000_000  # sample -n: more is an allocation no machine here makes, refused before trying
 
 
@@ -61,12 +62,11 @@ class _EngineGroup(click.Group):
         except Exception as err:  # noqa: BLE001
             if os.environ.get(DEBUG_ENV):
                 raise
-            if isinstance(err, OSError):
-                from .store.io import environment_fault
+            from .store.io import environment_fault
 
-                fault = environment_fault(err)
-                if fault is not None:
-                    raise _EnvironmentError(str(fault)) from None
+            fault = environment_fault(err)
+            if fault is not None:  # a full disk, a read-only directory: the machine's, not a bug
+                raise _EnvironmentError(str(fault)) from None
             raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
                               f"(set {DEBUG_ENV}=1 for the traceback)") from None
 
@@ -147,7 +147,7 @@ def cli(ctx):
               help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-TIME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random generator.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of every random generator.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue this run directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -200,7 +200,7 @@ def _short(value: Any) -> str:
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); for a run on a table FILE.csv or FILE.parquet "
                    "(the user's columns). Default RUN_DIR/samples.npy (samples.csv for a table).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--no-progress", is_flag=True, help="No progress bar (sampling shows none today; accepted as run takes it).")
 @click.pass_context
 def sample(ctx, run_dir, n, condition, output, seed, no_progress):

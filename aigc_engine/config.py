@@ -300,6 +300,8 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     _check_json_types(saved, RUN_CONFIG_TYPES, path, "")
     dataset = saved.get("dataset", {})
     _check_json_types(dataset, RUN_DATASET_TYPES, path, "dataset.")
+    if not -(2**63) <= saved.get("seed", 0) < 2**64:
+        raise InputError(f"{path}: seed must be an integer in [-2**63, 2**64), got {saved['seed']}")
     for key, item_type in (("shape", int), ("class_names", str)):
         items = dataset.get(key, [])
         if not all(isinstance(v, item_type) and not isinstance(v, bool) for v in items):

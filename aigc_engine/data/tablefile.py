@@ -37,9 +37,13 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
     path = Path(path)
     try:
         frame = load_frame(path, delimiter)
-    except (OverflowError, csv.Error, UnicodeDecodeError) as err:  # numbers past float64, fields past csv's limit
-        raise InputError(f"cannot read {path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                         " (a number out of range, a field over the csv module's size limit, or not UTF-8 text)") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path.name} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                         f"{err.start}): save it as UTF-8") from None
+    except OverflowError as err:
+        raise InputError(f"{path.name} holds a number out of range ({err})") from None
+    except csv.Error as err:  # a field past the csv module's size limit, a stray quote
+        raise InputError(f"cannot read {path.name}: {err}") from None
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore

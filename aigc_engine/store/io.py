@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,14 @@ def environment_fault(err: BaseException, path: Path | str | None = None) -> Env
     machine refused a write (full disk, quota, read-only file system, permissions), else None."""
     if isinstance(err, EnvironmentFault):
         return err
-    if not isinstance(err, OSError) or err.errno not in _ENVIRONMENT:
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None:  # writers in Rust (safetensors) report the system's error in their message
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found.group(1)) if found else None
+    if code not in _ENVIRONMENT:
         return None
-    where = path if path is not None else (err.filename or "a file")
-    return EnvironmentFault(err.errno, f"cannot write {where}: {_ENVIRONMENT[err.errno]}")
+    where = path if path is not None else (getattr(err, "filename", None) or "a file")
+    return EnvironmentFault(code, f"cannot write {where}: {_ENVIRONMENT[code]}")
 
 
 @contextlib.contextmanager
@@ -53,7 +58,7 @@ def writing(path: Path | str):
     """Turns an environment's refusal of a write to ``path`` into an EnvironmentFault."""
     try:
         yield
-    except OSError as err:
+    except Exception as err:  # noqa: BLE001  (OSError, or a writer's own error quoting one)
         fault = environment_fault(err, path)
         if fault is None or fault is err:
             raise

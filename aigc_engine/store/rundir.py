@@ -77,6 +77,8 @@ def claim(out: Path | None, *name_parts: str, marker: str = CONFIG_FILE,
             out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"--out {out} exists and is not a directory") from None
+    if out.resolve() in _HELD:  # this process runs there already: its empty marker is no leftover
+        raise InputError(f"{out} already holds a run; choose another --out")
     lock(out)
     try:
         _create_marker(out / marker, out, reclaim)
@@ -170,8 +172,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise InputError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    if path.stat().st_size == 0:  # the claim's empty marker: its process was killed before writing it
+        raise InputError(f"{path} is empty: the run that claimed {run_dir} was killed before it started; "
+                         f"start it again with --out {run_dir}")
     try:
-        saved = json.loads(path.read_text())
+        saved = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InputError(f"{path} is not a readable run config ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else 'unreadable'})") from None

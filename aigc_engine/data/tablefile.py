@@ -36,6 +36,7 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
     try:
+        _check_header(path, delimiter)
         frame = load_frame(path, delimiter)
     except UnicodeDecodeError as err:
         raise InputError(f"{path.name} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
@@ -74,6 +75,27 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
         options["continuous"] = continuous
     return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
                    options, schema.class_names, encoding=encoding, weights=weights)
+
+
+def _check_header(path: Path, delimiter: str) -> None:
+    """A CSV header naming a column twice: pandas would rename the second one (``a.1``) silently."""
+    if path.suffix.lower() != ".csv" or len(delimiter) != 1:
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = [c.strip() for c in next(csv.reader(fh, delimiter=delimiter), [])]
+    if all(_is_number(c) for c in header):  # no header: the columns are named 0, 1, ...
+        return
+    twice = [c for i, c in enumerate(header) if c and c in header[:i]]
+    if twice:
+        raise InputError(f"{path.name} names the column {twice[0]!r} twice: give each column its own name")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_integer_range(frame, schema, name: str) -> None:

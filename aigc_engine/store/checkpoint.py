@@ -58,8 +58,8 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     encodings."""
     format_of(path)
     state = io.load_state(path, device=device)
-    for where, value in _leaves(state, ""):
-        if _is_float(value) and not bool(torch.isfinite(torch.as_tensor(value)).all()):
+    for where, value in _state_leaves(state, ""):
+        if _is_float_tensor(value) and not bool(torch.isfinite(torch.as_tensor(value)).all()):
             raise InputError(f"{path} is damaged: {where or 'a tensor'} holds NaN or infinite values")
     return state
 
@@ -89,18 +89,18 @@ def check_like(saved: Any, expected: Any, path: Path, where: str = "") -> None:
     the one of ``expected`` at the same place in shape or kind of dtype; places only one holds
     are not compared (an optimizer has no state before its first step), except the parameters of
     a module (a dict of tensors), which must match one for one."""
-    if _is_array(expected):
-        if not _is_array(saved):
+    if _is_tensor_like(expected):
+        if not _is_tensor_like(saved):
             raise InputError(f"{path} does not fit this model: {where} is not a tensor")
         got, want = np.asarray(saved.shape if hasattr(saved, "shape") else ()), np.asarray(expected.shape)
         if got.tolist() != want.tolist():
             raise InputError(f"{path} does not fit this model: {where} has shape {got.tolist()}, the model's "
                              f"{want.tolist()} (was it written with other settings?)")
-        if _kind(saved) != _kind(expected):
-            raise InputError(f"{path} does not fit this model: {where} holds {_dtype(saved)} values where the "
-                             f"model holds {_dtype(expected)}")
+        if _value_kind(saved) != _value_kind(expected):
+            raise InputError(f"{path} does not fit this model: {where} holds {_dtype_text(saved)} values where the "
+                             f"model holds {_dtype_text(expected)}")
     elif isinstance(expected, dict) and isinstance(saved, dict):
-        if expected and all(_is_array(v) for v in expected.values()) and set(saved) != set(expected):
+        if expected and all(_is_tensor_like(v) for v in expected.values()) and set(saved) != set(expected):
             odd = sorted(set(saved) ^ set(expected), key=str)[0]
             raise InputError(f"{path} does not fit this model: {'/'.join(filter(None, (where, str(odd))))} "
                              f"is {'missing' if odd in expected else 'not one of its parameters'}")
@@ -111,31 +111,31 @@ def check_like(saved: Any, expected: Any, path: Path, where: str = "") -> None:
             check_like(s, e, path, "/".join(filter(None, (where, str(i)))))
 
 
-def _leaves(node: Any, where: str):
+def _state_leaves(node: Any, where: str):
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _leaves(value, f"{where}/{key}" if where else str(key))
+            yield from _state_leaves(value, f"{where}/{key}" if where else str(key))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _leaves(value, f"{where}/{i}" if where else str(i))
+            yield from _state_leaves(value, f"{where}/{i}" if where else str(i))
     else:
         yield where, node
 
 
-def _is_array(value: Any) -> bool:
+def _is_tensor_like(value: Any) -> bool:
     return isinstance(value, (torch.Tensor, np.ndarray))
 
 
-def _is_float(value: Any) -> bool:
+def _is_float_tensor(value: Any) -> bool:
     return (isinstance(value, torch.Tensor) and value.is_floating_point()) or (
         isinstance(value, np.ndarray) and value.dtype.kind == "f")
 
 
-def _dtype(value: Any) -> str:
+def _dtype_text(value: Any) -> str:
     return str(value.dtype).replace("torch.", "")
 
 
-def _kind(value: Any) -> str:
+def _value_kind(value: Any) -> str:
     """``f`` (floating), ``i`` (integer), ``b`` (bool), ``c`` (complex), as NumPy's dtype kinds."""
     if isinstance(value, torch.Tensor):
         if value.dtype == torch.bool:

@@ -123,10 +123,12 @@ class GAN(Model):
         return netG, netD
 
     def resolve(self, dataset) -> GANConfig:
-        """The config for this data: fields left at None take the defaults of its kind; on a table
-        the default batch is at most its rows and the default steps ``TABLE_EPOCHS`` passes over
-        them (at least 1000, at most ``TABLE_STEPS``)."""
+        """The config for this data: fields left at None take the defaults of its kind (``pack`` 1
+        when classes condition the model); on a table the default batch is at most its rows and
+        the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most ``TABLE_STEPS``)."""
         c = resolve_defaults(self.config, DEFAULTS, dataset)
+        if self.config.pack is None and self._conditional(dataset):  # PacGAN packs unconditional samples only
+            c = dataclasses.replace(c, pack=1)
         if data_kind(dataset) != "tables":
             return c
         batch = c.batch_size if self.config.batch_size is not None else max(1, min(c.batch_size, len(dataset)))

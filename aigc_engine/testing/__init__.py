@@ -19,23 +19,22 @@ Rules (:data:`RULES`, in the order they run):
   identical samples (and ``log_prob``) for the same torch seed.
 - ``reproducible_fit``: two fits with one seed give identical samples.
 - ``log_prob``: when ``log_prob_kind`` is not None, one finite value per row; ``exact`` densities
-  of 1-D and 2-D points integrate to 1 (within 5%, on a grid over the data, refined until two
-  grids agree); ``discrete``
-  kinds are <= 0 (log-probabilities of discrete values).
+  of 1-D and 2-D points integrate to 1 (within 5%, on grids over the data, refined until two
+  agree); ``discrete`` kinds are <= 0 (log-probabilities of discrete values).
 - ``condition``: an unconditional model refuses a condition with an InputError (the core does it
-  before the model's ``sample`` runs); a model fitted
-  on labelled data (two well separated classes of points when the check's dataset has none)
-  samples for one label or ``n`` labels, samples for different labels differ in distribution,
-  and an out-of-range label is an InputError.
+  before the model's ``sample`` runs); a model fitted on labelled data (two well separated
+  classes of points when the check's dataset has none) samples for one label or ``n`` labels,
+  samples for different labels differ in distribution, and an out-of-range label is an
+  InputError.
 - ``evaluate``: a dict of metric name -> number.
-- ``resume`` (models that use ``run.loop``): ``aigc-engine run`` interrupted by SIGINT after its
-  second step and continued with ``--resume`` ends with the same ``model.safetensors`` tensors,
-  bit for bit, as an uninterrupted run (CPU). It drives the real CLI in subprocesses, so the
-  model must be installed as a plugin (``pip install -e .``).
+- ``resume`` (models that use ``run.loop``): a fit interrupted by SIGINT during its second step
+  (the loop writes its checkpoint) and fitted again from that run directory with ``resume=True``
+  ends with the same ``state_dict`` tensors, bit for bit, as the uninterrupted fit (CPU, in this
+  process, called from the main thread).
 - ``world_size`` (opt-in: ``distributed=True``; models that use ``run.loop``): a 2-process
-  ``torchrun`` fit equals the 1-process fit to float rounding.
+  ``torchrun`` ``aigc-engine run`` equals the 1-process fit to float rounding. It drives the real
+  CLI in subprocesses, so the model must be installed as a plugin (``pip install -e .``).
 """
-
 from __future__ import annotations
 
 import tempfile
@@ -44,9 +43,9 @@ from typing import Any, Iterable
 
 from ..data import Dataset
 from ..model import as_model_class
-from .cli import check_resume, check_world_size, interrupted_and_resumed_runs, plugin_env
+from .cli import check_world_size, interrupted_and_resumed_runs, plugin_env
 from .rules import (CHECKS, RULES, check_condition, check_config_fields, check_evaluate, check_fit, check_log_prob,
-                    check_reproducible_fit, check_sample, check_state_round_trip, check_validate)
+                    check_reproducible_fit, check_resume, check_sample, check_state_round_trip, check_validate)
 from .subject import RuleBroken, Subject, as_dataset, tiny_dataset, two_classes
 
 

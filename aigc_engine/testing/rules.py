@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+import os
+import signal
+import threading
+from typing import Callable, Iterator
 
 import torch
 
 from .. import io
 from ..config import DATA_KINDS, check_config, describe_fields
 from ..data import Dataset
-from ..errors import InputError
+from ..errors import InputError, Interrupted
 from ..model import LOG_PROB_KINDS
 from ..run import Run
-from .cli import check_resume, check_world_size
+from ..training import TrainLoop
+from .cli import check_world_size, compare_states
 from .subject import RuleBroken, Subject, seeded, two_classes
 
 ODD_ROWS = (3, 5)  # a row shape that is neither points nor images
+INTERRUPT_AT = 2  # the step during which the resume rule's SIGINT arrives
 GRID_POINTS = (101, 201, 401, 801)  # a side, of the grids that integrate an exact density
 GRID_AGREE = 0.005  # two successive grids whose integrals agree this closely end the refinement
 
@@ -253,6 +258,47 @@ def check_evaluate(subject: Subject) -> None:
             raise RuleBroken("evaluate", f"metric {key!r} is not a number: {value!r}") from None
         if not isinstance(key, str):
             raise RuleBroken("evaluate", f"metric names must be strings, got {key!r}")
+
+
+def check_resume(subject: Subject) -> None:
+    reference = subject.model()
+    if not subject.used_loop:
+        return  # a fit without the core loop has no checkpoint to resume from
+    if threading.current_thread() is not threading.main_thread():
+        raise RuleBroken("resume", "the rule interrupts a fit by SIGINT, which only the main thread takes: call "
+                                   "check_model from it")
+    folder = subject.workdir / "resume"
+    try:  # in this process: a subprocess per run cost a start-up, imports and the run's pictures
+        subject.cls(subject.config()).fit(subject.dataset, InterruptedRun(folder, device="cpu", seed=subject.seed,
+                                                                          progress=False))
+    except Interrupted:
+        pass
+    else:
+        raise RuleBroken("resume", f"the fit ended before step {INTERRUPT_AT}, where it was to be interrupted: give "
+                                   "it more steps")
+    run = Run(folder, device="cpu", seed=subject.seed, progress=False, resume=True)
+    saved = run.load_checkpoint()
+    if not saved or saved.get("loop", {}).get("step") != INTERRUPT_AT:
+        raise RuleBroken("resume", f"interrupted by SIGINT at step {INTERRUPT_AT}, the loop left no checkpoint of it")
+    resumed = subject.cls(subject.config())
+    resumed.fit(subject.dataset, run)
+    compare_states(reference.state_dict(), resumed.state_dict(), "resume",
+                   "the resumed fit ends differently from the uninterrupted one", exact=True)
+
+
+class InterruptedRun(Run):
+    """A Run whose step loop gets SIGINT during step :data:`INTERRUPT_AT`, as from Ctrl-C."""
+
+    def loop(self, steps: int, state: dict, **options) -> TrainLoop:
+        return _InterruptedLoop(self, steps, state, **options)
+
+
+class _InterruptedLoop(TrainLoop):
+    def __iter__(self) -> Iterator[int]:
+        for step in super().__iter__():
+            yield step
+            if step == INTERRUPT_AT:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 CHECKS: dict[str, Callable[[Subject], None]] = {

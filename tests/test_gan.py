@@ -203,6 +203,9 @@ def test_cli_runs_on_an_image_npy_file_and_an_image_folder(tmp_path):
 @pytest.mark.slow
 def test_gan_keeps_the_model_contract():
     """Every rule on ring8 (the condition rule's two classes resolve pack 1: PacGAN is unconditional)."""
+    from aigc_engine.testing import tiny_dataset, two_classes
+
+    assert GAN().resolve(tiny_dataset()).pack == 2 and GAN().resolve(two_classes()).pack == 1
     start = time.perf_counter()
     check_model(GAN, config={"steps": 30, "batch_size": 64})
     print(f"check_model(gan) on ring8: {time.perf_counter() - start:.1f} s")

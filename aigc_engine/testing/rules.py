@@ -3,11 +3,13 @@ contract, each failing with :class:`RuleBroken` named after it (:data:`RULES`, i
 run; the two that drive the CLI in subprocesses are in :mod:`.cli`)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import signal
 import threading
+from io import StringIO
 from typing import Callable, Iterator
 
 import torch
@@ -269,8 +271,9 @@ def check_resume(subject: Subject) -> None:
                                    "check_model from it")
     folder = subject.workdir / "resume"
     try:  # in this process: a subprocess per run cost a start-up, imports and the run's pictures
-        subject.cls(subject.config()).fit(subject.dataset, InterruptedRun(folder, device="cpu", seed=subject.seed,
-                                                                          progress=False))
+        with contextlib.redirect_stderr(StringIO()):  # the loop's "continue with: aigc-engine run --resume"
+            subject.cls(subject.config()).fit(subject.dataset, InterruptedRun(folder, device="cpu", seed=subject.seed,
+                                                                              progress=False))
     except Interrupted:
         pass
     else:

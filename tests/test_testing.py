@@ -281,7 +281,8 @@ class Gaussian:
 
 def test_a_duck_typed_model_with_only_the_required_members_passes():
     check_model(Gaussian, dataset="ring8")  # a registered name, opened with its defaults
-    check_model(Gaussian, dataset=testing.two_classes(dim=3))
+    check_model(Gaussian, dataset=testing.tiny_dataset())  # a Dataset: 512 points of ring8
+    check_model(Gaussian, dataset=testing.two_classes(dim=3))  # labelled: still unconditional
 
 
 def test_a_sample_with_one_row_too_many_breaks_the_sample_rule():

@@ -1,6 +1,6 @@
 """The rules of :func:`~aigc_engine.testing.check_model`, one small check per promise of the model
 contract, each failing with :class:`RuleBroken` named after it (:data:`RULES`, in the order they
-run; the two that drive the CLI in subprocesses are in :mod:`.cli`)."""
+run; ``world_size``, which drives the CLI under torchrun, is in :mod:`.cli`)."""
 from __future__ import annotations
 
 import contextlib

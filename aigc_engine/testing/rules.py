@@ -26,7 +26,7 @@ from .subject import RuleBroken, Subject, seeded, two_classes
 
 ODD_ROWS = (3, 5)  # a row shape that is neither points nor images
 INTERRUPT_AT = 2  # the step during which the resume rule's SIGINT arrives
-GRID_POINTS = (101, 201, 401, 801)  # a side, of the grids that integrate an exact density
+GRID_POINTS = (51, 101, 201, 401, 801)  # a side, of the grids that integrate an exact density
 GRID_AGREE = 0.005  # two successive grids whose integrals agree this closely end the refinement
 
 

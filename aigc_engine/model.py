@@ -53,9 +53,10 @@ class Model(abc.ABC):
     and ``annotate_plot``; more through ``figures``). ``sample``/``eval`` later rebuild the model
     as ``Model(config)`` + ``load_state_dict``.
 
-    Two rules the core keeps itself, before a plugin's code runs (:func:`_core_rules`): ``validate``
-    refuses a dataset without rows, and ``sample`` refuses a condition while ``num_classes`` is 0
-    (both an :class:`~aigc_engine.InputError`).
+    Two rules the core keeps itself, before a plugin's code runs, on every subclass (and on the
+    class :func:`as_model_class` builds for a duck-typed model): ``validate`` refuses a dataset
+    without rows, and ``sample`` refuses a condition while ``num_classes`` is 0 (both an
+    :class:`~aigc_engine.InputError`).
     """
 
     def __init_subclass__(cls, **kwargs: Any):

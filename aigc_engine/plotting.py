@@ -261,16 +261,17 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def table_columns(real, synthetic, path: Path, title: str = "", max_columns: int = 16) -> None:
+def table_columns(real, synthetic, path: Path, schema, title: str = "", max_columns: int = 16) -> None:
     """``samples.png`` of a table: one panel per column (the first ``max_columns``), the real
-    rows' distribution in grey and the samples' over it: histograms of numeric columns on the
-    real range, bars of category frequencies (the missing share as its own bar)."""
+    rows' distribution in grey and the samples' over it, as each column's kind in ``schema`` (a
+    :class:`~aigc_engine.tables.TableSchema`) says: histograms of numeric columns on the real
+    range, bars of category frequencies (the missing share as its own bar)."""
     columns = list(synthetic.columns)[:max_columns]
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, columns):
-        _column_panel(ax, real[name], synthetic[name])
+        _column_panel(ax, real[name], synthetic[name], schema.kind(name))
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(columns):]:
@@ -284,12 +285,9 @@ def table_columns(real, synthetic, path: Path, title: str = "", max_columns: int
     save_figure(fig, path)
 
 
-def _column_panel(ax, real, synthetic) -> None:
-    import pandas as pd
-
-    numeric = pd.api.types.is_numeric_dtype(real) and not pd.api.types.is_bool_dtype(real) and real.nunique() > 10
-    if numeric:
-        r, s = real.dropna().to_numpy(float), synthetic.dropna().to_numpy(float)
+def _column_panel(ax, real, synthetic, kind) -> None:
+    if kind.distribution == "numeric":
+        r, s = (v[~np.isnan(v)] for v in (kind.numbers(real), kind.numbers(synthetic)))
         bins = np.linspace(r.min(), r.max(), 25) if r.max() > r.min() else 10
         ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)
         ax.hist(s, bins=bins, density=True, color=SAMPLE_COLOUR, alpha=0.6)

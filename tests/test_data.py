@@ -235,7 +235,7 @@ def test_reader_resolution_and_options():
     assert file_kind("a/B.CSV") == ".csv" and file_kind("x.txt") is None and file_kind(".npy") is None
     assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "categorical": "", "integer": "", "ignore": "",
                                                  "delimiter": ",", "weight_column": None,
-                                                 "continuous": "quantile"}
+                                                 "continuous": "quantile", "kinds": ""}
     assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
     longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}
     assert reader_for("t.csv.gz", longer).suffix == ".csv.gz" and reader_for("t.gz", longer).suffix == ".gz"

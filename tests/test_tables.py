@@ -171,8 +171,9 @@ def test_blocks_describe_the_matrix(tmp_path):
     for b in enc.blocks:
         if b.one_hot:
             assert torch.all(x[:, b.slice].sum(1) == 1)
-    assert enc.describe()[0] == {"column": "island", "kind": "categorical", "start": 0, "stop": 3,
+    assert enc.describe()[0] == {"column": "island", "kind": "categorical", "role": "one_hot", "start": 0, "stop": 3,
                                  "categories": ["Biscoe", "Dream", "Torgersen"]}
+    assert [b.role.value for b in enc.blocks[1:3]] == ["value", "missing"]
 
 
 def test_decode_clips_rounds_and_thresholds(tmp_path):

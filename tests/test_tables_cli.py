@@ -130,3 +130,30 @@ def test_a_nan_loss_ends_the_run_naming_its_step(plugin_dir, tmp_path):
     assert result.exit_code == 2
     assert "Error: training diverged at step 10: loss is nan" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+OLD_TABLE_RUN = Path(__file__).parent / "fixtures" / "run-cvae-table-v0"
+
+
+def test_a_table_run_saved_before_typed_blocks_samples_the_same_rows(tmp_path):
+    """A cvae table run (continuous=modes, missing cells) written when models saved their blocks
+    as [role, start, stop] rows: it samples exactly the rows it sampled then, and evaluates."""
+    out = tmp_path / "s.csv"
+    result = invoke("sample", OLD_TABLE_RUN, "-n", 30, "--seed", 3, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == (OLD_TABLE_RUN / "samples-n30-seed3.csv").read_text()
+    result = invoke("eval", OLD_TABLE_RUN, "--dataset", OLD_TABLE_RUN / "rows.csv", "--no-progress")
+    assert result.exit_code == 0, result.output
+
+
+def test_old_block_rows_name_their_columns():
+    from aigc_engine import checkpoint
+    from aigc_engine.tables import BlockRole, layout_from_json
+
+    rows = checkpoint.load(OLD_TABLE_RUN / "model.safetensors")["blocks"]
+    assert all(len(r) == 3 for r in rows)  # written before the column was saved
+    blocks = layout_from_json(rows)
+    missing = [b for b in blocks if b.role is BlockRole.MISSING]
+    assert missing and all(any(v.column == m.column and v.role is BlockRole.VALUE for v in blocks) for m in missing)
+    mode = blocks[[b.start for b in blocks].index(missing[0].start) - 1]
+    assert mode.role is BlockRole.ONE_HOT and mode.column == missing[0].column  # the mode block of a modes column

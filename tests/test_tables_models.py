@@ -11,6 +11,7 @@ import torch
 from aigc_engine import InputError, Run
 from aigc_engine.config import data_kind, resolve_defaults
 from aigc_engine.data.tablefile import read_table
+from aigc_engine.tables import BlockRole
 from aigc_cvae import CVAE, CVAEConfig
 from aigc_gan import GAN, GANConfig
 
@@ -56,20 +57,20 @@ def check_encoded(x: torch.Tensor, encoding) -> None:
         part = x[:, block.slice]
         if block.one_hot:
             assert ((part == 0) | (part == 1)).all() and (part.sum(1) == 1).all(), block.column
-        elif block.kind == "missing":
+        elif block.role is BlockRole.MISSING:
             assert ((part == 0) | (part == 1)).all(), block.column
 
 
 def within_class_spread(x, y, xs, ys, encoding) -> float:
     """Median over classes and value columns of the samples' within-class std over the data's."""
-    cols = [b.start for b in encoding.blocks if b.kind in ("continuous", "integer")]
+    cols = [b.start for b in encoding.blocks if b.role is BlockRole.VALUE]
     return float(np.median([float(xs[ys == c][:, j].std() / x[y == c][:, j].std())
                             for c in torch.unique(y).tolist() for j in cols]))
 
 
 def test_tables_are_their_own_kind_of_data(penguins):
     assert data_kind(penguins) == "tables"
-    assert any(b.kind == "missing" for b in penguins.encoding.blocks)  # penguins has missing values
+    assert any(b.role is BlockRole.MISSING for b in penguins.encoding.blocks)  # penguins has missing values
     # a model with no table defaults (a third party's) takes its points defaults on a table
     resolved = resolve_defaults(GANConfig(), {"points": {"steps": 5}, "images": {"steps": 7}}, penguins)
     assert resolved.steps == 5

@@ -8,6 +8,7 @@ decodes samples back to the user's columns.
 from __future__ import annotations
 
 import csv
+import inspect
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tables.encoding import TableEncoding
+from ..tables.kinds import override_options
 from ..tables.schema import detect_schema, load_frame
 from .dataset import Dataset, check_weights
 
@@ -24,14 +26,15 @@ __all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
 LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
-def read_table(path: Path, label_column: str | int | None = None, categorical: str = "", integer: str = "",
-               ignore: str = "", delimiter: str = ",", weight_column: str | int | None = None,
-               continuous: str = "quantile") -> Dataset:
+def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = ",",
+               weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
+               **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
-    that take them: numbers >= 0, not modelled, not sampled), ``categorical`` / ``integer`` /
-    ``ignore`` (comma-separated column names overriding the detected kinds), ``delimiter``,
+    that take them: numbers >= 0, not modelled, not sampled), ``kinds`` (``a:integer,b:categorical``)
+    and each column kind's list (``categorical=a,b``, ``integer=a,b``: the kinds' ``option``,
+    generated from the registry) forcing kinds, ``ignore`` (columns left out), ``delimiter``,
     ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
@@ -57,7 +60,7 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
         weights = _weights(frame[weight], weight)
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
-    schema = detect_schema(frame, label, categorical, integer, ignored, name=path.name)
+    schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=path.name, **forced)
     _check_integer_range(frame, schema, path.name)
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
@@ -67,14 +70,29 @@ def read_table(path: Path, label_column: str | int | None = None, categorical: s
     encoding = TableEncoding.fit(frame, schema, continuous, weights=weights)
     y = encoding.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
-                                 ("categorical", categorical), ("integer", integer), ("ignore", ignore))
-               if v not in (None, "")}
+                                 *forced.items(), ("kinds", kinds), ("ignore", ignore)) if v not in (None, "")}
     if delimiter != ",":
         options["delimiter"] = delimiter
     if continuous != "quantile":
         options["continuous"] = continuous
     return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
                    options, schema.class_names, encoding=encoding, weights=weights)
+
+
+def _with_kind_options(read):
+    """``read``'s signature with one keyword option per kind list (``categorical=""``...),
+    after ``label_column``, from the kind registry: the reader registry reads options from the
+    signature, so ``--set dataset.<option>=a,b`` exists for every kind that declares one."""
+    sig = inspect.signature(read)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    extra = [inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default="", annotation="str")
+             for option in override_options()]
+    read.__signature__ = sig.replace(parameters=params[:2] + extra + params[2:])
+    read.__annotations__.update({option: "str" for option in override_options()})
+    return read
+
+
+read_table = _with_kind_options(read_table)
 
 
 def _check_header(path: Path, delimiter: str) -> None:

@@ -81,18 +81,27 @@ def contingency_similarity(real_pair, synthetic_pair) -> float:
     return float(1.0 - 0.5 * sum(abs(p.get(c, 0.0) - q.get(c, 0.0)) for c in set(p) | set(q)))
 
 
-def _kinds(schema) -> dict[str, str]:
-    kinds = {spec.name: "categorical" if spec.kind == "categorical" else "numeric" for spec in schema.features}
-    if schema.label is not None:
-        kinds[schema.label.name] = "categorical"
-    return {name: kinds[name] for name in schema.columns if name in kinds}  # header order
+def _kinds(schema) -> dict:
+    """Each kept column's kind class, in header order."""
+    kept = {spec.name for spec in schema.features} | ({schema.label.name} if schema.label is not None else set())
+    return {name: schema.kind(name) for name in schema.columns if name in kept}
+
+
+def _as_numbers(frame, kinds: dict):
+    """``frame`` with each column of a numeric distribution as its kind's float64 numbers."""
+    import pandas as pd
+
+    return pd.DataFrame({name: (pd.Series(kind.numbers(frame[name]), index=frame.index)
+                                if kind.distribution == "numeric" else frame[name]) for name, kind in kinds.items()})
 
 
 def column_shapes(real, synthetic, schema) -> dict:
     """``{"column_shapes": mean, "columns": {name: score}, "missing_values": mean missing-rate
     similarity over the columns with missing values (1.0 when none has)}``."""
-    scores = {name: (tv_complement if kind == "categorical" else ks_complement)(real[name], synthetic[name])
-              for name, kind in _kinds(schema).items()}
+    kinds = _kinds(schema)
+    real, synthetic = _as_numbers(real, kinds), _as_numbers(synthetic, kinds)
+    scores = {name: (ks_complement if kind.distribution == "numeric" else tv_complement)(real[name], synthetic[name])
+              for name, kind in kinds.items()}
     missing = [missing_similarity(real[s.name], synthetic[s.name]) for s in schema.features if s.has_missing]
     return {"column_shapes": float(np.mean(list(scores.values()))), "columns": scores,
             "missing_values": float(np.mean(missing)) if missing else 1.0}
@@ -114,7 +123,9 @@ def pair_trends(real, synthetic, schema) -> dict:
     pairs, "pairs": {"a|b": score}}`` over every pair of the schema's columns."""
     import pandas as pd
 
-    kinds, scores, gaps = _kinds(schema), {}, []
+    classes, scores, gaps = _kinds(schema), {}, []
+    real, synthetic = _as_numbers(real, classes), _as_numbers(synthetic, classes)
+    kinds = {name: kind.distribution for name, kind in classes.items()}
     for a, b in itertools.combinations(list(kinds), 2):
         if kinds[a] == kinds[b] == "numeric":
             scores[f"{a}|{b}"] = correlation_similarity(real[[a, b]], synthetic[[a, b]])

@@ -1,15 +1,10 @@
-"""Column kinds of a table read from CSV (or Parquet), detected from the values and overridable.
+"""A table's columns: which are kept, which is the label, and the kind of each, detected from
+the values and overridable.
 
-Kinds:
-
-- ``categorical``: strings, booleans, and numeric columns with at most
-  :data:`MAX_NUMERIC_CATEGORIES` distinct values, each seen twice on average (at most half as
-  many distinct values as present cells): flags, years, ratings, coded bins such as 0.5 / 2.5 /
-  6 years; overridable with ``categorical=a,b``. Categories keep their original
-  values (strings, booleans or numbers).
-- ``integer``: the other integer-valued numeric columns (or ``integer=a,b``): decoded rounded
-  and within the observed range.
-- ``continuous``: every other numeric column.
+The kinds are classes (:mod:`aigc_engine.tables.kinds`, registry ``KINDS``: categorical,
+integer, continuous; see each module's doc); an unforced column takes the first kind, in
+registry order, that detects it. A kind is forced per column with ``kinds=a:integer,b:categorical``
+or with the kind's own list (``categorical=a,b``, ``integer=a,b``: each kind's ``option``).
 
 A missing value (an empty cell, ``NA``, ``NaN``: pandas' defaults) is its own state in any
 column; ``ignore=a,b`` drops columns; one ``label_column`` gives the classes of a conditional
@@ -18,38 +13,21 @@ model (class ids in the order of the sorted label values).
 from __future__ import annotations
 
 import csv
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .kinds import KINDS, ColumnSpec, Profile, kind_class, override_options
+from .kinds.categorical import MAX_NUMERIC_CATEGORIES
+from .kinds.continuous import MAX_DECIMALS
 
-__all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "parse_names",
-           "MAX_NUMERIC_CATEGORIES", "TABLE_SUFFIXES"]
+__all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "parse_names", "parse_kinds",
+           "MAX_NUMERIC_CATEGORIES", "MAX_DECIMALS", "TABLE_SUFFIXES"]
 
-MAX_NUMERIC_CATEGORIES = 10
-MAX_DECIMALS = 8
 TABLE_SUFFIXES = (".csv", ".parquet")
-KINDS = ("continuous", "integer", "categorical")
-
-
-@dataclass
-class ColumnSpec:
-    """One kept column: ``dtype`` is the pandas dtype it was read with; ``categories`` the sorted
-    observed values of a categorical column; ``low``/``high`` the observed range of a numeric one;
-    ``decimals`` the most decimal places a continuous column's values are written with (None past
-    ``MAX_DECIMALS``: computed values, kept at full precision)."""
-
-    name: str
-    kind: str
-    dtype: str
-    has_missing: bool = False
-    categories: list = field(default_factory=list)
-    low: float | None = None
-    high: float | None = None
-    decimals: int | None = None
+LABEL_KIND = "categorical"  # a label's values are classes
 
 
 @dataclass
@@ -66,9 +44,15 @@ class TableSchema:
     def class_names(self) -> list[str] | None:
         return [str(c) for c in self.label.categories] if self.label is not None else None
 
+    def kind(self, name: str):
+        """The kind class of column ``name`` (the label's is categorical)."""
+        spec = self.label if self.label is not None and self.label.name == name else \
+            next(s for s in self.features if s.name == name)
+        return kind_class(spec.kind, f"column {name!r}")
+
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "features": [asdict(c) for c in self.features],
-                "label": asdict(self.label) if self.label is not None else None,
+        return {"columns": list(self.columns), "features": [c.to_json() for c in self.features],
+                "label": self.label.to_json() if self.label is not None else None,
                 "ignored": list(self.ignored)}
 
     @classmethod
@@ -141,30 +125,48 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def detect_schema(frame, label_column: str | None = None, categorical="", integer="", ignore="",
-                  name: str = "table") -> TableSchema:
-    """The kind of every column of ``frame`` (see the module doc), with the overrides applied."""
-    columns = list(frame.columns)
-    forced_categorical = parse_names(categorical, "dataset.categorical", columns)
-    forced_integer = parse_names(integer, "dataset.integer", columns)
-    ignored = parse_names(ignore, "dataset.ignore", columns)
+def parse_kinds(spec, columns) -> dict[str, str]:
+    """``"a:integer,b:categorical"`` (or a dict) as ``{column: kind}``, columns and kinds checked."""
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, str):
+        items = [item for item in map(str.strip, spec.split(",")) if item]
+        pairs = [item.split(":", 1) if ":" in item else [item, None] for item in items]
+    else:
+        pairs = [[str(k), v] for k, v in dict(spec).items()]
+    out = {}
+    for column, kind in pairs:
+        if kind is None:
+            raise InputError(f"dataset.kinds: {column!r} is not column:kind (kinds: {', '.join(KINDS)})")
+        parse_names([column.strip()], "dataset.kinds", columns)
+        out[column.strip()] = kind_class(str(kind).strip(), "dataset.kinds").name
+    return out
+
+
+def detect_schema(frame, label_column: str | None = None, *, ignore="", kinds="", name: str = "table",
+                  **forced) -> TableSchema:
+    """The kind of every column of ``frame`` (see the module doc), with the overrides applied:
+    ``kinds`` (``"a:integer,b:categorical"``) and each kind's list (``categorical="a,b"``...)."""
+    columns, options = list(frame.columns), override_options()
+    unknown = sorted(set(forced) - set(options))
+    if unknown:
+        raise TypeError(f"detect_schema: no option {unknown[0]!r} (kind options: {', '.join(options)})")
+    groups = [(f"dataset.{option}", options[option], parse_names(forced.get(option), f"dataset.{option}", columns))
+              for option in options]
+    by_column = parse_kinds(kinds, columns)
+    groups += [("dataset.kinds", kind, [c for c, k in by_column.items() if k == kind]) for kind in KINDS]
     label = parse_names(label_column, "dataset.label_column", columns)
     if len(label) > 1:
         raise InputError(f"dataset.label_column: one column, not {len(label)} ({', '.join(label)})")
-    for a, an, b, bn in ((forced_categorical, "categorical", forced_integer, "integer"),
-                         (label, "label_column", ignored, "ignore"),
-                         (forced_categorical, "categorical", ignored, "ignore"),
-                         (forced_integer, "integer", ignored, "ignore"), (forced_integer, "integer", label, "label_column")):
-        both = sorted(set(a) & set(b))
-        if both:
-            raise InputError(f"column {both[0]!r} is in both dataset.{an} and dataset.{bn}")
-    features = []
+    ignored = parse_names(ignore, "dataset.ignore", columns)
+    groups += [("dataset.label_column", LABEL_KIND, label), ("dataset.ignore", None, ignored)]
+    chosen = _check_groups(groups)
+    features, label_spec = [], None
     for col in columns:
         if col in ignored:
             continue
-        kind = "categorical" if col in forced_categorical or col in label else (
-            "integer" if col in forced_integer else None)
-        spec = column_spec(frame[col], col, kind, name)
+        option, kind = chosen.get(col, (None, None))
+        spec = column_spec(frame[col], col, kind, name, option)
         if col in label:
             if spec.has_missing:
                 raise InputError(f"{name}: label column {col!r} has {int(frame[col].isna().sum())} missing values")
@@ -173,17 +175,41 @@ def detect_schema(frame, label_column: str | None = None, categorical="", intege
             features.append(spec)
     if not features:
         raise InputError(f"{name}: no feature columns left (columns: {', '.join(columns)})")
-    return TableSchema(columns=columns, features=features, label=label_spec if label else None, ignored=ignored)
+    return TableSchema(columns=columns, features=features, label=label_spec, ignored=ignored)
 
 
-def column_spec(values, name: str, kind: str | None, table: str) -> ColumnSpec:
-    """Detect (``kind=None``) or check the given kind of one column (a pandas Series)."""
+def _check_groups(groups) -> dict[str, tuple[str, str]]:
+    """``{column: (option, kind)}`` of the forced columns; a column in two groups is an error,
+    except a label forced to its own kind."""
+    chosen: dict[str, tuple[str, str | None]] = {}
+    for option, kind, names in groups:
+        for col in names:
+            if col in chosen and not (LABEL_KIND == kind == chosen[col][1] and option == "dataset.label_column"):
+                raise InputError(f"column {col!r} is in both {chosen[col][0]} and {option}")
+            chosen.setdefault(col, (option, kind))
+    return chosen
+
+
+def column_spec(values, name: str, kind: str | None, table: str, option: str = "dataset.kinds") -> ColumnSpec:
+    """Detect (``kind=None``) or check the given kind of one column (a pandas Series; ``option``
+    the override that forced it, for the message)."""
+    profile = _profile(values, name, table)
+    if kind is None:
+        cls = next(c for c in KINDS.values() if c.detects(profile))
+    else:
+        cls = kind_class(kind)
+        cls.check(profile, name, table, option)
+    return cls.describe(values, profile, name)
+
+
+def _profile(values, name: str, table: str) -> Profile:
     import pandas as pd
 
     present = values.dropna()
     if len(present) == 0:
         raise InputError(f"{table}: column {name!r} holds only missing values (drop it with dataset.ignore={name})")
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    arr, integral = None, False
     if numeric:
         arr = present.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(arr)
@@ -191,47 +217,4 @@ def column_spec(values, name: str, kind: str | None, table: str) -> ColumnSpec:
             row = int(np.flatnonzero(values.notna().to_numpy())[np.flatnonzero(bad)[0]])
             raise InputError(f"{table}: column {name!r} row {row + 1}: {arr[bad][0]} is not a finite number")
         integral = bool(np.all(arr == np.round(arr)))
-    if kind == "integer" and not (numeric and integral):
-        example = present[~present.map(_is_integral)].iloc[0]
-        raise InputError(f"{table}: column {name!r} in dataset.integer holds {example!r}, not an integer")
-    if kind is None:
-        distinct = present.nunique()
-        kind = ("categorical" if distinct <= min(MAX_NUMERIC_CATEGORIES, len(present) / 2) else
-                "integer" if integral else "continuous") if numeric else "categorical"
-    spec = ColumnSpec(name=name, kind=kind, dtype=str(values.dtype), has_missing=bool(values.isna().any()))
-    if kind == "categorical":
-        spec.categories = sorted(_plain(v) for v in present.unique()) if _sortable(present) else \
-            sorted((_plain(v) for v in present.unique()), key=str)
-    else:
-        spec.low, spec.high = float(arr.min()), float(arr.max())
-        if kind == "continuous":
-            spec.decimals = _decimals(arr)
-    return spec
-
-
-def _decimals(arr: np.ndarray) -> int | None:
-    """The fewest decimal places that write every value of ``arr`` back (48.2 -> 1), or None."""
-    for places in range(MAX_DECIMALS + 1):
-        if np.allclose(np.round(arr, places), arr, rtol=1e-12, atol=0):
-            return places
-    return None
-
-
-def _is_integral(value) -> bool:
-    try:
-        return math.isfinite(float(value)) and float(value) == round(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _sortable(present) -> bool:
-    return len({type(_plain(v)) for v in present.unique()}) == 1
-
-
-def _plain(value):
-    """A JSON-able Python value of a cell (NumPy scalars to int / float / bool / str)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value == round(value):
-        return int(value)
-    return value
+    return Profile(present=present, numeric=numeric, numbers=arr, integral=integral, distinct=int(present.nunique()))

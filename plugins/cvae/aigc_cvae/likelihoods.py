@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from aigc_engine.tables import BlockRole, observed_mask, table_outputs
+
 LOG_SCALE_MIN = -7.0  # as PixelCNN++: keeps the bins' probabilities finite in float32
 LOG_SCALE_MAX = 7.0   # a bin's mass stays >= ~1e-4 of its tail's: no cancellation in float32
 
@@ -87,49 +89,39 @@ TABLE_LOG_SCALE_MIN = -4.0  # std >= 0.018 of a standardised column: integer-val
 # values cannot drive the Gaussian's density to infinity (the NaN of an unbounded log-scale)
 
 
-def _observed(x: torch.Tensor, blocks: list[list]) -> torch.Tensor:
-    """1 where a value column is observed, 0 where its missing indicator (the next block) is 1:
-    the value there is the encoding's placeholder, not data."""
-    mask = torch.ones_like(x)
-    for (kind, start, stop), nxt in zip(blocks, blocks[1:] + [None]):
-        if kind == "value" and nxt is not None and nxt[0] == "missing":
-            mask[:, start] = 1 - x[:, nxt[1]]
-    return mask
+def _observed(x: torch.Tensor, blocks: list) -> torch.Tensor:
+    """The core's ``observed_mask`` over the columns without a mode block: a column encoded with
+    modes (``continuous=modes``) keeps its placeholder value in the likelihood, as this model
+    has always done (masking it too would change its numbers: a decision of its own)."""
+    with_modes = {b.column for b in blocks if b.role is BlockRole.ONE_HOT}
+    return observed_mask(x, [b for b in blocks if b.column not in with_modes])
 
 
-def table(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor, blocks: list[list]) -> torch.Tensor:
-    """log p(x) per row of an encoded table: a Gaussian density on each observed value column
-    (log-scale at least ``TABLE_LOG_SCALE_MIN``), a categorical on each one-hot block (``mu``'s
-    slots its logits), a Bernoulli on each missing indicator (``mu`` its logit). A mixed
-    density: discrete probabilities times a continuous density."""
+def table(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor, blocks: list) -> torch.Tensor:
+    """log p(x) per row of an encoded table, per typed block (``aigc_engine.tables.Block``): a
+    Gaussian density on each observed value (log-scale at least ``TABLE_LOG_SCALE_MIN``; a value
+    whose column's missing indicator is 1 is the encoding's placeholder, not data), a categorical
+    on each one-hot block (``mu``'s slots its logits), a Bernoulli on each missing indicator
+    (``mu`` its logit). A mixed density: discrete probabilities times a continuous density."""
     total = torch.zeros(len(x), dtype=mu.dtype, device=mu.device)
-    values = [i for kind, start, _ in blocks if kind == "value" for i in [start]]
+    values = [b.start for b in blocks if b.role is BlockRole.VALUE]
     if values:
         idx = torch.tensor(values, device=x.device)
         lp = -0.5 * ((x[:, idx] - mu[:, idx]) * torch.exp(-log_scale[:, idx].clamp(min=TABLE_LOG_SCALE_MIN))) ** 2 \
             - log_scale[:, idx].clamp(min=TABLE_LOG_SCALE_MIN) - 0.5 * math.log(2 * math.pi)
         total = total + (lp * _observed(x, blocks)[:, idx]).sum(1)
-    for kind, start, stop in blocks:
-        if kind == "one_hot":
-            total = total + (x[:, start:stop] * F.log_softmax(mu[:, start:stop], 1)).sum(1)
-        elif kind == "missing":
-            total = total - F.binary_cross_entropy_with_logits(mu[:, start], x[:, start], reduction="none")
+    for block in blocks:
+        if block.role is BlockRole.ONE_HOT:
+            total = total + (x[:, block.slice] * F.log_softmax(mu[:, block.slice], 1)).sum(1)
+        elif block.role is BlockRole.MISSING:
+            total = total - F.binary_cross_entropy_with_logits(mu[:, block.start], x[:, block.start], reduction="none")
     return total
 
 
-def table_sample(mu: torch.Tensor, log_scale: torch.Tensor, blocks: list[list], mean: bool = False) -> torch.Tensor:
-    """A draw from :func:`table`'s distribution in the encoded space: values ``mu + s * eps``, exact
-    one-hots drawn from each categorical, 0/1 indicators drawn from each Bernoulli; ``mean``: the
-    values' means, each categorical's likeliest slot, indicators where their probability > 1/2."""
-    out = mu.clone()
-    for kind, start, stop in blocks:
-        logits = mu[:, start:stop]
-        if kind == "one_hot":
-            pick = logits.argmax(1) if mean else torch.distributions.Categorical(logits=logits).sample()
-            out[:, start:stop] = F.one_hot(pick, stop - start).to(mu.dtype)
-        elif kind == "missing":
-            out[:, start:stop] = (logits > 0).to(mu.dtype) if mean else torch.bernoulli(torch.sigmoid(logits))
-        elif not mean:
-            s = torch.exp(log_scale[:, start:stop].clamp(min=TABLE_LOG_SCALE_MIN))
-            out[:, start:stop] = logits + s * torch.randn_like(logits)
-    return out
+def table_sample(mu: torch.Tensor, log_scale: torch.Tensor, blocks: list, mean: bool = False) -> torch.Tensor:
+    """A draw from :func:`table`'s distribution in the encoded space (the core's table head):
+    values ``mu + s * eps``, exact one-hots drawn from each categorical, 0/1 indicators drawn from
+    each Bernoulli; ``mean``: the values' means, each categorical's likeliest slot, indicators
+    where their probability > 1/2."""
+    scale = torch.exp(log_scale.clamp(min=TABLE_LOG_SCALE_MIN))
+    return table_outputs(mu, blocks, "mean" if mean else "sample", missing="bernoulli", scale=scale)

@@ -129,26 +129,3 @@ def check_image_shape(shape: tuple[int, ...]) -> str | None:
     if c not in (1, 3):
         return f"the GAN's conv nets take 1 or 3 channels, got {c}"
     return None
-
-
-def table_outputs(raw: torch.Tensor, blocks: list[list], tau: float, hard: bool) -> torch.Tensor:
-    """The generator's raw outputs as encoded table rows, block by block: values as they are
-    (the encoding standardised each column), one-hot blocks through a Gumbel-softmax of
-    temperature ``tau`` (CTGAN's 0.2: near one-hot, differentiable), missing indicators through
-    its two-way form (a sigmoid of logistic-perturbed logits). ``hard``: exact one-hots and 0/1
-    indicators, drawn from the categorical and Bernoulli distributions the logits define."""
-    parts = []
-    for kind, start, stop in blocks:
-        logits = raw[:, start:stop]
-        if kind == "one_hot" and hard:  # exact: the categorical the logits define
-            pick = torch.distributions.Categorical(logits=logits).sample()
-            parts.append(torch.nn.functional.one_hot(pick, stop - start).to(raw.dtype))
-        elif kind == "one_hot":
-            parts.append(torch.nn.functional.gumbel_softmax(logits, tau=tau))
-        elif kind == "missing":
-            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
-            noisy = logits + torch.log(u) - torch.log1p(-u)  # a logistic draw: P(noisy > 0) = sigmoid(logits)
-            parts.append((noisy > 0).to(raw.dtype) if hard else torch.sigmoid(noisy / tau))
-        else:
-            parts.append(logits)
-    return torch.cat(parts, 1)

@@ -12,6 +12,7 @@ import torch
 from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, sample_labels
 
 from aigc_engine.config import resolve_defaults
+from aigc_engine.tables import BlockRole
 
 from .config import DEFAULTS, DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
@@ -305,7 +306,7 @@ def _masks(encoding) -> torch.Tensor:
     values masked by that column's indicator."""
     masked_by = torch.full((encoding.width,), -1, dtype=torch.int64)
     for block in encoding.blocks:
-        if block.kind == "missing":
+        if block.role is BlockRole.MISSING:
             for other in encoding.blocks:
                 if other.column == block.column and other is not block:
                     masked_by[other.start:other.stop] = block.start

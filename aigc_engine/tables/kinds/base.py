@@ -1,0 +1,173 @@
+"""What every column kind shares: the kept description of a column (:class:`ColumnSpec`), the
+typed blocks of the encoded matrix (:class:`Block`, :class:`BlockRole`) and the interface of a
+kind (:class:`ColumnKind`), after RDT's transformers: one class per kind that detects its
+columns, fits its statistics on the training rows, encodes a column into its blocks and decodes
+them back; :class:`~aigc_engine.tables.TableEncoding` only orchestrates them."""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain"]
+
+
+class BlockRole(str, enum.Enum):
+    """What a block of the encoded matrix holds, hence the output a model gives it: ``VALUE`` a
+    real number (identity), ``ONE_HOT`` one slot of several set (a softmax), ``MISSING`` a 0/1
+    indicator that the column's value is missing (a sigmoid). A ``str`` enum: it is its JSON."""
+
+    VALUE = "value"
+    ONE_HOT = "one_hot"
+    MISSING = "missing"
+
+
+@dataclass
+class Block:
+    """Columns ``start:stop`` of the matrix that encode part of ``column``: its ``role``, the
+    ``kind`` of block (the column kind's own word: ``continuous``, ``integer``, ``categorical``,
+    ``mode``, ``missing``) and, for one-hot blocks, the value of each slot (``categories``;
+    None is the missing slot). Models read ``role``, ``start``, ``stop`` and ``column`` only."""
+
+    column: str
+    kind: str
+    start: int
+    stop: int
+    categories: list | None = None
+    role: BlockRole = BlockRole.VALUE
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def width(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def one_hot(self) -> bool:
+        return self.role is BlockRole.ONE_HOT
+
+    def to_json(self) -> dict:
+        return {"column": self.column, "kind": self.kind, "role": self.role.value, "start": int(self.start),
+                "stop": int(self.stop), "categories": self.categories}
+
+
+@dataclass
+class ColumnSpec:
+    """One kept column as detected: ``kind`` (a registry name), ``dtype`` the pandas dtype it was
+    read with; ``categories`` the sorted observed values of a categorical column; ``low``/``high``
+    the observed range of a numeric one; ``decimals`` the most decimal places a continuous
+    column's values are written with (None past ``MAX_DECIMALS``: computed values, kept at full
+    precision); ``details`` whatever else a kind detects (JSON values: a date format, a key's
+    pattern), saved only when not empty. Kept across refits: what a kind detects, not what it
+    fits."""
+
+    name: str
+    kind: str
+    dtype: str
+    has_missing: bool = False
+    categories: list = field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+    decimals: int | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        if not out["details"]:
+            del out["details"]  # the saved schema of the first kinds, as it always was
+        return out
+
+
+@dataclass
+class Profile:
+    """What detection needs of one column, computed once: its present values (a pandas Series),
+    whether they are numbers (booleans are not), those numbers (float64) and whether all are
+    whole, and how many distinct values there are."""
+
+    present: object
+    numeric: bool
+    numbers: np.ndarray | None
+    integral: bool
+    distinct: int
+
+
+class ColumnKind:
+    """One column kind. Class members: ``name`` (its registry key and ``ColumnSpec.kind``),
+    ``option`` (the ``dataset.<option>=a,b`` list that forces it, or None), :meth:`detects` and
+    :meth:`check` (detection and a forced kind's check), :meth:`describe` (the ColumnSpec of a
+    column), ``distribution`` and :meth:`numbers` (what metrics and plots read of decoded rows).
+    An instance is one fitted column: ``spec``, ``encoding`` (the numeric encoding the table
+    uses) and ``params`` (its fitted statistics: JSON values and lists of floats, saved as
+    tensors; None for a kind with none), with :meth:`fit`, :meth:`blocks`, :meth:`encode`,
+    :meth:`decode` and :meth:`typed`."""
+
+    name: str = ""
+    option: str | None = None
+    distribution: str = "numeric"  # how metrics compare it and plots draw it: "numeric" or "categorical"
+
+    def __init__(self, spec: ColumnSpec, encoding: str = "quantile", params: dict | None = None):
+        self.spec, self.encoding, self.params = spec, encoding, params
+
+    # -- detection (class level) --------------------------------------------------------------
+    @classmethod
+    def detects(cls, profile: Profile) -> bool:
+        """Whether an unforced column with this profile is of this kind (kinds are asked in
+        registry order; the first that says yes takes it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, profile: Profile, name: str, table: str, option: str) -> None:
+        """Raise InputError when a column forced to this kind (by ``option``) cannot be of it."""
+
+    @classmethod
+    def describe(cls, values, profile: Profile, name: str) -> ColumnSpec:
+        """The ColumnSpec of ``values`` (a pandas Series) as a column of this kind."""
+        raise NotImplementedError
+
+    @classmethod
+    def numbers(cls, values) -> np.ndarray:
+        """A decoded column (a Series) of a ``numeric`` distribution as float64, NaN where missing."""
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+    # -- one fitted column --------------------------------------------------------------------
+    def fit(self, values, seed: int = 0, fallback: dict | None = None) -> dict | None:
+        """The statistics of the training ``values`` (a Series); ``fallback`` where they hold
+        none. Sets and returns ``params``."""
+        return self.params
+
+    def blocks(self, start: int) -> list[Block]:
+        """The column's blocks, from matrix column ``start`` on."""
+        raise NotImplementedError
+
+    def encode(self, values, absent: np.ndarray, out: np.ndarray, blocks: list[Block]) -> None:
+        """Write ``values`` (a Series; ``absent`` its missing cells) into ``out``'s ``blocks``."""
+        raise NotImplementedError
+
+    def decode(self, m: np.ndarray, blocks: list[Block]):
+        """The column (a pandas array in the dtype it was read with) of matrix rows ``m``."""
+        raise NotImplementedError
+
+    def typed(self, values: np.ndarray, absent: np.ndarray):
+        """Decoded values as a column of the dtype it was read with, missing where ``absent``."""
+        raise NotImplementedError
+
+    def missing_block(self, start: int) -> list[Block]:
+        """The 0/1 indicator block of a column with missing values (none without)."""
+        return [Block(self.spec.name, "missing", start, start + 1, role=BlockRole.MISSING)] \
+            if self.spec.has_missing else []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r})"
+
+
+def plain(value):
+    """A JSON-able Python value of a cell (NumPy scalars to int / float / bool / str; whole
+    floats to int)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value == round(value):
+        return int(value)
+    return value

@@ -232,7 +232,7 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress)
     from .store.io import finite
 
-    click.echo(json.dumps(finite(metrics, "eval"), indent=2, allow_nan=False))
+    click.echo(json.dumps(finite(metrics, "eval", warn=False), indent=2, allow_nan=False))  # stdout: JSON alone
 
 
 @cli.command()

@@ -108,13 +108,13 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, write)
 
 
-def finite(obj: Any, where: str) -> Any:
+def finite(obj: Any, where: str, warn: bool = True) -> Any:
     """``obj`` with each NaN or infinite float (also in tensors and NumPy values) replaced by None,
     so that it is strict JSON (``NaN`` and ``Infinity`` are not, and strict readers refuse them);
-    a warning names the entries replaced (``where``: the file or output)."""
+    with ``warn``, a warning names the entries replaced (``where``: the file or output)."""
     replaced: list[str] = []
     out = _finite(json.loads(json.dumps(obj, default=jsonable)), "", replaced)
-    if replaced:
+    if replaced and warn:
         import warnings
 
         warnings.warn(f"{where}: {', '.join(replaced)} not finite, written as null (JSON has no NaN or "

@@ -214,7 +214,7 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     if encoding is not None:
         from .tables.sampling import sample_rows, write_table
 
-        write_table(sample_rows(model, n, encoding, cond)[0], output)
+        write_table(sample_rows(model, n, encoding, cond)[0], output, encoding.schema.dialect)
     else:
         _write_samples(model, n, cond, output, saved["model"])
     click.echo(str(output))

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..tables.encoding import TableEncoding
 from ..tables.kinds import override_options
-from ..tables.schema import detect_schema, load_frame
+from ..tables.schema import detect_schema, read_frame
 from .dataset import Dataset, check_weights
 
 __all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
@@ -25,7 +25,8 @@ __all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
 LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
 
 
-def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = ",",
+def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = "auto",
+               decimal: str = "auto", thousands: str = "auto", encoding: str = "auto",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
                **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
@@ -33,11 +34,13 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
     that take them: numbers >= 0, not modelled, not sampled), ``kinds`` (``a:integer,b:categorical``)
     and each column kind's list (``categorical=a,b``, ``integer=a,b``: the kinds' ``option``,
-    generated from the registry) forcing kinds, ``ignore`` (columns left out), ``delimiter``,
+    generated from the registry) forcing kinds, ``ignore`` (columns left out), the CSV dialect
+    (``delimiter``, ``decimal``, ``thousands``, ``encoding``: each ``auto``, sniffed, by default;
+    :mod:`aigc_engine.tables.dialect`; the schema keeps it for the tables written back),
     ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
     Missing cells (empty, NA, NaN) are a state of their column, not an error."""
     path = Path(path)
-    frame = load_frame(path, delimiter)
+    frame, dialect = read_frame(path, delimiter, decimal, thousands, encoding)
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore
@@ -51,21 +54,22 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
     schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=path.name, **forced)
+    schema.dialect = dialect
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
         if named:
             warnings.warn(f"column {named[0]!r} of {path.name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    encoding = TableEncoding.fit(frame, schema, continuous, weights=weights)
-    y = encoding.labels(frame) if schema.label is not None else None
+    fitted = TableEncoding.fit(frame, schema, continuous, weights=weights)
+    y = fitted.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
                                  *forced.items(), ("kinds", kinds), ("ignore", ignore)) if v not in (None, "")}
-    if delimiter != ",":
-        options["delimiter"] = delimiter
+    options.update((k, v) for k, v in (("delimiter", delimiter), ("decimal", decimal), ("thousands", thousands),
+                                        ("encoding", encoding)) if v != "auto")
     if continuous != "quantile":
         options["continuous"] = continuous
-    return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
-                   options, schema.class_names, encoding=encoding, weights=weights)
+    return Dataset(fitted.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
+                   options, schema.class_names, encoding=fitted, weights=weights)
 
 
 def _with_kind_options(read):

@@ -11,6 +11,7 @@ import torch
 from ..errors import InputError
 from ..model import check_samples
 from ..store import io, rundir
+from .dialect import write_csv
 from .encoding import TableEncoding
 
 __all__ = ["save_encoding", "load_encoding", "reencode", "sample_rows", "measure", "write_table", "TABLE_OUTPUTS"]
@@ -77,8 +78,10 @@ def sample_rows(model: Any, n: int, encoding: TableEncoding, condition: torch.Te
     return encoding.decode(x, labels), x
 
 
-def write_table(frame, path: Path) -> None:
-    """``frame`` as ``path`` (``.csv``: the header, no index; ``.parquet``: needs pyarrow), atomically."""
+def write_table(frame, path: Path, dialect=None) -> None:
+    """``frame`` as ``path`` (``.csv``: the header, no index, in ``dialect``, a
+    :class:`~aigc_engine.tables.dialect.Dialect`, by default comma-separated UTF-8; ``.parquet``:
+    needs pyarrow), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in TABLE_OUTPUTS:
@@ -90,4 +93,4 @@ def write_table(frame, path: Path) -> None:
             raise InputError("writing Parquet needs pyarrow (pip install pyarrow)") from None
         io.atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
-        io.atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        write_csv(frame, path, dialect)

@@ -151,7 +151,8 @@ def from_file(path: str | Path, **options: Any) -> Dataset:
     - ``.csv`` and ``.parquet`` (:func:`~aigc_engine.data.tablefile.read_table`): a table of
       continuous, integer and categorical columns with missing values, encoded as a float matrix
       (``dataset.encoding`` decodes it); options ``label_column``, ``weight_column``,
-      ``categorical``, ``integer``, ``ignore``, ``delimiter`` and ``continuous``.
+      ``categorical``, ``integer``, ``ignore``, the CSV dialect (``delimiter``, ``decimal``,
+      ``thousands``, ``encoding``; sniffed by default) and ``continuous``.
     - a folder of PNG/JPEG images (:func:`~aigc_engine.data.images.read_folder`), one sub-folder
       per class or none; options ``size`` and ``channels``.
 

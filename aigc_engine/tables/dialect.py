@@ -78,7 +78,7 @@ def sniff(path: Path, delimiter: str = "auto", decimal: str = "auto", thousands:
     if not text.strip():
         raise InputError(f"{path.name} is empty")
     delimiter = _delimiter(text, truncated) if delimiter == "auto" else _given_delimiter(delimiter)
-    cells = [c.strip() for row in _rows(text, delimiter, truncated)[1:] for c in row if c.strip()]
+    cells = [c.strip() for row in _rows(text, delimiter, truncated) for c in row if c.strip()]
     if decimal == "auto":
         decimal = _decimal(cells, delimiter)
     elif decimal not in (".", ","):
@@ -92,9 +92,15 @@ def sniff(path: Path, delimiter: str = "auto", decimal: str = "auto", thousands:
     if thousands and (len(thousands) != 1 or thousands == decimal):
         raise InputError(f"dataset.thousands must be one character other than the decimal mark, not {thousands!r}")
     first = text.split("\n", 1)[0]
-    quoting = "all" if len(first) > 1 and first.rstrip("\r").startswith('"') and first.rstrip("\r").endswith('"') \
-        and first.count('"') >= 2 * len(_rows(first, delimiter, False)[0]) else "minimal"
-    return Dialect(delimiter, decimal, thousands, encoding, "\r\n" if first.endswith("\r") else "\n", quoting)
+    return Dialect(delimiter, decimal, thousands, encoding, "\r\n" if first.endswith("\r") else "\n",
+                   _quoting(first.rstrip("\r"), delimiter))
+
+
+def _quoting(first: str, delimiter: str) -> str:
+    """``all`` when every field of the first line is quoted, else ``minimal``."""
+    if len(first) < 2 or not (first.startswith('"') and first.endswith('"')):
+        return "minimal"
+    return "all" if first.count('"') >= 2 * len(_rows(first, delimiter, False)[0]) else "minimal"
 
 
 def _encoding(path: Path) -> str:
@@ -261,19 +267,20 @@ def read_csv(path: Path, dialect: Dialect, sniffed: bool = True):
     numbers = all(dialect.number(cell) for cell in header)  # a first line of numbers is data, not a header
     names = [str(i) for i in range(len(header))] if numbers else None
 
-    def read(dtype=None):
+    def read(**options):
         try:
             return pd.read_csv(path, sep=dialect.delimiter, decimal=dialect.decimal, encoding=dialect.encoding,
-                               skipinitialspace=True, header=None if numbers else "infer", names=names, dtype=dtype)
+                               skipinitialspace=True, header=None if numbers else "infer", names=names, **options)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             raise InputError(f"{path.name}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
 
     frame = read()
     frame.columns = [str(c) for c in frame.columns]
     wide = [c for c in frame.columns if _wide_integers(frame[c])]
-    if wide:  # read again: float64 rounded these ids
-        frame = read({c: "Int64" for c in wide})
-        frame.columns = [str(c) for c in frame.columns]
+    if wide:  # read again as text: float64 rounded these ids
+        texts = read(usecols=wide, dtype={c: str for c in wide})
+        for col in wide:
+            frame[col] = _exact_integers(texts[col].to_numpy(), frame[col])
     for col in frame.columns:
         if frame[col].dtype == object:
             frame[col] = _as_numbers(frame[col], dialect, f"{path.name}: column {col!r}")
@@ -288,6 +295,18 @@ def _wide_integers(values) -> bool:
         return False
     present = values.dropna().to_numpy()
     return bool(len(present) and np.abs(present).max() >= EXACT_FLOAT and np.all(present == np.round(present)))
+
+
+def _exact_integers(texts, values):
+    """``values`` (floats) as ``Int64`` from their text when every present cell is an integer
+    written out in digits within int64; else unchanged (``1e20`` is what the file says)."""
+    import pandas as pd
+
+    present = [t.strip() for t in texts if isinstance(t, str)]
+    if not all(re.fullmatch(r"[+-]?\d+", t) and -2**63 <= int(t) < 2**63 for t in present):
+        return values
+    return pd.Series(pd.array([int(t) if isinstance(t, str) else None for t in texts], dtype="Int64"),
+                     index=values.index)
 
 
 def _as_numbers(values, dialect: Dialect, what: str):

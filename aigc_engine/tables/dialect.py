@@ -173,7 +173,7 @@ def _rows(text: str, delimiter: str, truncated: bool) -> list[list[str]]:
 def _delimiter(text: str, truncated: bool) -> str:
     """The candidate that splits the header in two or more and the most rows into as many
     fields; more cells that are numbers (``1,5`` in ``1;2,5``), csv.Sniffer's pick, then more
-    fields break ties; ``,`` when none splits."""
+    fields break ties; with one column, the first that splits no row."""
     try:
         preferred = csv.Sniffer().sniff(text[:1 << 16], delimiters=",;\t|").delimiter
     except csv.Error:
@@ -190,7 +190,10 @@ def _delimiter(text: str, truncated: bool) -> str:
         key = (even, numbers, candidate == preferred, width, -order)
         if best is None or key > best[0]:
             best = (key, candidate)
-    return best[1] if best is not None else ","
+    if best is not None:
+        return best[1]
+    # one column: a delimiter that splits no row either (";" for "1,5" with a decimal comma)
+    return next((c for c in ",;\t|" if all(len(r) == 1 for r in _rows(text, c, truncated))), ",")
 
 
 _COMMA_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:[. \u00a0\u202f']\d{3})+|\d+),\d+")

@@ -20,12 +20,13 @@ from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
 from .store import rundir
-from .store.rundir import CONFIG_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
+from .store.rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
     from .model import Model
     from .run import Run
+    from .tables import TableEncoding
 
 N_PLOT_SAMPLES = 2500
 # Options every dataset takes (``--set dataset.holdout=0.2``): which rows of Dataset.holdout_split
@@ -177,27 +178,15 @@ class Engine:
         before any directory exists) -> claim the directory -> fit -> evaluate -> write the
         artifacts. A failure before the first checkpoint leaves no directory behind."""
         from .errors import Interrupted
-        from .run import Run
 
-        if not isinstance(spec, RunSpec):
-            spec = self.run_spec(spec, *args, **kwargs)
-        ready = self.prepare(spec)
-        model, data = ready.model, ready.data
+        ready = self.prepare(spec if isinstance(spec, RunSpec) else self.run_spec(spec, *args, **kwargs))
+        spec = ready.spec
         main = int(os.environ.get("RANK", "0")) == 0
         run_dir, created = spec.out, False
         if main and not spec.resume:
-            run_dir, created = rundir.claim(spec.out, spec.model, data.name)
+            run_dir, created = rundir.claim(spec.out, spec.model, ready.data.name)
         try:
-            run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
-            if run.is_main_process:
-                self.write_config(ready, run)
-            start = time.perf_counter()
-            model.fit(data, run)
-            fit_seconds = time.perf_counter() - start
-            metrics = model.evaluate(data, run)
-            if run.is_main_process:
-                self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
-                                                        "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+            run = self._fit(ready, run_dir)
         except Interrupted:
             raise  # the loop wrote its checkpoint: the directory is a resumable run
         except BaseException:
@@ -206,6 +195,23 @@ class Engine:
             raise
         run.barrier()
         return run.dir
+
+    def _fit(self, ready: Prepared, run_dir: Path) -> Run:
+        """The run of ``ready`` in ``run_dir``: config, fit, the model's metrics, artifacts."""
+        from .run import Run
+
+        spec, model, data = ready.spec, ready.model, ready.data
+        run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
+        if run.is_main_process:
+            self.write_config(ready, run)
+        start = time.perf_counter()
+        model.fit(data, run)
+        fit_seconds = time.perf_counter() - start
+        metrics = model.evaluate(data, run)
+        if run.is_main_process:
+            self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
+                                                    "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+        return run
 
     def prepare(self, spec: RunSpec) -> Prepared:
         """``spec`` resolved (the model from its config, the dataset) and validated: bad values,
@@ -251,9 +257,7 @@ class Engine:
         self.draw(model, data, run.dir, run.history)  # first: it checks the samples are finite
         checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
         if data.encoding is not None:  # a table: what `sample -o x.csv` decodes with
-            from .tables.sampling import save_encoding
-
-            save_encoding(run.dir, data.encoding)
+            rundir.save_encoding(run.dir, data.encoding.state_dict())
         io.write_json(run.dir / SUMMARY_FILE, summary)
 
     def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
@@ -275,7 +279,7 @@ class Engine:
         import torch
 
         from . import plotting
-        from .model import check_samples
+        from .sampling import draw
 
         condition, labels = None, None
         if data.is_image and model.num_classes:
@@ -283,20 +287,18 @@ class Engine:
             labels = data.class_names or [str(i) for i in range(model.num_classes)]
             title += " (a row per class)"
         n = len(condition) if condition is not None else (64 if data.is_image else N_PLOT_SAMPLES)
-        with torch.no_grad():
-            samples = model.sample(n, condition=condition)
-        check_samples(samples, model.name)
+        samples = draw(model, n, condition)
         plotting.draw_samples(samples, path, data=data, title=title, row_labels=labels, annotate=model.annotate_plot)
 
     @staticmethod
     def _draw_table(model: Model, data: Dataset, path: Path, title: str) -> None:
         """Each column of the table: the real rows' distribution and that of samples decoded to it."""
         from . import plotting
-        from .tables.sampling import sample_rows
+        from .sampling import draw_rows
 
         rows = data.subset(slice(0, N_PLOT_SAMPLES)) if len(data) > N_PLOT_SAMPLES else data
         real = data.encoding.decode(rows.x, rows.y)
-        synthetic, _ = sample_rows(model, N_PLOT_SAMPLES, data.encoding)
+        synthetic, _ = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
         plotting.table_columns(real, synthetic, path, data.encoding.schema, title=title)
 
     # -- using a finished run ------------------------------------------------------------------
@@ -312,6 +314,125 @@ class Engine:
         model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
         model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
         return model, saved
+
+    def sample(self, run_dir: str | Path, n: int, condition: Any = None, out: str | Path | None = None,
+               seed: int = 0):
+        """``n`` samples of a finished run: a DataFrame in the table's columns, header and dtypes
+        for a run on a table, else a tensor ``[n, *row shape]``. ``condition``: a class of a
+        conditional model (its id, the training labels' name, ``"column=name"`` for a table's
+        label column, or a tensor of ids; :func:`aigc_engine.sampling.resolve_condition`).
+        ``out``: also write them there, as its suffix says (``.csv`` / ``.parquet`` for a table;
+        ``.npy``, or ``.png`` for a picture, otherwise). Drawn from ``seed``."""
+        import torch
+
+        from .sampling import sample
+
+        if n < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        encoding = load_encoding(run_dir)
+        out = Path(out) if out is not None else None
+        if out is not None:
+            _check_suffix(out, encoding is not None)
+        model, saved = self.load_model(run_dir)
+        class_names = saved.get("dataset", {}).get("class_names")
+        torch.manual_seed(seed)
+        samples = sample(model, n, condition, encoding, class_names)
+        if out is not None:
+            _write_samples(samples, out, model, encoding.schema.dialect if encoding is not None else None)
+        return samples
+
+    def samples_path(self, run_dir: str | Path) -> Path:
+        """Where ``aigc-engine sample`` writes without ``-o``: ``samples.csv`` in the run
+        directory of a table, else ``samples.npy``."""
+        return Path(run_dir) / (rundir.SAMPLES_CSV if (Path(run_dir) / ENCODING_FILE).exists() else rundir.SAMPLES_NPY)
+
+    def evaluate(self, run_dir: str | Path, dataset: str | None = None, options: dict[str, Any] | None = None,
+                 device: str = "cpu", n_samples: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """The metrics of a finished run, ``{"dataset": name, metric: value, ...}``, by the protocol
+        ``compare`` uses (:func:`aigc_engine.evaluation.evaluate`). The rows: the run's own
+        (``dataset`` None, ``options`` overriding its dataset options: ``{"part": "holdout"}``
+        gives the rows a ``dataset.holdout`` run held out), or ``dataset`` with ``options``, read
+        into the run's columns for a table. Rows other than its training rows are held out: the
+        held-out metrics (``n_samples`` samples, 2000 by default) and the model's own; its
+        training rows: the model's own metrics and a table's metrics."""
+        from .evaluation import N_SAMPLES, evaluate, judge_for
+
+        run_dir = Path(run_dir)
+        model, saved = self.load_model(run_dir)
+        fitted = saved.get("dataset", {})
+        trained = (fitted.get("name"), fitted.get("options", {}))
+        name, options = (dataset, dict(options or {})) if dataset is not None else \
+            (trained[0], {**trained[1], **(options or {})})
+        encoding = load_encoding(run_dir)
+        rows = _in_run_columns(self.load_dataset(name, options), encoding)
+        if "shape" in fitted and list(rows.shape[1:]) != list(fitted["shape"]):
+            raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} "
+                             f"({Path(str(fitted.get('name'))).name}); {rows.name} has rows of shape {list(rows.shape[1:])}")
+        train, judge = None, None
+        if (_dataset_spec(name, self.plugins), rows.options) != trained:  # rows it never fitted: held out
+            train = _in_run_columns(self.load_dataset(*trained), encoding)
+            if rows.is_image:
+                whole = {k: v for k, v in options.items() if k not in HOLDOUT_OPTIONS}
+                judge = judge_for(self.load_dataset(name, whole), device)
+        found = evaluate(model, rows, train, seed=saved.get("seed", 0), device=device, judge=judge,
+                         n_samples=n_samples or N_SAMPLES, progress=progress)
+        return {"dataset": rows.name, **found.metrics}
+
+
+def load_encoding(run_dir: str | Path) -> TableEncoding | None:
+    """The column encoding of a run on a table, or None for a run on points or images."""
+    from .tables import TableEncoding
+
+    state = rundir.load_encoding(Path(run_dir))
+    return TableEncoding.from_state(state) if state is not None else None
+
+
+def _in_run_columns(data: Dataset, encoding: TableEncoding | None) -> Dataset:
+    """The rows of ``data`` as a table run's model saw its training rows (``encoding``: the run's)."""
+    if encoding is None:
+        return data
+    if data.encoding is None:
+        raise InputError(f"this run was fitted on a table; {data.name} is not one (use a .csv or .parquet file)")
+    return data.reencoded(encoding)
+
+
+def _check_suffix(out: Path, table: bool) -> None:
+    from .sampling import TABLE_SUFFIXES, TENSOR_SUFFIXES
+
+    allowed = TABLE_SUFFIXES if table else TENSOR_SUFFIXES
+    if out.suffix.lower() not in allowed:
+        what = "a run on a table" if table else "this run"
+        raise InputError(f"-o for {what} must end in {' or '.join(allowed)}, got {out.name!r}")
+
+
+def _write_samples(samples: Any, out: Path, model: Model, dialect=None) -> None:
+    """``samples`` as ``out`` (atomically): a DataFrame as CSV (the header, no index, in the
+    table file's ``dialect``: :func:`aigc_engine.tables.dialect.write_csv`) or Parquet, a tensor
+    as ``.npy`` or a picture."""
+    from . import plotting
+    from .store import io
+
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InputError("writing Parquet needs pyarrow (pip install pyarrow)") from None
+        io.atomic_write(out, lambda tmp: samples.to_parquet(tmp, index=False))
+    elif suffix == ".csv":
+        from .tables.dialect import write_csv
+
+        write_csv(samples, out, dialect)
+    elif suffix == ".npy":
+        import numpy as np
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, samples.numpy())
+
+        io.atomic_write(out, write)
+    else:
+        plotting.draw_samples(samples, out, title=f"{model.name} samples", annotate=model.annotate_plot)
 
 
 def _dataset_spec(spec: str, plugins: PluginManager) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from .config import check_config
 from .errors import InputError
+from .sampling import check_samples  # noqa: F401 - its home before sampling.py; plugins import it from here
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
     from pathlib import Path
@@ -144,18 +145,6 @@ def as_model_class(cls: type) -> type:
         return cls
     return type(cls.__name__, (cls, Model), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                                            "__doc__": cls.__doc__})
-
-
-def check_samples(samples: "torch.Tensor", model: str) -> None:
-    """Samples with NaN or inf come from a fit that diverged: an InputError naming the model,
-    never a file or a picture of NaN rows (the engine checks every sample it draws)."""
-    import torch
-
-    bad = ~torch.isfinite(samples)
-    if bad.any():
-        rows = int(bad.reshape(len(samples), -1).any(1).sum())
-        raise InputError(f"model {model!r} returned NaN or inf in {rows} of {len(samples)} samples: the fit "
-                         "diverged (retrain with a lower lr, or use another model)")
 
 
 def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:

@@ -14,8 +14,8 @@ import torch
 
 from conftest import reference_and_resumed_runs
 from aigc_engine import EMA, InputError, Run, data, io
-from aigc_diffusion import (Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound, ode_log_likelihood,
-                            sample_loop)
+from aigc_diffusion import (SAMPLERS, Diffusion, DiffusionConfig, LearnedSchedule, Schedule, discrete_bound,
+                            ode_log_likelihood, sample_loop)
 from aigc_diffusion.schedules import alpha_sigma
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -62,10 +62,10 @@ def test_schedule_ends_and_derivative(kind):
 def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
     """schedule=learned: the network's gradient is that of the mean per-row bound (the uniform
     log-SNR's estimate, importance-sampled), the schedule's that of the mean squared loss."""
-    from aigc_diffusion.model import _resolved
+    from aigc_diffusion.config import resolved
 
     model = Diffusion(DiffusionConfig(schedule="learned", target="eps", width=16, depth=1, fourier=0, batch_size=64))
-    c = model.resolved = _resolved(model.config, "points")
+    c = model.resolved = resolved(model.config, "points")
     assert c.weighting == "elbo"
     torch.manual_seed(0)
     model.net = model._build((2,), 0, c)
@@ -95,7 +95,7 @@ def test_learned_schedule_trains_on_the_variance_and_the_network_on_the_bound():
     assert not torch.allclose(got["schedule.w"], mean["schedule.w"])
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++2m"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))  # every registered sampler
 def test_samplers_with_the_optimal_denoiser_reproduce_a_gaussian(sampler):
     torch.manual_seed(0)
     noise = torch.randn(20000, 2, dtype=torch.float64)

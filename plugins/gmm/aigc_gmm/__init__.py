@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aigc_engine import lazy_exports
+
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit"]
 
 _HOME = {"GaussianMixture": "_gaussian_mixture", "BayesianGaussianMixture": "_bayesian_mixture",
@@ -32,10 +34,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._gaussian_mixture import GaussianMixture
     from ._stepwise import StepwiseFit
 
-
-def __getattr__(name: str):
-    if name in _HOME:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

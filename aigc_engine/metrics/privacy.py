@@ -66,13 +66,15 @@ def _scott(x: torch.Tensor) -> float:
     return max(std, 1e-12) * len(x) ** (-1 / (x.shape[1] + 4))
 
 
-def domias_auc(samples, train, holdout, reference=None) -> float:
+def domias_auc(samples, train, holdout, reference=None, bandwidth: float = 0.2) -> float:
     """The AUC of DOMIAS (van Breugel et al. 2023): a row is called a member the more the
     synthetic density exceeds the population's there, ``log p_synthetic(x) - log
-    p_reference(x)``, both Gaussian KDEs (Scott's bandwidth). ``reference`` rows are from the
-    population and neither members nor scored; without them the first half of ``holdout`` is the
-    reference and the second half the non-members. Training rows are scored as given: pass as
-    many as non-members (the AUC does not depend on the ratio, its noise does)."""
+    p_reference(x)``, both Gaussian KDEs. The reference's bandwidth is Scott's rule; the
+    synthetic density's is ``bandwidth`` times Scott's, sharp enough to show where samples pile
+    up on training rows (at Scott's own, copies of the training rows are smoothed back into the
+    population: on 3-D blobs a memorising model's AUC is 0.55, at 0.2 of it 0.95). ``reference``
+    rows are from the population and neither members nor scored; without them the first half of
+    ``holdout`` is the reference and the second half the non-members."""
     samples, train, holdout = _matrices(samples=samples, train=train, holdout=holdout)
     if reference is None:
         if len(holdout) < 4:
@@ -81,7 +83,7 @@ def domias_auc(samples, train, holdout, reference=None) -> float:
         reference, holdout = holdout[:half], holdout[half:]
     else:
         reference = _matrices(train=train, reference=reference)[1]
-    h_syn, h_ref = _scott(samples), _scott(reference)
+    h_syn, h_ref = bandwidth * _scott(samples), _scott(reference)
 
     def score(x):
         return _log_kde(x, samples, h_syn) - _log_kde(x, reference, h_ref)

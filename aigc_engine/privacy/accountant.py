@@ -95,12 +95,35 @@ def calibrate_noise(epsilon: float, delta: float, count: int, sample_rate: float
     if not epsilon > 0 or not 0 < delta < 1 or count < 1:
         raise InputError(f"calibration needs epsilon > 0, delta in (0, 1) and count >= 1, got "
                          f"{epsilon}, {delta} and {count}")
-    # A lower end whose epsilon is above the target: for the full-batch composition a quarter of
-    # the analytic Gaussian's multiplier for it (exact for PLD up to discretisation); subsampled,
-    # 0.3 (DP-SGD below it spends too much to be of use, and a smaller one makes huge PLD grids).
-    # ``tol`` is absolute on the multiplier: 1e-3 of the lower end.
-    guess = dpa.get_sigma_gaussian(epsilon, delta) * math.sqrt(count)
-    lower = 0.3 if sample_rate is not None and sample_rate < 1 else guess / 4
-    bracket = dpa.LowerEndpointAndGuess(lower, max(guess, 2 * lower))
+    if sample_rate is None or sample_rate >= 1:
+        return _calibrate_full_batch(epsilon, delta, count, kind)
+    # A lower end whose epsilon is above the target: 0.3 (DP-SGD below it spends too much to be of
+    # use, and smaller ones make huge PLD grids). ``tol`` is absolute on the multiplier.
+    bracket = dpa.LowerEndpointAndGuess(0.3, 1.0)
     return float(dpa.calibrate_dp_mechanism(lambda: _fresh(kind), lambda z: _event(z, count, sample_rate),
-                                            epsilon, delta, bracket, tol=1e-3 * lower))
+                                            epsilon, delta, bracket, tol=3e-4))
+
+
+def _calibrate_full_batch(epsilon: float, delta: float, count: int, kind: str) -> float:
+    """``count`` Gaussian mechanisms of multiplier z are one of multiplier z / sqrt(count), whose
+    exact epsilon is the analytic Gaussian mechanism's (Balle and Wang 2018): its multiplier for
+    (epsilon, delta) times sqrt(count) spends exactly the budget. The accountant that will report
+    the spend discretises (PLD) or bounds (RDP) it from above: the multiplier grows by 0.1% steps
+    until that accountant's epsilon is within the budget too (one step for PLD, a bisection for
+    RDP, whose bound is looser)."""
+    import dp_accounting as dpa
+
+    z = dpa.get_sigma_gaussian(epsilon, delta) * math.sqrt(count)
+
+    def spent(m: float) -> float:
+        return _fresh(kind).compose(_event(m, count, None)).get_epsilon(delta)
+
+    if spent(z) <= epsilon:
+        return z
+    lo, hi = z, z * 1.001
+    while spent(hi) > epsilon:
+        lo, hi = hi, hi * 1.25 if kind == "rdp" else hi * 1.001
+    while hi - lo > 1e-3 * z:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spent(mid) > epsilon else (lo, mid)
+    return hi

@@ -79,5 +79,6 @@ def thresholded_histogram(values: Iterable[Any], noise_multiplier: float, thresh
     (None) count as a category of their own."""
     counts = Counter(values)
     keys = sorted(counts, key=lambda k: (k is None, str(k)))
-    noisy = torch.tensor([counts[k] for k in keys], dtype=torch.float64) + _noise(len(keys), noise_multiplier, generator)
+    noisy = torch.tensor([counts[k] for k in keys], dtype=torch.float64)
+    noisy = noisy + _noise(len(keys), noise_multiplier, generator)
     return {k: float(c) for k, c in zip(keys, noisy.tolist()) if c > threshold}

@@ -13,7 +13,7 @@ from aigc_engine import InputError, Model, Run, class_frequencies, conditional_c
 
 from aigc_engine.config import resolve_defaults
 
-from . import _private
+from . import private_fit
 from .config import DEFAULTS, DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,8 +95,8 @@ class GMMModel(Model):
     def validate(self, dataset) -> None:
         """Check the config and the data before the engine makes a run directory."""
         self.config = resolve_defaults(self.config, DEFAULTS, dataset)
-        if _private.is_private(self.config):
-            _private.check(self.config, dataset, self.name)
+        if private_fit.is_private(self.config):
+            private_fit.check(self.config, dataset, self.name)
         gm = self.build()
         if self.config.missing == "marginalize" and getattr(dataset, "encoding", None) is None:
             raise InputError("missing=marginalize is for tables (a CSV or Parquet file with empty cells); "
@@ -122,9 +122,9 @@ class GMMModel(Model):
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
         self.num_classes = self._conditional(dataset)
-        if _private.is_private(self.config):  # DP-EM: one mixture, or one per class, as _fit_groups
-            self.classes, self.class_freq, self.privacy = _private.fit(self.config, dataset, self.num_classes, run.seed,
-                                                                            self.name)
+        if private_fit.is_private(self.config):  # DP-EM: one mixture, or one per class, as _fit_groups
+            self.classes, self.class_freq, self.privacy = private_fit.fit(self.config, dataset, self.num_classes,
+                                                                          run.seed, self.name)
             self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
             return
         if self.num_classes or dataset.encoding is not None:

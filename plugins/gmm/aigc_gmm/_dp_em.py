@@ -44,8 +44,8 @@ def initial(n_components: int, d: int, bound: float, generator: torch.Generator,
     return torch.full((n_components,), 1 / n_components, dtype=torch.float64), means, cov
 
 
-def responsibilities(x, weights, means, cov, covariance_type: str) -> torch.Tensor:
-    """The E-step: ``p(k | x_n)`` ``[n, K]``."""
+def log_joint(x, weights, means, cov, covariance_type: str) -> torch.Tensor:
+    """``log w_k + log N(x_n | m_k, S_k)`` ``[n, K]`` (its logsumexp over k: ``log p(x_n)``)."""
     diff = x[:, None, :] - means[None]
     if covariance_type == "full":
         chol = torch.linalg.cholesky(cov)
@@ -53,8 +53,12 @@ def responsibilities(x, weights, means, cov, covariance_type: str) -> torch.Tens
         maha, logdet = (solved ** 2).sum(-1), 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
     else:
         maha, logdet = (diff ** 2 / cov[None]).sum(-1), torch.log(cov).sum(-1)
-    log_p = torch.log(weights)[None] - 0.5 * (maha + logdet[None] + x.shape[1] * math.log(2 * math.pi))
-    return torch.softmax(log_p, dim=1)
+    return torch.log(weights)[None] - 0.5 * (maha + logdet[None] + x.shape[1] * math.log(2 * math.pi))
+
+
+def responsibilities(x, weights, means, cov, covariance_type: str) -> torch.Tensor:
+    """The E-step: ``p(k | x_n)`` ``[n, K]``."""
+    return torch.softmax(log_joint(x, weights, means, cov, covariance_type), dim=1)
 
 
 def statistics(x, resp, covariance_type: str):

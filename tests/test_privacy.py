@@ -293,6 +293,7 @@ def test_what_has_no_private_fit_says_so(wine):
         GMMModel(GMMConfig(privacy_epsilon=1.0, privacy_delta=0.1)).validate(dataset)
 
 
+@pytest.mark.slow
 def test_cli_run_writes_the_spend(wine, tmp_path):
     from click.testing import CliRunner
 

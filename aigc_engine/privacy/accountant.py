@@ -108,9 +108,9 @@ def _calibrate_full_batch(epsilon: float, delta: float, count: int, kind: str) -
     """``count`` Gaussian mechanisms of multiplier z are one of multiplier z / sqrt(count), whose
     exact epsilon is the analytic Gaussian mechanism's (Balle and Wang 2018): its multiplier for
     (epsilon, delta) times sqrt(count) spends exactly the budget. The accountant that will report
-    the spend discretises (PLD) or bounds (RDP) it from above: the multiplier grows by 0.1% steps
-    until that accountant's epsilon is within the budget too (one step for PLD, a bisection for
-    RDP, whose bound is looser)."""
+    the spend discretises (PLD) or bounds (RDP) it from above: the multiplier then grows (0.1%
+    steps for PLD, usually one; 25% steps for RDP, whose bound is looser) until that accountant's
+    epsilon is within the budget, and a bisection to 0.1% brings it back down."""
     import dp_accounting as dpa
 
     z = dpa.get_sigma_gaussian(epsilon, delta) * math.sqrt(count)

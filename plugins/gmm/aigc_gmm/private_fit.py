@@ -61,7 +61,7 @@ def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm") -> tup
     floor = max(config.reg_covar or 0.0, 1e-2 * bound ** 2 / x.shape[1])
     groups = [dataset.y == c for c in range(num_classes)] if num_classes else [torch.ones(len(x), dtype=torch.bool)]
     fits = [dp_em(x[rows], config.n_components, iterations, bound, z, config.covariance_type, floor,
-                      torch.Generator().manual_seed(seed + c), noise) for c, rows in enumerate(groups)]
+                  torch.Generator().manual_seed(seed + c), noise) for c, rows in enumerate(groups)]
     mixtures = [_mixture(f, config.covariance_type, iterations) for f in fits]
     rates = None
     if num_classes:

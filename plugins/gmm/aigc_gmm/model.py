@@ -4,6 +4,7 @@ list the model)."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,6 +125,10 @@ class GMMModel(Model):
                              f"dataset {dataset.name!r}")
         self.num_classes = self._conditional(dataset)
         if private_fit.is_private(self.config):  # DP-EM: one mixture, or one per class, as _fit_groups
+            if dataset.encoding is not None and run.is_main_process:
+                print("aigc-engine: warning: privacy_epsilon covers the mixture's fit and the class rates; the "
+                      "table encoding's statistics (ranges, quantiles, categories) are not private yet "
+                      "(docs/privacy.md)", file=sys.stderr)
             self.classes, self.class_freq, self.privacy = private_fit.fit(self.config, dataset, self.num_classes,
                                                                           run.seed, self.name)
             self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])

@@ -94,8 +94,8 @@ class Synthesizer:
 
     @staticmethod
     def _source(data: Any, y: Any, label: str | None, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """What the engine opens for ``data`` (a path as a string, a DataFrame as it is, arrays as
-        a Dataset) and the dataset options as ``--set`` would give them."""
+        """What the engine opens for ``data`` (a path as a string, a DataFrame or a Dataset as it
+        is, arrays as a Dataset) and the dataset options as ``--set`` would give them."""
         options = {key: _option_text(value) for key, value in options.items()}
         if isinstance(data, (str, os.PathLike)) or hasattr(data, "columns"):
             if y is not None:
@@ -105,8 +105,14 @@ class Synthesizer:
             return (str(data) if isinstance(data, (str, os.PathLike)) else data), options
         if label is not None:
             raise InputError("label= names a table's column; give the labels of arrays as y=")
+        from .data import Dataset
         from .data.arrays import from_arrays
 
+        if isinstance(data, Dataset) and y is None:
+            return data, options
+        if not hasattr(data, "shape") and not isinstance(data, (list, tuple)):
+            raise InputError(f"cannot fit a {type(data).__name__}: give a DataFrame, a file path, or an array or "
+                             "tensor of points or images")
         return from_arrays(_numpy(data), None if y is None else _numpy(y), name="array"), options
 
     # -- use -----------------------------------------------------------------------------------

@@ -76,8 +76,14 @@ def _table(source, delimiter: str):
     its column names as strings, as a file's header gives them)."""
     if isinstance(source, (str, os.PathLike)):
         return load_frame(Path(source), delimiter), Path(source).name
+    import pandas as pd
+
     frame = source.reset_index(drop=True)  # a copy, indexed as a file's rows
     frame.columns = [str(c) for c in frame.columns]
+    for name in frame.columns:  # "string" and "boolean" columns: missing as a file's (None), not pd.NA
+        column = frame[name]
+        if getattr(column.dtype, "na_value", None) is pd.NA and not pd.api.types.is_numeric_dtype(column.dtype):
+            frame[name] = column.astype(object).where(column.notna(), None)
     if len(frame) == 0:
         raise InputError("the DataFrame has no rows")
     if frame.columns.duplicated().any():

@@ -89,6 +89,7 @@ class Synthesizer:
             raise
         self._use_run(run_dir, temp)
         self.dtypes_ = read_dtypes(dtypes) if dtypes is not None else None
+        self._draws = 0
         self._fitted_on = (source, options) if not isinstance(source, str) else None
         return self
 
@@ -141,6 +142,9 @@ class Synthesizer:
         run_dir = self._fitted()
         held = self._fitted_on
         if data is None and held is None:
+            if rundir.read_config(run_dir).get("dataset", {}).get("in_memory"):
+                raise InputError(f"{run_dir} was fitted on rows held in memory, which a loaded synthesizer no "
+                                 "longer has: pass real rows, evaluate(data)")
             return self.engine.evaluate(run_dir, None, options, device, n_samples)
         if data is None:
             rows, read = held[0], {**held[1], **options}
@@ -193,7 +197,7 @@ class Synthesizer:
         if self._temporary is not None:
             self._temporary()
         self._temporary = weakref.finalize(self, shutil.rmtree, temp, True) if temp is not None else None
-        self.run_dir_, self._draws = run_dir, 0
+        self.run_dir_ = run_dir
 
 
 def place_run(source: Path, target: Path, move: bool) -> None:

@@ -79,6 +79,11 @@ def test_a_saved_run_is_read_by_the_cli(fitted, penguins, tmp_path):
     result = invoke("eval", run, "--dataset", tmp_path / "held.csv")
     assert result.exit_code == 0, result.output
     assert 0 < json.loads(result.output)["column_shapes"] <= 1
+    loaded = aigc_engine.Synthesizer.load(run)
+    with pytest.raises(aigc_engine.InputError, match=r"no longer has: pass real rows, evaluate\(data\)"):
+        loaded.evaluate()
+    scores = loaded.evaluate(held)  # scored as eval --dataset scores them: no training rows to hold them out from
+    assert "column_shapes" in scores and "dcr_ratio" not in scores
     # resuming a run whose rows were in memory needs them
     result = invoke("run", "--resume", run)
     assert result.exit_code == 2 and "pass --dataset FILE" in result.output

@@ -107,8 +107,8 @@ class Engine:
         (``train`` or ``holdout``): with ``holdout`` set, only that part of the rows of
         :meth:`Dataset.holdout_split` (what ``aigc-engine compare`` trains and evaluates on)."""
         options = dict(options or {})
-        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options}, spec,
-                               HOLDOUT_TYPES)
+        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options},
+                               str(spec) if isinstance(spec, (str, os.PathLike)) else "in memory", HOLDOUT_TYPES)
         if isinstance(spec, (str, os.PathLike)):
             data = self._open_dataset(str(spec), options)
         else:

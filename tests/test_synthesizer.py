@@ -161,6 +161,18 @@ def test_a_short_neural_run_keeps_the_frame(penguins):
     assert "column_shapes" in syn.evaluate(held)
 
 
+def test_a_path_is_read_as_the_cli_reads_it(penguins, tmp_path):
+    train, held = penguins
+    train.to_csv(tmp_path / "train.csv", index=False)
+    syn = aigc_engine.Synthesizer("gmm", **FAST).fit(tmp_path / "train.csv", label="species")
+    rows = syn.sample(20)
+    assert syn.dtypes_ is None and list(rows.columns) == list(train.columns)
+    assert str(rows["body_mass_g"].dtype) == "Int64"  # whole numbers with empty cells, as `sample -o` writes them
+    config = json.loads((syn.run_dir_ / "config.json").read_text())
+    assert config["dataset"]["name"] == str(tmp_path / "train.csv") and "in_memory" not in config["dataset"]
+    assert "dcr_ratio" in syn.evaluate(held)  # the run reopens its own rows: the frame is held out
+
+
 def test_holdout_rows_are_scored_as_held_out(penguins):
     train, _ = penguins
     syn = aigc_engine.Synthesizer("gmm", **FAST).fit(train, label="species", holdout=0.25)

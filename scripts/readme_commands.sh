@@ -57,6 +57,12 @@ for page in sys.argv[1:]:
 PY
 check "the snippet wrote points.npy" test -f points.npy
 
+# --- The Python API (runs/penguins-api, penguins-api-test.csv: the snippet of docs/python-api.md) --
+run 'aigc-engine sample runs/penguins-api -n 5 -o five.csv'
+check "sample reads a saved Synthesizer" bash -c 'test "$(wc -l < five.csv)" -eq 6'
+run 'aigc-engine eval runs/penguins-api --dataset penguins-api-test.csv'
+check "eval scores a saved Synthesizer on a file" grep -q '"column_shapes"' "$OUT_LOG"
+
 # --- Gaussian mixtures ----------------------------------------------------------------------------
 run 'aigc-engine run gmm --dataset grid25 --set n_components=25'
 run 'aigc-engine run gmm --dataset points.npy --set n_components=32 --set covariance_type=diag   # streamed'

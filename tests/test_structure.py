@@ -67,7 +67,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("progress", "fabric", "loop", "run", "training"),
     ("model", "neural"),
     ("plugins",),
-    ("engine", "evaluation", "compare", "testing"),
+    ("engine", "evaluation", "compare", "testing", "synthesizer"),
     ("cli", "__main__"),
 )
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}

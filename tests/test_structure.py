@@ -62,7 +62,7 @@ def _cases(check: str, modules) -> list:
 # data and metrics: ``metrics.sample_metrics`` draws through it, and it needs nothing above the
 # tables.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "lazy", "hookspecs", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
+    ("errors", "lazy", "hookspecs", "privacy", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
     ("data", "sampling", "metrics", "plotting"),
     ("progress", "fabric", "loop", "run", "training"),
     ("model", "neural"),

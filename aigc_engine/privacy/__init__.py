@@ -10,9 +10,9 @@ this package stays light.
 """
 from __future__ import annotations
 
-from .accountant import ACCOUNTANTS, Accountant, calibrate_noise
+from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
 from .mechanisms import clip_rows, gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram
 
 __all__ = ["ACCOUNTANTS", "Accountant", "PrivacyBudget", "calibrate_noise", "clip_rows", "default_delta",
-           "gaussian_sum", "histogram_quantiles", "release_threshold", "thresholded_histogram"]
+           "gaussian_sum", "histogram_quantiles", "release_threshold", "require_accounting", "thresholded_histogram"]

@@ -13,6 +13,14 @@ ACCOUNTANTS: tuple[str, ...] = ("pld", "rdp")
 OPACUS_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
 
+def require_accounting() -> None:
+    """An InputError, before any run directory exists, when dp-accounting is not installed."""
+    try:
+        import dp_accounting  # noqa: F401
+    except ImportError:
+        raise InputError("a private fit needs dp-accounting: pip install 'aigc-engine[privacy]'") from None
+
+
 def _fresh(kind: str):
     from dp_accounting import pld, rdp
 

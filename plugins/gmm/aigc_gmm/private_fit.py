@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from aigc_engine import InputError
-from aigc_engine.privacy import Accountant, PrivacyBudget, calibrate_noise, gaussian_sum
+from aigc_engine.privacy import Accountant, PrivacyBudget, calibrate_noise, gaussian_sum, require_accounting
 
 from ._dp_em import COVARIANCE_TYPES, dp_em
 from ._gaussian import precision_cholesky
@@ -27,6 +27,7 @@ def is_private(config) -> bool:
 
 def check(config, dataset, model: str) -> None:
     """Refuse (InputError) what the private fit does not cover yet."""
+    require_accounting()
     PrivacyBudget(config.privacy_epsilon, config.privacy_delta).for_rows(len(dataset))
     refusals = [
         (model != "gmm", f"{model} has no private fit yet (gmm has: DP-EM)"),

@@ -342,6 +342,8 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 def _check_json_types(entries: dict[str, Any], types_: dict[str, type], path: Path, prefix: str) -> None:
     for key, expected in types_.items():
         value = entries.get(key)
+        if value is None and f"{prefix}{key}" == "dataset.name":  # a run on rows held in memory (Synthesizer)
+            continue
         if key in entries and (not isinstance(value, expected) or isinstance(value, bool)):
             raise InputError(f"{path}: {prefix}{key} must be {_JSON_NAMES[expected]}, got "
                              f"{type(value).__name__} {json_text(value)}")

@@ -138,7 +138,7 @@ def _check_integer_range(frame, schema, name: str) -> None:
     value past them (1e308 is whole) could be fitted but never written back."""
     for spec in schema.features:
         column = frame[spec.name]
-        if spec.kind == "continuous" or column.dtype.kind not in "iuf":
+        if spec.kind == "continuous" or column.dtype.kind != "f":  # integer dtypes hold int64 already
             continue
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         values = values[np.isfinite(values)]

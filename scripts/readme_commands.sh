@@ -98,6 +98,10 @@ check "missing=marginalize samples complete measurements" python -c "
 import pandas as pd, subprocess
 subprocess.run(['aigc-engine', 'sample', 'runs/gmm-marginal', '-n', '500', '-o', 'marginal.csv'], check=True)
 assert not pd.read_csv('marginal.csv')[['bill_length_mm', 'body_mass_g']].isna().any().any()"
+run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set privacy_epsilon=1 --out runs/gmm-dp'
+check "a private run says what it spent" python -c "
+import json; s = json.load(open('runs/gmm-dp/summary.json'))
+assert 0 < s['privacy_epsilon'] <= 1 and s['privacy_accountant'], s"
 
 run 'aigc-engine run diffusion --dataset ring8 --set steps=300 --out runs/diffusion-ring8'
 check "the diffusion run wrote its pictures" has_files runs/diffusion-ring8 samples.png progress.png denoising.png

@@ -27,6 +27,7 @@ _PUBLIC = {
     "Engine": "engine",
     "RunSpec": "engine",
     "open_dataset": "engine",
+    "Synthesizer": "synthesizer",
     "compare": "compare",
     "CompareResult": "compare",
     "data": "data",
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from . import checkpoint, compare, data, fabric, io, loop, metrics, neural, ops, plotting, rundir, store, training
     from .compare import CompareResult
     from .engine import Engine, RunSpec, open_dataset
+    from .synthesizer import Synthesizer
     from .errors import InputError
     from .hookspecs import hookimpl
     from .model import Model, class_frequencies, conditional_classes, sample_labels

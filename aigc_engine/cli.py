@@ -32,6 +32,14 @@ class _Unexpected(click.ClickException):
     exit_code = 1
 
 
+class _EnvironmentError(click.ClickException):
+    exit_code = 3  # the machine refused a write: a full disk, a read-only directory (EnvironmentFault)
+
+
+SEED = click.IntRange(-(2**63), 2**64 - 1)  # what torch.manual_seed takes
+MAX_SAMPLES = 10_000_000  # sample -n: more is an allocation no machine here makes, refused before trying
+
+
 class _EngineGroup(click.Group):
     """Bad input anywhere below (InputError or ValueError) is one line and exit status 2; any
     other failure one line and exit status 1; ``AIGC_ENGINE_DEBUG=1`` shows tracebacks."""
@@ -54,6 +62,11 @@ class _EngineGroup(click.Group):
         except Exception as err:  # noqa: BLE001
             if os.environ.get(DEBUG_ENV):
                 raise
+            from .store.io import environment_fault
+
+            fault = environment_fault(err)
+            if fault is not None:  # a full disk, a read-only directory: the machine's, not a bug
+                raise _EnvironmentError(str(fault)) from None
             raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
                               f"(set {DEBUG_ENV}=1 for the traceback)") from None
 
@@ -134,7 +147,7 @@ def cli(ctx):
               help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-TIME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random generator.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of every random generator.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue this run directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -180,7 +193,8 @@ def _short(value: Any) -> str:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
+@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1, max=MAX_SAMPLES),
+              help="How many samples.")
 @click.option("--condition", "conditions", metavar="COND", multiple=True,
               help="Repeatable, all must hold. A class of a conditional model (its id, or its name: Gentoo, "
                    "species=Gentoo); for a table any column: island=Biscoe, body_mass_g>=5000, sex!=NA, "
@@ -188,7 +202,7 @@ def _short(value: Any) -> str:
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); for a run on a table FILE.csv or FILE.parquet "
                    "(the user's columns). Default RUN_DIR/samples.npy (samples.csv for a table).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--no-progress", is_flag=True, help="No progress bar (sampling shows none today; accepted as run takes it).")
 @click.pass_context
 def sample(ctx, run_dir, n, conditions, output, seed, no_progress):
@@ -223,7 +237,9 @@ def eval_(ctx, run_dir, dataset, sets, device, conditions, no_progress):
         raise InputError(f"eval takes dataset options only (dataset.KEY=VALUE), got {sorted(extra)[0]!r}")
     metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress,
                                     condition=list(conditions) or None)
-    click.echo(json.dumps(metrics, indent=2, default=float))
+    from .store.io import finite
+
+    click.echo(json.dumps(finite(metrics, "eval", warn=False), indent=2, allow_nan=False))  # stdout: JSON alone
 
 
 @cli.command()

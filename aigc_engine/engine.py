@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import build_config, coerce_options, read_toml, split_dataset_keys
+from .config import build_config, coerce_options, read_run_config, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
@@ -50,11 +50,12 @@ class RunSpec:
 
     ``config``: values of the model's Config fields (typed, or strings as ``--set`` gives them;
     missing fields keep their defaults); ``dataset``: a registered name or a file path (None:
-    the model's ``default_dataset``) with its ``dataset_options``; ``out``: the run directory
+    the model's ``default_dataset``), or data held in memory (a pandas DataFrame, a Dataset;
+    config.json records that it was), with its ``dataset_options``; ``out``: the run directory
     (None: ``runs/<model>-<data>-<time>``); ``resume``: ``out`` is an existing run to continue."""
     model: str
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
-    dataset: str | None = None
+    dataset: str | Any | None = None
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
@@ -95,18 +96,25 @@ class Engine:
             self._wrapped[cls] = as_model_class(cls)
         return self._wrapped[cls]
 
-    def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
+    def load_dataset(self, spec: str | Any, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, else a path: a file whose name ends in a registered
         reader's suffix (``.npy``, ``.npz``, ``.csv``, a plugin's), or a folder (the ``"folder"``
         reader: images); the reader's keyword options are the dataset options (``data.open_file``).
+        Data held in memory instead of a name: a pandas DataFrame (read as a ``.csv`` file's
+        rows) or a Dataset (``data.open_in_memory``).
 
         Every dataset also takes ``holdout`` (a fraction; 0: none), ``holdout_seed`` and ``part``
         (``train`` or ``holdout``): with ``holdout`` set, only that part of the rows of
         :meth:`Dataset.holdout_split` (what ``aigc-engine compare`` trains and evaluates on)."""
         options = dict(options or {})
-        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options}, spec,
-                               HOLDOUT_TYPES)
-        data = self._open_dataset(spec, options)
+        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options},
+                               str(spec) if isinstance(spec, (str, os.PathLike)) else "in memory", HOLDOUT_TYPES)
+        if isinstance(spec, (str, os.PathLike)):
+            data = self._open_dataset(str(spec), options)
+        else:
+            from .data.readers import open_in_memory
+
+            data = open_in_memory(spec, options)
         if not split.get("holdout"):
             if split.get("part", "train") != "train":
                 raise InputError("dataset.part=holdout needs dataset.holdout=F (the held-out fraction)")
@@ -149,9 +157,11 @@ class Engine:
         dataset options)."""
         saved: dict[str, Any] = {}
         if resume:
-            saved = rundir.read_config(Path(resume))
+            saved = read_run_config(resume)
             if model and model != saved["model"]:
                 raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
+            if not dataset:
+                _reopenable(saved, Path(resume), "pass --dataset FILE with the rows it was fitted on to resume it")
             model, out, seed = saved["model"], resume, saved.get("seed", seed)
         spec = RunSpec(model, dict(saved.get("config", {})), saved.get("dataset", {}).get("name"),
                        dict(saved.get("dataset", {}).get("options", {})), seed, device,
@@ -183,7 +193,9 @@ class Engine:
         spec = ready.spec
         main = int(os.environ.get("RANK", "0")) == 0
         run_dir, created = spec.out, False
-        if main and not spec.resume:
+        if main and spec.resume:
+            rundir.lock(spec.out)  # one process at a time in a run directory
+        elif main:
             run_dir, created = rundir.claim(spec.out, spec.model, ready.data.name)
         try:
             run = self._fit(ready, run_dir)
@@ -193,6 +205,8 @@ class Engine:
             if main and not spec.resume:
                 rundir.release(run_dir, created)
             raise
+        finally:
+            rundir.unlock(run_dir if main else None)
         run.barrier()
         return run.dir
 
@@ -202,10 +216,13 @@ class Engine:
 
         spec, model, data = ready.spec, ready.model, ready.data
         run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
-        if run.is_main_process:
-            self.write_config(ready, run)
+        if run.is_main_process:  # on --resume, config.json changes only once its checkpoint is restored
+            run.when_restored(lambda: self.write_config(ready, run))
+            if not spec.resume:
+                run.restored()
         start = time.perf_counter()
         model.fit(data, run)
+        run.restored()  # a fit that resumes without the training loop
         fit_seconds = time.perf_counter() - start
         metrics = model.evaluate(data, run)
         if run.is_main_process:
@@ -220,8 +237,8 @@ class Engine:
 
         cls = self.model_class(spec.model)
         config = build_config(cls.Config, spec.config, spec.model)
-        name = spec.dataset or cls.default_dataset
-        if not name:
+        name = spec.dataset if spec.dataset is not None else cls.default_dataset
+        if name is None or isinstance(name, str) and not name:
             raise InputError(f"model {spec.model!r} has no default dataset: pass --dataset")
         data = self.load_dataset(name, spec.dataset_options)
         model = cls(config)  # a model validates its config here
@@ -243,6 +260,8 @@ class Engine:
         spec, config, data = ready.spec, ready.config, ready.data
         dataset = {"name": _dataset_spec(spec.dataset, self.plugins), "options": data.options, "shape": list(data.shape[1:]),
                    **({"class_names": data.class_names} if data.class_names else {})}
+        if not isinstance(spec.dataset, (str, os.PathLike)):  # no rows to reopen: eval and --resume ask for them
+            dataset["in_memory"] = type(spec.dataset).__name__
         io.write_json(run.dir / CONFIG_FILE, {
             "model": spec.model, "config": dataclasses.asdict(config), "dataset": dataset, "seed": spec.seed,
             "device": str(run.device), "world_size": run.world_size, "versions": versions(),
@@ -307,12 +326,12 @@ class Engine:
         from .store import checkpoint
 
         run_dir = Path(run_dir)
-        saved = rundir.read_config(run_dir)
+        saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
             raise InputError(f"{run_dir} has no {MODEL_FILE}: the run did not finish")
         cls = self.model_class(saved["model"])
         model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
-        model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
+        checkpoint.restore(model, checkpoint.load(run_dir / MODEL_FILE), run_dir / MODEL_FILE)
         return model, saved
 
     def sample(self, run_dir: str | Path, n: int, condition: Any = None, out: str | Path | None = None,
@@ -342,7 +361,7 @@ class Engine:
         torch.manual_seed(seed)
         samples = sample(model, n, condition, encoding, class_names, rules=rules)
         if out is not None:
-            _write_samples(samples, out, model)
+            _write_samples(samples, out, model, encoding.schema.dialect if encoding is not None else None)
         return samples
 
     def samples_path(self, run_dir: str | Path) -> Path:
@@ -350,38 +369,51 @@ class Engine:
         directory of a table, else ``samples.npy``."""
         return Path(run_dir) / (rundir.SAMPLES_CSV if (Path(run_dir) / ENCODING_FILE).exists() else rundir.SAMPLES_NPY)
 
-    def evaluate(self, run_dir: str | Path, dataset: str | None = None, options: dict[str, Any] | None = None,
+    def evaluate(self, run_dir: str | Path, dataset: str | Any | None = None, options: dict[str, Any] | None = None,
                  device: str = "cpu", n_samples: int | None = None, progress: bool = False,
-                 condition: Any = None) -> dict[str, Any]:
+                 train: str | Any | None = None, condition: Any = None) -> dict[str, Any]:
         """The metrics of a finished run, ``{"dataset": name, metric: value, ...}``, by the protocol
         ``compare`` uses (:func:`aigc_engine.evaluation.evaluate`). The rows: the run's own
         (``dataset`` None, ``options`` overriding its dataset options: ``{"part": "holdout"}``
         gives the rows a ``dataset.holdout`` run held out), or ``dataset`` with ``options``, read
         into the run's columns for a table. Rows other than its training rows are held out: the
         held-out metrics (``n_samples`` samples, 2000 by default) and the model's own; its
-        training rows: the model's own metrics and a table's metrics. ``condition`` (a table
-        run's, as :meth:`sample` takes it) adds the conditional fidelity of rows drawn under it
-        against the rows that meet it (:func:`aigc_engine.evaluation.conditional.conditional_fidelity`)."""
+        training rows: the model's own metrics and a table's metrics. ``dataset`` and ``train``
+        may be data held in memory (:meth:`load_dataset`).
+
+        A run fitted on data held in memory (``in_memory`` in its config.json) has no rows to
+        reopen: ``dataset`` is required, and its rows are scored as the training rows are, unless
+        ``train`` gives the fitted rows again (read with the run's dataset options): then they are
+        held out. ``condition`` (a table run's, as :meth:`sample` takes it) adds the conditional
+        fidelity of rows drawn under it against the rows that meet it
+        (:func:`aigc_engine.evaluation.conditional.conditional_fidelity`)."""
         from .evaluation import N_SAMPLES, evaluate, judge_for
 
         run_dir = Path(run_dir)
         model, saved = self.load_model(run_dir)
         fitted = saved.get("dataset", {})
         trained = (fitted.get("name"), fitted.get("options", {}))
+        if dataset is None:
+            _reopenable(saved, run_dir, "pass --dataset FILE (the real rows to score it against)")
         name, options = (dataset, dict(options or {})) if dataset is not None else \
             (trained[0], {**trained[1], **(options or {})})
         encoding = load_encoding(run_dir)
         rows = _in_run_columns(self.load_dataset(name, options), encoding)
         if "shape" in fitted and list(rows.shape[1:]) != list(fitted["shape"]):
-            raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} "
-                             f"({Path(str(fitted.get('name'))).name}); {rows.name} has rows of shape {list(rows.shape[1:])}")
-        train, judge = None, None
-        if (_dataset_spec(name, self.plugins), rows.options) != trained:  # rows it never fitted: held out
-            train = _in_run_columns(self.load_dataset(*trained), encoding)
+            source = fitted.get("in_memory") or Path(str(fitted.get("name"))).name
+            raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({source}); "
+                             f"{rows.name} has rows of shape {list(rows.shape[1:])}")
+        fitted_rows, judge = None, None
+        # rows it never fitted are held out; a run fitted in memory knows its rows only when given them again
+        held_out = train is not None if fitted.get("in_memory") else \
+            (_dataset_spec(name, self.plugins), rows.options) != trained
+        if held_out:
+            fitted_rows = _in_run_columns(self.load_dataset(train if train is not None else trained[0], trained[1]),
+                                          encoding)
             if rows.is_image:
                 whole = {k: v for k, v in options.items() if k not in HOLDOUT_OPTIONS}
                 judge = judge_for(self.load_dataset(name, whole), device)
-        found = evaluate(model, rows, train, seed=saved.get("seed", 0), device=device, judge=judge,
+        found = evaluate(model, rows, fitted_rows, seed=saved.get("seed", 0), device=device, judge=judge,
                          n_samples=n_samples or N_SAMPLES, progress=progress)
         if condition is not None:
             from .evaluation.conditional import conditional_fidelity
@@ -390,7 +422,7 @@ class Engine:
                 raise InputError("eval --condition is for a run on a table")
             found.metrics.update(conditional_fidelity(model, rows, condition, seed=saved.get("seed", 0),
                                                       rules=saved_rules(saved, encoding),
-                                                      class_names=fitted.get("class_names"), train=train))
+                                                      class_names=fitted.get("class_names"), train=fitted_rows))
         return {"dataset": rows.name, **found.metrics}
 
 
@@ -408,6 +440,14 @@ def saved_rules(saved: dict, encoding: TableEncoding | None) -> list:
 
     spec = saved.get("dataset", {}).get("options", {}).get("constraints")
     return parse_rules(spec, encoding.schema) if encoding is not None and spec else []
+
+
+def _reopenable(saved: dict[str, Any], run_dir: Path, hint: str) -> None:
+    """A one-line InputError ending in ``hint`` when the run's rows were held in memory (nothing
+    in config.json reopens them)."""
+    kind = saved.get("dataset", {}).get("in_memory")
+    if kind:
+        raise InputError(f"{run_dir} was fitted on a {kind} held in memory: {hint}")
 
 
 def _in_run_columns(data: Dataset, encoding: TableEncoding | None) -> Dataset:
@@ -428,9 +468,10 @@ def _check_suffix(out: Path, table: bool) -> None:
         raise InputError(f"-o for {what} must end in {' or '.join(allowed)}, got {out.name!r}")
 
 
-def _write_samples(samples: Any, out: Path, model: Model) -> None:
-    """``samples`` as ``out`` (atomically): a DataFrame as CSV (the header, no index) or Parquet,
-    a tensor as ``.npy`` or a picture."""
+def _write_samples(samples: Any, out: Path, model: Model, dialect=None) -> None:
+    """``samples`` as ``out`` (atomically): a DataFrame as CSV (the header, no index, in the
+    table file's ``dialect``: :func:`aigc_engine.tables.dialect.write_csv`) or Parquet, a tensor
+    as ``.npy`` or a picture."""
     from . import plotting
     from .store import io
 
@@ -442,7 +483,9 @@ def _write_samples(samples: Any, out: Path, model: Model) -> None:
             raise InputError("writing Parquet needs pyarrow (pip install pyarrow)") from None
         io.atomic_write(out, lambda tmp: samples.to_parquet(tmp, index=False))
     elif suffix == ".csv":
-        io.atomic_write(out, lambda tmp: samples.to_csv(tmp, index=False))
+        from .tables.dialect import write_csv
+
+        write_csv(samples, out, dialect)
     elif suffix == ".npy":
         import numpy as np
 
@@ -455,8 +498,12 @@ def _write_samples(samples: Any, out: Path, model: Model) -> None:
         plotting.draw_samples(samples, out, title=f"{model.name} samples", annotate=model.annotate_plot)
 
 
-def _dataset_spec(spec: str, plugins: PluginManager) -> str:
-    """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
+def _dataset_spec(spec: str | Any, plugins: PluginManager) -> str | None:
+    """Registered names as they are; file paths made absolute so the run can be reopened anywhere;
+    None for data held in memory."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    spec = str(spec)
     path = Path(spec)
     return str(path.resolve()) if spec not in plugins.datasets() and path.exists() else spec
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, TypeVar
 import torch
 
 from .errors import InputError
-from .training import EMA
+from .loop import EMA
 
 T = TypeVar("T")
 

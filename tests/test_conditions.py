@@ -246,3 +246,16 @@ def test_conditions_on_columns_need_a_table(tmp_path):
                                  progress=False))
     result = invoke("sample", out, "--condition", "x>0", "--condition", "y>0")
     assert result.exit_code == 2 and "are for a run on a table" in result.output
+
+
+def test_the_synthesizer_samples_through_the_same_conditions():
+    from aigc_engine import Synthesizer
+
+    frame = palmerpenguins.load_penguins()
+    syn = Synthesizer("gmm", max_iter=20).fit(frame, label="species", constraints="bill_depth_mm <= bill_length_mm")
+    rows = syn.sample(200, {"island": "Biscoe", "sex": "female"})
+    assert (rows["island"] == "Biscoe").all() and (rows["sex"] == "female").all()
+    rows = syn.sample(200, ["body_mass_g>=6000"])
+    assert (rows["body_mass_g"] >= 6000).all() and (rows["bill_depth_mm"] <= rows["bill_length_mm"]).all()
+    with pytest.raises(InputError, match="'bill_depth_mm >= bill_length_mm' is broken by 342 of the 344 rows"):
+        Synthesizer("gmm").fit(frame, constraints="bill_depth_mm >= bill_length_mm")

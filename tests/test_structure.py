@@ -62,12 +62,12 @@ def _cases(check: str, modules) -> list:
 # data and metrics: ``metrics.sample_metrics`` draws through it, and it needs nothing above the
 # tables.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "lazy", "hookspecs", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
+    ("errors", "lazy", "hookspecs", "privacy", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
     ("data", "sampling", "conditions", "rules", "metrics", "plotting"),
     ("progress", "fabric", "loop", "run", "training"),
     ("model", "neural"),
     ("plugins",),
-    ("engine", "evaluation", "compare", "testing"),
+    ("engine", "evaluation", "compare", "testing", "synthesizer"),
     ("cli", "__main__"),
 )
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}

@@ -136,10 +136,13 @@ class GAN(Model):
         return netG, netD
 
     def resolve(self, dataset) -> GANConfig:
-        """The config for this data: fields left at None take the defaults of its kind; on a table
-        the default batch is at most its rows and the default steps ``TABLE_EPOCHS`` passes over
-        them (at least 1000, at most ``TABLE_STEPS``)."""
-        return resolve_defaults(self.config, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS)
+        """The config for this data: fields left at None take the defaults of its kind (``pack`` 1
+        when classes condition the model); on a table the default batch is at most its rows and
+        the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most ``TABLE_STEPS``)."""
+        c = resolve_defaults(self.config, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS)
+        if self.config.pack is None and self._conditional(dataset):  # PacGAN packs unconditional samples only
+            c = dataclasses.replace(c, pack=1)
+        return c
 
     def validate(self, dataset) -> None:
         """Everything that can be checked before training (the engine calls it before it makes

@@ -15,8 +15,9 @@ function per type), ``_passes`` the Gaussian E-step passes, ``_em`` the EM loop,
 estimator base class (input checks, ``fit``, scoring), ``_components`` the initialisation and
 sampling both mixtures share, ``_stepwise`` stepwise EM, ``_gaussian_mixture`` and
 ``_bayesian_mixture`` the estimators, ``_missing`` missing values, ``_kmeans`` the torch k-means
-of the streamed initialisation, ``_conditional`` exact conditional sampling (``draw_conditioned``:
-``--condition`` on a table).
+of the streamed initialisation, ``_dp_em`` differentially private EM and ``private_fit`` the
+engine model's private fit on it (``privacy_epsilon``), ``_conditional`` exact conditional
+sampling (``draw_conditioned``: ``--condition`` on a table).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ log-likelihood per row of DP-EM on 3-D blobs (4 clusters of std 0.5; 3,000 train
 held out), 4 components, ``--iterations`` iterations, rows clipped to norm 3, the noise calibrated
 by ``calibrate_noise`` (PLD, delta = rows ** -1.1), next to a single Gaussian and converged EM.
 
-    OMP_NUM_THREADS=1 python bench/bench_privacy.py --seeds 0,1,2,3,4
+    OMP_NUM_THREADS=1 python bench/privacy_utility.py --seeds 0,1,2,3,4
 """
 from __future__ import annotations
 

@@ -117,17 +117,18 @@ class Synthesizer:
         return from_arrays(_numpy(data), None if y is None else _numpy(y), name="array"), options
 
     # -- use -----------------------------------------------------------------------------------
-    def sample(self, n: int, condition: Any = None, *, seed: int | None = None):
+    def sample(self, n: int, conditions: Any = None, *, seed: int | None = None):
         """``n`` rows: a DataFrame in the fitted frame's columns, order and dtypes (a run on a
         file: as the engine decodes them), or a tensor ``[n, *row shape]`` for points and images
-        (images in [-1, 1]). ``condition``: as :meth:`Engine.sample` takes it (a class id or
-        name, ``"species=Gentoo"``, a tensor of ids). ``seed`` draws the same rows every time;
+        (images in [-1, 1]). ``conditions``: as :meth:`Engine.sample` takes them (a dict such as
+        ``{"island": "Biscoe"}``, a list of strings such as ``["body_mass_g>=5000"]``, a class id
+        or name, a tensor of ids); every row returned meets them all. ``seed`` draws the same rows every time;
         without it, call ``k`` of this synthesizer draws from ``seed + k`` (the synthesizer's
         seed; a loaded one starts again at 0), so successive calls give new rows."""
         run_dir = self._fitted()
         if seed is None:
             seed, self._draws = self.seed + self._draws, self._draws + 1
-        rows = self.engine.sample(run_dir, n, condition, seed=seed)
+        rows = self.engine.sample(run_dir, n, conditions, seed=seed)
         return as_dtypes(rows, self.dtypes_) if self.dtypes_ is not None else rows
 
     def evaluate(self, data: Any = None, *, device: str = "cpu", n_samples: int | None = None,

@@ -140,7 +140,7 @@ def test_points_in_a_tensor_out(tmp_path):
     syn.fit(ring.x.numpy(), y=ring.y)
     points = syn.sample(400, seed=1)
     assert isinstance(points, torch.Tensor) and points.shape == (400, 2)
-    assert syn.sample(10, condition=3).shape == (10, 2)
+    assert syn.sample(10, conditions=3).shape == (10, 2)
     radius = points.norm(dim=1)
     assert (radius - 1).abs().median() < 0.1  # on the ring
     scores = syn.evaluate(aigc_engine.data.ring8(n=200, seed=5).x)

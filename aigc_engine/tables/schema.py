@@ -217,4 +217,5 @@ def _profile(values, name: str, table: str) -> Profile:
             row = int(np.flatnonzero(values.notna().to_numpy())[np.flatnonzero(bad)[0]])
             raise InputError(f"{table}: column {name!r} row {row + 1}: {arr[bad][0]} is not a finite number")
         integral = bool(np.all(arr == np.round(arr)))
-    return Profile(present=present, numeric=numeric, numbers=arr, integral=integral, distinct=int(present.nunique()))
+    return Profile(present=present, numeric=numeric, numbers=arr, integral=integral, distinct=int(present.nunique()),
+                   name=name, rows=len(values))

@@ -20,7 +20,7 @@ the one-to-one mapping of numbers to keys (same prefix, suffix and padding); a `
 drawn again while a 52-bit hash of it is among the hashes of the training keys (``params``: a
 collision only draws again, so no training key passes). Unique: each decoding of one encoding
 continues from where its last stopped (chunked sampling gives distinct keys too), and shape
-keys are drawn again while they repeat.
+keys are drawn again while they repeat one it made.
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ class Key(ColumnKind):
     def __init__(self, spec: ColumnSpec, encoding: str = "quantile", params: dict | None = None):
         super().__init__(spec, encoding, params)
         self.issued = 0  # keys made by this encoding's decodings so far
+        self.made: set[str] = set()  # the shape keys among them
 
     def fit(self, values, seed: int = 0, fallback: dict | None = None) -> dict | None:
         """Shape keys: the hashes of the training keys (with ``fallback``'s: a training split's
@@ -114,15 +115,16 @@ class Key(ColumnKind):
         taken = set(int(h) for h in (self.params or {}).get("hashes", []))
         rng = np.random.default_rng([start, n, len(taken)])
         counts = np.asarray(d["counts"], dtype=np.float64)
-        out, made = [], set()
-        for _ in range(100):
-            if len(out) == n:
-                break
-            for shape in np.array(d["shapes"], dtype=object)[rng.choice(len(counts), n - len(out), p=counts / counts.sum())]:
+        out, made = [], self.made
+        for _ in range(100):  # rounds of twice as many draws as keys are missing (1,000 at least)
+            draws = rng.choice(len(counts), max(2 * (n - len(out)), 1000), p=counts / counts.sum())
+            for shape in np.array(d["shapes"], dtype=object)[draws]:
                 key = "".join(c if c not in CLASSES else CLASSES[c][rng.integers(len(CLASSES[c]))] for c in shape)
-                if key not in made and _hash(key) not in taken:
+                if key not in made and _hash(key) not in taken and len(out) < n:
                     made.add(key)
                     out.append(key)
+            if len(out) == n:
+                break
         if len(out) < n:
             raise InputError(f"column {self.spec.name!r}: cannot make {n} new keys of its shapes "
                              f"({', '.join(d['shapes'][:3])}): too few are left")

@@ -58,8 +58,9 @@ class Datetime(ColumnKind):
         fmt, tz = infer_format(profile.present)
         ns = _nanoseconds(profile.present, fmt, tz)
         text = profile.present.astype(str)
-        write = next((w for w in _write_formats(fmt) if (_format(ns[:200], w, tz) == text.iloc[:200].to_numpy()).all()
-                      and (_format(ns, w, tz) == text.to_numpy()).all()), fmt)
+        write = next((w for w in _write_formats(fmt) if (_format(ns[:1000], w, tz) == text.iloc[:1000].to_numpy()).all()),
+                     fmt)
+        write = write if (_format(ns, write, tz) == text.to_numpy()).all() else fmt
         details = {"format": fmt, "write": write, "tz": tz, "date": any(c in fmt for c in DATE_CODES),
                    "time": any(c in fmt for c in TIME_CODES), "fraction": bool((ns % NS).any())}
         return ColumnSpec(name=name, kind=cls.name, dtype=str(values.dtype), has_missing=bool(values.isna().any()),
@@ -182,8 +183,9 @@ def infer_format(present) -> tuple[str, int | None] | None:
     for fmt in dict.fromkeys([*guesses, *TIMES_OF_DAY]):
         if fmt is None or not any(c in fmt for c in DATE_CODES + TIME_CODES):
             continue
-        try:
-            if _parse(present, fmt, 0, errors="coerce").isna().any():
+        try:  # the first values, then all: most string columns fail at once
+            if _parse(present.iloc[:100], fmt, 0, errors="coerce").isna().any() or \
+                    _parse(present, fmt, 0, errors="coerce").isna().any():
                 continue
         except (ValueError, TypeError):
             continue
@@ -198,7 +200,7 @@ def _parse(values, fmt: str, tz: int | None, errors: str = "raise"):
     wall-clock time of UTC offset ``tz`` (seconds) when ``fmt`` reads a zone."""
     import pandas as pd
 
-    ts = pd.to_datetime(pd.Series(values).str.strip(), format=fmt, errors=errors, utc="%z" in fmt)
+    ts = pd.to_datetime(pd.Series(values), format=fmt, errors=errors, utc="%z" in fmt)
     return ts.dt.tz_convert(_zone(tz or 0)).dt.tz_localize(None) if "%z" in fmt else ts
 
 
@@ -230,9 +232,14 @@ def _write_formats(fmt: str) -> list[str]:
 
 def _format(ns: np.ndarray, fmt: str, tz: int | None) -> np.ndarray:
     """Nanoseconds since 1970 (wall-clock time of offset ``tz``) as strings in ``fmt``."""
+    ns, back = np.unique(np.asarray(ns, dtype=np.int64), return_inverse=True)  # each distinct time once
+    return _format_distinct(ns, fmt, tz)[back.reshape(-1)]
+
+
+def _format_distinct(ns: np.ndarray, fmt: str, tz: int | None) -> np.ndarray:
     import pandas as pd
 
-    ts = pd.Series(pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns"))
+    ts = pd.Series(pd.to_datetime(ns, unit="ns"))
     if tz is not None:
         ts = ts.dt.tz_localize(_zone(tz))
     if fmt.endswith("%:z"):  # pandas' strftime lacks it: +0100 written +01:00

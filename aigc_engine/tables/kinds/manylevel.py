@@ -53,10 +53,10 @@ class ManyLevel(ColumnKind):
         return [Block(self.spec.name, self.name, start, start + len(slots), slots, role=BlockRole.ONE_HOT)]
 
     def encode(self, values, absent: np.ndarray, out: np.ndarray, blocks: list[Block]) -> None:
-        index = {_key(c): i for i, c in enumerate(self.spec.categories)}
         other = len(self.spec.categories)
-        ids = np.array([other + 1 if a else index.get(_key(v), other) for v, a in zip(values.tolist(), absent)],
-                       dtype=np.int64)
+        index = {c: i for i, c in enumerate(self.spec.categories)}  # 2007 and 2007.0 hash alike
+        ids = values.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
+        ids = np.where(absent, other + 1, np.where(np.isnan(ids), other, ids)).astype(np.int64)
         out[np.arange(len(ids)), blocks[0].start + ids] = 1.0
 
     def decode(self, m: np.ndarray, blocks: list[Block]):
@@ -78,11 +78,6 @@ class ManyLevel(ColumnKind):
 
     def typed(self, values: np.ndarray, absent: np.ndarray):
         return typed_categories(values, self.spec, absent)
-
-
-def _key(value):
-    value = plain(value)
-    return (type(value) is bool, value)
 
 
 def draw_rng(decoded: np.ndarray) -> np.random.Generator:

@@ -190,11 +190,18 @@ def test_no_rare_text_is_released():
     counts = rows["note"].value_counts()
     back = decoded(enc, 2000)["note"]
     assert set(back) <= set(counts[counts >= MIN_COUNT].index)
-    lonely = pd.DataFrame({"t": [f"tweet number {i} with some words in it" for i in range(150)]})
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar".split()
+    pairs = pd.DataFrame({"t": [f"{a} {b}" for i, a in enumerate(words) for b in words[i + 1:]]})  # 105, each once
+    with pytest.warns(UserWarning, match=r"written as words found in >= 5 rows \(15\), never a training value$"):
+        schema = detect_schema(pairs)
+    enc = TableEncoding.fit(pairs, schema)
+    back = enc.decode(enc.transform(pairs))["t"]  # lengths of pairs: many draws are pairs, and are drawn again
+    assert back.str.split().map(len).max() >= 2 and not back.isin(pairs["t"]).any()
+    assert set(" ".join(back).split()) <= set(words)
+    lonely = pd.DataFrame({"t": [f"t{i} u{i * 7}" for i in range(150)]})  # no word twice
     with pytest.warns(UserWarning, match="left empty"):
         schema = detect_schema(lonely)
-    enc = TableEncoding.fit(lonely, schema)
-    assert enc.decode(enc.transform(lonely))["t"].isna().all()
+    assert TableEncoding.fit(lonely, schema).decode(np.zeros((3, 1)))["t"].isna().all()
 
 
 def test_metrics_score_dates_and_texts_and_skip_keys(tmp_path):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain"]
+__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain", "value_hash"]
 
 
 class BlockRole(str, enum.Enum):
@@ -181,3 +181,11 @@ def plain(value):
     if isinstance(value, float) and value == round(value):
         return int(value)
     return value
+
+
+def value_hash(value: str) -> int:
+    """52 bits of a string's BLAKE2 hash: exact in the float64 tensors an encoding's state saves
+    (the training values a kind must never release, kept without the values themselves)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big") >> 12

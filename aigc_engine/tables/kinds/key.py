@@ -24,13 +24,12 @@ keys are drawn again while they repeat one it made.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
 import numpy as np
 
 from ...errors import InputError
-from .base import Block, ColumnKind, ColumnSpec, Profile
+from .base import Block, ColumnKind, ColumnSpec, Profile, value_hash as _hash
 
 __all__ = ["Key", "MIN_ROWS"]
 
@@ -173,8 +172,3 @@ def _shapes(keys: list[str]) -> dict:
 def _shape(key: str) -> str:
     return "".join("9" if c.isdigit() and c.isascii() else "a" if "a" <= c <= "z" else "A" if "A" <= c <= "Z"
                    else c for c in key)
-
-
-def _hash(key: str) -> int:
-    """52 bits of the key's BLAKE2 hash: exact in the float64 tensor the hashes are saved in."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 12

@@ -55,8 +55,8 @@ def test_each_kind_is_detected():
 
 
 def test_the_text_kind_says_what_it_does_in_one_line():
-    with pytest.warns(UserWarning, match=r"^column note: text, \d\d\d values: modelled by its length and drawn from the "
-                                         r"\d+ values held by >= 5 rows$"):
+    line = r"^column note: text, \d\d\d values: modelled by its length and drawn from the \d+ values held by >= 5 rows$"
+    with pytest.warns(UserWarning, match=line):
         detect_schema(table()[["note"]])
 
 

@@ -1,7 +1,8 @@
 """A reversible encoding of table rows as a float matrix, fitted on the training rows.
 
-Each column is encoded by its kind's class (:mod:`aigc_engine.tables.kinds`: categorical,
-integer, continuous in the table's numeric encoding ``quantile``, ``standard`` or ``modes``);
+Each column is encoded by its kind's class (:mod:`aigc_engine.tables.kinds`: datetime, key,
+text, many_level, categorical, integer, continuous; numbers in the table's numeric encoding
+``quantile``, ``standard`` or ``modes``);
 this module only orchestrates them. The matrix is their blocks side by side, in column order
 (:attr:`TableEncoding.blocks`: typed :class:`~aigc_engine.tables.kinds.Block`\\ s whose
 :class:`~aigc_engine.tables.kinds.BlockRole` tells a model which output each needs).

@@ -58,8 +58,8 @@ class Datetime(ColumnKind):
         fmt, tz = infer_format(profile.present)
         ns = _nanoseconds(profile.present, fmt, tz)
         text = profile.present.astype(str)
-        write = next((w for w in _write_formats(fmt) if (_format(ns[:1000], w, tz) == text.iloc[:1000].to_numpy()).all()),
-                     fmt)
+        head = text.iloc[:1000].to_numpy()
+        write = next((w for w in _write_formats(fmt) if (_format(ns[:1000], w, tz) == head).all()), fmt)
         write = write if (_format(ns, write, tz) == text.to_numpy()).all() else fmt
         details = {"format": fmt, "write": write, "tz": tz, "date": any(c in fmt for c in DATE_CODES),
                    "time": any(c in fmt for c in TIME_CODES), "fraction": bool((ns % NS).any())}
@@ -84,7 +84,8 @@ class Datetime(ColumnKind):
     def tick_labels(cls, numbers: np.ndarray) -> list[str]:
         """Dates, or times of day where every tick falls on one day."""
         days = np.floor_divide(numbers, DAY)
-        fmt = "%H:%M" if len(set(days)) == 1 else "%Y-%m-%d" if numbers.max() - numbers.min() > 3 * DAY else "%m-%d %H:%M"
+        wide = numbers.max() - numbers.min() > 3 * DAY
+        fmt = "%H:%M" if len(set(days)) == 1 else "%Y-%m-%d" if wide else "%m-%d %H:%M"
         return list(_format(np.round(np.asarray(numbers) * NS).astype(np.int64), fmt, None))
 
     # -- the parts ------------------------------------------------------------------------------

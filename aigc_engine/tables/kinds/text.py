@@ -53,7 +53,8 @@ class Text(Continuous):
         text = profile.present.astype(str)
         counts = text.value_counts()
         pool = counts[counts >= MIN_COUNT].iloc[:POOL]
-        lengths, details = text.str.len(), {"pool": pool.index.tolist(), "counts": pool.tolist(), "min_count": MIN_COUNT}
+        lengths = text.str.len()
+        details = {"pool": pool.index.tolist(), "counts": pool.tolist(), "min_count": MIN_COUNT}
         if len(pool) >= FEW:
             drawn = f"drawn from the {len(pool):,} values held by >= {MIN_COUNT} rows"
         else:

@@ -62,7 +62,8 @@ class Datetime(ColumnKind):
         write = next((w for w in _write_formats(fmt) if (_format(ns[:1000], w, tz) == head).all()), fmt)
         write = write if (_format(ns, write, tz) == text.to_numpy()).all() else fmt
         details = {"format": fmt, "write": write, "tz": tz, "date": any(c in fmt for c in DATE_CODES),
-                   "time": any(c in fmt for c in TIME_CODES), "fraction": bool((ns % NS).any())}
+                   "time": any(c in fmt for c in TIME_CODES), "fraction": bool((ns % NS).any()),
+                   "seconds": [float((ns % (DAY * NS)).min() // NS), float(-(-(ns % (DAY * NS)).max() // NS))]}
         return ColumnSpec(name=name, kind=cls.name, dtype=str(values.dtype), has_missing=bool(values.isna().any()),
                           low=float(ns.min() // NS), high=float(-(-ns.max() // NS)), details=details)
 
@@ -98,9 +99,8 @@ class Datetime(ColumnKind):
         return {"day": (ns // (DAY * NS)).astype(np.float64), "second": (ns % (DAY * NS)) / NS}
 
     def _ranges(self) -> dict[str, _Part]:
-        low, high = self.spec.low, self.spec.high
-        return {"day": _Part(low // DAY, high // DAY), "second": _Part(0.0, DAY - 1e-6) if self.spec.low // DAY !=
-                self.spec.high // DAY else _Part(low % DAY, high % DAY)}
+        """The observed ranges of the day and of the time of day."""
+        return {"day": _Part(self.spec.low // DAY, self.spec.high // DAY), "second": _Part(*self.spec.details["seconds"])}
 
     @property
     def scaling(self):

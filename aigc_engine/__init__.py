@@ -27,6 +27,7 @@ _PUBLIC = {
     "Engine": "engine",
     "RunSpec": "engine",
     "open_dataset": "engine",
+    "Synthesizer": "synthesizer",
     "compare": "compare",
     "CompareResult": "compare",
     "data": "data",
@@ -43,14 +44,17 @@ _PUBLIC = {
     "rundir": "rundir",
     "checkpoint": "checkpoint",
     "training": "training",
+    "lazy_exports": "lazy",
+    "neural": "neural",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
-    from . import checkpoint, compare, data, fabric, io, loop, metrics, ops, plotting, rundir, store, training
+    from . import checkpoint, compare, data, fabric, io, loop, metrics, neural, ops, plotting, rundir, store, training
     from .compare import CompareResult
     from .engine import Engine, RunSpec, open_dataset
+    from .synthesizer import Synthesizer
     from .errors import InputError
     from .hookspecs import hookimpl
     from .model import Model, class_frequencies, conditional_classes, sample_labels
@@ -59,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .loop import EMA, Batches, TrainLoop
     from .progress import ProgressBar
     from .run import Run
+    from .lazy import lazy_exports
 
     __version__: str
 

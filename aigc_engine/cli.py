@@ -191,80 +191,10 @@ def _short(value: Any) -> str:
 @click.pass_context
 def sample(ctx, run_dir, n, condition, output, seed, no_progress):
     """Draw samples from a finished run."""
-    import torch
-
-    from .store.rundir import SAMPLES_CSV, SAMPLES_NPY
-    from .tables.sampling import TABLE_OUTPUTS, load_encoding
-
-    encoding = load_encoding(Path(run_dir))
-    output = Path(output) if output else Path(run_dir) / (SAMPLES_NPY if encoding is None else SAMPLES_CSV)
-    allowed = TABLE_OUTPUTS if encoding is not None else (".npy", ".png")
-    if output.suffix.lower() not in allowed:
-        what = "a run on a table" if encoding is not None else "this run"
-        raise InputError(f"-o for {what} must end in {' or '.join(allowed)}, got {output.name!r}")
-    model, saved = _engine(ctx).load_model(run_dir)
-    cond = None
-    if condition is not None:
-        if not model.num_classes:
-            raise InputError(f"model {saved['model']!r} of this run is not conditional: drop --condition")
-        label = class_id(_condition_value(condition, encoding), saved.get("dataset", {}).get("class_names"),
-                         model.num_classes)
-        cond = torch.full((n,), label, dtype=torch.int64)
-    torch.manual_seed(seed)
-    if encoding is not None:
-        from .tables.sampling import sample_rows, write_table
-
-        write_table(sample_rows(model, n, encoding, cond)[0], output)
-    else:
-        _write_samples(model, n, cond, output, saved["model"])
+    engine = _engine(ctx)
+    output = output or engine.samples_path(run_dir)
+    engine.sample(run_dir, n, condition, output, seed)
     click.echo(str(output))
-
-
-def _write_samples(model, n: int, cond, output: Path, name: str) -> None:
-    import numpy as np
-    import torch
-
-    from . import plotting
-    from .model import check_samples
-    from .store import io
-
-    with torch.no_grad():
-        samples = model.sample(n, condition=cond).detach().cpu()
-    check_samples(samples, name)
-    if output.suffix.lower() == ".npy":
-        def write(tmp):
-            with open(tmp, "wb") as fh:
-                np.save(fh, samples.numpy())
-
-        io.atomic_write(output, write)
-    else:
-        plotting.draw_samples(samples, output, title=f"{name} samples", annotate=model.annotate_plot)
-
-
-def _condition_value(condition: str, encoding) -> str:
-    """``species=Gentoo`` names the label column of a table run; the value alone also works."""
-    column, sep, value = condition.partition("=")
-    if not sep:
-        return condition
-    label = encoding.schema.label.name if encoding is not None and encoding.schema.label is not None else None
-    if column.strip() != label:
-        where = f"the label column is {label!r}" if label else "this run has no label column"
-        raise InputError(f"--condition {condition!r}: {where}")
-    return value.strip()
-
-
-def class_id(condition: str, class_names: list[str] | None, num_classes: int) -> int:
-    """The label id that ``--condition`` names: a class name of the training data, or an id."""
-    if class_names and condition in class_names:
-        return class_names.index(condition)
-    try:
-        label = int(condition)
-    except ValueError:
-        known = f"one of {', '.join(class_names)} or an id" if class_names else "an integer id"
-        raise InputError(f"--condition must be {known} in [0, {num_classes - 1}], got {condition!r}") from None
-    if not 0 <= label < num_classes:
-        raise InputError(f"--condition must be in [0, {num_classes - 1}], got {label}")
-    return label
 
 
 @cli.command(name="eval")
@@ -275,44 +205,18 @@ def class_id(condition: str, class_names: list[str] | None, num_classes: int) ->
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def eval_(ctx, run_dir, dataset, sets, device, no_progress):
-    """Evaluate a finished run; prints its metrics as JSON."""
+    """Evaluate a finished run; prints its metrics as JSON.
+
+    On rows it did not fit (--dataset, or --set dataset.part=holdout for a run that held rows
+    out) the metrics are those of `compare`, plus the model's own.
+    """
     from .config import parse_sets, split_dataset_keys
-    from .fabric import Fabric
 
-    from .tables.sampling import load_encoding, measure
-
-    engine = _engine(ctx)
-    model, saved = engine.load_model(run_dir)
     extra, options = split_dataset_keys(parse_sets(list(sets)))
     if extra:
         raise InputError(f"eval takes dataset options only (dataset.KEY=VALUE), got {sorted(extra)[0]!r}")
-    fitted = saved.get("dataset", {})
-    own = dataset is None  # the run's own rows
-    if own:
-        dataset, options = fitted.get("name"), {**fitted.get("options", {}), **options}
-    encoding = load_encoding(Path(run_dir))
-    data = _in_run_columns(engine.load_dataset(dataset, options), encoding)
-    if "shape" in fitted and list(data.shape[1:]) != list(fitted["shape"]):
-        raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({Path(str(fitted.get('name'))).name}); "
-                         f"{data.name} has rows of shape {list(data.shape[1:])}")
-    seed = saved.get("seed", 0)
-    metrics = model.evaluate(data, Fabric(device, seed, progress=not no_progress, distributed=False))
-    if encoding is not None:  # a table: its samples decoded to the columns and scored against the real rows
-        train = data if own else _in_run_columns(engine.load_dataset(fitted.get("name"), fitted.get("options", {})),
-                                                  encoding)
-        metrics = {**metrics, **measure(model, train, None if own else data, encoding, seed)}
-    click.echo(json.dumps({"dataset": data.name, **metrics}, indent=2, default=float))
-
-
-def _in_run_columns(data, encoding):
-    """The rows of ``data`` as a table run's model saw its training rows (``encoding``: the run's)."""
-    if encoding is None:
-        return data
-    if data.encoding is None:
-        raise InputError(f"this run was fitted on a table; {data.name} is not one (use a .csv or .parquet file)")
-    from .tables.sampling import reencode
-
-    return reencode(data, encoding)
+    metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress)
+    click.echo(json.dumps(metrics, indent=2, default=float))
 
 
 @cli.command()

@@ -3,8 +3,10 @@
 Each model is fitted by :meth:`Engine.train` (an ordinary run directory, kept under the compare
 directory, so ``sample``, ``eval`` and ``--resume`` work on it) on the training rows of
 :meth:`Dataset.holdout_split` (``--set dataset.holdout=F``), once per seed, then reloaded from
-its directory and measured on the held-out rows with :mod:`aigc_engine.metrics`. A model that
-cannot take the data, or fails, keeps a row with its one-line reason; the others go on.
+its directory and measured on the held-out rows by the protocol of ``eval``
+(:func:`aigc_engine.evaluation.evaluate`: the same run on the same rows gets the same numbers from
+either; every metric it returns, the model's own included, is a column). A model that cannot take
+the data, or fails, keeps a row with its one-line reason; the others go on.
 
     result = compare(["gmm", "kde"], "ring8", sets={"dataset.n": 2000}, seeds=[0, 1])
     print(result.to_markdown())
@@ -17,7 +19,6 @@ import math
 import re
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,21 +27,21 @@ import torch
 from .config import build_config, split_dataset_keys
 from .engine import Engine, RunSpec
 from .errors import InputError, Interrupted
+from .evaluation import N_SAMPLES, evaluate, judge_for
 from .store import io, rundir
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
 COMPARE_PNG = "compare.png"
-N_SAMPLES = 2000
 
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """A metric of the table: ``better`` is ``"higher"``, ``"lower"`` or ``"one"`` (closest to 1
-    is best: a ratio to real data)."""
+    """A metric of the table: ``better`` is ``"higher"``, ``"lower"``, ``"one"`` (closest to 1
+    is best: a ratio to real data) or ``""`` (not ranked: a model's own metric)."""
     key: str
     title: str
-    better: Literal["higher", "lower", "one"]
+    better: Literal["higher", "lower", "one", ""]
     doc: str = ""
 
 
@@ -91,7 +92,12 @@ class CompareResult:
 
     @property
     def columns(self) -> list[Column]:
-        return [c for c in COLUMNS if any(c.key in row["metrics"] for row in self.rows)]
+        """The metrics any row has: those of ``COLUMNS`` in its order, then the others (a
+        model's own metrics) in the order the rows name them, unranked."""
+        known = {c.key for c in COLUMNS}
+        others = dict.fromkeys(k for row in self.rows for k in row["metrics"] if k not in known)
+        return ([c for c in COLUMNS if any(c.key in row["metrics"] for row in self.rows)]
+                + [Column(k, k, "") for k in others])
 
     def row(self, model: str) -> dict[str, Any]:
         for row in self.rows:
@@ -116,7 +122,7 @@ class CompareResult:
         """The table: ``mean ± std`` over seeds, the best value of each column in bold."""
         columns = self.columns
         best = {c.key: _best(c, [r["metrics"].get(c.key, {}).get("mean") for r in self.rows]) for c in columns}
-        head = ["model", "LL", *[f"{c.title} {_arrow(c)}" for c in columns], "note"]
+        head = ["model", "LL", *[f"{c.title} {_arrow(c)}".rstrip() for c in columns], "note"]
         how = f" ({self.held_out})" if self.held_out else ""
         lines = [f"**{self.dataset}**: {self.train_rows} training rows, {self.holdout_rows} held out{how}; "
                  f"seeds {', '.join(map(str, self.seeds))} (mean ± std over seeds)", "",
@@ -139,12 +145,12 @@ class CompareResult:
 
 
 def _arrow(c: Column) -> str:
-    return {"higher": "↑", "lower": "↓", "one": "→1"}[c.better]
+    return {"higher": "↑", "lower": "↓", "one": "→1", "": ""}[c.better]
 
 
 def _best(c: Column, values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    if len(finite) < 2:  # nothing to compare with
+    if len(finite) < 2 or not c.better:  # nothing to compare with, or no better way
         return None
     key = {"higher": lambda v: -v, "lower": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}
     return min(finite, key=key[c.better])
@@ -185,7 +191,7 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     full = engine.load_dataset(dataset, data_sets)
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
     models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset)
-    judge = _judge(full, device)
+    judge = judge_for(full, device)
     out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
     bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
     rows, pictures = [], {}
@@ -240,18 +246,20 @@ def _models_to_compare(engine: Engine, models: list[str] | None, installed: list
 
 def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int, judge,
                      pictures: dict) -> dict[str, Any]:
-    """One run of ``spec`` (in its own directory), reloaded and measured."""
+    """One run of ``spec`` (in its own directory), reloaded and measured by the protocol of
+    ``eval`` (:func:`aigc_engine.evaluation.evaluate`)."""
     record: dict[str, Any] = {"seed": spec.seed, "dir": None}
     try:
         run_dir = engine.train(spec)
         record["dir"] = run_dir.name
         model, _ = engine.load_model(run_dir)
         summary = io.read_json(run_dir / rundir.SUMMARY_FILE)
-        values, kind, samples = measure(model, train, held, spec.seed, n_samples, judge)
+        found = evaluate(model, held, train, seed=spec.seed, device=spec.device, n_samples=n_samples, judge=judge)
+        values = {k: float(v) for k, v in found.metrics.items()}
         values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
-        record.update(metrics=values, likelihood=kind)
+        record.update(metrics=values, likelihood=found.likelihood)
         if spec.model not in pictures:
-            pictures[spec.model] = (samples, model.num_classes)
+            pictures[spec.model] = (found.samples, model.num_classes)
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
@@ -315,78 +323,6 @@ def _row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "likelihood": "/".join(kinds) or None, "metrics": metrics, "runs": runs}
 
 
-# -- the metrics of one fitted model -----------------------------------------------------------------
-def measure(model, train, holdout, seed: int = 0, n_samples: int = N_SAMPLES,
-            judge=None) -> tuple[dict[str, float], str | None, torch.Tensor]:
-    """The metrics of one fitted model on the held-out rows (see ``COLUMNS``), the kind of its
-    likelihood (``exact``, ``bound``, ``... (dequantised)``, or None without ``log_prob``) and
-    its samples."""
-    from . import metrics
-
-    torch.manual_seed(seed)
-    out: dict[str, float] = {}
-    num_classes = model.num_classes
-    labels = None
-    if holdout.is_image and num_classes:
-        labels = torch.arange(num_classes).repeat_interleave(math.ceil(n_samples / num_classes))[:n_samples]
-    with torch.no_grad():
-        start = time.perf_counter()
-        samples = model.sample(n_samples, condition=labels)
-        out["samples_per_second"] = n_samples / max(time.perf_counter() - start, 1e-9)
-    samples = samples.detach().float().cpu()
-    kind = None
-    if model.log_prob_kind is not None:
-        value, kind = _likelihood(model, holdout, seed)
-        out["log_likelihood_per_dim"] = value
-    if holdout.modes is not None and not holdout.is_image:
-        out.update(metrics.mode_coverage(samples, holdout.modes, holdout.mode_std))
-    if judge is not None:
-        found = metrics.image_metrics(holdout, samples, labels, judge=judge, seed=seed)
-        out.update({c.key: found[c.key] for c in COLUMNS if c.key in found})
-    if holdout.encoding is not None:  # a table: its decoded columns against the real rows
-        from .tables.sampling import measure as measure_table
-
-        found = measure_table(model, train, holdout, holdout.encoding, seed)
-        out.update({k: found[k] for k in ("column_shapes", "pair_trends", "ml_efficacy", "detection", "dcr_ratio")
-                    if k in found})
-    else:
-        out["dcr_ratio"] = metrics.closest_distance_ratio(samples, train.x, holdout.x)["dcr_ratio"]
-    return {k: float(v) for k, v in out.items()}, kind, samples
-
-
-def _likelihood(model, holdout, seed: int) -> tuple[float, str]:
-    """Held-out log-likelihood per dimension. Images on evenly spaced levels (8-bit, the 17
-    levels of digits) are discrete: a model whose ``log_prob`` gives the probability of each
-    level (``log_prob_kind`` ``discrete`` or ``discrete_bound``) is put on the density scale (-
-    log of the bin width per dimension); a density model is evaluated on uniformly dequantised
-    rows, which is a lower bound of the same quantity (Theis et al. 2016)."""
-    from . import metrics
-
-    kind = model.log_prob_kind
-    bound = kind in ("bound", "discrete_bound")
-    width = holdout.bin_width if holdout.is_image else None
-    if width is None:
-        found = metrics.heldout_log_likelihood(model, holdout)
-        return found["log_likelihood_per_dim"], "bound" if bound else "exact"
-    if kind.startswith("discrete"):
-        found = metrics.heldout_log_likelihood(model, holdout)
-        return found["log_likelihood_per_dim"] - math.log(width), "bound" if bound else "exact"
-    x = holdout.x
-    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    found = metrics.heldout_log_likelihood(model, x + (noise - 0.5) * width)
-    return found["log_likelihood_per_dim"], "bound (dequantised)"
-
-
-def _judge(data, device: str):
-    """The image judge of labelled images (trained once per data set and cached), else None."""
-    if not (data.is_image and data.labels_are_classes and data.y is not None and data.num_classes >= 2):
-        return None
-    from .fabric import resolve_device
-    from .metrics import ImageJudge
-
-    return ImageJudge.for_dataset(data, device=resolve_device(device))
-
-
 # -- the picture -------------------------------------------------------------------------------------
 def draw(result: CompareResult, pictures: dict[str, tuple[torch.Tensor, int]], data, path: Path) -> None:
     """One panel per model, side by side (:func:`aigc_engine.plotting.draw_samples`): samples over
@@ -442,4 +378,4 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-__all__ = ["compare", "CompareResult", "Column", "COLUMNS", "measure", "parse_seeds"]
+__all__ = ["compare", "CompareResult", "Column", "COLUMNS", "parse_seeds"]

@@ -1,10 +1,12 @@
 """Model configs from TOML files and ``--set key=value`` overrides, checked against the
 model's ``Config`` dataclass: field types, and the ranges and help a field declares with
 :func:`option`. Keys ``dataset.KEY`` set dataset options. Per-data-kind defaults: a field left at
-None takes the value for the data's kind (:func:`data_kind`, :func:`resolve_defaults`)."""
+None takes the value for the data's kind (:func:`data_kind`, :func:`resolve_defaults`), on a
+table with the batch and the steps fitted to its rows (:func:`fit_to_table`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -76,8 +78,9 @@ def _shown(value: Any) -> str:
 
 def check_config(config: Any, model_name: str = "model") -> None:
     """Raise one :class:`InputError`, ``MODEL: KEY must be REQUIREMENT, got VALUE``, for the first
-    field whose value its :func:`option` does not allow (or a fixed-length tuple field of the
-    wrong length). None values are not checked: they mean the default for the data."""
+    field whose value its :func:`option` (or its ``Literal`` type) does not allow, a float field
+    that is NaN or infinite, or a fixed-length tuple field of the wrong length. None values are not
+    checked: they mean the default for the data."""
     hints = field_types(type(config))
     for field in dataclasses.fields(config):
         value, spec = getattr(config, field.name), option_spec(field)
@@ -85,8 +88,14 @@ def check_config(config: Any, model_name: str = "model") -> None:
             continue
         tp = _without_none(hints[field.name])
         args = typing.get_args(tp)
+        if typing.get_origin(tp) is typing.Literal and spec.choices is None:
+            spec = dataclasses.replace(spec, choices=args)
         if typing.get_origin(tp) is tuple and args and Ellipsis not in args and len(value) != len(args):
             raise InputError(f"{model_name}: {field.name} must have {len(args)} values, got {_shown(value)}")
+        values = value if isinstance(value, (tuple, list)) and spec.choices is None else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            # NaN passes no comparison and inf every one-sided bound: neither is a setting
+            raise InputError(f"{model_name}: {field.name} must be a finite number, got {_shown(value)}")
         if isinstance(value, (tuple, list)) and spec.choices is None:
             if not all(spec.allows(v) for v in value):
                 raise InputError(f"{model_name}: {field.name} must be {spec.requirement()} (each value), "
@@ -123,18 +132,38 @@ def data_kind(dataset: Any) -> str:
                      f"neither points (N x D) nor images (N x C x H x W)")
 
 
-def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: Any) -> Any:
+MIN_TABLE_STEPS = 1000  # the fewest default steps on a table, however small
+
+
+def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: Any,
+                     table_epochs: int | None = None, table_rows: int | None = None) -> Any:
     """A copy of ``config`` in which each field left at None takes its value for the data's kind,
     ``defaults[data_kind(dataset)]`` (what ``aigc-engine models`` lists per kind); fields given a
-    value keep it. A kind without defaults is data the model does not take (an InputError); a
-    table's rows are points too, so a model without table defaults takes its points ones."""
-    kind = data_kind(dataset)
+    value keep it. ``dataset`` may be the kind itself (a saved model's config, completed on load).
+    A kind without defaults is data the model does not take (an InputError); a table's rows are
+    points too, so a model without table defaults takes its points ones. With ``table_epochs``, a
+    table's default batch and steps are fitted to its rows (:func:`fit_to_table`): ``table_rows``,
+    the rows the model trains on (default: all of them)."""
+    kind = dataset if isinstance(dataset, str) else data_kind(dataset)
     kind = "points" if kind == "tables" and kind not in defaults and "points" in defaults else kind
     if kind not in defaults:
         raise InputError(f"this model takes {' or '.join(defaults)}, not {kind} "
                          f"(dataset {getattr(dataset, 'name', '')!r})")
     missing = {k: v for k, v in defaults[kind].items() if getattr(config, k) is None}
-    return dataclasses.replace(config, **missing)
+    resolved = dataclasses.replace(config, **missing)
+    if table_epochs is None or kind != "tables":
+        return resolved
+    return fit_to_table(resolved, config, len(dataset) if table_rows is None else table_rows, table_epochs)
+
+
+def fit_to_table(resolved: Any, given: Any, rows: int, epochs: int) -> Any:
+    """``resolved`` with the ``batch_size`` and ``steps`` that ``given`` left at None fitted to a
+    table of ``rows`` training rows: the batch at most ``rows``, the steps ``epochs`` passes over
+    them, at least ``MIN_TABLE_STEPS`` and at most the kind's default steps."""
+    batch = resolved.batch_size if given.batch_size is not None else max(1, min(resolved.batch_size, rows))
+    steps = resolved.steps if given.steps is not None else \
+        int(min(resolved.steps, max(MIN_TABLE_STEPS, epochs * rows // batch)))
+    return dataclasses.replace(resolved, batch_size=batch, steps=steps)
 
 
 def describe_fields(config_cls: type, defaults: dict[str, dict[str, Any]] | None = None) -> list[str]:
@@ -152,8 +181,9 @@ def describe_fields(config_cls: type, defaults: dict[str, dict[str, Any]] | None
             shown = ", ".join(f"{kind}: {_plain(v)}" for kind, v in per_kind.items())
         else:
             shown = f"default {_plain(value)}"
-        help_ = option_spec(field).help
-        lines.append(f"{field.name}: {choices_name(tp)}  {help_ + ' ' if help_ else ''}({shown})")
+        spec = option_spec(field)
+        kind = " | ".join(map(str, spec.choices)) if spec.choices is not None else choices_name(tp)
+        lines.append(f"{field.name}: {kind}  {spec.help + ' ' if spec.help else ''}({shown})")
     return lines
 
 

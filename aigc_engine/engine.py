@@ -20,12 +20,13 @@ from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
 from .store import rundir
-from .store.rundir import CONFIG_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
+from .store.rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
     from .model import Model
     from .run import Run
+    from .tables import TableEncoding
 
 N_PLOT_SAMPLES = 2500
 # Options every dataset takes (``--set dataset.holdout=0.2``): which rows of Dataset.holdout_split
@@ -49,11 +50,12 @@ class RunSpec:
 
     ``config``: values of the model's Config fields (typed, or strings as ``--set`` gives them;
     missing fields keep their defaults); ``dataset``: a registered name or a file path (None:
-    the model's ``default_dataset``) with its ``dataset_options``; ``out``: the run directory
+    the model's ``default_dataset``), or data held in memory (a pandas DataFrame, a Dataset;
+    config.json records that it was), with its ``dataset_options``; ``out``: the run directory
     (None: ``runs/<model>-<data>-<time>``); ``resume``: ``out`` is an existing run to continue."""
     model: str
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
-    dataset: str | None = None
+    dataset: str | Any | None = None
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
@@ -94,18 +96,25 @@ class Engine:
             self._wrapped[cls] = as_model_class(cls)
         return self._wrapped[cls]
 
-    def load_dataset(self, spec: str, options: dict[str, Any] | None = None) -> Dataset:
+    def load_dataset(self, spec: str | Any, options: dict[str, Any] | None = None) -> Dataset:
         """A registered dataset by name, else a path: a file whose name ends in a registered
         reader's suffix (``.npy``, ``.npz``, ``.csv``, a plugin's), or a folder (the ``"folder"``
         reader: images); the reader's keyword options are the dataset options (``data.open_file``).
+        Data held in memory instead of a name: a pandas DataFrame (read as a ``.csv`` file's
+        rows) or a Dataset (``data.open_in_memory``).
 
         Every dataset also takes ``holdout`` (a fraction; 0: none), ``holdout_seed`` and ``part``
         (``train`` or ``holdout``): with ``holdout`` set, only that part of the rows of
         :meth:`Dataset.holdout_split` (what ``aigc-engine compare`` trains and evaluates on)."""
         options = dict(options or {})
-        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options}, spec,
-                               HOLDOUT_TYPES)
-        data = self._open_dataset(spec, options)
+        split = coerce_options(HOLDOUT_OPTIONS, {k: options.pop(k) for k in HOLDOUT_OPTIONS if k in options},
+                               str(spec) if isinstance(spec, (str, os.PathLike)) else "in memory", HOLDOUT_TYPES)
+        if isinstance(spec, (str, os.PathLike)):
+            data = self._open_dataset(str(spec), options)
+        else:
+            from .data.readers import open_in_memory
+
+            data = open_in_memory(spec, options)
         if not split.get("holdout"):
             if split.get("part", "train") != "train":
                 raise InputError("dataset.part=holdout needs dataset.holdout=F (the held-out fraction)")
@@ -151,6 +160,8 @@ class Engine:
             saved = rundir.read_config(Path(resume))
             if model and model != saved["model"]:
                 raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
+            if not dataset:
+                _reopenable(saved, Path(resume), "pass --dataset FILE with the rows it was fitted on to resume it")
             model, out, seed = saved["model"], resume, saved.get("seed", seed)
         spec = RunSpec(model, dict(saved.get("config", {})), saved.get("dataset", {}).get("name"),
                        dict(saved.get("dataset", {}).get("options", {})), seed, device,
@@ -177,27 +188,15 @@ class Engine:
         before any directory exists) -> claim the directory -> fit -> evaluate -> write the
         artifacts. A failure before the first checkpoint leaves no directory behind."""
         from .errors import Interrupted
-        from .run import Run
 
-        if not isinstance(spec, RunSpec):
-            spec = self.run_spec(spec, *args, **kwargs)
-        ready = self.prepare(spec)
-        model, data = ready.model, ready.data
+        ready = self.prepare(spec if isinstance(spec, RunSpec) else self.run_spec(spec, *args, **kwargs))
+        spec = ready.spec
         main = int(os.environ.get("RANK", "0")) == 0
         run_dir, created = spec.out, False
         if main and not spec.resume:
-            run_dir, created = rundir.claim(spec.out, spec.model, data.name)
+            run_dir, created = rundir.claim(spec.out, spec.model, ready.data.name)
         try:
-            run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
-            if run.is_main_process:
-                self.write_config(ready, run)
-            start = time.perf_counter()
-            model.fit(data, run)
-            fit_seconds = time.perf_counter() - start
-            metrics = model.evaluate(data, run)
-            if run.is_main_process:
-                self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
-                                                        "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+            run = self._fit(ready, run_dir)
         except Interrupted:
             raise  # the loop wrote its checkpoint: the directory is a resumable run
         except BaseException:
@@ -207,6 +206,23 @@ class Engine:
         run.barrier()
         return run.dir
 
+    def _fit(self, ready: Prepared, run_dir: Path) -> Run:
+        """The run of ``ready`` in ``run_dir``: config, fit, the model's metrics, artifacts."""
+        from .run import Run
+
+        spec, model, data = ready.spec, ready.model, ready.data
+        run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
+        if run.is_main_process:
+            self.write_config(ready, run)
+        start = time.perf_counter()
+        model.fit(data, run)
+        fit_seconds = time.perf_counter() - start
+        metrics = model.evaluate(data, run)
+        if run.is_main_process:
+            self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
+                                                    "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+        return run
+
     def prepare(self, spec: RunSpec) -> Prepared:
         """``spec`` resolved (the model from its config, the dataset) and validated: bad values,
         data the model cannot take and an absent device all fail here, before any run directory."""
@@ -214,8 +230,8 @@ class Engine:
 
         cls = self.model_class(spec.model)
         config = build_config(cls.Config, spec.config, spec.model)
-        name = spec.dataset or cls.default_dataset
-        if not name:
+        name = spec.dataset if spec.dataset is not None else cls.default_dataset
+        if name is None or isinstance(name, str) and not name:
             raise InputError(f"model {spec.model!r} has no default dataset: pass --dataset")
         data = self.load_dataset(name, spec.dataset_options)
         model = cls(config)  # a model validates its config here
@@ -237,6 +253,8 @@ class Engine:
         spec, config, data = ready.spec, ready.config, ready.data
         dataset = {"name": _dataset_spec(spec.dataset, self.plugins), "options": data.options, "shape": list(data.shape[1:]),
                    **({"class_names": data.class_names} if data.class_names else {})}
+        if not isinstance(spec.dataset, (str, os.PathLike)):  # no rows to reopen: eval and --resume ask for them
+            dataset["in_memory"] = type(spec.dataset).__name__
         io.write_json(run.dir / CONFIG_FILE, {
             "model": spec.model, "config": dataclasses.asdict(config), "dataset": dataset, "seed": spec.seed,
             "device": str(run.device), "world_size": run.world_size, "versions": versions(),
@@ -251,9 +269,7 @@ class Engine:
         self.draw(model, data, run.dir, run.history)  # first: it checks the samples are finite
         checkpoint.save(run.dir / MODEL_FILE, model.state_dict())
         if data.encoding is not None:  # a table: what `sample -o x.csv` decodes with
-            from .tables.sampling import save_encoding
-
-            save_encoding(run.dir, data.encoding)
+            rundir.save_encoding(run.dir, data.encoding.state_dict())
         io.write_json(run.dir / SUMMARY_FILE, summary)
 
     def draw(self, model: Model, data: Dataset, run_dir: Path, history: list[dict]) -> None:
@@ -275,7 +291,7 @@ class Engine:
         import torch
 
         from . import plotting
-        from .model import check_samples
+        from .sampling import draw
 
         condition, labels = None, None
         if data.is_image and model.num_classes:
@@ -283,20 +299,18 @@ class Engine:
             labels = data.class_names or [str(i) for i in range(model.num_classes)]
             title += " (a row per class)"
         n = len(condition) if condition is not None else (64 if data.is_image else N_PLOT_SAMPLES)
-        with torch.no_grad():
-            samples = model.sample(n, condition=condition)
-        check_samples(samples, model.name)
+        samples = draw(model, n, condition)
         plotting.draw_samples(samples, path, data=data, title=title, row_labels=labels, annotate=model.annotate_plot)
 
     @staticmethod
     def _draw_table(model: Model, data: Dataset, path: Path, title: str) -> None:
         """Each column of the table: the real rows' distribution and that of samples decoded to it."""
         from . import plotting
-        from .tables.sampling import sample_rows
+        from .sampling import draw_rows
 
         rows = data.subset(slice(0, N_PLOT_SAMPLES)) if len(data) > N_PLOT_SAMPLES else data
         real = data.encoding.decode(rows.x, rows.y)
-        synthetic, _ = sample_rows(model, N_PLOT_SAMPLES, data.encoding)
+        synthetic, _ = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
         plotting.table_columns(real, synthetic, path, data.encoding.schema, title=title)
 
     # -- using a finished run ------------------------------------------------------------------
@@ -313,9 +327,154 @@ class Engine:
         model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
         return model, saved
 
+    def sample(self, run_dir: str | Path, n: int, condition: Any = None, out: str | Path | None = None,
+               seed: int = 0):
+        """``n`` samples of a finished run: a DataFrame in the table's columns, header and dtypes
+        for a run on a table, else a tensor ``[n, *row shape]``. ``condition``: a class of a
+        conditional model (its id, the training labels' name, ``"column=name"`` for a table's
+        label column, or a tensor of ids; :func:`aigc_engine.sampling.resolve_condition`).
+        ``out``: also write them there, as its suffix says (``.csv`` / ``.parquet`` for a table;
+        ``.npy``, or ``.png`` for a picture, otherwise). Drawn from ``seed``."""
+        import torch
 
-def _dataset_spec(spec: str, plugins: PluginManager) -> str:
-    """Registered names as they are; file paths made absolute so the run can be reopened anywhere."""
+        from .sampling import sample
+
+        if n < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        encoding = load_encoding(run_dir)
+        out = Path(out) if out is not None else None
+        if out is not None:
+            _check_suffix(out, encoding is not None)
+        model, saved = self.load_model(run_dir)
+        class_names = saved.get("dataset", {}).get("class_names")
+        torch.manual_seed(seed)
+        samples = sample(model, n, condition, encoding, class_names)
+        if out is not None:
+            _write_samples(samples, out, model, encoding.schema.dialect if encoding is not None else None)
+        return samples
+
+    def samples_path(self, run_dir: str | Path) -> Path:
+        """Where ``aigc-engine sample`` writes without ``-o``: ``samples.csv`` in the run
+        directory of a table, else ``samples.npy``."""
+        return Path(run_dir) / (rundir.SAMPLES_CSV if (Path(run_dir) / ENCODING_FILE).exists() else rundir.SAMPLES_NPY)
+
+    def evaluate(self, run_dir: str | Path, dataset: str | Any | None = None, options: dict[str, Any] | None = None,
+                 device: str = "cpu", n_samples: int | None = None, progress: bool = False,
+                 train: str | Any | None = None) -> dict[str, Any]:
+        """The metrics of a finished run, ``{"dataset": name, metric: value, ...}``, by the protocol
+        ``compare`` uses (:func:`aigc_engine.evaluation.evaluate`). The rows: the run's own
+        (``dataset`` None, ``options`` overriding its dataset options: ``{"part": "holdout"}``
+        gives the rows a ``dataset.holdout`` run held out), or ``dataset`` with ``options``, read
+        into the run's columns for a table. Rows other than its training rows are held out: the
+        held-out metrics (``n_samples`` samples, 2000 by default) and the model's own; its
+        training rows: the model's own metrics and a table's metrics. ``dataset`` and ``train``
+        may be data held in memory (:meth:`load_dataset`).
+
+        A run fitted on data held in memory (``in_memory`` in its config.json) has no rows to
+        reopen: ``dataset`` is required, and its rows are scored as the training rows are, unless
+        ``train`` gives the fitted rows again (read with the run's dataset options): then they are
+        held out."""
+        from .evaluation import N_SAMPLES, evaluate, judge_for
+
+        run_dir = Path(run_dir)
+        model, saved = self.load_model(run_dir)
+        fitted = saved.get("dataset", {})
+        trained = (fitted.get("name"), fitted.get("options", {}))
+        if dataset is None:
+            _reopenable(saved, run_dir, "pass --dataset FILE (the real rows to score it against)")
+        name, options = (dataset, dict(options or {})) if dataset is not None else \
+            (trained[0], {**trained[1], **(options or {})})
+        encoding = load_encoding(run_dir)
+        rows = _in_run_columns(self.load_dataset(name, options), encoding)
+        if "shape" in fitted and list(rows.shape[1:]) != list(fitted["shape"]):
+            source = fitted.get("in_memory") or Path(str(fitted.get("name"))).name
+            raise InputError(f"{run_dir} was fitted on rows of shape {fitted['shape']} ({source}); "
+                             f"{rows.name} has rows of shape {list(rows.shape[1:])}")
+        fitted_rows, judge = None, None
+        # rows it never fitted are held out; a run fitted in memory knows its rows only when given them again
+        held_out = train is not None if fitted.get("in_memory") else \
+            (_dataset_spec(name, self.plugins), rows.options) != trained
+        if held_out:
+            fitted_rows = _in_run_columns(self.load_dataset(train if train is not None else trained[0], trained[1]),
+                                          encoding)
+            if rows.is_image:
+                whole = {k: v for k, v in options.items() if k not in HOLDOUT_OPTIONS}
+                judge = judge_for(self.load_dataset(name, whole), device)
+        found = evaluate(model, rows, fitted_rows, seed=saved.get("seed", 0), device=device, judge=judge,
+                         n_samples=n_samples or N_SAMPLES, progress=progress)
+        return {"dataset": rows.name, **found.metrics}
+
+
+def load_encoding(run_dir: str | Path) -> TableEncoding | None:
+    """The column encoding of a run on a table, or None for a run on points or images."""
+    from .tables import TableEncoding
+
+    state = rundir.load_encoding(Path(run_dir))
+    return TableEncoding.from_state(state) if state is not None else None
+
+
+def _reopenable(saved: dict[str, Any], run_dir: Path, hint: str) -> None:
+    """A one-line InputError ending in ``hint`` when the run's rows were held in memory (nothing
+    in config.json reopens them)."""
+    kind = saved.get("dataset", {}).get("in_memory")
+    if kind:
+        raise InputError(f"{run_dir} was fitted on a {kind} held in memory: {hint}")
+
+
+def _in_run_columns(data: Dataset, encoding: TableEncoding | None) -> Dataset:
+    """The rows of ``data`` as a table run's model saw its training rows (``encoding``: the run's)."""
+    if encoding is None:
+        return data
+    if data.encoding is None:
+        raise InputError(f"this run was fitted on a table; {data.name} is not one (use a .csv or .parquet file)")
+    return data.reencoded(encoding)
+
+
+def _check_suffix(out: Path, table: bool) -> None:
+    from .sampling import TABLE_SUFFIXES, TENSOR_SUFFIXES
+
+    allowed = TABLE_SUFFIXES if table else TENSOR_SUFFIXES
+    if out.suffix.lower() not in allowed:
+        what = "a run on a table" if table else "this run"
+        raise InputError(f"-o for {what} must end in {' or '.join(allowed)}, got {out.name!r}")
+
+
+def _write_samples(samples: Any, out: Path, model: Model, dialect=None) -> None:
+    """``samples`` as ``out`` (atomically): a DataFrame as CSV (the header, no index, in the
+    table file's ``dialect``: :func:`aigc_engine.tables.dialect.write_csv`) or Parquet, a tensor
+    as ``.npy`` or a picture."""
+    from . import plotting
+    from .store import io
+
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InputError("writing Parquet needs pyarrow (pip install pyarrow)") from None
+        io.atomic_write(out, lambda tmp: samples.to_parquet(tmp, index=False))
+    elif suffix == ".csv":
+        from .tables.dialect import write_csv
+
+        write_csv(samples, out, dialect)
+    elif suffix == ".npy":
+        import numpy as np
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, samples.numpy())
+
+        io.atomic_write(out, write)
+    else:
+        plotting.draw_samples(samples, out, title=f"{model.name} samples", annotate=model.annotate_plot)
+
+
+def _dataset_spec(spec: str | Any, plugins: PluginManager) -> str | None:
+    """Registered names as they are; file paths made absolute so the run can be reopened anywhere;
+    None for data held in memory."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    spec = str(spec)
     path = Path(spec)
     return str(path.resolve()) if spec not in plugins.datasets() and path.exists() else spec
 

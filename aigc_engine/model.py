@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from .config import check_config
 from .errors import InputError
+from .sampling import check_samples  # noqa: F401 - its home before sampling.py; plugins import it from here
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs no torch
     from pathlib import Path
@@ -51,7 +53,16 @@ class Model(abc.ABC):
     ``model.safetensors``), then the pictures (``samples.png`` through ``sample``, ``num_classes``
     and ``annotate_plot``; more through ``figures``). ``sample``/``eval`` later rebuild the model
     as ``Model(config)`` + ``load_state_dict``.
+
+    Two rules the core keeps itself, before a plugin's code runs, on every subclass (and on the
+    class :func:`as_model_class` builds for a duck-typed model): ``validate`` refuses a dataset
+    without rows, and ``sample`` refuses a condition while ``num_classes`` is 0 (both an
+    :class:`~aigc_engine.InputError`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        _core_rules(cls)
 
     name: ClassVar[str]
     Config: ClassVar[type]
@@ -82,7 +93,8 @@ class Model(abc.ABC):
         """``n`` samples, a float tensor ``[n, *row shape]`` on the CPU, in the data's scale
         (images in [-1, 1]). ``condition``: int64 class labels, one or ``[n]``, for a model with
         ``num_classes > 0`` (without it, labels drawn from the training frequencies:
-        :func:`sample_labels`); an unconditional model raises InputError for a condition."""
+        :func:`sample_labels`). A condition given to a model whose ``num_classes`` is 0 is refused
+        by the core (an InputError) before this runs."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -98,7 +110,8 @@ class Model(abc.ABC):
     def validate(self, dataset: "Dataset") -> None:
         """Raise :class:`~aigc_engine.InputError` for data this model cannot take (its shape,
         labels, size against the config). Called before the run directory is made, so a
-        rejected run leaves nothing behind. Default: accept everything."""
+        rejected run leaves nothing behind. A dataset without rows is refused by the core before
+        this runs. Default: accept everything else."""
 
     def evaluate(self, dataset: "Dataset", run: "Run") -> dict[str, float]:
         """Metrics of the fitted model, written to ``summary.json``. ``dataset`` is what ``fit``
@@ -136,6 +149,44 @@ class Model(abc.ABC):
         return {}
 
 
+def _refuse_empty(validate: Callable) -> Callable:
+    @functools.wraps(validate)
+    def checked(self, dataset, *args, **kwargs):
+        if len(dataset) == 0:
+            raise InputError(f"dataset {getattr(dataset, 'name', '')!r} has no rows: model {self.name!r} "
+                             "cannot fit it")
+        return validate(self, dataset, *args, **kwargs)
+    return checked
+
+
+def _refuse_condition_unless_conditional(sample: Callable) -> Callable:
+    @functools.wraps(sample)
+    def checked(self, *args, **kwargs):
+        condition = kwargs["condition"] if "condition" in kwargs else args[1] if len(args) > 1 else None
+        if condition is not None and not self.num_classes:
+            raise InputError(f"this {self.name} is unconditional (num_classes is 0): it cannot sample with a "
+                             "condition")
+        return sample(self, *args, **kwargs)
+    return checked
+
+
+_CORE_RULES: dict[str, Callable[[Callable], Callable]] = {
+    "validate": _refuse_empty, "sample": _refuse_condition_unless_conditional}
+
+
+def _core_rules(cls: type) -> None:
+    """Wrap the ``validate`` and ``sample`` that ``cls`` ends up with in the core's checks, so every
+    model keeps them wherever it is called from (the engine, ``compare``, a script) and no plugin
+    has to write them; a method wrapped once, inherited, is not wrapped again."""
+    for attr, rule in _CORE_RULES.items():
+        method = getattr(cls, attr)
+        if getattr(method, "__isabstractmethod__", False) or getattr(method, "_core_rule", None) is rule:
+            continue
+        checked = rule(method)
+        checked._core_rule = rule
+        setattr(cls, attr, checked)
+
+
 def as_model_class(cls: type) -> type:
     """``cls`` itself when it subclasses :class:`Model`; otherwise a subclass of it with
     ``Model``'s defaults mixed in (its own methods and attributes win), so the engine can call
@@ -144,18 +195,6 @@ def as_model_class(cls: type) -> type:
         return cls
     return type(cls.__name__, (cls, Model), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                                            "__doc__": cls.__doc__})
-
-
-def check_samples(samples: "torch.Tensor", model: str) -> None:
-    """Samples with NaN or inf come from a fit that diverged: an InputError naming the model,
-    never a file or a picture of NaN rows (the engine checks every sample it draws)."""
-    import torch
-
-    bad = ~torch.isfinite(samples)
-    if bad.any():
-        rows = int(bad.reshape(len(samples), -1).any(1).sum())
-        raise InputError(f"model {model!r} returned NaN or inf in {rows} of {len(samples)} samples: the fit "
-                         "diverged (retrain with a lower lr, or use another model)")
 
 
 def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:

@@ -21,12 +21,11 @@ import torch
 
 from quality import POINT_SETS, mode_scores
 
-SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 STEPS = (8, 16, 32, 64, 128, 256)
 
 
 def load(run: Path):
-    from aigc_diffusion.model import Diffusion, DiffusionConfig
+    from aigc_diffusion import Diffusion, DiffusionConfig
     from aigc_engine.store import io
 
     cfg = json.loads((run / "config.json").read_text())
@@ -36,6 +35,8 @@ def load(run: Path):
 
 
 def main() -> None:
+    from aigc_diffusion import SAMPLERS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))

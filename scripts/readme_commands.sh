@@ -57,6 +57,12 @@ for page in sys.argv[1:]:
 PY
 check "the snippet wrote points.npy" test -f points.npy
 
+# --- The Python API (runs/penguins-api, penguins-api-test.csv: the snippet of docs/python-api.md) --
+run 'aigc-engine sample runs/penguins-api -n 5 -o five.csv'
+check "sample reads a saved Synthesizer" bash -c 'test "$(wc -l < five.csv)" -eq 6'
+run 'aigc-engine eval runs/penguins-api --dataset penguins-api-test.csv'
+check "eval scores a saved Synthesizer on a file" grep -q '"column_shapes"' "$OUT_LOG"
+
 # --- Gaussian mixtures ----------------------------------------------------------------------------
 run 'aigc-engine run gmm --dataset grid25 --set n_components=25'
 run 'aigc-engine run gmm --dataset points.npy --set n_components=32 --set covariance_type=diag   # streamed'
@@ -92,6 +98,10 @@ check "missing=marginalize samples complete measurements" python -c "
 import pandas as pd, subprocess
 subprocess.run(['aigc-engine', 'sample', 'runs/gmm-marginal', '-n', '500', '-o', 'marginal.csv'], check=True)
 assert not pd.read_csv('marginal.csv')[['bill_length_mm', 'body_mass_g']].isna().any().any()"
+run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set privacy_epsilon=1 --out runs/gmm-dp'
+check "a private run says what it spent" python -c "
+import json; s = json.load(open('runs/gmm-dp/summary.json'))
+assert 0 < s['privacy_epsilon'] <= 1 and s['privacy_accountant'], s"
 
 run 'aigc-engine run diffusion --dataset ring8 --set steps=300 --out runs/diffusion-ring8'
 check "the diffusion run wrote its pictures" has_files runs/diffusion-ring8 samples.png progress.png denoising.png

@@ -1,6 +1,7 @@
 """The engine model ``bgmm``: run, eval, sample, resume, compare; pruned components reported;
 the state round trip; bad priors an input error (exit 2)."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -49,3 +50,13 @@ def test_fitted_state_round_trip(covariance_type):
     np.testing.assert_allclose(point.weights_.numpy(), gm.weights_, rtol=1e-12)
     with pytest.raises(ValueError, match="covariance_type"):
         BayesianGaussianMixture.from_state(gm.fitted_state(), covariance_type="full" if covariance_type != "full" else "diag")
+
+
+@pytest.mark.slow
+def test_bgmm_keeps_the_model_contract():
+    from aigc_engine.testing import check_model
+    from aigc_gmm.model import BGMMModel
+
+    start = time.perf_counter()
+    check_model(BGMMModel, config={"n_components": 8, "max_iter": 20})
+    print(f"check_model(bgmm) on ring8: {time.perf_counter() - start:.1f} s")

@@ -83,8 +83,9 @@ def test_rows_and_columns_for_two_fast_models(plugins, tmp_path):
     assert [r["model"] for r in result.rows] == ["gmm", "kde"]
     assert all(r["status"] == "ok" and r["reason"] is None for r in result.rows)
     keys = [c.key for c in result.columns]
-    assert keys == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "fit_seconds",
-                    "samples_per_second"]  # no image metrics on points
+    assert keys[:7] == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "fit_seconds",
+                        "samples_per_second"]  # no image metrics on points
+    assert {"mean_log_likelihood", "bic", "kernel_points"} <= set(keys[7:])  # the models' own, appended
     gmm = result.row("gmm")
     assert gmm["likelihood"] == "exact" and len(gmm["metrics"]["modes"]["values"]) == 2
     assert gmm["metrics"]["modes"]["mean"] == 8 and gmm["metrics"]["modes"]["std"] is not None
@@ -188,14 +189,14 @@ def test_dataset_holdout_option_splits_the_rows_once():
 def test_an_interrupted_comparison_keeps_the_models_done(plugins, tmp_path, monkeypatch):
     import aigc_engine.compare as compare_module
 
-    measured = compare_module.measure
+    measured = compare_module.evaluate
 
     def measure_then_stop(model, *args, **kwargs):
         if model.name == "kde":
             raise KeyboardInterrupt
         return measured(model, *args, **kwargs)
 
-    monkeypatch.setattr(compare_module, "measure", measure_then_stop)
+    monkeypatch.setattr(compare_module, "evaluate", measure_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run_compare(["gmm", "kde"], tmp_path / "cmp")
     saved = json.loads((tmp_path / "cmp" / COMPARE_JSON).read_text())

@@ -235,7 +235,8 @@ def test_reader_resolution_and_options():
     assert file_kind("a/B.CSV") == ".csv" and file_kind("x.txt") is None and file_kind(".npy") is None
     assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "datetime": "", "key": "", "text": "",
                                                  "many_level": "", "categorical": "", "integer": "", "ignore": "",
-                                                 "delimiter": ",", "weight_column": None,
+                                                 "delimiter": "auto", "decimal": "auto", "thousands": "auto",
+                                                 "encoding": "auto", "weight_column": None,
                                                  "continuous": "quantile", "kinds": ""}
     assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
     longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}

@@ -641,3 +641,14 @@ def test_adapter_and_select_use_only_public_estimator_api():
                 names = [(node.module or "")] + [a.name for a in node.names]
                 assert not any(part.startswith("_") for n in names for part in n.split(".")), \
                     f"{module.__name__}:{node.lineno} imports {ast.unparse(node)}"
+
+
+@pytest.mark.slow
+def test_gmm_keeps_the_model_contract():
+    from aigc_engine.testing import check_model
+
+    start = time.perf_counter()
+    check_model(GMMModel, config={"n_components": 8, "max_iter": 20})
+    print(f"check_model(gmm) on ring8: {time.perf_counter() - start:.1f} s")
+    # the registered ring8's modes have std 0.01: the density's grid refines until it resolves them
+    check_model(GMMModel, dataset="ring8", config={"n_components": 8, "max_iter": 20})

@@ -183,3 +183,15 @@ def test_a_new_kind_is_one_class_and_one_registry_entry(monkeypatch, tmp_path):
     plotting.table_columns(rows, back, tmp_path / "samples.png", schema)
     drawn = table_outputs(torch.randn(4, enc.width), enc.blocks, "sample")
     assert enc.decode(drawn).shape == (4, len(rows.columns))
+
+
+def test_category_ids_treat_pandas_na_as_missing():
+    """A nullable integer column (64-bit ids with empty cells read as Int64) holds pd.NA, not NaN:
+    it is the missing slot, not an unknown category."""
+    import pandas as pd
+
+    from aigc_engine.tables.kinds.base import ColumnSpec
+    from aigc_engine.tables.kinds.categorical import category_ids
+
+    spec = ColumnSpec(name="a", kind="categorical", dtype="Int64", has_missing=True, categories=[1, 2])
+    assert category_ids(pd.Series([1, pd.NA, 2], dtype="Int64"), spec).tolist() == [0, 2, 1]

@@ -14,7 +14,7 @@ from ..errors import InputError
 from .dataset import Dataset, check_weights
 from .storage import ImageArray, rows_per_block
 
-__all__ = ["read_npy", "read_npz"]
+__all__ = ["read_npy", "read_npz", "from_arrays"]
 
 
 def _load_error(name: str, err: BaseException) -> InputError:
@@ -69,13 +69,21 @@ def read_npz(path: Path) -> Dataset:
         if isinstance(err, InputError):
             raise
         raise _load_error(name, err) from None
+    return from_arrays(x, y, w, name)
+
+
+def from_arrays(x, y=None, w=None, name: str = "arrays") -> Dataset:
+    """What an ``.npz`` archive holds, given as arrays in memory (NumPy arrays or CPU tensors):
+    ``x`` points ``N x D`` or images (laid out and scaled to [-1, 1] as :func:`read_npy` does),
+    optional labels ``y`` (ids or names) and row weights ``w``. ``name`` names them in messages."""
+    x = np.asarray(x)
     _check_numeric(x, name, "array x")
     if x.ndim == 2:
         data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     else:
         data = torch.from_numpy(np.asarray(_scaled_images(x, _image_layout(x.shape, name), name)))
-    labels, class_names = _labels(y, len(x), name) if y is not None else (None, None)
-    weights = check_weights(w, len(x), f"{name}: array w") if w is not None else None
+    labels, class_names = _labels(np.asarray(y), len(x), name) if y is not None else (None, None)
+    weights = check_weights(np.asarray(w), len(x), f"{name}: array w") if w is not None else None
     return Dataset(data, labels, None, name, class_names=class_names, weights=weights)
 
 

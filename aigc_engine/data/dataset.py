@@ -207,10 +207,19 @@ class Dataset:
         if self.encoding is None:
             return train, held
         # a table: the encoding's statistics refitted on the training rows, both parts re-encoded
-        from ..tables.sampling import reencode
-
         encoding = self.encoding.refit(self.encoding.decode(train.x, train.y), weights=train.weights)
-        return reencode(train, encoding), reencode(held, encoding)
+        return train.reencoded(encoding), held.reencoded(encoding)
+
+    def reencoded(self, encoding) -> "Dataset":
+        """These rows (a table read with an encoding of its own) in the columns of ``encoding``
+        (a run's): decoded by their own encoding (exact for categories, integers and missing
+        cells), encoded by the run's, so the run's model sees them as it saw its training rows.
+        A category the run never saw is an InputError."""
+        frame = self.encoding.decode(self.x, self.y)
+        y = encoding.labels(frame) if encoding.schema.label is not None else None
+        return Dataset(encoding.transform(frame), y, len(encoding.schema.class_names) if y is not None else None,
+                       self.name, self.options, encoding.schema.class_names, encoding=encoding,
+                       weights=self.weights)
 
     def subset(self, rows: slice | torch.Tensor) -> "Dataset":
         """The rows ``rows`` (a slice or an index tensor) with this dataset's metadata (a

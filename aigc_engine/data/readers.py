@@ -25,7 +25,8 @@ from .dataset import Dataset
 from .images import read_folder
 from .tablefile import read_table
 
-__all__ = ["FOLDER", "Reader", "BUILTIN_READERS", "reader_for", "open_file", "from_file", "file_kind"]
+__all__ = ["FOLDER", "Reader", "BUILTIN_READERS", "reader_for", "open_file", "open_in_memory", "from_file",
+           "file_kind"]
 
 FOLDER = "folder"  # the registry key of the reader of directories
 CORE = "aigc_engine.core"
@@ -128,6 +129,22 @@ def open_file(path: str | Path, options: dict[str, Any] | None = None,
     return dataset.validate()
 
 
+def open_in_memory(data: Any, options: dict[str, Any] | None = None) -> Dataset:
+    """The validated dataset of data held in memory: a :class:`Dataset` as it is (it takes no
+    options; :func:`~aigc_engine.data.arrays.from_arrays` builds one of arrays), or a pandas
+    DataFrame read by the table reader with ``options`` (those of a ``.csv`` file). What
+    :meth:`aigc_engine.Engine.load_dataset` opens when it is given data instead of a name."""
+    options = dict(options or {})
+    if isinstance(data, Dataset):
+        if options:
+            raise InputError(f"unknown option {sorted(options)[0]!r} for a dataset held in memory (it takes none)")
+        return data.validate()
+    if not hasattr(data, "columns"):
+        raise InputError(f"cannot read a {type(data).__name__} as a dataset: give a DataFrame, a Dataset or a path")
+    reader = BUILTIN_READERS[".csv"]
+    return reader.read(data, **_reader_options(reader, options, BUILTIN_READERS, "DataFrame")).validate()
+
+
 def _reader_options(reader: Reader, options: dict[str, Any], readers: dict[str, Reader], spec: str) -> dict:
     """The options typed for ``reader``; an option of another reader says which reader takes it."""
     try:
@@ -151,7 +168,8 @@ def from_file(path: str | Path, **options: Any) -> Dataset:
     - ``.csv`` and ``.parquet`` (:func:`~aigc_engine.data.tablefile.read_table`): a table of
       continuous, integer and categorical columns with missing values, encoded as a float matrix
       (``dataset.encoding`` decodes it); options ``label_column``, ``weight_column``,
-      ``categorical``, ``integer``, ``ignore``, ``delimiter`` and ``continuous``.
+      ``categorical``, ``integer``, ``ignore``, the CSV dialect (``delimiter``, ``decimal``,
+      ``thousands``, ``encoding``; sniffed by default) and ``continuous``.
     - a folder of PNG/JPEG images (:func:`~aigc_engine.data.images.read_folder`), one sub-folder
       per class or none; options ``size`` and ``channels``.
 

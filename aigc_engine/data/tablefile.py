@@ -8,6 +8,7 @@ decodes samples back to the user's columns.
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from pathlib import Path
 
@@ -16,16 +17,18 @@ import numpy as np
 from ..errors import InputError
 from ..tables.encoding import TableEncoding
 from ..tables.kinds import override_options
-from ..tables.schema import detect_schema, load_frame
+from ..tables.schema import detect_schema, read_frame
 from .dataset import Dataset, check_weights
 
-__all__ = ["read_table", "LABEL_LIKE_COLUMNS"]
+__all__ = ["read_table", "LABEL_LIKE_COLUMNS", "IN_MEMORY"]
 
 # header names that usually hold labels: modelled as features unless label_column says otherwise
 LABEL_LIKE_COLUMNS = ("label", "labels", "class", "target", "y")
+IN_MEMORY = "DataFrame"  # the name of a table given as a pandas DataFrame instead of a file
 
 
-def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = ",",
+def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = "auto",
+               decimal: str = "auto", thousands: str = "auto", encoding: str = "auto",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
                **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
@@ -33,11 +36,14 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
     that take them: numbers >= 0, not modelled, not sampled), ``kinds`` (``a:integer,b:categorical``)
     and each column kind's list (``categorical=a,b``, ``integer=a,b``: the kinds' ``option``,
-    generated from the registry) forcing kinds, ``ignore`` (columns left out), ``delimiter``,
+    generated from the registry) forcing kinds, ``ignore`` (columns left out), the CSV dialect
+    (``delimiter``, ``decimal``, ``thousands``, ``encoding``: each ``auto``, sniffed, by default;
+    :mod:`aigc_engine.tables.dialect`; the schema keeps it for the tables written back),
     ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
-    Missing cells (empty, NA, NaN) are a state of their column, not an error."""
-    path = Path(path)
-    frame = load_frame(path, delimiter)
+    Missing cells (empty, NA, NaN) are a state of their column, not an error. ``path`` may also
+    be a pandas DataFrame held in memory (``aigc_engine.Synthesizer``: its rows as a file's;
+    the reader's options have to be typed by this signature, hence ``Path`` alone in it)."""
+    frame, dialect, name = _table(path, delimiter, decimal, thousands, encoding)
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore
@@ -50,22 +56,45 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         weights = _weights(frame[weight], weight)
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
-    schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=path.name, **forced)
+    schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=name, **forced)
+    schema.dialect = dialect
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
         if named:
-            warnings.warn(f"column {named[0]!r} of {path.name} is modelled as a feature; to condition on it, "
+            warnings.warn(f"column {named[0]!r} of {name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    encoding = TableEncoding.fit(frame, schema, continuous, weights=weights)
-    y = encoding.labels(frame) if schema.label is not None else None
+    fitted = TableEncoding.fit(frame, schema, continuous, weights=weights)
+    y = fitted.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
                                  *forced.items(), ("kinds", kinds), ("ignore", ignore)) if v not in (None, "")}
-    if delimiter != ",":
-        options["delimiter"] = delimiter
+    options.update((k, v) for k, v in (("delimiter", delimiter), ("decimal", decimal), ("thousands", thousands),
+                                        ("encoding", encoding)) if v != "auto")
     if continuous != "quantile":
         options["continuous"] = continuous
-    return Dataset(encoding.transform(frame), y, len(schema.class_names) if y is not None else None, path.name,
-                   options, schema.class_names, encoding=encoding, weights=weights)
+    return Dataset(fitted.transform(frame), y, len(schema.class_names) if y is not None else None, name,
+                   options, schema.class_names, encoding=fitted, weights=weights)
+
+
+def _table(source, delimiter: str, decimal: str, thousands: str, encoding: str):
+    """The rows, dialect and name of a table: a file read (its dialect sniffed), or a DataFrame
+    given in memory (a copy, with its column names as strings, as a file's header gives them; no
+    dialect)."""
+    if isinstance(source, (str, os.PathLike)):
+        frame, dialect = read_frame(Path(source), delimiter, decimal, thousands, encoding)
+        return frame, dialect, Path(source).name
+    import pandas as pd
+
+    frame = source.reset_index(drop=True)  # a copy, indexed as a file's rows
+    frame.columns = [str(c) for c in frame.columns]
+    for name in frame.columns:  # "string" and "boolean" columns: missing as a file's (None), not pd.NA
+        column = frame[name]
+        if getattr(column.dtype, "na_value", None) is pd.NA and not pd.api.types.is_numeric_dtype(column.dtype):
+            frame[name] = column.astype(object).where(column.notna(), None)
+    if len(frame) == 0:
+        raise InputError("the DataFrame has no rows")
+    if frame.columns.duplicated().any():
+        raise InputError(f"the DataFrame has two columns named {frame.columns[frame.columns.duplicated()][0]!r}")
+    return frame, None, IN_MEMORY
 
 
 def _with_kind_options(read):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..sampling import draw
 from .images import image_metrics
 from .modes import mode_coverage
 
@@ -13,12 +14,13 @@ def sample_metrics(model, dataset, device: str | torch.device = "cpu", *, n_poin
     :func:`mode_coverage` of ``n_points`` samples; on images the :func:`image_metrics` of
     ``per_class`` samples of each class (a conditional model, ``conditional_accuracy``
     included) or of ``n_images`` samples (an unconditional one). Other data: none. Samples are
-    drawn from the global generator, in that order (a seeded run gives the same numbers)."""
+    drawn from the global generator, in that order (a seeded run gives the same numbers), through
+    the engine's checked path (:func:`aigc_engine.sampling.draw`)."""
     out: dict[str, float] = {}
     if dataset.modes is not None and not dataset.is_image:
-        out.update(mode_coverage(model.sample(n_points), dataset.modes, dataset.mode_std))
+        out.update(mode_coverage(draw(model, n_points), dataset.modes, dataset.mode_std))
     if dataset.is_image:
         labels = torch.arange(model.num_classes).repeat_interleave(per_class) if model.num_classes else None
-        samples = model.sample(len(labels) if labels is not None else n_images, condition=labels)
+        samples = draw(model, len(labels) if labels is not None else n_images, labels)
         out.update(image_metrics(dataset, samples, labels, device=device))
     return out

@@ -11,7 +11,7 @@ this module only orchestrates them. The matrix is their blocks side by side, in 
 range for integers, the observed range for continuous values, and a missing value wherever the
 indicator exceeds 1/2 (thresholding, so decoding is a function of the matrix and the round trip
 of the training rows is exact). The state is a tree of tensors and JSON values
-(:meth:`state_dict`, :meth:`from_state`), saved with :func:`aigc_engine.io.save_state`.
+(:meth:`state_dict`, :meth:`from_state`), saved with :func:`aigc_engine.store.io.save_state`.
 """
 from __future__ import annotations
 

@@ -12,18 +12,18 @@ model (class ids in the order of the sorted label values).
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .dialect import Dialect, read_csv, sniff
 from .kinds import KINDS, ColumnSpec, Profile, kind_class, override_options
 from .kinds.categorical import MAX_NUMERIC_CATEGORIES
 from .kinds.continuous import MAX_DECIMALS
 
-__all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "parse_names", "parse_kinds",
+__all__ = ["ColumnSpec", "TableSchema", "detect_schema", "load_frame", "read_frame", "parse_names", "parse_kinds",
            "MAX_NUMERIC_CATEGORIES", "MAX_DECIMALS", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -33,12 +33,15 @@ LABEL_KIND = "categorical"  # a label's values are classes
 @dataclass
 class TableSchema:
     """The table's header (``columns``, in file order), the kept feature columns (``features``),
-    the ``label`` column (a ColumnSpec of kind categorical) or None, and the ignored names."""
+    the ``label`` column (a ColumnSpec of kind categorical) or None, the ignored names, and the
+    CSV :class:`Dialect` of the file it was read from (None: not a CSV, or a run saved before
+    dialects: written as a comma CSV)."""
 
     columns: list[str]
     features: list[ColumnSpec]
     label: ColumnSpec | None = None
     ignored: list[str] = field(default_factory=list)
+    dialect: Dialect | None = None
 
     @property
     def class_names(self) -> list[str] | None:
@@ -51,16 +54,19 @@ class TableSchema:
         return kind_class(spec.kind, f"column {name!r}")
 
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "features": [c.to_json() for c in self.features],
-                "label": self.label.to_json() if self.label is not None else None,
-                "ignored": list(self.ignored)}
+        out = {"columns": list(self.columns), "features": [c.to_json() for c in self.features],
+               "label": self.label.to_json() if self.label is not None else None, "ignored": list(self.ignored)}
+        if self.dialect is not None:
+            out["dialect"] = self.dialect.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "TableSchema":
         label = data.get("label")
         return cls(columns=list(data["columns"]), features=[ColumnSpec(**c) for c in data["features"]],
                    label=ColumnSpec(**label) if label is not None else None,
-                   ignored=list(data.get("ignored", [])))
+                   ignored=list(data.get("ignored", [])),
+                   dialect=Dialect.from_json(data["dialect"]) if data.get("dialect") else None)
 
 
 def parse_names(spec, option: str, columns) -> list[str]:
@@ -75,14 +81,23 @@ def parse_names(spec, option: str, columns) -> list[str]:
     return names
 
 
-def load_frame(path: str | Path, delimiter: str = ","):
+def load_frame(path: str | Path, delimiter: str = "auto", **dialect: str):
     """Read a CSV with a header (or a Parquet file) into a pandas DataFrame; empty cells, ``NA``
-    and ``NaN`` become missing. Ragged rows and a header without rows are InputErrors."""
+    and ``NaN`` become missing. The CSV dialect is sniffed (:mod:`aigc_engine.tables.dialect`;
+    ``delimiter``, ``decimal``, ``thousands``, ``encoding`` given instead). Ragged rows and a
+    header without rows are InputErrors."""
+    return read_frame(path, delimiter, **dialect)[0]
+
+
+def read_frame(path: str | Path, delimiter: str = "auto", decimal: str = "auto", thousands: str = "auto",
+               encoding: str = "auto"):
+    """:func:`load_frame`'s DataFrame and the file's :class:`Dialect` (None for Parquet)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
+    dialect = None
     if path.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -90,39 +105,12 @@ def load_frame(path: str | Path, delimiter: str = ","):
             raise InputError(f"{path.name}: reading Parquet needs pyarrow (pip install pyarrow)") from None
         frame = pd.read_parquet(path)
     else:
-        header = _check_rectangular(path, delimiter)
-        numbers = all(_is_number(cell) for cell in header)  # a first line of numbers is data, not a header
-        try:
-            frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True, header=None if numbers else "infer",
-                                names=[str(i) for i in range(len(header))] if numbers else None)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise InputError(f"{path.name}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
+        dialect = sniff(path, delimiter, decimal, thousands, encoding)
+        frame = read_csv(path, dialect, sniffed=delimiter == "auto")
     if len(frame) == 0:
         raise InputError(f"{path.name} has a header but no rows")
     frame.columns = [str(c) for c in frame.columns]
-    return frame
-
-
-def _check_rectangular(path: Path, delimiter: str) -> list[str]:
-    """pandas pads short rows with missing values silently; a ragged row is a broken file.
-    Returns the first line's cells."""
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path.name} is empty")
-        for row in reader:
-            if row and len(row) != len(header):
-                raise InputError(f"{path.name} line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-    return header
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+    return frame, dialect
 
 
 def parse_kinds(spec, columns) -> dict[str, str]:

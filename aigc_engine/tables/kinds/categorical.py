@@ -59,8 +59,9 @@ def category_ids(values, spec: ColumnSpec) -> np.ndarray:
     ``len(categories)``; a value not among them is an InputError."""
     index = {_key(c): i for i, c in enumerate(spec.categories)}
     ids = np.full(len(values), len(spec.categories), dtype=np.int64)
+    absent = values.isna().to_numpy()  # None, NaN and pandas' NA (nullable Int64 columns) alike
     for row, v in enumerate(values.tolist()):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if absent[row]:
             continue
         k = index.get(_key(v))
         if k is None:

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["CVAE", "CVAEConfig"]
+from aigc_engine import lazy_exports
+
+_PUBLIC = {"CVAE": "model", "CVAEConfig": "model"}
+__all__ = list(_PUBLIC)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CVAE, CVAEConfig
 
-
-def __getattr__(name: str):
-    if name in __all__:
-        from . import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

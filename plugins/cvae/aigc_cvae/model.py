@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 import torch
 
-from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, sample_labels
+from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, neural, sample_labels
 from aigc_engine.config import data_kind, option, resolve_defaults
 from aigc_engine.tables import layout_from_json, layout_to_json
 
 from . import likelihoods
 from .networks import CVAENet
 
-TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (table_steps)
+TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (config.fit_to_table)
 TABLE_EPOCHS = 300  # passes over a small table's training rows in a default run
 
 DEFAULTS = {
@@ -103,15 +103,10 @@ class CVAE(Model):
         """The config for this data: fields left at None take the defaults of its kind; on a table
         the default batch is at most its training rows and the default steps ``TABLE_EPOCHS``
         passes over them (at least 1000, at most ``TABLE_STEPS``)."""
-        c = resolve_defaults(self.config, DEFAULTS, dataset)
-        c = dataclasses.replace(c, arch="mlp") if c.arch == "auto" else c
-        if data_kind(dataset) != "tables":
-            return c
-        rows = max(1, round(len(dataset) * (1 - c.validation - c.test)))
-        batch = c.batch_size if self.config.batch_size is not None else min(c.batch_size, rows)
-        steps = c.steps if self.config.steps is not None else \
-            int(min(c.steps, max(1000, TABLE_EPOCHS * rows // batch)))
-        return dataclasses.replace(c, batch_size=batch, steps=steps)
+        c = self.config
+        rows = max(1, round(len(dataset) * (1 - c.validation - c.test)))  # the training rows
+        c = resolve_defaults(c, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS, table_rows=rows)
+        return dataclasses.replace(c, arch="mlp") if c.arch == "auto" else c
 
     def _setup(self, dataset) -> None:
         c = self.resolved = self.resolve(dataset)
@@ -303,9 +298,7 @@ class CVAE(Model):
 
     # -- sampling ------------------------------------------------------------------------------
     def _fitted(self) -> CVAENet:
-        if self.net is None:
-            raise InputError("the cvae model is not fitted")
-        return self.net
+        return neural.fitted(self.net, "cvae")
 
     @torch.no_grad()
     def sample(self, n: int, condition: torch.Tensor | None = None, temperature: float | None = None,
@@ -315,8 +308,7 @@ class CVAE(Model):
         exact one-hots and 0/1 indicators), or with ``mean=True`` (default: the config's
         ``sample_mean``) the decoder's mean, snapped to the levels (a table's likeliest categories)."""
         net = self._fitted()
-        if n < 1:
-            raise InputError(f"the number of samples must be >= 1, got {n}")
+        neural.check_count(n)
         device = next(net.parameters()).device
         y = sample_labels(n, condition, self.num_classes, self.class_freq, "cvae")
         y = y.to(device) if y is not None else None
@@ -410,21 +402,20 @@ class CVAE(Model):
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         net = self._fitted()
-        return {"config": dataclasses.asdict(self.resolved), "shape": list(self.shape),
+        return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.shape),
                 "num_classes": self.num_classes, "class_freq": self.class_freq, "levels": self.levels,
                 "decoder": self.decoder, "blocks": layout_to_json(self.blocks), "net": net.state_dict(),
                 "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
+        with neural.reading_state("cvae"):
             self.resolved = CVAEConfig(**state["config"])
-            self.shape, self.num_classes = tuple(state["shape"]), int(state["num_classes"])
+            shape = state["data_shape"] if "data_shape" in state else state["shape"]  # "shape": saved before
+            self.shape, self.num_classes = tuple(shape), int(state["num_classes"])
             self.class_freq, self.levels, self.decoder = state.get("class_freq"), int(state["levels"]), state["decoder"]
             self.blocks = layout_from_json(state.get("blocks"))
             net = self._build()
             net.load_state_dict(state["net"])
-        except (KeyError, TypeError, RuntimeError) as err:
-            raise InputError(f"not a cvae model state: {type(err).__name__}: {err}") from None
         self.net = net.eval()
         self.best_step, self.best_val_elbo = int(state.get("best_step", 0)), float(state.get("best_val_elbo", 0.0))
 

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-_PUBLIC = {"Diffusion": "model", "DiffusionConfig": "model", "Schedule": "schedules", "LearnedSchedule": "schedules",
+from aigc_engine import lazy_exports
+
+_PUBLIC = {"Diffusion": "model", "DiffusionConfig": "config", "Schedule": "schedules", "LearnedSchedule": "schedules",
            "PointNet": "networks",
-           "UNet": "networks", "sample_loop": "samplers", "ode_log_likelihood": "likelihoods",
+           "UNet": "networks", "sample_loop": "samplers", "SAMPLERS": "samplers", "ode_log_likelihood": "likelihoods",
            "discrete_bound": "likelihoods"}
 __all__ = list(_PUBLIC)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .likelihoods import discrete_bound, ode_log_likelihood
-    from .model import Diffusion, DiffusionConfig
+    from .config import DiffusionConfig
+    from .model import Diffusion
     from .networks import PointNet, UNet
-    from .samplers import sample_loop
+    from .samplers import SAMPLERS, sample_loop
     from .schedules import LearnedSchedule, Schedule
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -7,117 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from aigc_engine import EMA, InputError, Model, Run, conditional_classes, fabric, metrics, sample_labels
+from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
+                         sample_labels)
 
 from . import likelihoods
+from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
 from .networks import PointNet, UNet, check_image_shape
-from .samplers import SAMPLERS, sample_loop
+from .samplers import sample_loop
 from .schedules import LearnedSchedule, Schedule, alpha_sigma
-
-# Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
-# left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
-DEFAULTS = {
-    "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=2, channels=0, logsnr_min=-10.0,
-                   logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple", ema_decay=0.999,
-                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0),
-    "images": dict(steps=1600, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
-                   logsnr_max=7.0, logsnr_shift=0.0, target="eps", weighting="simple", ema_decay=0.999,
-                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0),
-}
-
-
-@dataclasses.dataclass
-class DiffusionConfig:
-    """Hyper-parameters of the ``diffusion`` model; None means the default for the data's kind
-    (points or images, see ``aigc_diffusion.model.DEFAULTS``)."""
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    warmup: int = 100
-    # learned: VDM's monotone network between the ends, trained on the bound's variance (elbo only)
-    schedule: Literal["cosine", "linear", "learned"] = "cosine"
-    logsnr_min: float | None = None
-    logsnr_max: float | None = None
-    # the cosine schedule's log-SNR shifted by this much (towards the data end when > 0)
-    logsnr_shift: float | None = None
-    target: Literal["eps", "v"] | None = None
-    weighting: Literal["elbo", "simple"] | None = None
-    width: int | None = None
-    depth: int | None = None
-    fourier: int | None = None
-    channels: int | None = None
-    conditional: Literal["auto", "true", "false"] = "auto"
-    label_dropout: float = 0.1
-    guidance: float = 1.5
-    ema_decay: float | None = None
-    sampler: Literal["ddpm", "ddim", "dpm++2m"] | None = None
-    sample_steps: int | None = None
-    # the sampler's time grid: the training schedule's, or uniform in log-SNR ("logsnr"), which
-    # resolves the data end (sharp modes come out at their width, not narrower)
-    sample_grid: Literal["schedule", "logsnr"] | None = None
-    eta: float = 0.0
-    clip: float | None = None
-    ode_steps: int = 100
-    # auto: the exact trace where it costs no more backward passes than the probes (D <= probes)
-    trace: Literal["auto", "hutchinson", "exact"] = "auto"
-    probes: int = 2
-    bound_draws: int = 16
-    test: float = 0.1
-    standardize: bool = True
-    grad_clip: float = 1.0
-    amp: bool = True
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    snapshots: int = 8
-
-
-_CHOICES = {"schedule": Schedule.KINDS, "target": ("eps", "v", None), "weighting": ("elbo", "simple", None),
-            "conditional": ("auto", "true", "false"), "sampler": (*SAMPLERS, None),
-            "sample_grid": ("schedule", "logsnr", None), "trace": ("auto", "hutchinson", "exact")}
-
-
-def _check(c: DiffusionConfig) -> None:
-    for key, allowed in _CHOICES.items():
-        if getattr(c, key) not in allowed:
-            raise InputError(f"{key} must be one of {', '.join(a for a in allowed if a)}, got {getattr(c, key)!r}")
-    for key in ("steps", "batch_size", "width", "depth", "fourier", "channels", "sample_steps", "ode_steps",
-                "probes", "bound_draws", "log_every", "checkpoint_every"):
-        value, low = getattr(c, key), 0 if key in ("width", "depth", "fourier", "channels") else 1
-        if value is not None and value < low:
-            raise InputError(f"{key} must be >= {low}, got {value}")
-    if c.clip is not None and not c.clip > 0:
-        raise InputError(f"clip must be > 0, got {c.clip}")
-    for key in ("warmup", "snapshots", "guidance", "eta", "grad_clip"):
-        if getattr(c, key) < 0:
-            raise InputError(f"{key} must be >= 0, got {getattr(c, key)}")
-    if c.lr is not None and not c.lr > 0:
-        raise InputError(f"lr must be > 0, got {c.lr}")
-    if c.eta > 1:
-        raise InputError(f"eta must be in [0, 1], got {c.eta}")
-    for key in ("label_dropout", "test"):
-        if not 0 <= getattr(c, key) < 1:
-            raise InputError(f"{key} must be in [0, 1), got {getattr(c, key)}")
-    if c.ema_decay is not None and not 0 <= c.ema_decay <= 1:
-        raise InputError(f"ema_decay must be in [0, 1], got {c.ema_decay}")
-    if c.schedule == "learned" and c.weighting == "simple":
-        raise InputError("schedule=learned is trained to lower the variance of the likelihood bound's estimate: "
-                         "it needs weighting=elbo (the default with it)")
-    if c.logsnr_min is not None and c.logsnr_max is not None and not c.logsnr_min < c.logsnr_max:
-        raise InputError(f"logsnr_min must be below logsnr_max, got {c.logsnr_min} and {c.logsnr_max}")
-
-
-def _resolved(config: DiffusionConfig, kind: str) -> DiffusionConfig:
-    values = dataclasses.asdict(config)
-    if values["schedule"] == "learned" and values["weighting"] is None:
-        values["weighting"] = "elbo"
-    for key, default in DEFAULTS[kind].items():
-        if values[key] is None:
-            values[key] = default
-    return DiffusionConfig(**values)
 
 
 class Diffusion(Model):
@@ -129,11 +30,11 @@ class Diffusion(Model):
     name = "diffusion"
     Config = DiffusionConfig
     default_dataset = "ring8"
-    defaults_by_kind = DEFAULTS  # what ``aigc-engine models`` lists; resolved at fit (``_resolved``)
+    defaults_by_kind = DEFAULTS  # what ``aigc-engine models`` lists; resolved at fit (``config.resolved``)
 
     def __init__(self, config: DiffusionConfig | None = None):
         super().__init__(config)
-        _check(self.config)
+        check_pairs(self.config)
         self.net: torch.nn.Module | None = None
         self.ema: EMA | None = None
         self.num_classes = 0
@@ -167,14 +68,11 @@ class Diffusion(Model):
             net.schedule = LearnedSchedule(c.logsnr_min, c.logsnr_max)
         return net
 
-    def _kind(self, dataset) -> str:
-        return "images" if dataset.is_image else "points"
-
     def validate(self, dataset) -> None:
         """The config for this data's kind, the network for its shape, the training rows against
         the batch (the engine calls it before it makes a run directory)."""
-        c = _resolved(self.config, self._kind(dataset))
-        _check(c)
+        c = resolved(self.config, dataset)
+        check_pairs(c)
         self._build(tuple(dataset.shape[1:]), conditional_classes(dataset, c.conditional), c)
         train = len(dataset) - int(round(len(dataset) * c.test))
         if c.batch_size > train:
@@ -230,16 +128,12 @@ class Diffusion(Model):
 
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
-        c = self.resolved = _resolved(self.config, self._kind(dataset))
+        c = self.resolved = resolved(self.config, dataset)
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = conditional_classes(dataset, c.conditional)
         train = dataset.split(0.0, c.test, seed=run.seed)["train"] if c.test else dataset
-        if self.num_classes:
-            counts = torch.bincount(train.y, minlength=self.num_classes).double()
-            self.class_freq = counts / counts.sum()
-        # points are trained on x / scale (one scalar for all coordinates keeps the geometry)
-        self.scale = float(train.x.std()) if (c.standardize and not dataset.is_image) else 1.0
-        self.scale = self.scale if self.scale > 0 else 1.0
+        self.class_freq = class_frequencies(train, self.num_classes)
+        self.scale = neural.data_scale(train.x, c.standardize and not dataset.is_image)
         self.levels = dataset.levels if dataset.is_image else 0
         self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)
         self.ema = EMA(self.net, c.ema_decay, warmup=True)
@@ -251,14 +145,13 @@ class Diffusion(Model):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / max(1, c.warmup)) * 0.5 * (
             1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
         batches = run.batches(train, c.batch_size, drop_last=True)
-        every = max(1, c.steps // max(1, c.snapshots))
-        self.snapshots = {"steps": [], "samples": []}
+        self.snapshots = neural.new_snapshots()
         loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "ema": self.ema, "data": batches,
                                   "snapshots": self.snapshots},
                         log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="diffusion")
         for step in loop:
             x, y = next(batches)
-            x = x / self.scale if self.scale != 1.0 else x
+            x = neural.scaled(x, self.scale)
             loss = self._loss(net, x, y if self.num_classes else None, run)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -267,9 +160,8 @@ class Diffusion(Model):
             sched.step()
             self.ema.update(net)
             loop.log(loss=loss, grad_norm=grad_norm)
-            if c.snapshots and (step % every == 0 or step == c.steps):
-                self.snapshots["steps"].append(step)
-                self.snapshots["samples"].append(self._fixed_noise_samples(run.seed))
+            if c.snapshots and neural.snapshot_due(step, c.steps, c.snapshots):
+                neural.take_snapshot(self.snapshots, step, self.ema.module, lambda: self._fixed_noise_samples(run.seed))
         self.net.eval()
         self.ema.module.eval()
 
@@ -283,9 +175,7 @@ class Diffusion(Model):
 
     # -- sampling ------------------------------------------------------------------------------
     def _fitted(self) -> torch.nn.Module:
-        if self.ema is None:
-            raise InputError("the diffusion model is not fitted")
-        return self.ema.module
+        return neural.fitted(self.ema, "diffusion").module
 
     def eps_fn(self, labels: torch.Tensor | None = None, guidance: float | None = None):
         """The EMA network's noise prediction ``eps(z, logsnr)`` for the rows' ``labels``
@@ -334,8 +224,7 @@ class Diffusion(Model):
         """``n`` samples of the EMA network with the config's sampler; ``condition``: labels
         (conditional models; without it labels are drawn from the training frequencies)."""
         self._fitted()
-        if n < 1:
-            raise InputError(f"the number of samples must be >= 1, got {n}")
+        neural.check_count(n)
         y = sample_labels(n, condition, self.num_classes, self.class_freq, "diffusion model")
         return self._sample(torch.randn(n, *self.data_shape), y, guidance=guidance)
 
@@ -422,16 +311,12 @@ class Diffusion(Model):
     def figures(self, dataset) -> dict[str, Any]:
         """``progress.png`` (samples from one fixed noise over training) and ``denoising.png``
         (samples from noise to data over the sampler's steps)."""
-        from aigc_engine import plotting
-
         if self.ema is None:
             return {}
         figs: dict[str, Any] = {}
         data = None if dataset.is_image else dataset.subsample(2000)
-        if self.snapshots.get("steps"):
-            figs["progress.png"] = lambda path: plotting.training_progress(
-                self.snapshots["steps"], self.snapshots["samples"], path, data=data,
-                title=f"diffusion on {dataset.name}: samples from a fixed noise")
+        figs.update(neural.progress_figure(self.snapshots, f"diffusion on {dataset.name}: samples from a fixed noise",
+                                           data))
         figs["denoising.png"] = lambda path: self._draw_denoising(path, data, dataset.name)
         return figs
 
@@ -463,20 +348,17 @@ class Diffusion(Model):
                 "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
+        with neural.reading_state("diffusion"):
             self.data_shape = tuple(state["data_shape"])
             saved = {"logsnr_shift": 0.0, **dict(state["config"])}  # saved before the shift existed: none
-            self.resolved = _resolved(DiffusionConfig(**saved), "images" if len(self.data_shape) == 3 else "points")
+            self.resolved = resolved(DiffusionConfig(**saved), "images" if len(self.data_shape) == 3 else "points")
             self.num_classes = int(state["num_classes"])
             self.class_freq = state.get("class_freq")
             self.scale, self.levels = float(state["scale"]), int(state["levels"])
             net = self._build(self.data_shape, self.num_classes, self.resolved)
             net.load_state_dict(state["ema"])
-        except (KeyError, TypeError, RuntimeError) as err:
-            raise InputError(f"not a diffusion model state: {type(err).__name__}: {err}") from None
         self.net = net.eval()
-        self.ema = EMA(net, self.resolved.ema_decay)
-        self.ema.module.eval()
+        self.ema = neural.loaded_ema(net, self.resolved.ema_decay)
         self.snapshots = state.get("snapshots") or {}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aigc_engine import lazy_exports
+
 _PUBLIC = {"GAN": "model", "GANConfig": "model", "Generator": "networks", "Discriminator": "networks"}
 __all__ = list(_PUBLIC)
 
@@ -11,10 +13,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import GAN, GANConfig
     from .networks import Discriminator, Generator
 
-
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -3,13 +3,12 @@ core's step loop; unconditional, or conditional when the dataset's labels are cl
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Literal
 
 import torch
 
-from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, ops,
-                         sample_labels)
+from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
+                         ops, sample_labels)
 from aigc_engine.config import data_kind, option, resolve_defaults
 
 from aigc_engine.tables import layout_from_json, layout_to_json, table_outputs
@@ -20,7 +19,7 @@ from .networks import Discriminator, Generator, check_image_shape
 # rows with known blocks): a Config field left at None takes the value for the data's kind
 # (resolved at fit, saved with the model). On tables batch_size is at most the row count and
 # steps scale with it (see GAN.resolve); pack is 1, so conditioning on the label just works.
-TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (table_steps)
+TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (config.fit_to_table)
 TABLE_EPOCHS = 600  # passes over a small table's rows in a default run
 
 DEFAULTS = {
@@ -81,6 +80,18 @@ def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
     return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
 
 
+def _optimizers(netG, netD, c: GANConfig):
+    """Adam for each network and their learning-rate schedules: constant, then linear to 0 at the
+    last step from ``lr_decay_from`` of the steps."""
+    optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas, fused=True)
+    optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas, fused=True)
+    decay_at = c.lr_decay_from * c.steps
+
+    def lr_factor(i: int) -> float:
+        return 1.0 if i < decay_at or c.lr_decay_from >= 1 else max(0.0, (c.steps - i) / (c.steps - decay_at))
+    return optG, optD, torch.optim.lr_scheduler.LambdaLR(optG, lr_factor), torch.optim.lr_scheduler.LambdaLR(optD, lr_factor)
+
+
 class GAN(Model):
     """Generative adversarial network (BCE, Adam 2e-4 (0.5, 0.999), D step then G step; R1 and an
     EMA of G; MLPs for points and tables, DCGAN conv nets for images; conditional on class labels).
@@ -125,15 +136,13 @@ class GAN(Model):
         return netG, netD
 
     def resolve(self, dataset) -> GANConfig:
-        """The config for this data: fields left at None take the defaults of its kind; on a table
-        the default batch is at most its rows and the default steps ``TABLE_EPOCHS`` passes over
-        them (at least 1000, at most ``TABLE_STEPS``)."""
-        c = resolve_defaults(self.config, DEFAULTS, dataset)
-        if data_kind(dataset) != "tables":
-            return c
-        batch = c.batch_size if self.config.batch_size is not None else max(1, min(c.batch_size, len(dataset)))
-        steps = c.steps if self.config.steps is not None else table_steps(len(dataset), batch, c.steps)
-        return dataclasses.replace(c, batch_size=batch, steps=steps)
+        """The config for this data: fields left at None take the defaults of its kind (``pack`` 1
+        when classes condition the model); on a table the default batch is at most its rows and
+        the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most ``TABLE_STEPS``)."""
+        c = resolve_defaults(self.config, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS)
+        if self.config.pack is None and self._conditional(dataset):  # PacGAN packs unconditional samples only
+            c = dataclasses.replace(c, pack=1)
+        return c
 
     def validate(self, dataset) -> None:
         """Everything that can be checked before training (the engine calls it before it makes
@@ -149,6 +158,44 @@ class GAN(Model):
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
         c = self.resolved = self.resolve(dataset)
+        netD = self._setup(dataset, run)
+        netG, netD = run.wrap(self.netG), run.wrap(netD)
+        optG, optD, schedG, schedD = _optimizers(netG, netD, c)
+        batches = run.batches(dataset, c.batch_size, drop_last=True)
+        fixed_z = torch.randn(64 if dataset.is_image else 512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
+        fixed_y = self._fixed_labels(len(fixed_z), run.device)
+        self.snapshots = neural.new_snapshots()
+        loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
+                                  "schedD": schedD, "ema": self.ema, "data": batches, "snapshots": self.snapshots},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN")
+        augment = translate if (c.augment and dataset.is_image) else (lambda t: t)
+        for step in loop:
+            for critic in range(c.n_critic):  # discriminator step(s)
+                fake, y, d_real, d_fake, loss_d, penalty = self._critic_step(
+                    netG, netD, optD, next(batches), run, augment, last=critic == c.n_critic - 1)
+            # generator step on the same fake against the updated D: gradients for G only; D's are
+            # neither computed nor all-reduced
+            with run.autocast(c.amp):
+                loss_g = ops.gan_g_loss(netD(augment(fake), y).float(), c.loss)
+            optG.zero_grad(set_to_none=True)
+            with fabric.no_sync(netD):
+                loss_g.backward(inputs=list(netG.parameters()))
+            optG.step()
+            schedG.step()
+            schedD.step()
+            self.ema.update(netG)
+            loop.log(loss_d=loss_d, loss_g=loss_g, r1=penalty, **self._d_outputs(d_real, d_fake, c.loss))
+            if neural.snapshot_due(step, c.steps, c.snapshots):  # the last step even with snapshots=0
+                neural.take_snapshot(self.snapshots, step, self.ema.module, lambda: self._outputs(
+                    self.ema.module(fixed_z, fixed_y).float(), hard=True).cpu() * self.scale)
+        self._recompute_batch_norm(c.batch_size, run.device, run.seed)
+        self.netG.eval()
+        self.ema.module.eval()
+
+    def _setup(self, dataset, run: Run) -> Discriminator:
+        """What training needs of the data (its shape, classes, blocks and scale), the generator
+        on the run's device with its EMA, and the discriminator (returned)."""
+        c = self.resolved
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = self._conditional(dataset)
         if c.batch_size % (c.pack * run.world_size):
@@ -158,78 +205,38 @@ class GAN(Model):
         # points are trained on x / scale (one scalar for all coordinates: the mixture's geometry
         # is kept), samples are scaled back; a table's encoding standardised each column already
         self.blocks = list(dataset.encoding.blocks) if data_kind(dataset) == "tables" else []
-        self.scale = float(dataset.x.std()) if (c.standardize and not dataset.is_image and not self.blocks) else 1.0
-        self.scale = self.scale if self.scale > 0 else 1.0
+        self.scale = neural.data_scale(dataset.x, c.standardize and not dataset.is_image and not self.blocks)
         self.netG, netD = self._build(self.data_shape, self.num_classes, c)
         self.netG.to(run.device)
         self.ema = EMA(self.netG, c.ema_decay, warmup=True)
-        netG, netD = run.wrap(self.netG), run.wrap(netD)
-        optG = torch.optim.Adam(netG.parameters(), lr=c.lr, betas=c.betas, fused=True)
-        optD = torch.optim.Adam(netD.parameters(), lr=c.lr, betas=c.betas, fused=True)
-        decay_at = c.lr_decay_from * c.steps  # constant, then linear to 0 at the last step
+        return netD
 
-        def lr_factor(i: int) -> float:
-            return 1.0 if i < decay_at or c.lr_decay_from >= 1 else max(0.0, (c.steps - i) / (c.steps - decay_at))
-        schedG = torch.optim.lr_scheduler.LambdaLR(optG, lr_factor)
-        schedD = torch.optim.lr_scheduler.LambdaLR(optD, lr_factor)
-        batches = run.batches(dataset, c.batch_size, drop_last=True)
-        fixed_z = torch.randn(64 if dataset.is_image else 512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
-        fixed_y = self._fixed_labels(len(fixed_z), run.device)
-        every = max(1, c.steps // max(1, c.snapshots))
-        self.snapshots = {"steps": [], "samples": [], "time": []}  # time: wall clock, as metrics.jsonl
-        loop = run.loop(c.steps, {"netG": netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
-                                  "schedD": schedD, "ema": self.ema, "data": batches, "snapshots": self.snapshots},
-                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN")
-        augment = translate if (c.augment and dataset.is_image) else (lambda t: t)
-        y = None
-        for step in loop:
-            for critic in range(c.n_critic):  # discriminator step(s)
-                x, y = next(batches)
-                x = x / self.scale if self.scale != 1.0 else x
-                y = y if self.num_classes else None
-                z = run.randn(c.batch_size, c.z_dim)  # this process's rows of the global batch's noise
-                # the last critic step's fake keeps its graph: the G step reuses it (as the DCGAN
-                # tutorial does) instead of running G again
-                with torch.set_grad_enabled(critic == c.n_critic - 1), run.autocast(c.amp):
-                    fake = self._outputs(netG(z, y).float(), hard=False)
-                x = x.requires_grad_(c.r1_gamma > 0)
-                with run.autocast(c.amp):
-                    d_real, d_fake = netD(augment(x), y), netD(augment(fake.detach()), y)
-                    loss_d = ops.gan_d_loss(d_real.float(), d_fake.float(), c.loss)
-                penalty = torch.zeros((), device=run.device)
-                if c.r1_gamma > 0:  # R1: gamma/2 E||grad_x D(x)||^2 on real data (Mescheder 2018)
-                    grad, = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
-                    penalty = penalty + c.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
-                if c.loss == "wgan":
-                    eps = run.rand(c.batch_size, *([1] * (x.dim() - 1)))  # this process's rows, as z
-                    penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake, y, eps)
-                optD.zero_grad(set_to_none=True)
-                (loss_d + penalty).backward()
-                optD.step()
-            # generator step on the same fake against the updated D: gradients for G only; D's are
-            # neither computed nor all-reduced
-            with run.autocast(c.amp):
-                d_gen = netD(augment(fake), y)
-                loss_g = ops.gan_g_loss(d_gen.float(), c.loss)
-            optG.zero_grad(set_to_none=True)
-            with fabric.no_sync(netD):
-                loss_g.backward(inputs=list(netG.parameters()))
-            optG.step()
-            schedG.step()
-            schedD.step()
-            self.ema.update(netG)
-            loop.log(loss_d=loss_d, loss_g=loss_g, r1=penalty, **self._d_outputs(d_real, d_fake, c.loss))
-            if step % every == 0 or step == c.steps:
-                with torch.no_grad():
-                    self.ema.module.eval()
-                    self.snapshots["steps"].append(step)
-                    self.snapshots.setdefault("time", []).append(time.time())
-                    snap = self._outputs(self.ema.module(fixed_z, fixed_y).float(), hard=True)
-                    self.snapshots["samples"].append(snap.cpu() * self.scale)
-                    self.ema.module.train()
-        self._recompute_batch_norm(c.batch_size, run.device, run.seed)
-        self.netG.eval()
-        self.ema.module.eval()
+    def _critic_step(self, netG, netD, optD, batch, run: Run, augment, last: bool):
+        """One discriminator step on ``batch``; the fake of the ``last`` one keeps its graph (the
+        G step reuses it, as the DCGAN tutorial does, instead of running G again). Returns the
+        fake, its labels, D's outputs, its loss and the penalty."""
+        c = self.resolved
+        x, y = batch
+        x = neural.scaled(x, self.scale)
+        y = y if self.num_classes else None
+        z = run.randn(c.batch_size, c.z_dim)  # this process's rows of the global batch's noise
+        with torch.set_grad_enabled(last), run.autocast(c.amp):
+            fake = self._outputs(netG(z, y).float(), hard=False)
+        x = x.requires_grad_(c.r1_gamma > 0)
+        with run.autocast(c.amp):
+            d_real, d_fake = netD(augment(x), y), netD(augment(fake.detach()), y)
+            loss_d = ops.gan_d_loss(d_real.float(), d_fake.float(), c.loss)
+        penalty = torch.zeros((), device=run.device)
+        if c.r1_gamma > 0:  # R1: gamma/2 E||grad_x D(x)||^2 on real data (Mescheder 2018)
+            grad, = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
+            penalty = penalty + c.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+        if c.loss == "wgan":
+            eps = run.rand(c.batch_size, *([1] * (x.dim() - 1)))  # this process's rows, as z
+            penalty = penalty + c.gp_weight * gradient_penalty(netD, x.detach(), fake, y, eps)
+        optD.zero_grad(set_to_none=True)
+        (loss_d + penalty).backward()
+        optD.step()
+        return fake, y, d_real, d_fake, loss_d, penalty
 
     def _outputs(self, raw: torch.Tensor, hard: bool) -> torch.Tensor:
         """The generator's output as data: per block of a table (the core's ``table_outputs``:
@@ -278,10 +285,8 @@ class GAN(Model):
     def sample(self, n: int, condition: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` samples from the EMA generator; ``condition``: labels ``[n]`` (conditional models;
         without it labels are drawn from the training frequencies)."""
-        if self.ema is None:
-            raise InputError("the gan model is not fitted")
-        if n < 1:
-            raise InputError(f"the number of samples must be >= 1, got {n}")
+        neural.fitted(self.ema, "gan")
+        neural.check_count(n)
         c = self.resolved
         device = next(self.ema.module.parameters()).device
         y = sample_labels(n, condition, self.num_classes, self.class_freq, "gan")
@@ -303,26 +308,21 @@ class GAN(Model):
 
     def figures(self, dataset) -> dict[str, Any]:
         """``progress.png``: samples from one fixed z over training."""
-        if not self.snapshots.get("steps") or self.blocks:  # a table's encoded columns are no picture
+        if self.blocks:  # a table's encoded columns are no picture
             return {}
-        from aigc_engine import plotting
-
-        data = None if dataset.is_image else dataset.x
-        return {"progress.png": lambda path: plotting.training_progress(
-            self.snapshots["steps"], self.snapshots["samples"], path, data=data,
-            title=f"gan on {dataset.name}: samples from a fixed z")}
+        return neural.progress_figure(self.snapshots, f"gan on {dataset.name}: samples from a fixed z",
+                                      None if dataset.is_image else dataset.x)
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        if self.ema is None:
-            raise InputError("the gan model is not fitted")
+        neural.fitted(self.ema, "gan")
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
                 "blocks": layout_to_json(self.blocks),
                 "num_classes": self.num_classes, "class_freq": self.class_freq,
                 "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
+        with neural.reading_state("gan"):
             cfg = dict(state["config"])
             cfg["betas"] = tuple(cfg["betas"])
             self.resolved = GANConfig(**cfg)
@@ -333,17 +333,9 @@ class GAN(Model):
             self.blocks = layout_from_json(state.get("blocks"))
             netG, _ = self._build(self.data_shape, self.num_classes, self.resolved)
             netG.load_state_dict(state["ema"])
-        except (KeyError, TypeError, RuntimeError) as err:
-            raise InputError(f"not a gan model state: {type(err).__name__}: {err}") from None
         self.netG = netG.eval()
-        self.ema = EMA(netG, self.resolved.ema_decay)
-        self.ema.module.eval()
+        self.ema = neural.loaded_ema(netG, self.resolved.ema_decay)
         self.snapshots = state.get("snapshots") or {}
-
-
-def table_steps(rows: int, batch: int, most: int) -> int:
-    """Default steps on a table: ``TABLE_EPOCHS`` passes over its rows, within [1000, ``most``]."""
-    return int(min(most, max(1000, TABLE_EPOCHS * rows // max(1, batch))))
 
 
 def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y, eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,11 +15,14 @@ function per type), ``_passes`` the Gaussian E-step passes, ``_em`` the EM loop,
 estimator base class (input checks, ``fit``, scoring), ``_components`` the initialisation and
 sampling both mixtures share, ``_stepwise`` stepwise EM, ``_gaussian_mixture`` and
 ``_bayesian_mixture`` the estimators, ``_missing`` missing values, ``_kmeans`` the torch k-means
-of the streamed initialisation.
+of the streamed initialisation, ``_dp_em`` differentially private EM and ``private_fit`` the
+engine model's private fit on it (``privacy_epsilon``).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from aigc_engine import lazy_exports
 
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit"]
 
@@ -32,10 +35,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._gaussian_mixture import GaussianMixture
     from ._stepwise import StepwiseFit
 
-
-def __getattr__(name: str):
-    if name in _HOME:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

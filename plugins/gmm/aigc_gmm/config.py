@@ -23,6 +23,7 @@ COVARIANCE_TYPES: tuple[str, ...] = typing.get_args(CovarianceType)
 DEFAULTS: dict[str, dict] = {"points": {"reg_covar": 1e-6}, "images": {"reg_covar": 1e-6},
                              "tables": {"reg_covar": 1e-2}}
 DTYPES: tuple[str, ...] = typing.get_args(DType)
+PrivacyAccountant = Literal["pld", "rdp"]
 
 
 @dataclasses.dataclass
@@ -49,6 +50,14 @@ class GMMConfig:
     # left out of each row's likelihood (marginalize: GaussianMixture(missing="marginalize"), the
     # indicators dropped; samples are complete rows)
     missing: Missing = "indicator"
+    # differential privacy (docs/privacy.md): a finite epsilon fits by DP-EM (gmm only), spending
+    # at most (epsilon, delta) on the fit and the class rates; the encoding is not private yet.
+    # Later: one ``privacy.epsilon`` for every model, read by the engine's config.
+    privacy_epsilon: float | None = option(None, help="DP budget of the fit, gmm only (None or inf: not private)", gt=0)
+    privacy_delta: float | None = option(None, help="DP delta (None: rows ** -1.1)", ge=0, lt=1)
+    privacy_clip: float | None = option(None, help="L2 bound of the encoded rows (None: sqrt(width))", gt=0)
+    privacy_iterations: int = option(10, help="DP-EM iterations (each spends budget)", ge=1)
+    privacy_accountant: PrivacyAccountant = "pld"
 
 
 WeightPrior = Literal["dirichlet_process", "dirichlet_distribution"]

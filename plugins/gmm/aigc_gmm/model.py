@@ -4,6 +4,7 @@ list the model)."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from aigc_engine import InputError, Model, Run, class_frequencies, conditional_c
 from aigc_engine.config import resolve_defaults
 from aigc_engine.tables import BlockRole
 
+from . import private_fit
 from .config import DEFAULTS, DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +74,7 @@ class GMMModel(Model):
         # missing=marginalize on a table: per encoded column, the indicator column whose 1 makes it
         # NaN (-1: none; -2: an indicator itself, left out of the mixture), else None
         self.masked_by: torch.Tensor | None = None
+        self.privacy: dict[str, Any] = {}  # what a private fit spent (summary.json)
 
     def _conditional(self, dataset) -> int:
         """Classes to fit one mixture each for: ``auto`` a table's label column (images and the
@@ -94,6 +97,8 @@ class GMMModel(Model):
     def validate(self, dataset) -> None:
         """Check the config and the data before the engine makes a run directory."""
         self.config = resolve_defaults(self.config, DEFAULTS, dataset)
+        if private_fit.is_private(self.config):
+            private_fit.check(self.config, dataset, self.name)
         gm = self.build()
         if self.config.missing == "marginalize" and getattr(dataset, "encoding", None) is None:
             raise InputError("missing=marginalize is for tables (a CSV or Parquet file with empty cells); "
@@ -119,6 +124,15 @@ class GMMModel(Model):
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
         self.num_classes = self._conditional(dataset)
+        if private_fit.is_private(self.config):  # DP-EM: one mixture, or one per class, as _fit_groups
+            if dataset.encoding is not None and run.is_main_process:
+                print("aigc-engine: warning: privacy_epsilon covers the mixture's fit and the class rates; the "
+                      "table encoding's statistics (ranges, quantiles, categories) are not private yet "
+                      "(docs/privacy.md)", file=sys.stderr)
+            self.classes, self.class_freq, self.privacy = private_fit.fit(self.config, dataset, self.num_classes,
+                                                                          run.seed, self.name)
+            self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
+            return
         if self.num_classes or dataset.encoding is not None:
             self._fit_groups(dataset, run)
             return
@@ -247,7 +261,8 @@ class GMMModel(Model):
         gm = self._fitted()
         if self.classes:
             return {"mean_log_likelihood": float(self.log_prob(dataset.x).mean()),
-                    "n_components": sum(g.n_components for g in self.classes), "classes": self.num_classes}
+                    "n_components": sum(g.n_components for g in self.classes), "classes": self.num_classes,
+                    **self.privacy}
         local = dataset.shard(run.rank, run.world_size) if run.world_size > 1 else dataset
         c = self._mixture().criteria(local, sample_weight=local.weights, all_reduce=run.all_reduce)
         return {"mean_log_likelihood": c["mean_log_likelihood"], "bic": c["bic"], "aic": c["aic"],

@@ -1,6 +1,8 @@
 """Samplers of a variance-preserving diffusion from a noise predictor ``eps_fn(z, logsnr)``
 (``logsnr`` a 0-d float64 tensor), all over the schedule's time grid of ``steps`` steps, each
-ending with the denoised prediction ``x_hat`` at the data end:
+ending with the denoised prediction ``x_hat`` at the data end. One file per algorithm, each a
+:class:`~aigc_diffusion.samplers.base.Sampler`; :data:`SAMPLERS` is the one list of them (the
+``sampler`` option's choices):
 
 - ``ddpm``: ancestral sampling from ``q(z_s | z_t, x = x_hat)`` (Ho et al. 2020);
 - ``ddim``: DDIM (Song et al. 2021), deterministic at ``eta = 0``; ``eta = 1`` is ``ddpm``;
@@ -16,9 +18,13 @@ from typing import Callable
 
 import torch
 
-from .schedules import Schedule, alpha_sigma
+from ..schedules import Schedule, alpha_sigma
+from .base import Sampler
+from .ddim import DDIM
+from .ddpm import DDPM
+from .dpmpp_2m import DPMSolverPP2M
 
-SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP2M)}
 
 
 def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, schedule: Schedule,
@@ -32,12 +38,12 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
     otherwise throws a few samples far off the data."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
-    eta = 1.0 if sampler == "ddpm" else eta
+    algorithm = SAMPLERS[sampler](eta, generator)
+    algorithm.start(steps)
     lam = schedule.grid(steps)
-    x_prev, h_prev = None, None
     for i in range(steps):
         lt, ls = lam[i], lam[i + 1]
-        (at, st), (as_, ss) = alpha_sigma(lt), alpha_sigma(ls)
+        at, st = alpha_sigma(lt)
         if record is not None:
             record.append(z.detach().cpu())
         eps = eps_fn(z, lt)
@@ -45,20 +51,7 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
         if clip is not None:
             x_hat = x_hat.clamp(-clip, clip)
             eps = (z - float(at) * x_hat) / float(st)
-        if sampler == "dpm++2m":
-            h = float(ls - lt) / 2  # the step in log(alpha / sigma)
-            d = x_hat
-            if x_prev is not None and i < steps - 1:
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x_hat - 1 / (2 * r) * x_prev
-            z = float(ss / st) * z - float(as_) * float(torch.expm1(torch.tensor(-h, dtype=torch.float64))) * d
-            x_prev, h_prev = x_hat, h
-        else:
-            c = float(-torch.expm1(lt - ls))
-            sig = eta * float(ss) * c ** 0.5
-            z = float(as_) * x_hat + max(float(ss) ** 2 - sig ** 2, 0.0) ** 0.5 * eps
-            if sig > 0:
-                z = z + sig * torch.randn(z.shape, generator=generator, device=z.device if generator is None else "cpu").to(z.device)
+        z = algorithm.step(z, x_hat, eps, lt, ls)
     lam_end = lam[-1]
     a0, s0 = alpha_sigma(lam_end)
     x = (z - float(s0) * eps_fn(z, lam_end)) / float(a0)

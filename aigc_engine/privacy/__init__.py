@@ -1,0 +1,18 @@
+"""Differential privacy: a run's budget, the accountant that composes what a fit spends, and the
+DP primitives the column kinds and the private fits call.
+
+``PrivacyBudget`` (epsilon, delta; delta defaults below 1/rows) and :func:`default_delta`
+(``budget``); :class:`Accountant` (dp-accounting's RDP or PLD accountant of composed Gaussian
+mechanisms, Poisson-subsampled ones for DP-SGD) and :func:`calibrate_noise` (``accountant``);
+the mechanisms ``gaussian_sum``, ``histogram_quantiles`` and ``thresholded_histogram``
+(``mechanisms``). dp-accounting is imported only when an accountant is used, so that importing
+this package stays light.
+"""
+from __future__ import annotations
+
+from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
+from .budget import PrivacyBudget, default_delta
+from .mechanisms import clip_rows, gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram
+
+__all__ = ["ACCOUNTANTS", "Accountant", "PrivacyBudget", "calibrate_noise", "clip_rows", "default_delta",
+           "gaussian_sum", "histogram_quantiles", "release_threshold", "require_accounting", "thresholded_histogram"]

@@ -1,0 +1,84 @@
+"""DP primitives as plain functions, each a Gaussian mechanism whose L2 sensitivity (under
+adding or removing one row) its docstring states: the caller composes ``noise_multiplier`` (noise
+std over that sensitivity) into its :class:`~aigc_engine.privacy.Accountant`. Each draws its noise
+from ``generator`` (a ``torch.Generator``; None: torch's global stream)."""
+from __future__ import annotations
+
+from collections import Counter
+from statistics import NormalDist
+from typing import Any, Iterable
+
+import torch
+
+from ..errors import InputError
+
+
+def _noise(shape, std: float, generator, dtype=torch.float64) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=dtype) * std
+
+
+def clip_rows(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Rows of ``x [n, d]`` scaled down to an L2 norm of at most ``bound`` (shorter rows kept)."""
+    norms = x.norm(dim=1, keepdim=True)
+    return x * torch.clamp(bound / norms.clamp_min(1e-300), max=1.0)
+
+
+def gaussian_sum(x: torch.Tensor, bound: float, noise_multiplier: float, generator=None) -> torch.Tensor:
+    """The sum of the rows of ``x [n, d]``, each clipped to L2 norm ``bound``, plus Gaussian noise
+    of std ``noise_multiplier * bound`` per coordinate. Sensitivity: ``bound`` (one row added or
+    removed moves the sum by its clipped self). A count is the sum of a column of ones (bound 1)."""
+    if not bound > 0 or not noise_multiplier >= 0:
+        raise InputError(f"gaussian_sum needs bound > 0 and noise_multiplier >= 0, got {bound}, {noise_multiplier}")
+    total = clip_rows(x.double().reshape(len(x), -1), bound).sum(0)
+    return total + _noise(total.shape, noise_multiplier * bound, generator)
+
+
+def histogram_quantiles(values: torch.Tensor, quantiles: Iterable[float], lower: float, upper: float,
+                        noise_multiplier: float, bins: int = 64, generator=None) -> torch.Tensor:
+    """Quantiles of ``values`` read off a noisy histogram on the public range ``[lower, upper]``
+    (values clipped into it, ``bins`` equal bins, noise std ``noise_multiplier`` per bin, negative
+    counts set to 0, linear within a bin). Sensitivity: 1 (a row moves one bin's count by 1); any
+    number of quantiles of one histogram is post-processing. The range must be public: one read
+    from the data (its min and max) would release the extreme rows."""
+    if not upper > lower or bins < 1:
+        raise InputError(f"histogram_quantiles needs upper > lower and bins >= 1, got [{lower}, {upper}], {bins}")
+    q = torch.as_tensor(list(quantiles), dtype=torch.float64)
+    if len(q) and not bool(((q >= 0) & (q <= 1)).all()):
+        raise InputError(f"quantiles must be in [0, 1], got {q.tolist()}")
+    v = values.double().reshape(-1).clamp(lower, upper)
+    counts = torch.histc(v, bins=bins, min=lower, max=upper) + _noise(bins, noise_multiplier, generator)
+    counts = counts.clamp_min(0)
+    if float(counts.sum()) <= 0:  # all noise below zero: nothing to read, the range's middle
+        return torch.full_like(q, (lower + upper) / 2)
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), counts.cumsum(0) / counts.sum()])
+    edges = torch.linspace(lower, upper, bins + 1, dtype=torch.float64)
+    at = torch.searchsorted(cdf, q, right=False).clamp(1, bins)
+    lo, hi = cdf[at - 1], cdf[at]
+    frac = torch.where(hi > lo, (q - lo) / (hi - lo).clamp_min(1e-300), torch.zeros_like(q))
+    return edges[at - 1] + frac.clamp(0, 1) * (edges[at] - edges[at - 1])
+
+
+def release_threshold(noise_multiplier: float, delta: float, min_count: float = 5.0) -> float:
+    """The noisy count a category needs to be released by :func:`thresholded_histogram`:
+    ``1 + noise_multiplier * z_(1 - delta)`` (a category only one row holds passes it with
+    probability ``delta``: the delta the caller adds to its accountant), and at least
+    ``min_count``, so that a category that a handful of rows hold is not released."""
+    if not 0 < delta < 1 or not noise_multiplier > 0:
+        raise InputError(f"release_threshold needs delta in (0, 1) and noise_multiplier > 0, got {delta}, "
+                         f"{noise_multiplier}")
+    return max(float(min_count), 1.0 + noise_multiplier * NormalDist().inv_cdf(1.0 - delta))
+
+
+def thresholded_histogram(values: Iterable[Any], noise_multiplier: float, threshold: float,
+                          generator=None) -> dict[Any, float]:
+    """The categories of ``values`` (one per row) whose count plus Gaussian noise of std
+    ``noise_multiplier`` exceeds ``threshold``, with those noisy counts, in sorted order (not the
+    data's). Sensitivity: 1 for the counts of the categories both neighbours hold; a category only
+    the added row holds is released with probability at most the delta of
+    :func:`release_threshold`, which the caller adds (``Accountant.add_delta``). Missing values
+    (None) count as a category of their own."""
+    counts = Counter(values)
+    keys = sorted(counts, key=lambda k: (k is None, str(k)))
+    noisy = torch.tensor([counts[k] for k in keys], dtype=torch.float64)
+    noisy = noisy + _noise(len(keys), noise_multiplier, generator)
+    return {k: float(c) for k, c in zip(keys, noisy.tolist()) if c > threshold}

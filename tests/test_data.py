@@ -246,7 +246,7 @@ def test_reader_resolution_and_options():
 def test_an_option_of_another_reader_says_which_takes_it(tmp_path):
     (tmp_path / "p.csv").write_text("1,2\n3,4\n")
     with pytest.raises(InputError, match=r"unknown option 'size' for dataset .*p.csv; valid options: "
-                                         r"label_column \(default None\), categorical .*\(size applies to "
+                                         r"label_column \(default None\), datetime .*categorical .*\(size applies to "
                                          r"image folders only\)"):
         from_file(tmp_path / "p.csv", size=3)
     with pytest.raises(InputError, match=r"unknown option 'colour' .*valid options: label_column") as info:

@@ -15,7 +15,6 @@ from aigc_engine.errors import InputError
 from aigc_engine.metrics.tables import column_shapes, pair_trends
 from aigc_engine.tables import TableEncoding, detect_schema, table_outputs
 from aigc_engine.tables.encoding import CONTINUOUS_ENCODINGS
-from aigc_engine.tables.kinds.key import Key
 from aigc_engine.tables.kinds.manylevel import MAX_LEVELS, MIN_COUNT
 
 N = 600

@@ -32,6 +32,14 @@ class _Unexpected(click.ClickException):
     exit_code = 1
 
 
+class _EnvironmentError(click.ClickException):
+    exit_code = 3  # the machine refused a write: a full disk, a read-only directory (EnvironmentFault)
+
+
+SEED = click.IntRange(-(2**63), 2**64 - 1)  # what torch.manual_seed takes
+MAX_SAMPLES = 10_000_000  # sample -n: more is an allocation no machine here makes, refused before trying
+
+
 class _EngineGroup(click.Group):
     """Bad input anywhere below (InputError or ValueError) is one line and exit status 2; any
     other failure one line and exit status 1; ``AIGC_ENGINE_DEBUG=1`` shows tracebacks."""
@@ -54,6 +62,11 @@ class _EngineGroup(click.Group):
         except Exception as err:  # noqa: BLE001
             if os.environ.get(DEBUG_ENV):
                 raise
+            from .store.io import environment_fault
+
+            fault = environment_fault(err)
+            if fault is not None:  # a full disk, a read-only directory: the machine's, not a bug
+                raise _EnvironmentError(str(fault)) from None
             raise _Unexpected(f"unexpected {type(err).__name__}: {_first_line(err)} "
                               f"(set {DEBUG_ENV}=1 for the traceback)") from None
 
@@ -134,7 +147,7 @@ def cli(ctx):
               help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-TIME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random generator.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of every random generator.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), help="Continue this run directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -180,18 +193,22 @@ def _short(value: Any) -> str:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="How many samples.")
-@click.option("--condition", metavar="LABEL", help="Class of a conditional model: its id, or its name "
-              "when the training labels were names (a CSV column of dog, cat; or column=name: species=Gentoo).")
+@click.option("-n", "n", default=1000, show_default=True, type=click.IntRange(min=1, max=MAX_SAMPLES),
+              help="How many samples.")
+@click.option("--condition", "conditions", metavar="COND", multiple=True,
+              help="Repeatable, all must hold. A class of a conditional model (its id, or its name: Gentoo, "
+                   "species=Gentoo); for a table any column: island=Biscoe, body_mass_g>=5000, sex!=NA, "
+                   "\"island in Biscoe,Dream\" (=, !=, <, <=, >, >=, in; NA: a missing value). See docs/conditions.md.")
 @click.option("-o", "output", type=click.Path(dir_okay=False),
               help="FILE.npy (the samples) or FILE.png (a picture); for a run on a table FILE.csv or FILE.parquet "
                    "(the user's columns). Default RUN_DIR/samples.npy (samples.csv for a table).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--no-progress", is_flag=True, help="No progress bar (sampling shows none today; accepted as run takes it).")
 @click.pass_context
-def sample(ctx, run_dir, n, condition, output, seed, no_progress):
+def sample(ctx, run_dir, n, conditions, output, seed, no_progress):
     """Draw samples from a finished run."""
     engine = _engine(ctx)
+    condition = list(conditions) if len(conditions) > 1 else (conditions[0] if conditions else None)
     output = output or engine.samples_path(run_dir)
     engine.sample(run_dir, n, condition, output, seed)
     click.echo(str(output))
@@ -202,9 +219,12 @@ def sample(ctx, run_dir, n, condition, output, seed, no_progress):
 @click.option("--dataset", metavar="NAME|FILE", help="Evaluate on this data (default: the run's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Dataset options (dataset.KEY=VALUE).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--condition", "conditions", metavar="COND", multiple=True,
+              help="A table run: also the conditional fidelity of rows drawn under these conditions (as sample "
+                   "takes them) against the real rows that meet them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def eval_(ctx, run_dir, dataset, sets, device, no_progress):
+def eval_(ctx, run_dir, dataset, sets, device, conditions, no_progress):
     """Evaluate a finished run; prints its metrics as JSON.
 
     On rows it did not fit (--dataset, or --set dataset.part=holdout for a run that held rows
@@ -215,8 +235,11 @@ def eval_(ctx, run_dir, dataset, sets, device, no_progress):
     extra, options = split_dataset_keys(parse_sets(list(sets)))
     if extra:
         raise InputError(f"eval takes dataset options only (dataset.KEY=VALUE), got {sorted(extra)[0]!r}")
-    metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress)
-    click.echo(json.dumps(metrics, indent=2, default=float))
+    metrics = _engine(ctx).evaluate(run_dir, dataset, options, device, progress=not no_progress,
+                                    condition=list(conditions) or None)
+    from .store.io import finite
+
+    click.echo(json.dumps(finite(metrics, "eval", warn=False), indent=2, allow_nan=False))  # stdout: JSON alone
 
 
 @cli.command()

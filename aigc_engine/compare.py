@@ -192,7 +192,8 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
     models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset)
     judge = judge_for(full, device)
-    out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON)
+    out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON,
+                              reclaim=_interrupted)  # the same command again continues it
     bar = ProgressBar(len(models) * len(seeds), "compare", enabled=progress, rich=progress and sys.stderr.isatty())
     rows, pictures = [], {}
     held_out = "its standard test split" if full.splits and "test" in full.splits else f"{holdout:g} at random"
@@ -250,7 +251,10 @@ def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int,
     ``eval`` (:func:`aigc_engine.evaluation.evaluate`)."""
     record: dict[str, Any] = {"seed": spec.seed, "dir": None}
     try:
-        run_dir = engine.train(spec)
+        run_dir = spec.out  # a compare run again after a kill: finished runs are kept, the others resumed
+        if not (run_dir / rundir.MODEL_FILE).exists():
+            started = (run_dir / rundir.CONFIG_FILE).is_file() and (run_dir / rundir.CONFIG_FILE).stat().st_size > 0
+            run_dir = engine.train(dataclasses.replace(spec, resume=started))
         record["dir"] = run_dir.name
         model, _ = engine.load_model(run_dir)
         summary = io.read_json(run_dir / rundir.SUMMARY_FILE)
@@ -265,6 +269,14 @@ def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int,
     except Exception as err:  # noqa: BLE001 - one model's failure is its row's reason
         record["error"] = _first_line(err)
     return record
+
+
+def _interrupted(marker: Path) -> bool:
+    """Whether ``compare.json`` is that of an interrupted comparison (which a new run continues)."""
+    try:
+        return io.read_json(marker).get("interrupted") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write(result: CompareResult, out_dir: Path, interrupted: bool = False) -> None:

@@ -313,6 +313,50 @@ def build_config(config_cls: type, values: dict[str, Any], model_name: str = "mo
     return config
 
 
+# the entries of a run's config.json that sample, eval and --resume read, with their JSON types
+RUN_CONFIG_TYPES: dict[str, type] = {"model": str, "config": dict, "dataset": dict, "seed": int}
+RUN_DATASET_TYPES: dict[str, type] = {"name": str, "options": dict, "shape": list, "class_names": list}
+_JSON_NAMES = {str: "a string", dict: "an object {...}", list: "a list [...]", int: "an integer"}
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a run directory, its entries checked for their types: a hand-edited
+    one of the wrong shape (``"dataset": "ring8"``, ``"config": [1, 2]``, a string seed) is a
+    one-line InputError naming the file and the key, not a failure where it is used."""
+    from .store.rundir import CONFIG_FILE, read_config
+
+    saved = read_config(Path(run_dir))
+    path = Path(run_dir) / CONFIG_FILE
+    _check_json_types(saved, RUN_CONFIG_TYPES, path, "")
+    dataset = saved.get("dataset", {})
+    _check_json_types(dataset, RUN_DATASET_TYPES, path, "dataset.")
+    if not -(2**63) <= saved.get("seed", 0) < 2**64:
+        raise InputError(f"{path}: seed must be an integer in [-2**63, 2**64), got {saved['seed']}")
+    for key, item_type in (("shape", int), ("class_names", str)):
+        items = dataset.get(key, [])
+        if not all(isinstance(v, item_type) and not isinstance(v, bool) for v in items):
+            raise InputError(f"{path}: dataset.{key} must be a list of {_JSON_NAMES[item_type][2:]}s, got {items!r}")
+    return saved
+
+
+def _check_json_types(entries: dict[str, Any], types_: dict[str, type], path: Path, prefix: str) -> None:
+    for key, expected in types_.items():
+        value = entries.get(key)
+        if value is None and f"{prefix}{key}" == "dataset.name":  # a run on rows held in memory (Synthesizer)
+            continue
+        if key in entries and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise InputError(f"{path}: {prefix}{key} must be {_JSON_NAMES[expected]}, got "
+                             f"{type(value).__name__} {json_text(value)}")
+
+
+def json_text(value: Any) -> str:
+    """A value as JSON, cut to 40 characters (for messages)."""
+    import json
+
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def split_dataset_keys(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate ``dataset.KEY`` entries from model config entries."""
     model, dataset = {}, {}

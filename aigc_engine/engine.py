@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import build_config, coerce_options, read_toml, split_dataset_keys
+from .config import build_config, coerce_options, read_run_config, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
 from .plugins import PluginManager
@@ -157,7 +157,7 @@ class Engine:
         dataset options)."""
         saved: dict[str, Any] = {}
         if resume:
-            saved = rundir.read_config(Path(resume))
+            saved = read_run_config(resume)
             if model and model != saved["model"]:
                 raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
             if not dataset:
@@ -193,7 +193,9 @@ class Engine:
         spec = ready.spec
         main = int(os.environ.get("RANK", "0")) == 0
         run_dir, created = spec.out, False
-        if main and not spec.resume:
+        if main and spec.resume:
+            rundir.lock(spec.out)  # one process at a time in a run directory
+        elif main:
             run_dir, created = rundir.claim(spec.out, spec.model, ready.data.name)
         try:
             run = self._fit(ready, run_dir)
@@ -203,6 +205,8 @@ class Engine:
             if main and not spec.resume:
                 rundir.release(run_dir, created)
             raise
+        finally:
+            rundir.unlock(run_dir if main else None)
         run.barrier()
         return run.dir
 
@@ -212,10 +216,13 @@ class Engine:
 
         spec, model, data = ready.spec, ready.model, ready.data
         run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
-        if run.is_main_process:
-            self.write_config(ready, run)
+        if run.is_main_process:  # on --resume, config.json changes only once its checkpoint is restored
+            run.when_restored(lambda: self.write_config(ready, run))
+            if not spec.resume:
+                run.restored()
         start = time.perf_counter()
         model.fit(data, run)
+        run.restored()  # a fit that resumes without the training loop
         fit_seconds = time.perf_counter() - start
         metrics = model.evaluate(data, run)
         if run.is_main_process:
@@ -319,20 +326,23 @@ class Engine:
         from .store import checkpoint
 
         run_dir = Path(run_dir)
-        saved = rundir.read_config(run_dir)
+        saved = read_run_config(run_dir)
         if not (run_dir / MODEL_FILE).exists():
             raise InputError(f"{run_dir} has no {MODEL_FILE}: the run did not finish")
         cls = self.model_class(saved["model"])
         model = cls(build_config(cls.Config, saved.get("config", {}), saved["model"]))
-        model.load_state_dict(checkpoint.load(run_dir / MODEL_FILE))
+        checkpoint.restore(model, checkpoint.load(run_dir / MODEL_FILE), run_dir / MODEL_FILE)
         return model, saved
 
     def sample(self, run_dir: str | Path, n: int, condition: Any = None, out: str | Path | None = None,
                seed: int = 0):
         """``n`` samples of a finished run: a DataFrame in the table's columns, header and dtypes
         for a run on a table, else a tensor ``[n, *row shape]``. ``condition``: a class of a
-        conditional model (its id, the training labels' name, ``"column=name"`` for a table's
-        label column, or a tensor of ids; :func:`aigc_engine.sampling.resolve_condition`).
+        conditional model (its id, the training labels' name, or a tensor of ids:
+        :func:`aigc_engine.sampling.resolve_condition`); for a table, conditions on any column,
+        all of which every returned row meets: a string (``"body_mass_g>=5000"``), a list of
+        them, or a dict (``{"island": "Biscoe", "year": [2008, 2009], "sex": None}``; see
+        docs/conditions.md and :func:`aigc_engine.sampling.draw_where`).
         ``out``: also write them there, as its suffix says (``.csv`` / ``.parquet`` for a table;
         ``.npy``, or ``.png`` for a picture, otherwise). Drawn from ``seed``."""
         import torch
@@ -347,8 +357,9 @@ class Engine:
             _check_suffix(out, encoding is not None)
         model, saved = self.load_model(run_dir)
         class_names = saved.get("dataset", {}).get("class_names")
+        rules = saved_rules(saved, encoding)
         torch.manual_seed(seed)
-        samples = sample(model, n, condition, encoding, class_names)
+        samples = sample(model, n, condition, encoding, class_names, rules=rules)
         if out is not None:
             _write_samples(samples, out, model, encoding.schema.dialect if encoding is not None else None)
         return samples
@@ -360,7 +371,7 @@ class Engine:
 
     def evaluate(self, run_dir: str | Path, dataset: str | Any | None = None, options: dict[str, Any] | None = None,
                  device: str = "cpu", n_samples: int | None = None, progress: bool = False,
-                 train: str | Any | None = None) -> dict[str, Any]:
+                 train: str | Any | None = None, condition: Any = None) -> dict[str, Any]:
         """The metrics of a finished run, ``{"dataset": name, metric: value, ...}``, by the protocol
         ``compare`` uses (:func:`aigc_engine.evaluation.evaluate`). The rows: the run's own
         (``dataset`` None, ``options`` overriding its dataset options: ``{"part": "holdout"}``
@@ -373,7 +384,9 @@ class Engine:
         A run fitted on data held in memory (``in_memory`` in its config.json) has no rows to
         reopen: ``dataset`` is required, and its rows are scored as the training rows are, unless
         ``train`` gives the fitted rows again (read with the run's dataset options): then they are
-        held out."""
+        held out. ``condition`` (a table run's, as :meth:`sample` takes it) adds the conditional
+        fidelity of rows drawn under it against the rows that meet it
+        (:func:`aigc_engine.evaluation.conditional.conditional_fidelity`)."""
         from .evaluation import N_SAMPLES, evaluate, judge_for
 
         run_dir = Path(run_dir)
@@ -402,6 +415,14 @@ class Engine:
                 judge = judge_for(self.load_dataset(name, whole), device)
         found = evaluate(model, rows, fitted_rows, seed=saved.get("seed", 0), device=device, judge=judge,
                          n_samples=n_samples or N_SAMPLES, progress=progress)
+        if condition is not None:
+            from .evaluation.conditional import conditional_fidelity
+
+            if encoding is None:
+                raise InputError("eval --condition is for a run on a table")
+            found.metrics.update(conditional_fidelity(model, rows, condition, seed=saved.get("seed", 0),
+                                                      rules=saved_rules(saved, encoding),
+                                                      class_names=fitted.get("class_names"), train=fitted_rows))
         return {"dataset": rows.name, **found.metrics}
 
 
@@ -411,6 +432,14 @@ def load_encoding(run_dir: str | Path) -> TableEncoding | None:
 
     state = rundir.load_encoding(Path(run_dir))
     return TableEncoding.from_state(state) if state is not None else None
+
+
+def saved_rules(saved: dict, encoding: TableEncoding | None) -> list:
+    """The rules of a table run (``dataset.constraints`` in its ``config.json``)."""
+    from .rules import parse_rules
+
+    spec = saved.get("dataset", {}).get("options", {}).get("constraints")
+    return parse_rules(spec, encoding.schema) if encoding is not None and spec else []
 
 
 def _reopenable(saved: dict[str, Any], run_dir: Path, hint: str) -> None:

@@ -34,7 +34,8 @@ import torch
 
 from .errors import InputError, Interrupted
 from .fabric import rank_share, unwrap
-from .store.checkpoint import rng_state, set_rng_state
+from .store.checkpoint import restore, rng_state, set_rng_state
+from .store.rundir import CHECKPOINT_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -319,6 +320,7 @@ class TrainLoop:
     def _restore(self) -> None:
         ckpt = self.run.load_checkpoint() if self.run.resuming else None
         if not ckpt or "loop" not in ckpt:
+            self.run.restored()
             return
         missing = sorted(set(self.state) - set(ckpt["state"]))
         if missing:
@@ -330,11 +332,12 @@ class TrainLoop:
                 obj.clear()
                 obj.update(saved)
             else:
-                obj.load_state_dict(saved)
+                restore(obj, saved, self.run.dir / CHECKPOINT_FILE)
         set_rng_state(ckpt["rng"])
         self.step = int(ckpt["loop"]["step"])
         self.stopped = bool(ckpt["loop"].get("stopped"))
         self._resumed = True
+        self.run.restored()
 
     # -- logging -------------------------------------------------------------------------------
     def _flush(self) -> None:

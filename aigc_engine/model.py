@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: listing models needs n
 
     import torch
 
+    from .conditions import Encoded
     from .data import Dataset
     from .run import Run
 
@@ -138,6 +139,19 @@ class Model(abc.ABC):
             return None
         kind = "bound" if getattr(self, "log_prob_is_bound", False) else "exact"
         return f"discrete_{kind}" if getattr(self, "levels", 0) else kind
+
+    def sample_conditioned(self, n: int, where: "Encoded", class_weights: "torch.Tensor | None" = None
+                           ) -> "tuple[torch.Tensor, torch.Tensor | None] | None":
+        """``(samples, labels)``: ``n`` samples (as :meth:`sample`: encoded table rows) drawn
+        under ``where``, conditions on a table's columns in the encoded matrix (allowed one-hot
+        slots, value intervals: :class:`aigc_engine.conditions.Encoded`), and for a conditional
+        model the class of each (None otherwise), chosen among the classes ``class_weights``
+        allows (their training rates) as the conditions make them likely. A model that
+        conditions exactly returns rows that meet them (the engine still checks every decoded
+        row, and draws again for the few that miss); ``where.rest`` it need not handle.
+        Default: None, the model conditions on nothing: the engine draws with :meth:`sample`
+        and rejects the rows that miss, within a budget."""
+        return None
 
     def annotate_plot(self, ax: Any) -> None:
         """Draw on the matplotlib axes of the 2-D scatter in ``samples.png`` (e.g. the fitted

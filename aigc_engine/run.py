@@ -30,6 +30,7 @@ class Run(Fabric):
         self.resuming = bool(resume) and self.dir is not None
         self.history: list[dict[str, Any]] = []
         self._metrics_text = ""
+        self._on_restored: list = []
         if self.resuming:
             if self.is_main_process:  # a kill during a checkpoint write leaves its temporary file
                 io.remove_stale_temporaries(self.dir)
@@ -69,6 +70,18 @@ class Run(Fabric):
         if self.dir is None or not (self.dir / CHECKPOINT_FILE).exists():
             return None
         return checkpoint.load(self.dir / CHECKPOINT_FILE)
+
+    def when_restored(self, action) -> None:
+        """Call ``action()`` once the checkpoint of a resumed run is restored (at once when there
+        is none; see :meth:`restored`): what must not change before the restore succeeded."""
+        self._on_restored.append(action)
+
+    def restored(self) -> None:
+        """The checkpoint is restored, or there was none to restore: run the :meth:`when_restored`
+        actions (once)."""
+        actions, self._on_restored = self._on_restored, []
+        for action in actions:
+            action()
 
     # -- minibatch training (see aigc_engine.loop) ----------------------------------------------
     def batches(self, dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = False,

@@ -6,9 +6,10 @@ pictures and :func:`aigc_engine.metrics.sample_metrics`. A draw is made without 
 to the CPU and refused when it holds NaN or inf (:func:`check_samples`); a table run's samples are
 decoded to the user's columns (:func:`draw_rows`).
 
-``condition`` is resolved in one place (:func:`resolve_condition`): today the classes of a
-conditional model (ids, or the training labels' names, ``"species=Gentoo"`` for a table's label
-column); a condition on other columns resolves here too, before any model is asked.
+``condition`` is resolved in one place: the classes of a conditional model (ids, or the
+training labels' names: :func:`resolve_condition`), and for a table conditions on any column
+(:mod:`aigc_engine.conditions`), drawn by :func:`draw_where`: the model's own conditioning where
+it has one (``Model.sample_conditioned``), else bounded rejection; every returned row is checked.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .tables import TableEncoding
 
-__all__ = ["check_samples", "draw", "draw_rows", "sample", "resolve_condition", "class_id", "TABLE_SUFFIXES",
+__all__ = ["check_samples", "draw", "draw_rows", "draw_where", "sample", "resolve_condition", "TABLE_SUFFIXES",
            "TENSOR_SUFFIXES"]
 
 #: What ``-o`` may end in: a table run's rows, and any other run's samples (or their picture).
@@ -75,13 +76,115 @@ def draw_rows(model: Any, n: int, encoding: "TableEncoding", labels: "torch.Tens
 
 
 def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding | None" = None,
-           class_names: list[str] | None = None, quiet: bool = False):
+           class_names: list[str] | None = None, quiet: bool = False, rules: list | None = None):
     """``n`` samples of a fitted ``model``: a DataFrame in the table's columns when ``encoding``
-    (a table run's) is given, else a tensor. ``condition``: see :func:`resolve_condition`."""
+    (a table run's) is given, else a tensor. ``condition``: see :func:`resolve_condition`; for a
+    table also conditions on any column (:mod:`aigc_engine.conditions`: a string, a list of them,
+    a dict), every returned row meeting every one and keeping every one of the table's ``rules``
+    (:mod:`aigc_engine.rules`; :func:`draw_where`)."""
+    if encoding is not None and (rules or isinstance(condition, (str, dict, list, tuple)) or
+                                 (isinstance(condition, int) and encoding.schema.label is not None)):
+        from .conditions import parse_conditions
+        from .rules import check_conditions
+
+        texts = [condition] if isinstance(condition, int) else condition
+        conditions = parse_conditions(texts, encoding.schema, class_names, model.num_classes)
+        check_conditions(rules or [], conditions, encoding.schema)
+        return draw_where(model, n, encoding, conditions, quiet=quiet, rules=rules)
     labels = resolve_condition(model, n, condition, encoding, class_names)
     if encoding is not None:
         return draw_rows(model, n, encoding, labels, quiet)[0]
     return draw(model, n, labels)
+
+
+#: The rejection fallback's budget: draws per returned row, and seconds in all.
+DRAWS_PER_ROW = 100
+SECONDS = 60.0
+MAX_BATCH = 200_000
+
+
+def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, quiet: bool = False,
+               draws_per_row: int = DRAWS_PER_ROW, seconds: float = SECONDS, rules: list | None = None
+               ) -> "pandas.DataFrame":
+    """``n`` decoded rows that meet every condition. Conditions on the label column pick the
+    class labels (drawn at the training rates among the classes they allow: exact); the others
+    go to ``model.sample_conditioned`` (exact where the model can), else the model samples
+    freely; either way each batch is decoded and checked, and the rows that miss are dropped.
+    Past ``draws_per_row * n`` draws or ``seconds`` an InputError names the condition met least
+    and its rate. ``rules`` (:class:`aigc_engine.rules.Rule`) are kept the same way, by
+    rejection. The DataFrame's ``attrs["conditions"]`` say how: ``exact`` (the model's own
+    conditioning was used), ``draws`` (rows drawn), ``accepted`` (of them, those that met every
+    condition: the rest were dropped)."""
+    import time
+
+    import pandas as pd
+
+    from .conditions import all_hold, encode_conditions
+
+    label = _label(encoding)
+    freq = _label_weights(encoding, [c for c in conditions if c.column == label])
+    where = encode_conditions([c for c in conditions if c.column != label], encoding)
+    conditions = [*conditions, *(rules or [])]
+    kept, drawn, accepted, met = [], 0, 0, [0] * len(conditions)
+    start, limit = time.monotonic(), draws_per_row * n
+    while accepted < n:
+        if drawn >= limit or time.monotonic() - start > seconds:
+            raise InputError(_budget_message(conditions, met, drawn, limit, time.monotonic() - start))
+        rate = max(accepted / drawn, 1.0 / limit) if drawn else 1.0
+        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH))
+        rows, exact = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
+        ok, hits = all_hold(conditions, rows, encoding.schema)
+        drawn, accepted = drawn + m, accepted + int(ok.sum())
+        met = [a + b for a, b in zip(met, hits)]
+        kept.append(rows[ok])
+        where = where if exact else None
+    out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+    out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn, "accepted": accepted}
+    return out
+
+
+def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where,
+                quiet: bool) -> tuple["pandas.DataFrame", bool]:
+    """``m`` decoded rows, and whether the model drew them under ``where`` (``sample_conditioned``)."""
+    import torch
+
+    drawn = None
+    if where:
+        with torch.no_grad():
+            drawn = model.sample_conditioned(m, where, freq if model.num_classes else None)
+    if drawn is None:
+        labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
+        return draw_rows(model, m, encoding, labels, quiet)[0], False
+    x, labels = drawn[0].detach().cpu(), drawn[1]
+    check_samples(x, model.name)
+    if labels is None and freq is not None:  # an unconditional model: the label is drawn independently
+        labels = torch.multinomial(freq, m, replacement=True)
+    return encoding.decode(x.float(), labels), True
+
+
+def _label_weights(encoding: "TableEncoding", conditions: list) -> "torch.Tensor | None":
+    """The label rates among the classes the label conditions allow (None: no label column)."""
+    import torch
+
+    if encoding.schema.label is None:
+        return None
+    freq = torch.tensor(encoding.label_freq, dtype=torch.float64)
+    categories = encoding.schema.label.categories
+    for c in conditions:
+        freq = freq * torch.tensor([v in c.values for v in categories], dtype=torch.float64)
+    if not freq.sum() > 0:
+        raise InputError(f"--condition: no row can meet {' and '.join(repr(c.text) for c in conditions)} together")
+    return freq / freq.sum()
+
+
+def _budget_message(conditions: list, met: list[int], drawn: int, limit: int, seconds: float) -> str:
+    worst = min(range(len(conditions)), key=lambda i: met[i])
+    rate = met[worst] / max(drawn, 1)
+    why = f"the budget of {limit} draws" if drawn >= limit else f"the time limit ({seconds:.0f} s)"
+    together = " (all conditions together: fewer)" if len(conditions) > 1 else ""
+    what = "--condition" if conditions[worst].column is not None else "rule"
+    return (f"{what} {conditions[worst].text!r}: met by {rate:.3%} of {drawn} draws{together}; {why} ran "
+            "out before enough rows met every condition (the model rarely makes such rows: loosen the condition)")
 
 
 def resolve_condition(model: Any, n: int, condition: Any, encoding: "TableEncoding | None" = None,
@@ -92,8 +195,16 @@ def resolve_condition(model: Any, n: int, condition: Any, encoding: "TableEncodi
     one or ``n`` ids. A condition given to an unconditional model is an InputError."""
     import torch
 
+    from .conditions import class_id
+
     if condition is None:
         return None
+    texts = isinstance(condition, (list, tuple)) and all(isinstance(c, str) for c in condition)
+    if isinstance(condition, dict) or (texts and len(condition) != 1):
+        raise InputError("conditions on columns (several, or a dict) are for a run on a table; this run takes "
+                         "one class of a conditional model")
+    if texts:
+        condition = condition[0]
     if not model.num_classes:
         raise InputError(f"model {model.name!r} of this run is not conditional: drop --condition")
     if isinstance(condition, str):
@@ -120,17 +231,3 @@ def _condition_value(condition: str, encoding) -> str:
         where = f"the label column is {label!r}" if label else "this run has no label column"
         raise InputError(f"--condition {condition!r}: {where}")
     return value.strip()
-
-
-def class_id(condition: str, class_names: list[str] | None, num_classes: int) -> int:
-    """The label id that ``--condition`` names: a class name of the training data, or an id."""
-    if class_names and condition in class_names:
-        return class_names.index(condition)
-    try:
-        label = int(condition)
-    except ValueError:
-        known = f"one of {', '.join(class_names)} or an id" if class_names else "an integer id"
-        raise InputError(f"--condition must be {known} in [0, {num_classes - 1}], got {condition!r}") from None
-    if not 0 <= label < num_classes:
-        raise InputError(f"--condition must be in [0, {num_classes - 1}], got {label}")
-    return label

@@ -63,7 +63,7 @@ def _cases(check: str, modules) -> list:
 # tables.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "lazy", "hookspecs", "privacy", "config", "store", "rundir", "io", "checkpoint", "ops", "tables"),
-    ("data", "sampling", "metrics", "plotting"),
+    ("data", "sampling", "conditions", "rules", "metrics", "plotting"),
     ("progress", "fabric", "loop", "run", "training"),
     ("model", "neural"),
     ("plugins",),

@@ -90,6 +90,8 @@ def from_arrays(x, y=None, w=None, name: str = "arrays") -> Dataset:
 def _check_numeric(arr: np.ndarray, name: str, what: str) -> None:
     if arr.dtype.kind not in "iuf":  # bool, complex, strings, records are not pixels or points
         raise InputError(f"{what} of {name} must hold integers or floats, got dtype {arr.dtype}")
+    if 0 in arr.shape[1:]:  # (200, 0): rows of no values, which no model can fit
+        raise InputError(f"{what} of {name} has shape {tuple(arr.shape)}: each row must hold at least one value")
 
 
 def _image_layout(shape: tuple[int, ...], name: str) -> str:

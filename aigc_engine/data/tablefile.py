@@ -7,6 +7,7 @@ decodes samples back to the user's columns.
 """
 from __future__ import annotations
 
+import csv
 import inspect
 import os
 import warnings
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..rules import check_rules, parse_rules
 from ..tables.encoding import TableEncoding
 from ..tables.kinds import override_options
 from ..tables.schema import detect_schema, read_frame
@@ -30,7 +32,7 @@ IN_MEMORY = "DataFrame"  # the name of a table given as a pandas DataFrame inste
 def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = "auto",
                decimal: str = "auto", thousands: str = "auto", encoding: str = "auto",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
-               **forced: str) -> Dataset:
+               constraints: str = "", **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
@@ -39,11 +41,17 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     generated from the registry) forcing kinds, ``ignore`` (columns left out), the CSV dialect
     (``delimiter``, ``decimal``, ``thousands``, ``encoding``: each ``auto``, sniffed, by default;
     :mod:`aigc_engine.tables.dialect`; the schema keeps it for the tables written back),
-    ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``).
+    ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``),
+    ``constraints`` (rules every row keeps, checked here: :mod:`aigc_engine.rules`).
     Missing cells (empty, NA, NaN) are a state of their column, not an error. ``path`` may also
     be a pandas DataFrame held in memory (``aigc_engine.Synthesizer``: its rows as a file's;
     the reader's options have to be typed by this signature, hence ``Path`` alone in it)."""
-    frame, dialect, name = _table(path, delimiter, decimal, thousands, encoding)
+    try:
+        frame, dialect, name = _table(path, delimiter, decimal, thousands, encoding)
+    except OverflowError as err:
+        raise InputError(f"{Path(str(path)).name} holds a number out of range ({err})") from None
+    except csv.Error as err:  # a field past the csv module's size limit
+        raise InputError(f"cannot read {Path(str(path)).name}: {err}") from None
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
     weights, ignored = None, ignore
@@ -57,16 +65,19 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
     schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=name, **forced)
+    _check_integer_range(frame, schema, name)
     schema.dialect = dialect
     if label is None:
         named = [c for c in schema.columns if c.lower() in LABEL_LIKE_COLUMNS and c not in schema.ignored]
         if named:
             warnings.warn(f"column {named[0]!r} of {name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
+    check_rules(parse_rules(constraints, schema), frame, name)
     fitted = TableEncoding.fit(frame, schema, continuous, weights=weights)
     y = fitted.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
-                                 *forced.items(), ("kinds", kinds), ("ignore", ignore)) if v not in (None, "")}
+                                 *forced.items(), ("kinds", kinds), ("ignore", ignore),
+                                 ("constraints", constraints)) if v not in (None, "")}
     options.update((k, v) for k, v in (("delimiter", delimiter), ("decimal", decimal), ("thousands", thousands),
                                         ("encoding", encoding)) if v != "auto")
     if continuous != "quantile":
@@ -81,6 +92,8 @@ def _table(source, delimiter: str, decimal: str, thousands: str, encoding: str):
     dialect)."""
     if isinstance(source, (str, os.PathLike)):
         frame, dialect = read_frame(Path(source), delimiter, decimal, thousands, encoding)
+        if dialect is not None:
+            _check_header(Path(source), dialect)
         return frame, dialect, Path(source).name
     import pandas as pd
 
@@ -111,6 +124,32 @@ def _with_kind_options(read):
 
 
 read_table = _with_kind_options(read_table)
+
+
+def _check_header(path: Path, dialect) -> None:
+    """A CSV header naming a column twice: pandas renamed the second one (``a.1``) silently."""
+    with open(path, encoding=dialect.encoding, newline="") as fh:
+        header = [c.strip() for c in next(csv.reader(fh, delimiter=dialect.delimiter), [])]
+    if all(dialect.number(c) for c in header):  # no header: the columns are named 0, 1, ...
+        return
+    twice = [c for i, c in enumerate(header) if c and c in header[:i]]
+    if twice:
+        raise InputError(f"{path.name} names the column {twice[0]!r} twice: give each column its own name")
+
+
+def _check_integer_range(frame, schema, name: str) -> None:
+    """Integral columns (integer, or categorical of whole numbers) decode to 64-bit integers: a
+    value past them (1e308 is whole) could be fitted but never written back."""
+    for spec in schema.features:
+        column = frame[spec.name]
+        if spec.kind == "continuous" or column.dtype.kind != "f":  # integer dtypes hold int64 already
+            continue
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = values[np.isfinite(values)]
+        if len(values) and (values == np.round(values)).all() and np.abs(values).max() >= 2.0 ** 63:
+            raise InputError(f"column {spec.name!r} of {name} holds whole numbers up to {np.abs(values).max():g}, "
+                             "past the 64-bit integers samples are written in: rescale it, or drop it with "
+                             "dataset.ignore")
 
 
 def _weights(column, name: str):

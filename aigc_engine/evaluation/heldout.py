@@ -62,13 +62,19 @@ def measure_table(model: Any, train, holdout=None, seed: int = 0, n: int | None 
     """The :func:`~aigc_engine.metrics.table_metrics` of ``model``'s rows (``n``; by default as
     many as that function scores: ``holdout``'s rows, and ``train``'s for ML efficacy) against
     the real ``train`` rows and (None: left out) the real ``holdout`` rows, Datasets in the
-    columns of the run's encoding."""
+    columns of the run's encoding. A table with rules (``dataset.constraints``) adds
+    ``rule_validity``: the share of the model's own rows that keep every rule, before the
+    sampling path drops those that do not (:func:`aigc_engine.rules.rule_validity`)."""
+    from ..rules import parse_rules, rule_validity
+
     encoding = train.encoding
     torch.manual_seed(seed)
     size = n or (max(len(train), len(holdout)) if holdout is not None else len(train))
     synthetic, _ = draw_rows(model, size, encoding, quiet=True)
     decode = lambda d: encoding.decode(d.x, d.y) if d is not None else None  # noqa: E731
-    return metrics.table_metrics(decode(train), decode(holdout), synthetic, encoding, seed)
+    found = metrics.table_metrics(decode(train), decode(holdout), synthetic, encoding, seed)
+    rules = parse_rules((train.options or {}).get("constraints"), encoding.schema)
+    return {**found, "rule_validity": rule_validity(rules, synthetic)} if rules else found
 
 
 def _likelihood(model: Any, holdout, seed: int) -> tuple[float, str]:

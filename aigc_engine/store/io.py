@@ -9,8 +9,12 @@ through :func:`write_json` / :func:`read_json`, every tensor tree through :func:
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,27 +23,66 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..errors import InputError
+from ..errors import EnvironmentFault, InputError
 
 _EXTRA_KEY = "aigc_engine.extra"
+_SHA_KEY = "aigc_engine.sha256"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # the mode of every file the engine writes: what open() would give
+# what the machine, not the input, is short of: each with what to do about it
+_ENVIRONMENT = {errno.ENOSPC: "the disk is full: free space there or write elsewhere (--out)",
+                errno.EDQUOT: "the disk quota is exhausted: free space there or write elsewhere (--out)",
+                errno.EROFS: "the file system is read-only: write elsewhere (--out)",
+                errno.EACCES: "permission denied: write where you may (--out)",
+                errno.EPERM: "permission denied: write where you may (--out)"}
+
+
+def environment_fault(err: BaseException, path: Path | str | None = None) -> EnvironmentFault | None:
+    """The one-line :class:`~aigc_engine.errors.EnvironmentFault` of an OSError that says the
+    machine refused a write (full disk, quota, read-only file system, permissions), else None."""
+    if isinstance(err, EnvironmentFault):
+        return err
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None:  # writers in Rust (safetensors) report the system's error in their message
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found.group(1)) if found else None
+    if code not in _ENVIRONMENT:
+        return None
+    where = path if path is not None else (getattr(err, "filename", None) or "a file")
+    return EnvironmentFault(code, f"cannot write {where}: {_ENVIRONMENT[code]}")
+
+
+@contextlib.contextmanager
+def writing(path: Path | str):
+    """Turns an environment's refusal of a write to ``path`` into an EnvironmentFault."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001  (OSError, or a writer's own error quoting one)
+        fault = environment_fault(err, path)
+        if fault is None or fault is err:
+            raise
+        raise fault from None
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path`` (mode
+    :data:`FILE_MODE`). A full disk or a read-only directory is an EnvironmentFault naming
+    ``path``; ``path`` is then as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            # after the write: writers that re-create the path (safetensors' save_file) reset its mode
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -55,15 +98,43 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as strict JSON (see :func:`finite`: NaN and infinities become null, with a warning)."""
+    obj = finite(obj, Path(path).name)
+
     def write(tmp):
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=jsonable)
+            json.dump(obj, fh, indent=2, sort_keys=False, default=jsonable, allow_nan=False)
             fh.write("\n")
     atomic_write(path, write)
 
 
+def finite(obj: Any, where: str, warn: bool = True) -> Any:
+    """``obj`` with each NaN or infinite float (also in tensors and NumPy values) replaced by None,
+    so that it is strict JSON (``NaN`` and ``Infinity`` are not, and strict readers refuse them);
+    with ``warn``, a warning names the entries replaced (``where``: the file or output)."""
+    replaced: list[str] = []
+    out = _finite(json.loads(json.dumps(obj, default=jsonable)), "", replaced)
+    if replaced and warn:
+        import warnings
+
+        warnings.warn(f"{where}: {', '.join(replaced)} not finite, written as null (JSON has no NaN or "
+                      "infinity)", UserWarning, stacklevel=3)
+    return out
+
+
+def _finite(value: Any, key: str, replaced: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        replaced.append(f"{key or 'a value'}={value}")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{key}.{k}" if key else str(k), replaced) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v, f"{key}[{i}]", replaced) for i, v in enumerate(value)]
+    return value
+
+
 def read_json(path: Path) -> Any:
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
 
@@ -156,7 +227,24 @@ def save_state(path: Path, state: dict[str, Any], metadata: dict[str, str] | Non
     arrays: set[str] = set()
     tree = _encode(state, "", tensors, arrays)
     meta = {**(metadata or {}), _TREE_KEY: json.dumps({"tree": tree, "arrays": sorted(arrays)})}
+    meta[_SHA_KEY] = checksum(tensors, meta)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """The sha256 of a state file's content: every tensor (name, dtype, shape, bytes, in name
+    order) and every metadata entry but the checksum itself. It lives in the file's own header,
+    so that file and checksum are replaced by one rename: a manifest beside the file would
+    disagree with it after a kill between the two writes."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != _SHA_KEY:
+            digest.update(f"{key}={metadata[key]}\0".encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{t.dtype}:{list(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -196,6 +284,10 @@ def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
             metadata = fh.metadata() or {}
             tensors: dict[str, Any] = {key: fh.get_tensor(key) for key in fh.keys()}
+    if _SHA_KEY in metadata and checksum(tensors, metadata) != metadata[_SHA_KEY]:
+        raise InputError(f"{path} is damaged: its content does not match the sha256 checksum it was "
+                         "written with (a changed byte, or a cut copy)")
+    with _readable(path):
         if _TREE_KEY in metadata:
             info = json.loads(metadata[_TREE_KEY])
             return _decode(info["tree"], tensors, set(info.get("arrays", ())))

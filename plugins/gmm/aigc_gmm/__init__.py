@@ -16,7 +16,8 @@ estimator base class (input checks, ``fit``, scoring), ``_components`` the initi
 sampling both mixtures share, ``_stepwise`` stepwise EM, ``_gaussian_mixture`` and
 ``_bayesian_mixture`` the estimators, ``_missing`` missing values, ``_kmeans`` the torch k-means
 of the streamed initialisation, ``_dp_em`` differentially private EM and ``private_fit`` the
-engine model's private fit on it (``privacy_epsilon``).
+engine model's private fit on it (``privacy_epsilon``), ``_conditional`` exact conditional
+sampling (``draw_conditioned``: ``--condition`` on a table).
 """
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ from typing import TYPE_CHECKING
 
 from aigc_engine import lazy_exports
 
-__all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit"]
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "EMFit", "EMIteration", "StepwiseFit", "draw_conditioned"]
 
 _HOME = {"GaussianMixture": "_gaussian_mixture", "BayesianGaussianMixture": "_bayesian_mixture",
-         "EMFit": "_em", "EMIteration": "_em", "StepwiseFit": "_stepwise"}
+         "EMFit": "_em", "EMIteration": "_em", "StepwiseFit": "_stepwise", "draw_conditioned": "_conditional"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._bayesian_mixture import BayesianGaussianMixture
+    from ._conditional import draw_conditioned
     from ._em import EMFit, EMIteration
     from ._gaussian_mixture import GaussianMixture
     from ._stepwise import StepwiseFit

@@ -248,6 +248,20 @@ class GMMModel(Model):
         x = self._encoded(x.cpu())
         return x.reshape(n, *self.sample_shape) if self.sample_shape else x
 
+    def sample_conditioned(self, n: int, where, class_weights: torch.Tensor | None = None):
+        """Exact: each component (and each class) weighted and conditioned in closed form
+        (:mod:`aigc_gmm._conditional`); None (the engine's rejection) under missing=marginalize,
+        whose mixture lacks the indicators."""
+        from . import draw_conditioned
+
+        if self.masked_by is not None:
+            return None
+        states = [g.fitted_state() for g in self.classes] if self.num_classes else [self._mixture().fitted_state()]
+        drawn = draw_conditioned(states, n, where, class_weights if self.num_classes else None)
+        if drawn is None or not self.sample_shape:
+            return drawn
+        return drawn[0].reshape(n, *self.sample_shape), drawn[1]
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x); for a mixture per class the marginal log sum_c p(c) p(x | c)."""
         x = self._native(x.reshape(len(x), -1))

@@ -16,6 +16,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 DATA_COLOUR = "0.55"  # the data: faint grey, drawn first
 SAMPLE_COLOUR = "tab:orange"  # the samples: above the data, in a colour that stands out from it
 MAX_POINTS = 5000  # per layer of a scatter: more only hides the density
+MAX_BARS = 20  # per panel of a table column: a many-level column's bars past that are one
+OTHERS = "(others)"
 
 
 PER_CLASS = 8  # images per row of a conditional model's grid (a row per class)
@@ -265,8 +267,10 @@ def table_columns(real, synthetic, path: Path, schema, title: str = "", max_colu
     """``samples.png`` of a table: one panel per column (the first ``max_columns``), the real
     rows' distribution in grey and the samples' over it, as each column's kind in ``schema`` (a
     :class:`~aigc_engine.tables.TableSchema`) says: histograms of numeric columns on the real
-    range, bars of category frequencies (the missing share as its own bar)."""
-    columns = list(synthetic.columns)[:max_columns]
+    range (a datetime's seconds, a text's lengths: its kind's numbers), bars of category
+    frequencies (the missing share as its own bar; past ``MAX_BARS`` categories, the real rows'
+    most frequent and one bar for the others), and a key's count of distinct values."""
+    columns = [c for c in synthetic.columns if c not in schema.ignored][:max_columns]
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
@@ -286,16 +290,33 @@ def table_columns(real, synthetic, path: Path, schema, title: str = "", max_colu
 
 
 def _column_panel(ax, real, synthetic, kind) -> None:
+    if kind.distribution is None:  # a key: made-up values, nothing to compare
+        ax.text(0.5, 0.5, f"{kind.name}: {synthetic.nunique()} distinct\nof {len(synthetic)} rows",
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     if kind.distribution == "numeric":
         r, s = (v[~np.isnan(v)] for v in (kind.numbers(real), kind.numbers(synthetic)))
         bins = np.linspace(r.min(), r.max(), 25) if r.max() > r.min() else 10
         ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)
         ax.hist(s, bins=bins, density=True, color=SAMPLE_COLOUR, alpha=0.6)
         ax.set_yticks([])
+        ticks = np.linspace(r.min(), r.max(), 4) if len(r) else []
+        labels = kind.tick_labels(ticks) if len(ticks) else None
+        if labels is not None:
+            ax.set_xticks(ticks, labels, rotation=30, ha="right")
         return
     keys = lambda v: v.astype(object).where(v.notna(), "(missing)").astype(str)  # noqa: E731
     r, s = keys(real).value_counts(normalize=True), keys(synthetic).value_counts(normalize=True)
     cats = list(r.index) + [c for c in s.index if c not in r.index]
+    if len(cats) > MAX_BARS:
+        import pandas as pd
+
+        cats = cats[:MAX_BARS - 1]
+        r, s = (pd.concat([v.reindex(cats, fill_value=0.0), pd.Series({OTHERS: 1.0 - v.reindex(cats).sum()})])
+                for v in (r, s))
+        cats.append(OTHERS)
     at = np.arange(len(cats))
     ax.bar(at - 0.2, [r.get(c, 0.0) for c in cats], 0.4, color=DATA_COLOUR, alpha=0.8)
     ax.bar(at + 0.2, [s.get(c, 0.0) for c in cats], 0.4, color=SAMPLE_COLOUR, alpha=0.8)

@@ -233,10 +233,11 @@ def test_reader_resolution_and_options():
 
     assert list(BUILTIN_READERS) == [".npy", ".npz", ".csv", ".parquet", FOLDER]
     assert file_kind("a/B.CSV") == ".csv" and file_kind("x.txt") is None and file_kind(".npy") is None
-    assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "categorical": "", "integer": "", "ignore": "",
+    assert BUILTIN_READERS[".csv"].options() == {"label_column": None, "datetime": "", "key": "", "text": "",
+                                                 "many_level": "", "categorical": "", "integer": "", "ignore": "",
                                                  "delimiter": "auto", "decimal": "auto", "thousands": "auto",
                                                  "encoding": "auto", "weight_column": None,
-                                                 "continuous": "quantile", "kinds": ""}
+                                                 "continuous": "quantile", "kinds": "", "constraints": ""}
     assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
     longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}
     assert reader_for("t.csv.gz", longer).suffix == ".csv.gz" and reader_for("t.gz", longer).suffix == ".gz"
@@ -245,7 +246,7 @@ def test_reader_resolution_and_options():
 def test_an_option_of_another_reader_says_which_takes_it(tmp_path):
     (tmp_path / "p.csv").write_text("1,2\n3,4\n")
     with pytest.raises(InputError, match=r"unknown option 'size' for dataset .*p.csv; valid options: "
-                                         r"label_column \(default None\), categorical .*\(size applies to "
+                                         r"label_column \(default None\), datetime .*categorical .*\(size applies to "
                                          r"image folders only\)"):
         from_file(tmp_path / "p.csv", size=3)
     with pytest.raises(InputError, match=r"unknown option 'colour' .*valid options: label_column") as info:

@@ -27,10 +27,10 @@ def frame():
 
 
 def test_the_registry_names_each_kind_by_its_own_name():
-    assert list(KINDS) == ["categorical", "integer", "continuous"]
+    assert list(KINDS) == ["datetime", "key", "text", "many_level", "categorical", "integer", "continuous"]
     for name, cls in KINDS.items():
         assert issubclass(cls, ColumnKind) and cls.name == name and kind_class(name) is cls
-    assert override_options() == {"categorical": "categorical", "integer": "integer"}
+    assert override_options() == {k: k for k in ("datetime", "key", "text", "many_level", "categorical", "integer")}
 
 
 def test_detection_asks_the_kinds_in_registry_order():
@@ -62,7 +62,8 @@ def test_kinds_are_forced_by_list_or_by_kinds():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"kinds": "x:datetime"}, "dataset.kinds: unknown column kind 'datetime' (kinds: categorical, integer, continuous)"),
+    ({"kinds": "x:date"}, "dataset.kinds: unknown column kind 'date' (kinds: datetime, key, text, many_level, "
+                          "categorical, integer, continuous)"),
     ({"kinds": "x"}, "dataset.kinds: 'x' is not column:kind"),
     ({"kinds": "nope:integer"}, "dataset.kinds: no column 'nope'"),
     ({"kinds": "x:integer"}, "column 'x' in dataset.kinds holds"),
@@ -78,8 +79,9 @@ def test_bad_kind_overrides_are_one_line_errors(options, message):
 def test_an_unknown_kind_in_a_saved_schema_is_one_line():
     enc = TableEncoding.fit(frame(), detect_schema(frame()))
     state = enc.state_dict()
-    state["schema"]["features"][0]["kind"] = "text"
-    with pytest.raises(InputError, match="unknown column kind 'text' \\(kinds: categorical, integer, continuous\\)"):
+    state["schema"]["features"][0]["kind"] = "words"
+    with pytest.raises(InputError, match="unknown column kind 'words' \\(kinds: datetime, key, text, many_level, "
+                                         "categorical, integer, continuous\\)"):
         TableEncoding.from_state(state)
 
 

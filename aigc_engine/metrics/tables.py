@@ -4,10 +4,12 @@ Scores are in [0, 1], higher is better (1: indistinguishable from the real rows)
 ML-efficacy accuracies (higher is better, compare with train-on-real), the detection AUC (0.5
 is best) and the DCR ratio (about 1 is best; well below 1 means copies of training rows).
 
-- :func:`column_shapes`: per column, KS complement ``1 - KS`` (continuous and integer columns;
-  missing values dropped) or TV complement ``1 - TV`` (categorical, missing values dropped),
-  averaged (SDMetrics' ``KSComplement``, ``TVComplement``); the missing-value rates apart
-  (``MissingValueSimilarity``).
+- :func:`column_shapes`: per column, KS complement ``1 - KS`` (the kinds of a ``numeric``
+  distribution, on their kind's numbers: continuous and integer values, datetimes in seconds,
+  texts by length; missing values dropped) or TV complement ``1 - TV`` (``categorical``: the
+  categorical and many-level kinds, missing values dropped), averaged (SDMetrics'
+  ``KSComplement``, ``TVComplement``); the missing-value rates apart
+  (``MissingValueSimilarity``). Keys (no distribution) are not scored.
 - :func:`pair_trends`: per column pair, correlation similarity ``1 - |r_real - r_syn| / 2``
   (Pearson, both numeric) or contingency similarity ``1 - TV`` of the joint frequencies (both
   categorical, or mixed with the numeric column cut into 10 equal-width bins of its real range),
@@ -82,9 +84,10 @@ def contingency_similarity(real_pair, synthetic_pair) -> float:
 
 
 def _kinds(schema) -> dict:
-    """Each kept column's kind class, in header order."""
+    """Each kept column's kind class, in header order, but those of no distribution (keys)."""
     kept = {spec.name for spec in schema.features} | ({schema.label.name} if schema.label is not None else set())
-    return {name: schema.kind(name) for name in schema.columns if name in kept}
+    kinds = {name: schema.kind(name) for name in schema.columns if name in kept}
+    return {name: kind for name, kind in kinds.items() if kind.distribution is not None}
 
 
 def _as_numbers(frame, kinds: dict):
@@ -102,7 +105,8 @@ def column_shapes(real, synthetic, schema) -> dict:
     real, synthetic = _as_numbers(real, kinds), _as_numbers(synthetic, kinds)
     scores = {name: (ks_complement if kind.distribution == "numeric" else tv_complement)(real[name], synthetic[name])
               for name, kind in kinds.items()}
-    missing = [missing_similarity(real[s.name], synthetic[s.name]) for s in schema.features if s.has_missing]
+    missing = [missing_similarity(real[s.name], synthetic[s.name]) for s in schema.features
+               if s.has_missing and s.name in kinds]
     return {"column_shapes": float(np.mean(list(scores.values()))), "columns": scores,
             "missing_values": float(np.mean(missing)) if missing else 1.0}
 

@@ -1,7 +1,8 @@
 """A reversible encoding of table rows as a float matrix, fitted on the training rows.
 
-Each column is encoded by its kind's class (:mod:`aigc_engine.tables.kinds`: categorical,
-integer, continuous in the table's numeric encoding ``quantile``, ``standard`` or ``modes``);
+Each column is encoded by its kind's class (:mod:`aigc_engine.tables.kinds`: datetime, key,
+text, many_level, categorical, integer, continuous; numbers in the table's numeric encoding
+``quantile``, ``standard`` or ``modes``);
 this module only orchestrates them. The matrix is their blocks side by side, in column order
 (:attr:`TableEncoding.blocks`: typed :class:`~aigc_engine.tables.kinds.Block`\\ s whose
 :class:`~aigc_engine.tables.kinds.BlockRole` tells a model which output each needs).
@@ -31,7 +32,7 @@ STATE_FORMAT = 1
 class TableEncoding:
     """``fit(frame, schema)`` on the training rows; ``transform(frame)`` to a float32 matrix,
     ``labels(frame)`` to class ids, ``decode(matrix, labels)`` back to a DataFrame with the
-    original header (ignored columns left out), column order and dtypes. ``columns`` holds one
+    original header (ignored columns empty), column order and dtypes. ``columns`` holds one
     fitted :class:`~aigc_engine.tables.kinds.ColumnKind` per feature column."""
 
     def __init__(self, schema: TableSchema, continuous: str = "quantile", params: dict | None = None,
@@ -46,7 +47,7 @@ class TableEncoding:
         at = 0
         for column in self.columns:
             self.spans.append(column.blocks(at))
-            at = self.spans[-1][-1].stop
+            at = self.spans[-1][-1].stop if self.spans[-1] else at  # a key has no blocks
         self.blocks = [b for span in self.spans for b in span]
         self.width = at
 
@@ -118,8 +119,9 @@ class TableEncoding:
         return names.index(str(name))
 
     def decode(self, matrix, labels=None):
-        """The inverse of :meth:`transform` (and of :meth:`labels`): a DataFrame with the kept
-        columns in file order, their dtypes, category values and observed ranges."""
+        """The inverse of :meth:`transform` (and of :meth:`labels`): a DataFrame with the file's
+        columns in file order, the kept ones in their dtypes, category values and observed ranges,
+        the ignored ones empty."""
         import pandas as pd
 
         m = np.asarray(matrix.detach().cpu().double() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
@@ -136,6 +138,8 @@ class TableEncoding:
                                  f"{label.name!r}")
             columns[label.name] = typed_categories(np.array(label.categories, dtype=object)[ids], label,
                                                    np.zeros(len(ids), bool))
+        for name in self.schema.ignored:  # left empty, so the header is the file's
+            columns[name] = pd.array([None] * len(m), dtype=object)
         order = [c for c in self.schema.columns if c in columns]
         return pd.DataFrame({c: columns[c] for c in order})
 

@@ -1,9 +1,9 @@
 """A table's columns: which are kept, which is the label, and the kind of each, detected from
 the values and overridable.
 
-The kinds are classes (:mod:`aigc_engine.tables.kinds`, registry ``KINDS``: categorical,
-integer, continuous; see each module's doc); an unforced column takes the first kind, in
-registry order, that detects it. A kind is forced per column with ``kinds=a:integer,b:categorical``
+The kinds are classes (:mod:`aigc_engine.tables.kinds`, registry ``KINDS``: datetime, key,
+text, many_level, categorical, integer, continuous; see each module's doc); an unforced column
+takes the first kind, in registry order, that detects it. A kind is forced per column with ``kinds=a:integer,b:categorical``
 or with the kind's own list (``categorical=a,b``, ``integer=a,b``: each kind's ``option``).
 
 A missing value (an empty cell, ``NA``, ``NaN``: pandas' defaults) is its own state in any
@@ -205,4 +205,5 @@ def _profile(values, name: str, table: str) -> Profile:
             row = int(np.flatnonzero(values.notna().to_numpy())[np.flatnonzero(bad)[0]])
             raise InputError(f"{table}: column {name!r} row {row + 1}: {arr[bad][0]} is not a finite number")
         integral = bool(np.all(arr == np.round(arr)))
-    return Profile(present=present, numeric=numeric, numbers=arr, integral=integral, distinct=int(present.nunique()))
+    return Profile(present=present, numeric=numeric, numbers=arr, integral=integral, distinct=int(present.nunique()),
+                   name=name, rows=len(values))

@@ -11,12 +11,21 @@ from ...errors import InputError
 from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile
 from .categorical import Categorical
 from .continuous import NUMERIC_ENCODINGS, Continuous
+from .datetime import Datetime
 from .integer import Integer
+from .key import Key
+from .manylevel import ManyLevel
+from .text import Text
 
 __all__ = ["KINDS", "kind_class", "override_options", "Block", "BlockRole", "ColumnKind", "ColumnSpec",
-           "Profile", "Categorical", "Continuous", "Integer", "NUMERIC_ENCODINGS"]
+           "Profile", "Categorical", "Continuous", "Integer", "Datetime", "Key", "Text", "ManyLevel",
+           "NUMERIC_ENCODINGS"]
 
 KINDS: dict[str, type[ColumnKind]] = {
+    "datetime": Datetime,
+    "key": Key,
+    "text": Text,
+    "many_level": ManyLevel,
     "categorical": Categorical,
     "integer": Integer,
     "continuous": Continuous,

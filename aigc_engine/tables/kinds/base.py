@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain"]
+__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain", "value_hash"]
 
 
 class BlockRole(str, enum.Enum):
@@ -85,13 +85,16 @@ class ColumnSpec:
 class Profile:
     """What detection needs of one column, computed once: its present values (a pandas Series),
     whether they are numbers (booleans are not), those numbers (float64) and whether all are
-    whole, and how many distinct values there are."""
+    whole, how many distinct values there are, the column's ``name`` and how many ``rows`` it
+    has (missing ones included)."""
 
     present: object
     numeric: bool
     numbers: np.ndarray | None
     integral: bool
     distinct: int
+    name: str = ""
+    rows: int = 0
 
 
 class ColumnKind:
@@ -106,7 +109,9 @@ class ColumnKind:
 
     name: str = ""
     option: str | None = None
-    distribution: str = "numeric"  # how metrics compare it and plots draw it: "numeric" or "categorical"
+    # how metrics compare it and plots draw it: "numeric", "categorical" or None (neither scored
+    # nor compared: a key's values are made up, their distribution is no one's)
+    distribution: str | None = "numeric"
 
     def __init__(self, spec: ColumnSpec, encoding: str = "quantile", params: dict | None = None):
         self.spec, self.encoding, self.params = spec, encoding, params
@@ -131,6 +136,11 @@ class ColumnKind:
     def numbers(cls, values) -> np.ndarray:
         """A decoded column (a Series) of a ``numeric`` distribution as float64, NaN where missing."""
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+    @classmethod
+    def tick_labels(cls, numbers: np.ndarray) -> list[str] | None:
+        """Labels of plot ticks at ``numbers`` (of :meth:`numbers`), or None: the numbers themselves."""
+        return None
 
     # -- one fitted column --------------------------------------------------------------------
     def fit(self, values, seed: int = 0, fallback: dict | None = None) -> dict | None:
@@ -171,3 +181,11 @@ def plain(value):
     if isinstance(value, float) and value == round(value):
         return int(value)
     return value
+
+
+def value_hash(value: str) -> int:
+    """52 bits of a string's BLAKE2 hash: exact in the float64 tensors an encoding's state saves
+    (the training values a kind must never release, kept without the values themselves)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big") >> 12

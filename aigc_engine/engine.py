@@ -311,11 +311,17 @@ class Engine:
 
     @staticmethod
     def _draw_table(model: Model, data: Dataset, path: Path, title: str) -> None:
-        """Each column of the table: the real rows' distribution and that of samples decoded to it."""
+        """Each column of the table: the real rows' distribution (a random sample of them: a file
+        sorted by date would show its first months only) and that of samples decoded to it."""
+        import torch
+
         from . import plotting
         from .sampling import draw_rows
 
-        rows = data.subset(slice(0, N_PLOT_SAMPLES)) if len(data) > N_PLOT_SAMPLES else data
+        rows = data
+        if len(data) > N_PLOT_SAMPLES:  # its own generator: the samples drawn next are not moved
+            pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:N_PLOT_SAMPLES]
+            rows = data.subset(pick.sort().values)
         real = data.encoding.decode(rows.x, rows.y)
         synthetic, _ = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
         plotting.table_columns(real, synthetic, path, data.encoding.schema, title=title)

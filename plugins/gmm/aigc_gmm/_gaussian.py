@@ -179,8 +179,12 @@ def sample_from(params: "Params", covariance_type: str, labels: torch.Tensor, z:
     """Samples ``means[labels] + chol(cov[labels]) z`` (float64) for component ``labels [n]`` and
     standard normal draws ``z [n, D]``; the caller draws both (the random stream is its choice)."""
     cov = covariances_of(params, covariance_type)
-    if covariance_type == "full":
-        x = torch.einsum("nij,nj->ni", torch.linalg.cholesky(cov)[labels], z)
+    if covariance_type == "full":  # a component's rows at a time: gathering chol[labels] would hold n x D x D
+        chol = torch.linalg.cholesky(cov)
+        x = torch.empty_like(z)
+        for k in torch.unique(labels).tolist():
+            rows = labels == k
+            x[rows] = z[rows] @ chol[k].T
     elif covariance_type == "tied":
         x = z @ torch.linalg.cholesky(cov).T
     elif covariance_type == "diag":

@@ -98,6 +98,7 @@ check "missing=marginalize samples complete measurements" python -c "
 import pandas as pd, subprocess
 subprocess.run(['aigc-engine', 'sample', 'runs/gmm-marginal', '-n', '500', '-o', 'marginal.csv'], check=True)
 assert not pd.read_csv('marginal.csv')[['bill_length_mm', 'body_mass_g']].isna().any().any()"
+run 'pip install --no-build-isolation -e ".[privacy]"'
 run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set privacy_epsilon=1 --out runs/gmm-dp'
 check "a private run says what it spent" python -c "
 import json; s = json.load(open('runs/gmm-dp/summary.json'))

@@ -237,7 +237,7 @@ def test_datasets_command_lists_readers_and_their_options():
     pm.register(_reader_plugin(((".pts", read_any, "whitespace points"), {})), "points")
     out = CliRunner().invoke(cli, ["datasets"], obj=Engine(pm), catch_exceptions=False).output
     assert "FILE.pts  [points]  whitespace points\n    options: scale=1.0" in out
-    assert "FILE.csv  [aigc_engine.core]" in out and "options: label_column=None, categorical=''" in out
+    assert "FILE.csv  [aigc_engine.core]" in out and "options: label_column=None, datetime='', key=''" in out
     assert "FOLDER/  [aigc_engine.core]" in out and "options: size=None, channels='auto'" in out
 
 

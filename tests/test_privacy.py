@@ -275,12 +275,14 @@ def test_private_noise_is_not_replayable_from_the_seed(wine):
     assert not torch.equal(a.classes[0].means_, b.classes[0].means_)
 
 
-def test_epsilon_inf_is_the_non_private_fit(wine):
+def test_no_epsilon_is_the_non_private_fit_and_inf_is_refused(wine):
     _, dataset = wine
-    plain, inf = fit_gmm(dataset), fit_gmm(dataset, privacy_epsilon=math.inf)
-    for a, b in zip(plain.classes, inf.classes):
+    plain, unset = fit_gmm(dataset), fit_gmm(dataset, privacy_epsilon=None)
+    for a, b in zip(plain.classes, unset.classes):
         torch.testing.assert_close(a.means_, b.means_, rtol=0, atol=0)
-    assert inf.privacy == {}
+    assert unset.privacy == {}
+    with pytest.raises(InputError, match="privacy_epsilon must be a finite number"):
+        GMMModel(GMMConfig(privacy_epsilon=math.inf))
 
 
 def test_what_has_no_private_fit_says_so(wine):

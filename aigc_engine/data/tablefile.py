@@ -65,6 +65,9 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
         ignored = [n for n in names if n and n != weight] + [weight]
     schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=name, **forced)
+    if weight is not None:  # row weights describe the real rows, not a column of the synthetic ones
+        schema.columns.remove(weight)
+        schema.ignored.remove(weight)
     _check_integer_range(frame, schema, name)
     schema.dialect = dialect
     if label is None:

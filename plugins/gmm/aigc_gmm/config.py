@@ -53,7 +53,7 @@ class GMMConfig:
     # differential privacy (docs/privacy.md): a finite epsilon fits by DP-EM (gmm only), spending
     # at most (epsilon, delta) on the fit and the class rates; the encoding is not private yet.
     # Later: one ``privacy.epsilon`` for every model, read by the engine's config.
-    privacy_epsilon: float | None = option(None, help="DP budget of the fit, gmm only (None or inf: not private)", gt=0)
+    privacy_epsilon: float | None = option(None, help="DP budget of the fit, gmm only (None: not private)", gt=0)
     privacy_delta: float | None = option(None, help="DP delta (None: rows ** -1.1)", ge=0, lt=1)
     privacy_clip: float | None = option(None, help="L2 bound of the encoded rows (None: sqrt(width))", gt=0)
     privacy_iterations: int = option(10, help="DP-EM iterations (each spends budget)", ge=1)

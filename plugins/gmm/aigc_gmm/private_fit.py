@@ -16,7 +16,6 @@ from aigc_engine import InputError
 from aigc_engine.privacy import Accountant, PrivacyBudget, calibrate_noise, gaussian_sum, require_accounting
 
 from ._dp_em import COVARIANCE_TYPES, dp_em
-from ._gaussian import precision_cholesky
 
 
 def is_private(config) -> bool:
@@ -76,6 +75,7 @@ def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm") -> tup
 
 
 def _mixture(fit: dict[str, torch.Tensor], covariance_type: str, iterations: int):
+    from ._gaussian import precision_cholesky  # with the estimator: scikit-learn only once a model is built
     from ._gaussian_mixture import GaussianMixture
 
     state = {**fit, "precisions_cholesky": precision_cholesky(fit["covariances"], covariance_type),

@@ -38,10 +38,11 @@ COMPARE_PNG = "compare.png"
 @dataclasses.dataclass(frozen=True)
 class Column:
     """A metric of the table: ``better`` is ``"higher"``, ``"lower"``, ``"one"`` (closest to 1
-    is best: a ratio to real data) or ``""`` (not ranked: a model's own metric)."""
+    is best: a ratio to real data), ``"half"`` (closest to 0.5 is best: an attack's AUC) or ``""``
+    (not ranked: a model's own metric)."""
     key: str
     title: str
-    better: Literal["higher", "lower", "one", ""]
+    better: Literal["higher", "lower", "one", "half", ""]
     doc: str = ""
 
 
@@ -70,6 +71,11 @@ COLUMNS = (
     Column("dcr_ratio", "DCR ratio", "one",
            "median distance of samples to the closest training row / the same for held-out rows; "
            "well below 1: the model copies training rows"),
+    Column("exact_copies", "exact copies", "lower", "share of samples identical to a training row"),
+    Column("mia_distance_auc", "MIA AUC", "half",
+           "AUC of a membership attack by distance to the closest sample (training rows vs as many held-out rows)"),
+    Column("mia_domias_auc", "DOMIAS AUC", "half",
+           "AUC of the DOMIAS attack (synthetic over real density, KDEs); 0.5: members not told apart"),
     Column("fit_seconds", "fit s", "lower", "wall-clock seconds of model.fit"),
     Column("samples_per_second", "samples/s", "higher", "sampling speed of the saved model, on the CPU"),
 )
@@ -145,14 +151,15 @@ class CompareResult:
 
 
 def _arrow(c: Column) -> str:
-    return {"higher": "↑", "lower": "↓", "one": "→1", "": ""}[c.better]
+    return {"higher": "↑", "lower": "↓", "one": "→1", "half": "→0.5", "": ""}[c.better]
 
 
 def _best(c: Column, values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < 2 or not c.better:  # nothing to compare with, or no better way
         return None
-    key = {"higher": lambda v: -v, "lower": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}
+    key = {"higher": lambda v: -v, "lower": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf,
+           "half": lambda v: abs(v - 0.5)}
     return min(finite, key=key[c.better])
 
 

@@ -83,9 +83,9 @@ def test_rows_and_columns_for_two_fast_models(plugins, tmp_path):
     assert [r["model"] for r in result.rows] == ["gmm", "kde"]
     assert all(r["status"] == "ok" and r["reason"] is None for r in result.rows)
     keys = [c.key for c in result.columns]
-    assert keys[:7] == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "fit_seconds",
-                        "samples_per_second"]  # no image metrics on points
-    assert {"mean_log_likelihood", "bic", "kernel_points"} <= set(keys[7:])  # the models' own, appended
+    assert keys[:10] == ["log_likelihood_per_dim", "modes", "high_quality", "reverse_kl", "dcr_ratio", "exact_copies",
+                         "mia_distance_auc", "mia_domias_auc", "fit_seconds", "samples_per_second"]  # no image metrics
+    assert {"mean_log_likelihood", "bic", "kernel_points"} <= set(keys[10:])  # the models' own, appended
     gmm = result.row("gmm")
     assert gmm["likelihood"] == "exact" and len(gmm["metrics"]["modes"]["values"]) == 2
     assert gmm["metrics"]["modes"]["mean"] == 8 and gmm["metrics"]["modes"]["std"] is not None
@@ -98,6 +98,7 @@ def test_rows_and_columns_for_two_fast_models(plugins, tmp_path):
     assert [r["model"] for r in saved["rows"]] == ["gmm", "kde"] and saved["holdout_rows"] == 80
     md = (out / "compare.md").read_text()
     assert "| gmm | exact |" in md and "held-out LL/dim ↑" in md and "**8 ± 0**" in md
+    assert "exact copies ↓" in md and "MIA AUC →0.5" in md and "DOMIAS AUC →0.5" in md
     assert (out / "compare.png").stat().st_size > 0
     # the runs remember their training rows: eval on the held-out part works from the run directory
     config = json.loads((out / "gmm-seed0" / "config.json").read_text())

@@ -68,7 +68,9 @@ def test_eval_reports_the_table_metrics(penguins_run, tmp_path):
     pd.read_csv(PENGUINS).iloc[::2].to_csv(other, index=False)  # a table in the same columns
     result = invoke("eval", penguins_run, "--dataset", other, "--set", "dataset.label_column=species", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert {"ml_efficacy", "dcr_ratio"} <= set(json.loads(result.output))
+    found = json.loads(result.output)
+    assert {"ml_efficacy", "dcr_ratio"} <= set(found)
+    assert all(0 <= found[k] <= 1 for k in ("exact_copies", "mia_distance_auc", "mia_domias_auc"))
 
 
 @pytest.mark.parametrize("content, message", [

@@ -3,7 +3,8 @@
 same numbers from either.
 
 - On held-out rows (``train`` given: the rows the model fitted): the held-out metrics of
-  :func:`.heldout.measure` (likelihood, modes, image judge, table metrics, DCR, speed).
+  :func:`.heldout.measure` (likelihood, modes, image judge, table metrics, DCR, the
+  privacy report of tables and points, speed).
 - On the model's own training rows (``train`` None): a table's metrics against them.
 - Then the model's own metrics (:meth:`Model.evaluate` on the same rows), appended: a metric
   the model reports is never dropped; a name both compute keeps the protocol's value, the one

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .. import metrics
+from ..metrics.privacy import privacy_report
 from ..sampling import draw, draw_rows
 
 __all__ = ["Measured", "measure", "measure_table", "judge_for", "N_SAMPLES"]
@@ -32,7 +33,8 @@ def measure(model: Any, train, holdout, seed: int = 0, n_samples: int = N_SAMPLE
     ``samples_per_second``; ``log_likelihood_per_dim`` with a ``log_prob``; mode coverage on
     points with known modes; with an image ``judge`` every :func:`~aigc_engine.metrics.image_metrics`
     (class by class for a conditional model); for a table every
-    :func:`~aigc_engine.metrics.table_metrics`, else the DCR ratio. Seeded by ``seed``: the same
+    :func:`~aigc_engine.metrics.table_metrics`, else the DCR ratio and, for points, the
+    :func:`~aigc_engine.metrics.privacy.privacy_report`. Seeded by ``seed``: the same
     model and rows give the same numbers."""
     torch.manual_seed(seed)
     out: dict[str, float] = {}
@@ -55,6 +57,8 @@ def measure(model: Any, train, holdout, seed: int = 0, n_samples: int = N_SAMPLE
         out.update(measure_table(model, train, holdout, seed))
     else:
         out["dcr_ratio"] = metrics.closest_distance_ratio(samples, train.x, holdout.x)["dcr_ratio"]
+        if not holdout.is_image:  # points; an image's pixel distances say little of membership
+            out.update(privacy_report(samples, train.x, holdout.x, seed))
     return Measured({k: float(v) for k, v in out.items()}, kind, samples)
 
 

@@ -91,8 +91,18 @@ def domias_auc(samples, train, holdout, reference=None, bandwidth: float = 0.2) 
     return auc(score(train), score(holdout))
 
 
-def privacy_report(samples, train, holdout) -> dict[str, float]:
+def privacy_report(samples, train, holdout, seed: int = 0) -> dict[str, float]:
     """``exact_copies``, ``mia_distance_auc`` and ``mia_domias_auc`` of synthetic ``samples``
-    against the ``train`` rows they were fitted on and ``holdout`` rows they were not."""
-    return {"exact_copies": exact_copies(samples, train), "mia_distance_auc": distance_mia_auc(samples, train, holdout),
-            "mia_domias_auc": domias_auc(samples, train, holdout)}
+    against the ``train`` rows they were fitted on and ``holdout`` rows they were not. The
+    attacks score as many members as non-members (a random ``seed``-ed pick of each); DOMIAS
+    takes half the non-members as its reference, and is left out below 4 of them."""
+    samples, train, holdout = _matrices(samples=samples, train=train, holdout=holdout)
+    n = min(len(train), len(holdout))
+    gen = torch.Generator().manual_seed(seed)
+    members = train[torch.randperm(len(train), generator=gen)[:n]]
+    others = holdout[torch.randperm(len(holdout), generator=gen)[:n]]
+    out = {"exact_copies": exact_copies(samples, train), "mia_distance_auc": distance_mia_auc(samples, members, others)}
+    if n >= 4:
+        half = n // 2
+        out["mia_domias_auc"] = domias_auc(samples, members[:n - half], others[half:], reference=others[:half])
+    return out

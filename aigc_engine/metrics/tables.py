@@ -2,7 +2,8 @@
 
 Scores are in [0, 1], higher is better (1: indistinguishable from the real rows), except the
 ML-efficacy accuracies (higher is better, compare with train-on-real), the detection AUC (0.5
-is best) and the DCR ratio (about 1 is best; well below 1 means copies of training rows).
+is best), the DCR ratio (about 1 is best; well below 1 means copies of training rows) and the
+privacy report's (exact copies, lower is best; membership-inference AUCs, 0.5 is best).
 
 - :func:`column_shapes`: per column, KS complement ``1 - KS`` (the kinds of a ``numeric``
   distribution, on their kind's numbers: continuous and integer values, datetimes in seconds,
@@ -22,7 +23,9 @@ is best) and the DCR ratio (about 1 is best; well below 1 means copies of traini
 - :func:`detection`: ROC AUC of a logistic regression telling real from synthetic rows (encoded),
   3-fold stratified cross-validation, and SDMetrics' ``LogisticDetection`` score
   ``1 - (2 max(AUC, 1/2) - 1)``.
-- :func:`table_metrics`: all of them plus :func:`closest_distance_ratio` on the encoded rows.
+- :func:`table_metrics`: all of them plus :func:`closest_distance_ratio` and
+  :func:`~aigc_engine.metrics.privacy.privacy_report` on the encoded rows (label one-hot; the
+  report on up to ``len(train)`` synthetic rows).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import itertools
 import numpy as np
 
 from .memorisation import closest_distance_ratio
+from .privacy import privacy_report
 
 __all__ = ["ks_complement", "tv_complement", "missing_similarity", "correlation_similarity", "contingency_similarity",
            "column_shapes", "pair_trends", "ml_efficacy", "detection", "table_metrics"]
@@ -202,7 +206,7 @@ def table_metrics(train, holdout, synthetic, encoding, seed: int = 0) -> dict:
     Since KS and TV shrink with the sample size, the first ``len(holdout)`` synthetic rows are
     scored against that reference; ML efficacy trains on up to ``len(train)`` of them (sample
     ``max(len(train), len(holdout))``). Without ``holdout`` (None), every row is scored and ML
-    efficacy and DCR are left out."""
+    efficacy, DCR and the privacy report are left out."""
     schema = encoding.schema
     learn, synthetic = synthetic.iloc[:len(train)], (synthetic if holdout is None else synthetic.iloc[:len(holdout)])
     pairs = pair_trends(train, synthetic, schema)
@@ -212,7 +216,8 @@ def table_metrics(train, holdout, synthetic, encoding, seed: int = 0) -> dict:
     out.update(detection(train, synthetic, encoding, seed))
     if holdout is not None:
         out.update(ml_efficacy(train, holdout, learn, encoding, seed))
-        dcr = closest_distance_ratio(_with_label(encoding, synthetic), _with_label(encoding, train),
-                                     _with_label(encoding, holdout))
-        out["dcr_ratio"] = dcr["dcr_ratio"]
+        encoded = [_with_label(encoding, frame) for frame in (synthetic, train, holdout)]
+        out["dcr_ratio"] = closest_distance_ratio(*encoded)["dcr_ratio"]
+        # every drawn row: an attack's power grows with the samples, and a copy is a copy at any size
+        out.update(privacy_report(_with_label(encoding, learn), *encoded[1:], seed=seed))
     return out

@@ -118,10 +118,12 @@ def test_ml_efficacy_and_full_report(encoded):
     assert noise["ml_efficacy"] < real["ml_efficacy"] - 0.2
     report = table_metrics(train, holdout, mixed_frame(300, 8), enc)
     assert set(report) == {"column_shapes", "missing_values", "pair_trends", "correlation_difference", "ml_efficacy",
-                           "ml_efficacy_real", "ml_efficacy_gap", "detection_auc", "detection", "dcr_ratio"}
-    assert 0.7 < report["dcr_ratio"] < 1.4
+                           "ml_efficacy_real", "ml_efficacy_gap", "detection_auc", "detection", "dcr_ratio",
+                           "exact_copies", "mia_distance_auc", "mia_domias_auc"}
+    assert 0.7 < report["dcr_ratio"] < 1.4 and report["exact_copies"] == 0
     copies = train.iloc[:300].reset_index(drop=True)
-    assert table_metrics(train, holdout, copies, enc)["dcr_ratio"] == 0.0
+    copied = table_metrics(train, holdout, copies, enc)
+    assert copied["dcr_ratio"] == 0.0 and copied["exact_copies"] == 1.0
 
 
 def test_no_label_no_ml_efficacy():

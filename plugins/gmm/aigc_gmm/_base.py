@@ -186,21 +186,22 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return getattr(self, "_origin", None)
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, on_iteration=None):
         """Estimate model parameters with the EM algorithm (see scikit-learn). ``sample_weight``
         ``[n_samples]`` (non-negative) weighs every row in every expectation: integer weights
-        fit as the rows repeated that many times, zero weights as the rows left out."""
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        fit as the rows repeated that many times, zero weights as the rows left out.
+        ``on_iteration`` is called after each EM iteration (:meth:`EMFit.finish`)."""
+        self.fit_predict(X, y, sample_weight=sample_weight, on_iteration=on_iteration)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, on_iteration=None):
         """Estimate model parameters using X (weighted by ``sample_weight``, see :meth:`fit`)
         and predict the labels for X."""
         self._validate_params()
         source, out, kind = self._prepare(X, reset=True)
         weights = check_sample_weight(sample_weight, source.n_samples, source.device)
         self._out = out
-        EMFit(self, source, weights=weights).finish()
+        EMFit(self, source, weights=weights).finish(on_iteration)
         # a final E-step so that fit_predict(X) equals fit(X).predict(X)
         return self._to_out(self._predict_source(source), out)
 

@@ -7,7 +7,7 @@ state is a checkpoint: a fit resumed from it ends bit for bit as the uninterrupt
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class EMFit:
     - ``step()`` runs the next EM iteration, initialising a restart first when one is due, and
       returns an :class:`EMIteration`; ``done`` says whether every restart has ended (it
       converged or reached ``max_iter``).
-    - ``finish()`` runs whatever remains and sets the estimator's fitted attributes (with
+    - ``finish(on_iteration)`` runs whatever remains and sets the estimator's fitted attributes (with
       scikit-learn's ``ConvergenceWarning``); it returns the estimator.
     - ``state_dict()`` is everything the fit needs to go on exactly where it is: the restart,
       its iteration count, parameters and lower bounds, the best restart so far and the state of
@@ -96,8 +96,10 @@ class EMFit:
         self._end_restart_if_due()
         return EMIteration(restart, self.n_iter, self.lower_bounds[-1])
 
-    def finish(self):
-        """Run what remains, then set the fitted attributes to the best restart's."""
+    def finish(self, on_iteration: Callable[[EMIteration], Any] | None = None):
+        """Run what remains, then set the fitted attributes to the best restart's;
+        ``on_iteration`` (such as a progress bar's advance) is called with each iteration's
+        :class:`EMIteration` and must leave the fit alone."""
         gm = self.gm
         while not self.done:
             if gm.max_iter < 1:  # scikit-learn: each restart is initialised and kept as it is
@@ -106,7 +108,9 @@ class EMFit:
                              "change": np.inf}
                 self.restart, self.params = self.restart + 1, None
             else:
-                self.step()
+                it = self.step()
+                if on_iteration is not None:
+                    on_iteration(it)
         best = self.best
         gm.converged_ = best["converged"]
         if not gm.converged_ and gm.max_iter > 0:

@@ -202,9 +202,9 @@ class GaussianMixture(StepwiseEM, GaussianComponents, BaseMixture):
 
     # ------------------------------------------------------------------------------------
     # the fit and its use
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, on_iteration=None):
         self._stepwise = None  # a batch fit ends a stream of partial_fit calls
-        return super().fit(X, y, sample_weight=sample_weight)
+        return super().fit(X, y, sample_weight=sample_weight, on_iteration=on_iteration)
 
     fit.__doc__ = BaseMixture.fit.__doc__
 

@@ -19,6 +19,8 @@ from . import private_fit
 from .config import DEFAULTS, DTYPES, WEIGHT_PRIORS, BGMMConfig, GMMConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aigc_engine import ProgressBar
+
     from . import BayesianGaussianMixture, GaussianMixture
 
 
@@ -185,17 +187,32 @@ class GMMModel(Model):
         self.class_freq = class_frequencies(dataset, self.num_classes) if self.num_classes else None
         self.masked_by = _masks(dataset.encoding) if self.config.missing == "marginalize" else None
         x, weights = self._native(dataset.x.reshape(len(dataset), -1)), dataset.weights
-        self.classes = [self._select(x[rows], run, c,
-                                     weights[rows] if weights is not None else None)
-                        for c, rows in enumerate(run.progress(groups, "EM per class" if self.num_classes else "EM"))]
+        # one bar over every EM iteration of every K of every group, its total the iteration bound
+        # (lowered as fits converge): a long table fit shows progress and an ETA
+        fits = sum(self._max_components(len(rows)) for rows in groups)
+        bar = run.progress_bar(fits * self.config.n_init * self.config.max_iter,
+                               "EM per class" if self.num_classes else "EM")
+        try:
+            self.classes = [self._select(x[rows], run, c, weights[rows] if weights is not None else None, bar)
+                            for c, rows in enumerate(groups)]
+        finally:
+            bar.close()
         self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
 
-    def _select(self, x: torch.Tensor, run: Run, group: int, weights: torch.Tensor | None = None) -> GaussianMixture:
+    def _max_components(self, rows: int) -> int:
+        return max(1, min(self.config.n_components, rows // 2))
+
+    def _select(self, x: torch.Tensor, run: Run, group: int, weights: torch.Tensor | None,
+                bar: ProgressBar) -> GaussianMixture:
         best = None
-        for k in range(1, max(1, min(self.config.n_components, len(x) // 2)) + 1):
+        where = f"class {group} " if self.num_classes else ""
+        for k in range(1, self._max_components(len(x)) + 1):
             gm = self.build(run.seed + group, run.device).set_params(n_components=k)
+            start = bar.done
             try:
-                gm.fit(x, sample_weight=weights)
+                gm.fit(x, sample_weight=weights,
+                       on_iteration=lambda it: bar.advance(f"{where}K={k} lower_bound={it.lower_bound:.4f}"))
+                bar.set_total(bar.total - gm.n_init * gm.max_iter + bar.done - start)
             except ValueError as err:
                 raise InputError(f"{'class ' + str(group) if self.num_classes else 'the table'}: {err}") from None
             bic = gm.criteria(x, sample_weight=weights)["bic"]

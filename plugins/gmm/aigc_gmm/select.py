@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +52,38 @@ def select_components(dataset, components: list[int], covariance_type: str = "fu
                       progress=None) -> dict[str, Any]:
     """Fit one mixture per K; returns ``{"results": [...], "best": {...}}``. Each K's estimator
     is the one the ``gmm`` model builds from ``best["config"]`` with the same seed, so a run of
-    that config refits the winner exactly."""
+    that config refits the winner exactly. ``progress(total, desc)`` (such as
+    ``Fabric.progress_bar``) makes the bar advanced at each EM iteration."""
+    from aigc_engine import ProgressBar
+
     from .model import build_estimator
 
     if max(components) > len(dataset):
         raise InputError(f"n_components={max(components)} is more than the {len(dataset)} rows of "
                          f"dataset {dataset.name!r}")
     results = []
-    steps = progress(components) if progress is not None else components
     configs = {K: GMMConfig(n_components=K, covariance_type=covariance_type, max_iter=max_iter,
                             n_init=n_init, dtype=dtype, reg_covar=reg_covar) for K in components}
-    for K in steps:
-        gm = build_estimator(configs[K], seed, device)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                gm.em_fit(dataset, sample_weight=dataset.weights).finish()
-        except ValueError as err:
-            raise InputError(f"n_components={K}: {err}") from None
-        c = gm.criteria(dataset, sample_weight=dataset.weights)
-        results.append({"n_components": K, "bic": c["bic"], "aic": c["aic"],
-                        "mean_log_likelihood": c["mean_log_likelihood"], "n_iter": int(gm.n_iter_),
-                        "converged": bool(gm.converged_), "n_parameters": c["n_parameters"],
-                        "warnings": sorted({str(w.message) for w in caught})})
+    budget = n_init * max_iter  # a bar over the EM iterations of all K, its total lowered as fits converge
+    bar = (progress or partial(ProgressBar, enabled=False))(len(components) * budget, "EM")
+    try:
+        for K in components:
+            gm, start = build_estimator(configs[K], seed, device), bar.done
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    gm.em_fit(dataset, sample_weight=dataset.weights).finish(
+                        lambda it: bar.advance(f"K={K} lower_bound={it.lower_bound:.4f}"))
+            except ValueError as err:
+                raise InputError(f"n_components={K}: {err}") from None
+            bar.set_total(bar.total - budget + bar.done - start)
+            c = gm.criteria(dataset, sample_weight=dataset.weights)
+            results.append({"n_components": K, "bic": c["bic"], "aic": c["aic"],
+                            "mean_log_likelihood": c["mean_log_likelihood"], "n_iter": int(gm.n_iter_),
+                            "converged": bool(gm.converged_), "n_parameters": c["n_parameters"],
+                            "warnings": sorted({str(w.message) for w in caught})})
+    finally:
+        bar.close()
     best = min(results, key=lambda r: r[criterion])
     return {"dataset": dataset.name, "covariance_type": covariance_type, "criterion": criterion,
             "seed": seed, "results": results,
@@ -142,7 +152,7 @@ def gmm_select(ctx, dataset_spec, components, covariance_type, criterion, max_it
         raise InputError(f"dataset {dataset.name!r} holds images; gmm-select fits points N x D")
     fabric = Fabric(device, seed, progress=not no_progress, distributed=False)
     selection = select_components(dataset, ks, covariance_type, criterion, str(fabric.device), seed, max_iter,
-                                  n_init, dtype, progress=lambda it: fabric.progress(it, desc="K"))
+                                  n_init, dtype, progress=fabric.progress_bar)
     out_dir, created = rundir.claim(Path(out) if out else None, "gmm-select", marker=SELECTION_FILE)
     # The winner as a normal run: the engine refits the best config with the same seed (the
     # same estimator as in the sweep, so the same fit) and writes every artifact of a run.

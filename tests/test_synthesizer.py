@@ -203,3 +203,15 @@ def test_bad_input_is_one_line(make, message, tmp_path, monkeypatch):
         make(df)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert temporary_runs() == before  # a refused fit leaves no temporary run behind
+
+
+def test_a_label_class_of_one_row_shares_the_rare_classes_fit():
+    """A label with a class of one row (a tweet's rare source) still fits; its rows are drawn from
+    the mixture of the rare classes' rows pooled, and every class is sampled under its condition."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=203), "z": rng.normal(size=203),
+                          "source": ["web"] * 120 + ["phone"] * 80 + ["ipad"] * 2 + ["fax"]})
+    syn = aigc_engine.Synthesizer("gmm").fit(frame, label="source")
+    rows = syn.sample(50, conditions={"source": "fax"})
+    assert (rows["source"] == "fax").all() and np.isfinite(rows["x"]).all()
+    assert set(syn.sample(400)["source"]) >= {"web", "phone"}

@@ -192,9 +192,18 @@ class GMMModel(Model):
         fits = sum(self._max_components(len(rows)) for rows in groups)
         bar = run.progress_bar(fits * self.config.n_init * self.config.max_iter,
                                "EM per class" if self.num_classes else "EM")
-        try:
-            self.classes = [self._select(x[rows], run, c, weights[rows] if weights is not None else None, bar)
-                            for c, rows in enumerate(groups)]
+        rare = [rows for rows in groups if len(rows) < MIN_CLASS_ROWS]
+        pool = torch.cat(rare) if rare else None
+        if pool is not None and len(pool) < MIN_CLASS_ROWS:
+            pool = torch.arange(len(dataset))
+        fits: dict[int | str, GaussianMixture] = {}
+        try:  # classes of fewer than MIN_CLASS_ROWS rows share one mixture of their rows pooled
+            for c, rows in enumerate(groups):
+                key = "rare" if len(rows) < MIN_CLASS_ROWS else c
+                if key not in fits:
+                    at = pool if key == "rare" else rows
+                    fits[key] = self._select(x[at], run, c, weights[at] if weights is not None else None, bar)
+            self.classes = [fits["rare" if len(rows) < MIN_CLASS_ROWS else c] for c, rows in enumerate(groups)]
         finally:
             bar.close()
         self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
@@ -345,6 +354,9 @@ class GMMModel(Model):
         except ValueError as err:
             raise InputError(str(err).replace("the estimator", "config says")) from None
         self.gm = gm
+
+
+MIN_CLASS_ROWS = 10  # a class with fewer training rows is fitted with the other rare classes' rows
 
 
 def _masks(encoding) -> torch.Tensor:

@@ -323,7 +323,7 @@ class Engine:
             pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:N_PLOT_SAMPLES]
             rows = data.subset(pick.sort().values)
         real = data.encoding.decode(rows.x, rows.y)
-        synthetic, _ = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
+        synthetic = draw_rows(model, N_PLOT_SAMPLES, data.encoding)
         plotting.table_columns(real, synthetic, path, data.encoding.schema, title=title)
 
     # -- using a finished run ------------------------------------------------------------------

@@ -55,13 +55,18 @@ def draw(model: Any, n: int, labels: "torch.Tensor | None" = None) -> "torch.Ten
     return samples
 
 
+#: Rows drawn and decoded at a time: sampling's memory does not grow with n past this.
+CHUNK_ROWS = 65536
+
+
 def draw_rows(model: Any, n: int, encoding: "TableEncoding", labels: "torch.Tensor | None" = None,
-              quiet: bool = False) -> tuple["pandas.DataFrame", "torch.Tensor"]:
-    """``n`` rows of ``model`` decoded to the table's columns (a DataFrame), and the encoded
-    samples. The label column comes from ``labels`` (class ids), else is drawn at the training
-    rows' frequencies; a conditional model samples for those labels. An unconditional model on a
-    labelled table cannot tie the label to the other columns: it is drawn independently, and said
-    so once on stderr (``quiet`` silences that)."""
+              quiet: bool = False) -> "pandas.DataFrame":
+    """``n`` rows of ``model`` decoded to the table's columns (a DataFrame), drawn and decoded
+    :data:`CHUNK_ROWS` at a time. The label column comes from ``labels`` (class ids), else is
+    drawn at the training rows' frequencies; a conditional model samples for those labels. An
+    unconditional model on a labelled table cannot tie the label to the other columns: it is
+    drawn independently, and said so once on stderr (``quiet`` silences that)."""
+    import pandas as pd
     import torch
 
     if encoding.schema.label is not None:
@@ -71,8 +76,12 @@ def draw_rows(model: Any, n: int, encoding: "TableEncoding", labels: "torch.Tens
             print(f"aigc-engine: warning: model {model.name!r} is unconditional: column "
                   f"{encoding.schema.label.name!r} is drawn at its training frequencies, independently of the "
                   f"other columns (leave dataset.label_column unset to model it as a feature)", file=sys.stderr)
-    x = draw(model, n, labels if model.num_classes else None).float()
-    return encoding.decode(x, labels), x
+    frames = []
+    for lo in range(0, n, CHUNK_ROWS):
+        part = None if labels is None else labels[lo:lo + CHUNK_ROWS]
+        x = draw(model, min(CHUNK_ROWS, n - lo), part if model.num_classes else None).float()
+        frames.append(encoding.decode(x, part))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding | None" = None,
@@ -93,7 +102,7 @@ def sample(model: Any, n: int, condition: Any = None, encoding: "TableEncoding |
         return draw_where(model, n, encoding, conditions, quiet=quiet, rules=rules)
     labels = resolve_condition(model, n, condition, encoding, class_names)
     if encoding is not None:
-        return draw_rows(model, n, encoding, labels, quiet)[0]
+        return draw_rows(model, n, encoding, labels, quiet)
     return draw(model, n, labels)
 
 
@@ -154,7 +163,7 @@ def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where,
             drawn = model.sample_conditioned(m, where, freq if model.num_classes else None)
     if drawn is None:
         labels = torch.multinomial(freq, m, replacement=True) if freq is not None else None
-        return draw_rows(model, m, encoding, labels, quiet)[0], False
+        return draw_rows(model, m, encoding, labels, quiet), False
     x, labels = drawn[0].detach().cpu(), drawn[1]
     check_samples(x, model.name)
     if labels is None and freq is not None:  # an unconditional model: the label is drawn independently

@@ -2,6 +2,7 @@
 empty cells) in, `sample -o x.csv` out with the original header, dtypes and categories,
 conditional sampling by label name, eval's table metrics, and the failures that must be loud."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,12 @@ def test_a_table_run_saved_before_typed_blocks_samples_the_same_rows(tmp_path):
     result = invoke("sample", OLD_TABLE_RUN, "-n", 30, "--seed", 3, "-o", out)
     assert result.exit_code == 0, result.output
     assert out.read_text() == (OLD_TABLE_RUN / "samples-n30-seed3.csv").read_text()
-    result = invoke("eval", OLD_TABLE_RUN, "--dataset", OLD_TABLE_RUN / "rows.csv", "--no-progress")
+    run = tmp_path / "run"  # the run's training file, where it was fitted, is the copy's rows.csv
+    shutil.copytree(OLD_TABLE_RUN, run)
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"]["name"] = str(run / "rows.csv")
+    (run / "config.json").write_text(json.dumps(config))
+    result = invoke("eval", run, "--dataset", run / "rows.csv", "--no-progress")
     assert result.exit_code == 0, result.output
 
 

@@ -74,7 +74,7 @@ def measure_table(model: Any, train, holdout=None, seed: int = 0, n: int | None 
     encoding = train.encoding
     torch.manual_seed(seed)
     size = n or (max(len(train), len(holdout)) if holdout is not None else len(train))
-    synthetic, _ = draw_rows(model, size, encoding, quiet=True)
+    synthetic = draw_rows(model, size, encoding, quiet=True)
     decode = lambda d: encoding.decode(d.x, d.y) if d is not None else None  # noqa: E731
     found = metrics.table_metrics(decode(train), decode(holdout), synthetic, encoding, seed)
     rules = parse_rules((train.options or {}).get("constraints"), encoding.schema)

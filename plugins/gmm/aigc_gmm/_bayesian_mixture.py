@@ -385,7 +385,8 @@ class BayesianGaussianMixture(GaussianComponents, BaseMixture):
         gaussian = self._gaussian_of(params)
         compute = self._compute(params, dtype, source.origin)
         stats = e_step_pass(source, compute, gaussian.shift(dtype, source.origin), self.covariance_type,
-                            needs_double_moments(gaussian, self.covariance_type, dtype), all_reduce, weights)
+                            needs_double_moments(gaussian, self.covariance_type, dtype), all_reduce, weights,
+                            reg_covar=self.reg_covar)
         values = {f.name: getattr(stats, f.name) for f in fields(Stats)}
         return VariationalStats(**values, resp_log_resp=resp_log_resp(stats, compute, self.covariance_type))
 

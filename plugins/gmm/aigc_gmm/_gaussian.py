@@ -229,10 +229,12 @@ def needs_double_moments(params: Params, covariance_type: str, dtype: torch.dtyp
     return not bool(ratio.max() < 64)
 
 
-def moments_cancelled(stats: Stats, covariance_type: str, product_dtype: torch.dtype) -> bool:
+def moments_cancelled(stats: Stats, covariance_type: str, product_dtype: torch.dtype, floor: float = 0.0) -> bool:
     """Whether a component's variance ``S/n - d^2`` around the shared shift kept fewer than ~6
     bits: a (nearly) collapsed component far from the shift, whose tiny variance the shifted
-    moments can round to <= 0."""
+    moments can round to <= 0. Not where that rounding is below 1e-9 of ``floor`` (reg_covar,
+    added to every variance): a table's constant or one-hot column, exactly 0 in a component,
+    costs no second pass then."""
     table, D = stats.table, stats.shift.shape[-1]
     n = table[:, 0]
     live = n > 0
@@ -245,4 +247,5 @@ def moments_cancelled(stats: Stats, covariance_type: str, product_dtype: torch.d
         moments = moments[:, iu[0] == iu[1]]
     second = moments / n[live, None]
     square = d * d if covariance_type != "spherical" else (d * d).sum(1, keepdim=True)
-    return bool((second - square <= 64 * torch.finfo(product_dtype).eps * second).any())
+    rounding = 64 * torch.finfo(product_dtype).eps * second
+    return bool(((second - square <= rounding) & (rounding >= 1e-9 * floor)).any())

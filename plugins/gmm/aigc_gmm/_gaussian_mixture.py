@@ -188,7 +188,7 @@ class GaussianMixture(StepwiseEM, GaussianComponents, BaseMixture):
         dtype = source.dtype
         return e_step_pass(source, params.compute(dtype, source.origin), params.shift(dtype, source.origin),
                            self.covariance_type, needs_double_moments(params, self.covariance_type, dtype),
-                           all_reduce, weights)
+                           all_reduce, weights, reg_covar=self.reg_covar)
 
     def _m_step(self, stats: Stats, origin: torch.Tensor | None = None) -> Params:
         """The parameters that maximise the expected log-likelihood under ``stats`` (float64)."""

@@ -41,7 +41,8 @@ def exact_moments_pass(source: Source, compute: tuple, covariance_type: str, fir
 
 
 def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_type: str, double: bool,
-                all_reduce=None, weights: torch.Tensor | None = None, exact_fallback: bool = True) -> Stats:
+                all_reduce=None, weights: torch.Tensor | None = None, exact_fallback: bool = True,
+                reg_covar: float = 0.0) -> Stats:
     """One E-step over all chunks with the statistics of the M-step that follows, around
     ``shift [D]``: ``compute = (means, precisions_cholesky, log_weights)`` in the rows' frame
     and dtype (the log weights may carry any per-component constant: the variational mixture's
@@ -49,7 +50,7 @@ def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_
     ``ops.gaussian_em_stats``; weighted ones through ``ops.gaussian_estep`` and
     ``ops.mixture_stats`` of the weighted responsibilities. ``exact_fallback=False`` keeps the
     statistics around ``shift`` even where a component's moments cancelled (stepwise EM adds
-    up statistics of many batches around one shift)."""
+    up statistics of many batches around one shift); ``reg_covar``: see ``moments_cancelled``."""
     means, P, logw = compute
 
     def chunk_statistics(offset, x, w):
@@ -61,7 +62,7 @@ def e_step_pass(source: Source, compute: tuple, shift: torch.Tensor, covariance_
     stats = empty_stats(means.shape[0], means.shape[1], covariance_type, shift, shift)
     stats = statistics_pass(source, stats, chunk_statistics, covariance_type, double, all_reduce, weights)
     if exact_fallback and covariance_type != "tied" and moments_cancelled(
-            stats, covariance_type, torch.float64 if double else source.dtype):
+            stats, covariance_type, torch.float64 if double else source.dtype, reg_covar):
         stats = exact_moments_pass(source, compute, covariance_type, stats, all_reduce, weights)
     return stats
 

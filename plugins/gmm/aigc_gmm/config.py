@@ -46,6 +46,12 @@ class GMMConfig:
     # one mixture per class (then --condition works): auto on a table with a label column, true
     # on any labelled data, false never (images stay one mixture under auto)
     conditional: Conditional = "auto"
+    # a table (and each class): the number of components in 1..n_components that BIC prefers,
+    # searched on a random subsample of at most select_rows rows, the chosen mixture then fitted
+    # on at most fit_rows rows from the search's parameters (None: all rows); EM's cost grows as
+    # rows x components x width^2, so a wide table of a million rows fits in minutes
+    select_rows: int | None = option(10000, help="rows of a table the BIC search over K fits (None: all)", ge=2)
+    fit_rows: int | None = option(50000, help="rows of a table the chosen mixture fits (None: all)", ge=2)
     # a table's missing numeric values: its 0/1 indicator columns modelled as data (indicator), or
     # left out of each row's likelihood (marginalize: GaussianMixture(missing="marginalize"), the
     # indicators dropped; samples are complete rows)

@@ -213,23 +213,42 @@ class GMMModel(Model):
 
     def _select(self, x: torch.Tensor, run: Run, group: int, weights: torch.Tensor | None,
                 bar: ProgressBar) -> GaussianMixture:
+        """The number of components BIC prefers, searched on at most ``select_rows`` of the rows
+        (the BIC of all of them estimated from the subsample's mean log-likelihood: the BIC of the
+        subsample itself would favour too few components); the chosen mixture then fitted on at
+        most ``fit_rows`` of them (random subsamples of a large table, seeded), starting from the
+        search's parameters."""
         best = None
-        where = f"class {group} " if self.num_classes else ""
-        for k in range(1, self._max_components(len(x)) + 1):
-            gm = self.build(run.seed + group, run.device).set_params(n_components=k)
-            start = bar.done
-            try:
-                gm.fit(x, sample_weight=weights,
-                       on_iteration=lambda it: bar.advance(f"{where}K={k} lower_bound={it.lower_bound:.4f}"))
-                bar.set_total(bar.total - gm.n_init * gm.max_iter + bar.done - start)
-            except ValueError as err:
-                raise InputError(f"{'class ' + str(group) if self.num_classes else 'the table'}: {err}") from None
-            bic = gm.criteria(x, sample_weight=weights)["bic"]
+        gen = torch.Generator().manual_seed(run.seed + group)
+        search = _subsample(len(x), self.config.select_rows, gen)
+        xs, ws = (x, weights) if search is None else (x[search], None if weights is None else weights[search])
+        for k in range(1, self._max_components(len(xs)) + 1):
+            gm = self._fit(self.build(run.seed + group, run.device).set_params(n_components=k), xs, ws, bar,
+                           f"{'class %d ' % group if self.num_classes else ''}K={k}", group)
+            bic = _full_bic(gm.criteria(xs, sample_weight=ws), len(x) if weights is None else float(weights.sum()))
             if best is None or bic < best[0]:
                 best = (bic, gm)
         gm = best[1]
-        run.log(group, group=group, rows=len(x), n_components=gm.n_components, bic=best[0])
+        if search is not None and len(search) < min(len(x), self.config.fit_rows or len(x)):
+            rows = _subsample(len(x), self.config.fit_rows, gen)
+            xs, ws = (x, weights) if rows is None else (x[rows], None if weights is None else weights[rows])
+            bar.set_total(bar.total + gm.n_init * gm.max_iter)
+            gm = self._fit(gm.set_params(warm_start=True), xs, ws, bar, f"K={gm.n_components} on {len(xs)} rows",
+                           group)
+        run.log(group, group=group, rows=len(x), fitted_rows=len(xs), n_components=gm.n_components, bic=best[0])
         return gm.point_estimate() if hasattr(gm, "point_estimate") else gm
+
+    def _fit(self, gm: GaussianMixture, x: torch.Tensor, weights: torch.Tensor | None, bar: ProgressBar,
+             what: str, group: int) -> GaussianMixture:
+        """``gm`` fitted on ``x``, each EM iteration a step of ``bar`` (its total lowered when the fit
+        converges early); an ill-defined fit is an InputError naming the group."""
+        start = bar.done
+        try:
+            gm.fit(x, sample_weight=weights, on_iteration=lambda it: bar.advance(f"{what} lower_bound={it.lower_bound:.4f}"))
+        except ValueError as err:
+            raise InputError(f"{'class ' + str(group) if self.num_classes else 'the table'}: {err}") from None
+        bar.set_total(bar.total - gm.n_init * gm.max_iter + bar.done - start)
+        return gm
 
     def _native(self, x: torch.Tensor) -> torch.Tensor:
         """Encoded table rows as the mixture sees them under missing=marginalize: NaN where a
@@ -354,6 +373,19 @@ class GMMModel(Model):
         except ValueError as err:
             raise InputError(str(err).replace("the estimator", "config says")) from None
         self.gm = gm
+
+
+def _subsample(n: int, cap: int | None, gen: torch.Generator) -> torch.Tensor | None:
+    """``cap`` of ``range(n)`` drawn without replacement (sorted), or None where all n fit."""
+    if cap is None or n <= cap:
+        return None
+    return torch.randperm(n, generator=gen)[:cap].sort().values
+
+
+def _full_bic(figures: dict, n: float) -> float:
+    """BIC on ``n`` rows of a mixture whose ``criteria`` on a subsample of them are ``figures``:
+    ``-2 n mean_log_likelihood + n_parameters log n`` (the subsample's own BIC where it is all)."""
+    return -2 * n * figures["mean_log_likelihood"] + figures["n_parameters"] * math.log(n)
 
 
 MIN_CLASS_ROWS = 10  # a class with fewer training rows is fitted with the other rare classes' rows

@@ -215,3 +215,28 @@ def test_a_label_class_of_one_row_shares_the_rare_classes_fit():
     rows = syn.sample(50, conditions={"source": "fax"})
     assert (rows["source"] == "fax").all() and np.isfinite(rows["x"]).all()
     assert set(syn.sample(400)["source"]) >= {"web", "phone"}
+
+
+def test_a_large_table_searches_k_on_a_subsample_and_fits_the_chosen_k_on_more_rows(tmp_path):
+    """select_rows / fit_rows: the BIC search fits a subsample, the chosen mixture a larger one
+    (logged as fitted_rows): two well-separated clusters are found from a 60-row search
+    subsample of 3,000 rows."""
+    rng = np.random.default_rng(0)
+    centre = rng.choice([-4.0, 4.0], size=3000)
+    frame = pd.DataFrame({"a": centre + rng.normal(size=3000), "b": centre + rng.normal(size=3000)})
+    syn = aigc_engine.Synthesizer("gmm", select_rows=60, fit_rows=1000)
+    syn.fit(frame, continuous="standard").save(tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    fit = [m for m in logged if "fitted_rows" in m][-1]
+    assert fit["rows"] == 3000 and fit["fitted_rows"] == 1000 and fit["n_components"] >= 2
+    rows = syn.sample(2000)
+    assert 0.35 < (rows["a"] > 0).mean() < 0.65 and (rows["a"].abs() > 1.5).mean() > 0.8
+
+
+def test_the_full_table_bic_is_the_subsample_bic_on_all_rows():
+    from aigc_gmm import GaussianMixture
+    from aigc_gmm.model import _full_bic
+
+    x = torch.randn(500, 3, dtype=torch.float64)
+    gm = GaussianMixture(2, random_state=0).fit(x)
+    assert _full_bic(gm.criteria(x), 500) == pytest.approx(gm.bic(x), rel=1e-12)

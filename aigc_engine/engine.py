@@ -365,6 +365,8 @@ class Engine:
         class_names = saved.get("dataset", {}).get("class_names")
         rules = saved_rules(saved, encoding)
         torch.manual_seed(seed)
+        if encoding is not None:
+            encoding.start_sampling(seed)
         samples = sample(model, n, condition, encoding, class_names, rules=rules)
         if out is not None:
             _write_samples(samples, out, model, encoding.schema.dialect if encoding is not None else None)

@@ -240,3 +240,17 @@ def test_the_full_table_bic_is_the_subsample_bic_on_all_rows():
     x = torch.randn(500, 3, dtype=torch.float64)
     gm = GaussianMixture(2, random_state=0).fit(x)
     assert _full_bic(gm.criteria(x), 500) == pytest.approx(gm.bic(x), rel=1e-12)
+
+
+def test_samples_of_other_seeds_share_no_key(tmp_path):
+    """An integer id continues past the largest training id; two `sample` calls (seeds 0 and 1)
+    and the Synthesizer's successive draws never repeat one."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(1, 121), "x": rng.normal(size=120)})
+    syn = aigc_engine.Synthesizer("gmm").fit(frame)
+    first, second = syn.sample(50), syn.sample(50)
+    assert first["id"].min() > 120 and not set(first["id"]) & set(second["id"])
+    syn.save(tmp_path / "run")
+    a = aigc_engine.Engine().sample(tmp_path / "run", 30, seed=0)
+    b = aigc_engine.Engine().sample(tmp_path / "run", 30, seed=1)
+    assert list(a["id"]) == list(range(121, 151)) and not set(a["id"]) & set(b["id"])

@@ -51,6 +51,12 @@ class TableEncoding:
         self.blocks = [b for span in self.spans for b in span]
         self.width = at
 
+    def start_sampling(self, seed: int) -> None:
+        """Tell each column that the rows of one sample of ``seed`` follow (keys: see
+        :meth:`aigc_engine.tables.kinds.key.Key.start_sampling`)."""
+        for column in self.columns:
+            column.start_sampling(seed)
+
     @classmethod
     def fit(cls, frame, schema: TableSchema, continuous: str = "quantile", seed: int = 0,
             fallback: dict | None = None, weights=None) -> "TableEncoding":

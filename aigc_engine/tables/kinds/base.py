@@ -164,6 +164,9 @@ class ColumnKind:
         """Decoded values as a column of the dtype it was read with, missing where ``absent``."""
         raise NotImplementedError
 
+    def start_sampling(self, seed: int) -> None:
+        """Called before the rows of one ``sample`` call of ``seed`` are decoded (nothing here)."""
+
     def missing_block(self, start: int) -> list[Block]:
         """The 0/1 indicator block of a column with missing values (none without)."""
         return [Block(self.spec.name, "missing", start, start + 1, role=BlockRole.MISSING)] \

@@ -20,7 +20,9 @@ the one-to-one mapping of numbers to keys (same prefix, suffix and padding); a `
 drawn again while a 52-bit hash of it is among the hashes of the training keys (``params``: a
 collision only draws again, so no training key passes). Unique: each decoding of one encoding
 continues from where its last stopped (chunked sampling gives distinct keys too), and shape
-keys are drawn again while they repeat one it made.
+keys are drawn again while they repeat one it made. Samples of different seeds get disjoint
+integer and sequence keys (:meth:`Key.start_sampling`): seed 0 starts after the largest training
+key, seed 1 10,000,000 further on; a shape key's draw depends on the seed.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ MIN_ROWS = 20
 ID_WORDS = {"id", "key", "uuid", "guid", "rownames"}
 INT64_MAX = 2 ** 63 - 1
 SHAPES = 20  # the most frequent key shapes kept
+KEYS_PER_SEED = 10_000_000  # keys set aside for each sampling seed
 CLASSES = {"9": "0123456789", "a": "abcdefghijklmnopqrstuvwxyz", "A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
@@ -82,6 +85,12 @@ class Key(ColumnKind):
         super().__init__(spec, encoding, params)
         self.issued = 0  # keys made by this encoding's decodings so far
         self.made: set[str] = set()  # the shape keys among them
+
+    def start_sampling(self, seed: int) -> None:
+        """Sampling with ``seed`` issues keys from ``(seed mod 2**32) x KEYS_PER_SEED`` on: two
+        samples of other seeds (``sample --seed``, the Synthesizer's successive draws) share no
+        key as long as each has at most KEYS_PER_SEED rows (``sample -n``'s limit)."""
+        self.issued = (int(seed) % 2 ** 32) * KEYS_PER_SEED
 
     def fit(self, values, seed: int = 0, fallback: dict | None = None) -> dict | None:
         """Shape keys: the hashes of the training keys (with ``fallback``'s: a training split's

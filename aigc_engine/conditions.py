@@ -77,7 +77,8 @@ def all_hold(conditions: list[Condition], frame, schema) -> tuple[np.ndarray, li
 def _spec(schema, column: str):
     if schema.label is not None and schema.label.name == column:
         return schema.label
-    return next((s for s in schema.features if s.name == column), None)
+    found = next((s for s in schema.features if s.name == column), None)
+    return found if found is not None else schema.derived_spec(column)  # a column a rule determines
 
 
 # -- parsing ------------------------------------------------------------------------------------

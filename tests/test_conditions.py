@@ -259,3 +259,15 @@ def test_the_synthesizer_samples_through_the_same_conditions():
     assert (rows["body_mass_g"] >= 6000).all() and (rows["bill_depth_mm"] <= rows["bill_length_mm"]).all()
     with pytest.raises(InputError, match="'bill_depth_mm >= bill_length_mm' is broken by 342 of the 344 rows"):
         Synthesizer("gmm").fit(frame, constraints="bill_depth_mm >= bill_length_mm")
+
+
+def test_diffusion_inpaints_categories_and_point_values(penguins, tmp_path):
+    out = Engine().train(RunSpec("diffusion", {"steps": 60, "sample_steps": 8}, str(penguins), {},
+                                 out=tmp_path / "run", progress=False))
+    rows = Engine().sample(out, 300, condition=["island=Dream", "sex=NA", "flipper_length_mm=200",
+                                                "year in 2007,2009"])
+    assert (rows["island"] == "Dream").all() and rows["sex"].isna().all() and (rows["flipper_length_mm"] == 200).all()
+    assert rows["year"].isin([2007, 2009]).all()
+    assert rows.attrs["conditions"]["exact"] and rows.attrs["conditions"]["draws"] == rows.attrs["conditions"]["accepted"]
+    rows = Engine().sample(out, 50, condition=["island=Dream", "body_mass_g>=4000"])  # a range: rejection on top
+    assert (rows["island"] == "Dream").all() and (rows["body_mass_g"] >= 4000).all()

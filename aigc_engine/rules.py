@@ -38,8 +38,9 @@ _SIDES = re.compile(r"\s*(<=|>=|<|>)\s*")
 _EQUALS = re.compile(r"(?<![<>!=])=(?!=)")
 _COMBINATION = re.compile(r"^combination\s*\((.*)\)$", re.IGNORECASE)
 _TERM = re.compile(r"\s*([+-])\s*([^+-]+)")
-_NUMERIC = ("continuous", "integer")
-_ORDERED = ("continuous", "integer", "datetime")
+_NUMBERS = "categorical of numbers"  # a categorical column whose values are all numbers (a coded age)
+_NUMERIC = ("continuous", "integer", _NUMBERS)
+_ORDERED = (*_NUMERIC, "datetime")
 _WHERE = "dataset.constraints"
 
 
@@ -80,8 +81,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Equality:
-    """``column = const + sum(coef * term)`` within ``tolerance`` (half the last written digit of
-    ``column``, or a relative 1e-9)."""
+    """``column = const + sum(coef * term)`` within ``tolerance`` (the rounding of the values as
+    written: half the last digit of each, weighted by its coefficient) and a relative 1e-9."""
 
     column_name: str
     terms: tuple
@@ -174,7 +175,9 @@ def parse_rules(spec, schema) -> list:
 
 
 def _kinds(schema) -> dict[str, str]:
-    kinds = {s.name: s.kind for s in schema.features}
+    kinds = {s.name: _NUMBERS if s.kind == "categorical" and s.categories and all(
+        isinstance(c, (int, float)) and not isinstance(c, bool) for c in s.categories) else s.kind
+        for s in schema.features}
     kinds.update((name, d["spec"]["kind"]) for name, d in schema.rules.get("derived", {}).items())
     if schema.label is not None:
         kinds[schema.label.name] = "categorical"
@@ -235,7 +238,7 @@ def _equality(text: str, schema) -> Equality:
     kinds, (left, right) = _kinds(schema), (left.strip(), right.strip())
     if kinds.get(left) not in _NUMERIC and kinds.get(right) in _NUMERIC:
         left, right = right, left  # "a + b = total"
-    if kinds.get(left) not in _NUMERIC:
+    if kinds.get(left) not in _NUMERIC[:2]:
         raise InputError(f"{_WHERE}: {text!r}: one side of an equality is one numeric column, the one determined "
                          "(total = a + b, total = 2*a - b + 3)")
     terms, const = [], 0.0
@@ -250,10 +253,15 @@ def _equality(text: str, schema) -> Equality:
             terms.append((name, coef))
     if not terms:
         raise InputError(f"{_WHERE}: {text!r} fixes {left!r} to a number: that is a range (a <= 3; 3 <= a)")
-    spec = column_spec(schema, left)
-    tolerance = 0.5 * 10.0 ** -spec.decimals if spec.kind == "continuous" and spec.decimals is not None else \
-        0.5 if spec.kind == "integer" else 0.0
+    tolerance = _half_unit(column_spec(schema, left)) + sum(abs(c) * _half_unit(column_spec(schema, n)) for n, c in terms)
     return Equality(left, tuple(terms), const, text, tolerance)
+
+
+def _half_unit(spec) -> float:
+    """Half the last digit a column's values are written with (a rounding's most error)."""
+    if spec.kind == "continuous" and spec.decimals is not None:
+        return 0.5 * 10.0 ** -spec.decimals
+    return 0.0  # integers and numeric categories are exact; values at full precision: none
 
 
 def _term(term: str, text: str, kinds: dict[str, str]) -> tuple[float, str | None]:
@@ -277,7 +285,7 @@ def _combination(text: str, schema) -> Combination:
     if len(names) < 2 or not all(names) or len(set(names)) < len(names):
         raise InputError(f"{_WHERE}: {text!r}: a combination names two or more different columns")
     for name in names:
-        if kinds.get(name) != "categorical":
+        if kinds.get(name) not in ("categorical", _NUMBERS):
             what = f"is {kinds[name]}" if name in kinds else "is not a column"
             raise InputError(f"{_WHERE}: {text!r}: {name!r} {what} (a combination takes categorical columns)")
     rule = Combination(names, tuple(column_spec(schema, n) for n in names), text)
@@ -379,6 +387,8 @@ def _side_interval(side, conditions: list, schema) -> tuple[float, float] | None
         return side, side
     spec = column_spec(schema, side)
     lo, hi, present = spec.low, spec.high, not spec.has_missing
+    if lo is None:  # a categorical column of numbers
+        lo, hi = float(min(spec.categories)), float(max(spec.categories))
     for c in conditions:
         if c.column != side or c.op in ("na", "present", "!=", "in"):
             continue

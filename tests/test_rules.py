@@ -97,3 +97,16 @@ def test_a_condition_contradicting_a_rule_is_refused(fitted):
 def test_a_datetime_rule_takes_a_date():
     rows = Synthesizer("gmm", max_iter=10).fit(_frame(), constraints="start >= 2020-01-01").sample(300)
     assert (pd.to_datetime(rows["start"]) >= pd.Timestamp("2020-01-01")).all()
+
+
+def test_rules_take_coded_numbers_and_rounded_sums():
+    rng = np.random.default_rng(1)
+    age = rng.choice([17.5, 22.0, 27.0, 32.0, 37.0, 42.0], 300)  # a categorical column of numbers
+    years = np.minimum(rng.choice([0.5, 2.5, 6.0, 9.0, 13.0], 300), age)
+    parts = rng.uniform(0, 100, (300, 2)).round(2)
+    total = (parts[:, 0] + parts[:, 1] + rng.uniform(-0.009, 0.009, 300)).round(2)  # each value rounded apart
+    frame = pd.DataFrame({"age": age, "years": years, "p": parts[:, 0], "q": parts[:, 1], "total": total})
+    rows = Synthesizer("gmm", max_iter=10).fit(frame, constraints="years <= age; total = p + q").sample(500)
+    assert (rows["years"] <= rows["age"]).all() and np.allclose(rows["total"], rows["p"] + rows["q"], atol=0.011)
+    with pytest.raises(InputError, match="'total = p' is broken by"):
+        Synthesizer("gmm", max_iter=5).fit(frame, constraints="total = p")

@@ -131,7 +131,8 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
         if drawn >= limit or time.monotonic() - start > seconds:
             raise InputError(_budget_message(conditions, met, drawn, limit, time.monotonic() - start))
         rate = max(accepted / drawn, 1.0 / limit) if drawn else 1.0
-        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH))
+        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH,
+                       _rows_in_time(drawn, time.monotonic() - start, seconds)))
         rows, exact = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
         ok, hits = all_hold(conditions, rows, encoding.schema)
         drawn, accepted = drawn + m, accepted + int(ok.sum())
@@ -141,6 +142,14 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
     out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
     out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn, "accepted": accepted}
     return out
+
+
+def _rows_in_time(drawn: int, elapsed: float, seconds: float) -> int:
+    """The most rows the next batch may hold to end within ``seconds`` at the rate of the draws
+    so far (a slow model's batch is not one long draw past the time limit)."""
+    if not drawn or elapsed <= 0:
+        return MAX_BATCH
+    return max(1, int((seconds - elapsed) * drawn / elapsed))
 
 
 def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where,

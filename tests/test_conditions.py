@@ -115,6 +115,31 @@ def test_the_budget_error_names_the_condition_and_its_rate(run, fallback):
     assert "budget of 5000 draws" in message and "\n" not in message
 
 
+def test_a_slow_model_stops_at_the_time_limit_not_after_one_long_batch(run, fallback, monkeypatch):
+    import time
+
+    from aigc_engine import sampling
+    from aigc_gmm.model import GMMModel
+
+    slow = GMMModel.sample
+
+    def sample(self, n, condition=None):
+        time.sleep(2e-5 * n)  # 20 s per million rows
+        return slow(self, n, condition)
+
+    monkeypatch.setattr(GMMModel, "sample", sample)
+    model, saved = Engine().load_model(run)
+    from aigc_engine.engine import load_encoding
+    from aigc_engine.conditions import parse_conditions
+
+    encoding = load_encoding(run)
+    with pytest.raises(InputError, match=r"the time limit \(0 s\)|the time limit \(1 s\)") as err:
+        sampling.draw_where(model, 5000, encoding, parse_conditions(["body_mass_g>=6299"], encoding.schema),
+                            quiet=True, seconds=0.5)
+    drawn = int(str(err.value).split(" of ")[1].split(" draws")[0])
+    assert drawn < 100_000  # the budget in draws (500,000) is far; the batches were sized to the time left
+
+
 def test_the_gmm_conditions_exactly_and_fast(run):
     """A condition 1% of the rows meet (body_mass_g >= 6000: 4 of 344): 1,000 rows from the
     mixture's closed-form conditional, no rejection, far under 2 s."""

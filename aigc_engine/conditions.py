@@ -77,7 +77,8 @@ def all_hold(conditions: list[Condition], frame, schema) -> tuple[np.ndarray, li
 def _spec(schema, column: str):
     if schema.label is not None and schema.label.name == column:
         return schema.label
-    return next((s for s in schema.features if s.name == column), None)
+    found = next((s for s in schema.features if s.name == column), None)
+    return found if found is not None else schema.derived_spec(column)  # a column a rule determines
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -242,11 +243,15 @@ def _listing(values: list, most: int = 12) -> str:
 class Encoded:
     """Conditions in a table encoding's matrix, for a model that conditions exactly: ``slots``
     one-hot blocks ``(start, stop, allowed slot offsets)``, ``ranges`` matrix column -> closed
-    interval ``(lo, hi)`` of its value (lo == hi: the value itself). ``rest``: the conditions
-    not expressed here (the engine's final check and rejection still hold them)."""
+    interval ``(lo, hi)`` of its value (lo == hi: the value itself). ``points``: the matrix
+    columns whose interval is one value's (an ``=`` condition: the values that decode to it; a
+    missing indicator set or unset), which a model may fix rather than bound (inpainting).
+    ``rest``: the conditions not expressed here (the engine's final check and rejection still
+    hold them)."""
 
     slots: list[tuple[int, int, list[int]]] = field(default_factory=list)
     ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
+    points: set[int] = field(default_factory=set)
     rest: list[Condition] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -283,6 +288,7 @@ def _numeric_ranges(cond: Condition, column, blocks, out: Encoded) -> bool:
         if missing is None:
             return cond.op == "present"
         _narrow(out, missing.start, (0.5, np.inf) if cond.op == "na" else (-np.inf, 0.5))
+        out.points.add(missing.start)
         return True
     scaling = column.scaling
     if cond.op not in ("=", *ORDERED) or scaling not in (Quantile, Standard):
@@ -293,8 +299,11 @@ def _numeric_ranges(cond: Condition, column, blocks, out: Encoded) -> bool:
               "<=": (-np.inf, v + half), ">": (_above(v, column.places) - half, np.inf),
               ">=": (v - half, np.inf)}[cond.op]
     _narrow(out, blocks[0].start, (_encoded_bound(lo, column, True), _encoded_bound(hi, column, False)))
+    if cond.op == "=":
+        out.points.add(blocks[0].start)
     if missing is not None:
         _narrow(out, missing.start, (-np.inf, 0.5))
+        out.points.add(missing.start)
     return True
 
 

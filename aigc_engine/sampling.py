@@ -138,9 +138,10 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
     start, limit = time.monotonic(), draws_per_row * n
     while accepted < n:
         if drawn >= limit or time.monotonic() - start > seconds:
-            raise InputError(_budget_message(conditions, met, drawn, limit, time.monotonic() - start))
+            raise InputError(_budget_message(conditions, met, drawn, limit, seconds))
         rate = max(accepted / drawn, 1.0 / limit) if drawn else 1.0
-        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH))
+        m = max(1, min(int((n - accepted) / rate * 1.2) + 8, limit - drawn, MAX_BATCH,
+                       _rows_in_time(drawn, time.monotonic() - start, seconds)))
         rows, exact = _draw_batch(model, m, encoding, freq, where, quiet or bool(kept))
         ok, hits = all_hold(conditions, rows, encoding.schema)
         drawn, accepted = drawn + m, accepted + int(ok.sum())
@@ -150,6 +151,14 @@ def draw_where(model: Any, n: int, encoding: "TableEncoding", conditions: list, 
     out = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
     out.attrs["conditions"] = {"exact": where is not None and bool(where), "draws": drawn, "accepted": accepted}
     return out
+
+
+def _rows_in_time(drawn: int, elapsed: float, seconds: float) -> int:
+    """The most rows the next batch may hold to end within ``seconds`` at the rate of the draws
+    so far (a slow model's batch is not one long draw past the time limit)."""
+    if not drawn or elapsed <= 0:
+        return MAX_BATCH
+    return max(1, int(0.8 * (seconds - elapsed) * drawn / elapsed))  # a margin: a batch's time varies
 
 
 def _draw_batch(model: Any, m: int, encoding: "TableEncoding", freq, where,
@@ -189,7 +198,7 @@ def _label_weights(encoding: "TableEncoding", conditions: list) -> "torch.Tensor
 def _budget_message(conditions: list, met: list[int], drawn: int, limit: int, seconds: float) -> str:
     worst = min(range(len(conditions)), key=lambda i: met[i])
     rate = met[worst] / max(drawn, 1)
-    why = f"the budget of {limit} draws" if drawn >= limit else f"the time limit ({seconds:.0f} s)"
+    why = f"the budget of {limit} draws" if drawn >= limit else f"the time limit ({seconds:g} s)"
     together = " (all conditions together: fewer)" if len(conditions) > 1 else ""
     what = "--condition" if conditions[worst].column is not None else "rule"
     return (f"{what} {conditions[worst].text!r}: met by {rate:.3%} of {drawn} draws{together}; {why} ran "

@@ -115,6 +115,31 @@ def test_the_budget_error_names_the_condition_and_its_rate(run, fallback):
     assert "budget of 5000 draws" in message and "\n" not in message
 
 
+def test_a_slow_model_stops_at_the_time_limit_not_after_one_long_batch(run, fallback, monkeypatch):
+    import time
+
+    from aigc_engine import sampling
+    from aigc_gmm.model import GMMModel
+
+    slow = GMMModel.sample
+
+    def sample(self, n, condition=None):
+        time.sleep(2e-5 * n)  # 20 s per million rows
+        return slow(self, n, condition)
+
+    monkeypatch.setattr(GMMModel, "sample", sample)
+    model, saved = Engine().load_model(run)
+    from aigc_engine.engine import load_encoding
+    from aigc_engine.conditions import parse_conditions
+
+    encoding = load_encoding(run)
+    with pytest.raises(InputError, match=r"the time limit \(0.5 s\) ran out") as err:
+        sampling.draw_where(model, 5000, encoding, parse_conditions(["body_mass_g>=6299"], encoding.schema),
+                            quiet=True, seconds=0.5)
+    drawn = int(str(err.value).split(" of ")[1].split(" draws")[0])
+    assert drawn < 100_000  # the budget in draws (500,000) is far; the batches were sized to the time left
+
+
 def test_the_gmm_conditions_exactly_and_fast(run):
     """A condition 1% of the rows meet (body_mass_g >= 6000: 4 of 344): 1,000 rows from the
     mixture's closed-form conditional, no rejection, far under 2 s."""
@@ -259,3 +284,15 @@ def test_the_synthesizer_samples_through_the_same_conditions():
     assert (rows["body_mass_g"] >= 6000).all() and (rows["bill_depth_mm"] <= rows["bill_length_mm"]).all()
     with pytest.raises(InputError, match="'bill_depth_mm >= bill_length_mm' is broken by 342 of the 344 rows"):
         Synthesizer("gmm").fit(frame, constraints="bill_depth_mm >= bill_length_mm")
+
+
+def test_diffusion_inpaints_categories_and_point_values(penguins, tmp_path):
+    out = Engine().train(RunSpec("diffusion", {"steps": 60, "sample_steps": 8}, str(penguins), {},
+                                 out=tmp_path / "run", progress=False))
+    rows = Engine().sample(out, 300, condition=["island=Dream", "sex=NA", "flipper_length_mm=200",
+                                                "year in 2007,2009"])
+    assert (rows["island"] == "Dream").all() and rows["sex"].isna().all() and (rows["flipper_length_mm"] == 200).all()
+    assert rows["year"].isin([2007, 2009]).all()
+    assert rows.attrs["conditions"]["exact"] and rows.attrs["conditions"]["draws"] == rows.attrs["conditions"]["accepted"]
+    rows = Engine().sample(out, 50, condition=["island=Dream", "body_mass_g>=4000"])  # a range: rejection on top
+    assert (rows["island"] == "Dream").all() and (rows["body_mass_g"] >= 4000).all()

@@ -304,3 +304,16 @@ def test_diffusion_keeps_the_contract():
     check_model(Diffusion, config={"steps": 100, "warmup": 10, "batch_size": 32, "width": 16, "depth": 1,
                                    "ode_steps": 8, "sample_steps": 8, "snapshots": 0})
     print(f"check_model(diffusion) on ring8: {time.perf_counter() - start:.1f} s")
+
+
+def test_the_default_batch_fits_a_small_table():
+    import pandas as pd
+
+    from aigc_diffusion.config import DiffusionConfig, resolved
+    from aigc_engine.data.tablefile import read_table
+
+    rng = np.random.default_rng(0)
+    table = read_table(pd.DataFrame({"a": rng.normal(size=120), "b": rng.choice(["x", "y"], 120)}))
+    assert resolved(DiffusionConfig(), table).batch_size == 108  # its 90% training rows, not 256
+    assert resolved(DiffusionConfig(batch_size=64), table).batch_size == 64
+    assert resolved(DiffusionConfig(), "points").batch_size == 256

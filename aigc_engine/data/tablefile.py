@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..rules import check_rules, parse_rules
+from ..rules import apply_rules, check_rules, parse_rules
 from ..tables.encoding import TableEncoding
 from ..tables.kinds import override_options
 from ..tables.schema import detect_schema, read_frame
@@ -75,7 +75,9 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         if named:
             warnings.warn(f"column {named[0]!r} of {name} is modelled as a feature; to condition on it, "
                           f"pass --set dataset.label_column={named[0]}", UserWarning, stacklevel=2)
-    check_rules(parse_rules(constraints, schema), frame, name)
+    rules = parse_rules(constraints, schema)
+    check_rules(rules, frame, name)
+    apply_rules(rules, frame, schema)  # an equality's column leaves the features: computed at decode
     fitted = TableEncoding.fit(frame, schema, continuous, weights=weights)
     y = fitted.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),

@@ -144,10 +144,30 @@ class TableEncoding:
                                  f"{label.name!r}")
             columns[label.name] = typed_categories(np.array(label.categories, dtype=object)[ids], label,
                                                    np.zeros(len(ids), bool))
+        columns.update(self._derived(columns))
         for name in self.schema.ignored:  # left empty, so the header is the file's
             columns[name] = pd.array([None] * len(m), dtype=object)
         order = [c for c in self.schema.columns if c in columns]
         return pd.DataFrame({c: columns[c] for c in order})
+
+    def _derived(self, columns: dict) -> dict:
+        """The columns an equality rule determines (``schema.rules["derived"]``), computed from
+        the decoded ones: rounded as the column was written, missing where a term is."""
+        import pandas as pd
+
+        out = {}
+        for name, d in self.schema.rules.get("derived", {}).items():
+            x = np.full(len(next(iter(columns.values()))) if columns else 0, float(d["const"]))
+            for term, coef in d["terms"]:
+                x = x + coef * pd.Series(columns[term]).to_numpy(dtype=np.float64, na_value=np.nan)
+            spec = d["spec"]
+            if spec["kind"] == "integer" and not np.isnan(x).any():
+                out[name] = np.round(x).astype(np.int64)
+            elif spec["kind"] == "integer":
+                out[name] = pd.array(np.where(np.isnan(x), None, np.round(x)).astype(object), dtype="Int64")
+            else:
+                out[name] = np.round(x, spec["decimals"]) if spec.get("decimals") is not None else x
+        return out
 
     def state_dict(self) -> dict:
         params = {name: {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v

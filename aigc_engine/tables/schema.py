@@ -42,6 +42,15 @@ class TableSchema:
     label: ColumnSpec | None = None
     ignored: list[str] = field(default_factory=list)
     dialect: Dialect | None = None
+    #: what declared rules keep here (aigc_engine.rules.apply_rules): ``derived`` (column ->
+    #: ``terms``, ``const`` and ``spec`` of a column an equality determines: not a feature,
+    #: computed at decode), ``combinations`` (columns "a,b" -> the category-id tuples seen)
+    rules: dict = field(default_factory=dict)
+
+    def derived_spec(self, name: str) -> ColumnSpec | None:
+        """The ColumnSpec of a column an equality determines (None: no such column)."""
+        found = self.rules.get("derived", {}).get(name)
+        return ColumnSpec(**found["spec"]) if found is not None else None
 
     @property
     def class_names(self) -> list[str] | None:
@@ -50,7 +59,7 @@ class TableSchema:
     def kind(self, name: str):
         """The kind class of column ``name`` (the label's is categorical)."""
         spec = self.label if self.label is not None and self.label.name == name else \
-            next(s for s in self.features if s.name == name)
+            next((s for s in self.features if s.name == name), None) or self.derived_spec(name)
         return kind_class(spec.kind, f"column {name!r}")
 
     def to_json(self) -> dict:
@@ -58,6 +67,8 @@ class TableSchema:
                "label": self.label.to_json() if self.label is not None else None, "ignored": list(self.ignored)}
         if self.dialect is not None:
             out["dialect"] = self.dialect.to_json()
+        if self.rules:
+            out["rules"] = self.rules
         return out
 
     @classmethod
@@ -66,7 +77,8 @@ class TableSchema:
         return cls(columns=list(data["columns"]), features=[ColumnSpec(**c) for c in data["features"]],
                    label=ColumnSpec(**label) if label is not None else None,
                    ignored=list(data.get("ignored", [])),
-                   dialect=Dialect.from_json(data["dialect"]) if data.get("dialect") else None)
+                   dialect=Dialect.from_json(data["dialect"]) if data.get("dialect") else None,
+                   rules=dict(data.get("rules", {})))
 
 
 def parse_names(spec, option: str, columns) -> list[str]:

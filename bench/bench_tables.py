@@ -240,7 +240,9 @@ def measure(name: str, encoding_kind: str = "quantile", seed: int = 0, dropna: b
             out[f"{peer}_fit_s"] = time.perf_counter() - start
             out[peer] = table_metrics(train, holdout, rows, encoding, seed)
         except Exception as exc:  # one peer failing on one table is a result: recorded, the run goes on
-            out[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:500]}"}
+            cause = exc.__cause__ or exc.__context__  # SDV wraps sampling errors in a generic one
+            why = f" (from {type(cause).__name__}: {str(cause).strip()[:300]})" if cause is not None else ""
+            out[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:500]}{why}"}
     return out
 
 

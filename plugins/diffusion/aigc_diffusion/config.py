@@ -22,14 +22,17 @@ TABLE_EPOCHS = 400  # passes over a small table's training rows in a default run
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=2, channels=0, logsnr_min=-10.0,
                    logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple", ema_decay=0.999,
-                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0, validation=0.0),
+                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0, validation=0.0, guidance=1.5),
     "images": dict(steps=1600, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
                    logsnr_max=7.0, logsnr_shift=0.0, target="eps", weighting="simple", ema_decay=0.999,
-                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0, validation=0.0),
-    "tables": dict(steps=TABLE_STEPS, batch_size=128, lr=2e-3, width=256, depth=3, fourier=0, channels=0,
+                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0, validation=0.0, guidance=1.5),
+    # tables: a small network (64 units, 2 blocks: 128-256 units or 4 blocks put the samples' median
+    # distance to the training rows at 0.67-0.77 of held-out rows' on CPS1985, 64 x 2 at 0.80), no
+    # guidance beyond the conditional model (1.5 sharpened the classes: closer to the training rows)
+    "tables": dict(steps=TABLE_STEPS, batch_size=128, lr=2e-3, width=64, depth=2, fourier=0, channels=0,
                    logsnr_min=-10.0, logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple",
                    ema_decay=0.995, sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0,
-                   validation=0.1),
+                   validation=0.1, guidance=1.0),
 }
 
 
@@ -57,7 +60,7 @@ class DiffusionConfig:
     channels: int | None = option(None, help="base channels of the U-Net, for images", ge=0)
     conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
     label_dropout: float = option(0.1, help="fraction of labels dropped, for classifier-free guidance", ge=0, lt=1)
-    guidance: float = option(1.5, help="classifier-free guidance; 0: unconditional, 1: conditional", ge=0)
+    guidance: float | None = option(None, help="classifier-free guidance; 0: unconditional, 1: conditional", ge=0)
     ema_decay: float | None = option(None, help="decay of the weights' EMA", ge=0, le=1)
     sampler: str | None = option(None, help="sampling algorithm", choices=SAMPLERS)
     sample_steps: int | None = option(None, help="steps of the sampler", ge=1)

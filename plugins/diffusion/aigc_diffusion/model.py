@@ -14,6 +14,7 @@ import torch
 
 from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
                          sample_labels)
+from aigc_engine.config import data_kind
 
 from . import likelihoods
 from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
@@ -47,6 +48,7 @@ class Diffusion(Model):
         self.data_shape: tuple[int, ...] = ()
         self.scale = 1.0
         self.levels = 0
+        self.blocks: list = []  # a table's typed blocks (aigc_engine.tables.Block); empty for points and images
 
     # -- construction --------------------------------------------------------------------------
     def _build(self, shape: tuple[int, ...], num_classes: int, c: DiffusionConfig) -> torch.nn.Module:
@@ -158,8 +160,8 @@ class Diffusion(Model):
         total = 0.0
         for i in range(0, len(x), 4096):
             part = slice(i, i + 4096)
-            loss = self._denoising_loss(module, module, x[part].to(device), y[part].to(device) if y is not None else None,
-                                        u[part].to(device), eps[part].to(device))
+            yb = y[part].to(device) if y is not None else None
+            loss = self._denoising_loss(module, module, x[part].to(device), yb, u[part].to(device), eps[part].to(device))
             total += float(loss) * len(x[part])
         module.train(training)
         return total / len(x)
@@ -177,6 +179,7 @@ class Diffusion(Model):
         self.class_freq = class_frequencies(train, self.num_classes)
         self.scale = neural.data_scale(train.x, c.standardize and not dataset.is_image)
         self.levels = dataset.levels if dataset.is_image else 0
+        self.blocks = list(dataset.encoding.blocks) if data_kind(dataset) == "tables" else []
         self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)
         self.ema = EMA(self.net, c.ema_decay, warmup=True)
         net = run.wrap(self.net)
@@ -220,7 +223,7 @@ class Diffusion(Model):
     def _fixed_noise_samples(self, seed: int) -> torch.Tensor:
         """Samples of the EMA network from one fixed noise (a private generator: the run's random
         stream, and so --resume, is untouched)."""
-        n = 64 if len(self.data_shape) == 3 else 1000
+        n = 64 if len(self.data_shape) == 3 else 256 if self.blocks else 1000  # a table's: fewer, they cost its fit
         gen = torch.Generator().manual_seed(seed + 7)
         labels = (torch.arange(n) % self.num_classes) if self.num_classes else None
         return self._sample(torch.randn(n, *self.data_shape, generator=gen), labels, generator=gen)

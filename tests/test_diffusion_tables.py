@@ -26,6 +26,10 @@ def test_small_table_defaults(penguins):
     train = len(small) - 2 * round(0.1 * len(small))  # validation and test held out
     assert c.validation == 0.1 and c.batch_size <= train and 1000 <= c.steps <= 6000
     assert resolved(DiffusionConfig(), penguins).steps >= c.steps
+    assert c.width == 64  # 17 encoded columns; a wider table gets at least its width, a power of 2
+    wide = data.Dataset(torch.zeros(300, 191), name="wide")
+    wide.encoding = small.encoding
+    assert resolved(DiffusionConfig(), wide).width == 256 and resolved(DiffusionConfig(width=32), wide).width == 32
     assert resolved(DiffusionConfig(steps=77, batch_size=8), small).steps == 77  # what the user sets is kept
     with pytest.raises(InputError, match="batch_size=256"):
         Diffusion(DiffusionConfig(batch_size=256)).validate(small)

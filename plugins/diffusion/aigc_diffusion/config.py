@@ -103,11 +103,14 @@ def resolved(config: DiffusionConfig, data: Any) -> DiffusionConfig:
     left at None take the kind's defaults; a learned schedule's weighting defaults to elbo; on a
     table the default batch is at most the training rows (those left after ``validation`` and
     ``test``) and the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most
-    ``TABLE_STEPS``)."""
+    ``TABLE_STEPS``), the default width at least the encoded row's, rounded up to a power of 2
+    (64 units under-fitted a 191-column table: ML efficacy 0.82 against 0.99 with 256)."""
     if config.schedule == "learned" and config.weighting is None:
         config = dataclasses.replace(config, weighting="elbo")
     c = resolve_defaults(config, DEFAULTS, data)
     if isinstance(data, str) or data_kind(data) != "tables":
         return c
     rows = max(1, len(data) - int(round(len(data) * c.validation)) - int(round(len(data) * c.test)))
+    if config.width is None:  # at least the encoded row's width, rounded up to a power of 2
+        c = dataclasses.replace(c, width=max(c.width, 1 << (int(data.shape[1]) - 1).bit_length()))
     return fit_to_table(c, config, rows, TABLE_EPOCHS)

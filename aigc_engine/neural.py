@@ -1,7 +1,7 @@
 """What the neural model plugins (``gan``, ``cvae``, ``diffusion``) share, written once: the
-fitted and sample-count guards, the data's scale, the snapshots of the averaged network over
-training and their ``progress.png``, the averaged network rebuilt from a saved state, and the
-one error a state that is not the model's raises.
+fitted and sample-count guards, the data's scale, early stopping on a held-out score, the
+snapshots of the averaged network over training and their ``progress.png``, the averaged
+network rebuilt from a saved state, and the one error a state that is not the model's raises.
 
 Per-kind defaults and the table clamp are :func:`aigc_engine.config.resolve_defaults`; config
 checks are :func:`aigc_engine.config.option` declarations.
@@ -13,6 +13,7 @@ weights (``ema``: an averaged network; ``net``: a network trained without one).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Callable, Iterator, TypeVar
 
@@ -61,6 +62,42 @@ def data_scale(x: torch.Tensor, standardize: bool) -> float:
 def scaled(x: torch.Tensor, scale: float) -> torch.Tensor:
     """``x / scale`` (``x`` itself for 1: no copy)."""
     return x / scale if scale != 1.0 else x
+
+
+# -- early stopping ------------------------------------------------------------------------------
+class EarlyStopping:
+    """Early stopping on a held-out score, lower is better: the module's weights at the best score
+    so far (``update``; ``restore`` puts them back) and whether ``patience`` evaluations have passed
+    without a better one. Checkpointed with the loop's state (``state_dict``): a resumed run
+    stops where an uninterrupted one does."""
+
+    def __init__(self, patience: int):
+        if patience < 1:
+            raise InputError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.best, self.step, self.since = math.inf, 0, 0
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def update(self, score: float, step: int, module: torch.nn.Module) -> bool:
+        """Record the held-out ``score`` of ``module`` at ``step``; True once training should stop."""
+        if score < self.best:
+            self.best, self.step, self.since = float(score), int(step), 0
+            self.weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            self.since += 1
+        return self.since >= self.patience
+
+    def restore(self, module: torch.nn.Module) -> None:
+        """``module`` with the best score's weights (unchanged when nothing was recorded)."""
+        if self.weights:
+            module.load_state_dict(self.weights)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "step": self.step, "since": self.since, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.step, self.since = float(state["best"]), int(state["step"]), int(state["since"])
+        self.weights = dict(state["weights"])
 
 
 # -- the averaged network ------------------------------------------------------------------------

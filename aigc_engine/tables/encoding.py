@@ -68,7 +68,8 @@ class TableEncoding:
         if current_plan() is not None:
             if weights is not None:
                 raise InputError("a private run takes no row weights (a weight changes a row's sensitivity)")
-            return fit_private(frame, schema, continuous, seed, current_plan(), public)
+            schema, params, freq, private = fit_private(frame, schema, continuous, seed, current_plan(), public)
+            return cls(schema, continuous, params, freq, private)
         params = {}
         for spec in schema.features:
             column = kind_class(spec.kind, f"column {spec.name!r}")(spec, continuous)

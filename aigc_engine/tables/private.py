@@ -93,9 +93,10 @@ def _generator():
 
 
 def fit_private(frame, schema, continuous: str, seed: int, plan, public=""):
-    """The :class:`~aigc_engine.tables.TableEncoding` of ``frame`` under ``plan`` (see the module
-    doc); ``public``: the columns (``"a,b"`` or a list) whose statistics are taken as they are."""
-    from .encoding import TableEncoding
+    """What the :class:`~aigc_engine.tables.TableEncoding` of ``frame`` under ``plan`` is built
+    from (see the module doc): ``(schema, params, label rates, private)``, ``private`` the spend
+    and the public columns; ``public``: the columns (``"a,b"`` or a list) whose statistics are
+    taken as they are."""
     from .schema import parse_names
 
     public = set(parse_names(public, "dataset.public", schema.columns))
@@ -114,8 +115,7 @@ def fit_private(frame, schema, continuous: str, seed: int, plan, public=""):
         label, freq = _label(frame[label.name], label, public, spend)
     private = {"public": sorted(public), **plan.encoding}
     private.pop("events", None)
-    return TableEncoding(replace(schema, features=features, label=label), continuous, params, freq,
-                         private=private)
+    return replace(schema, features=features, label=label), params, freq, private
 
 
 def _label(values, spec, public: set[str], spend: Spend | None):

@@ -47,7 +47,7 @@ def read(frame, plan, **options):
 
 def test_a_category_held_by_two_rows_is_never_released():
     frame = table()
-    for _ in range(20):
+    for _ in range(10):
         ds = read(frame, PrivacyPlan(PrivacyRequest(1.0)), label_column="species")
         island = next(s for s in ds.encoding.schema.features if s.name == "island")
         assert "Torgersen" not in island.categories

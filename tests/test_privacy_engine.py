@@ -35,6 +35,7 @@ def table(n: int = 600, seed: int = 0) -> pd.DataFrame:
         "when": pd.to_datetime(rng.integers(16000, 17000, size=n), unit="D").strftime("%Y-%m-%d"),
     })
     frame.loc[:1, "island"] = "Torgersen"  # a category two rows hold
+    frame.loc[2:3, "species"] = "Chinstrap"  # a class two rows hold
     return frame
 
 
@@ -52,6 +53,9 @@ def test_a_category_held_by_two_rows_is_never_released():
         island = next(s for s in ds.encoding.schema.features if s.name == "island")
         assert "Torgersen" not in island.categories
         assert "Torgersen" not in ds.encoding.decode(ds.x, ds.y)["island"].tolist()
+        # nor a class: the dataset's classes are the released ones, each with its rows
+        assert ds.class_names == ["Adelie", "Gentoo"] == ds.encoding.schema.class_names
+        assert ds.y.bincount(minlength=2).min() > 0
     public = read(frame, PrivacyPlan(PrivacyRequest(1.0)), label_column="species", public="island")
     assert "Torgersen" in next(s for s in public.encoding.schema.features if s.name == "island").categories
 

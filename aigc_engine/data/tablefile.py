@@ -86,8 +86,9 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
                                         ("encoding", encoding)) if v != "auto")
     if continuous != "quantile":
         options["continuous"] = continuous
-    return Dataset(fitted.transform(frame), y, len(schema.class_names) if y is not None else None, name,
-                   options, schema.class_names, encoding=fitted, weights=weights)
+    classes = fitted.schema.class_names  # a private encoding's: the classes it released
+    return Dataset(fitted.transform(frame), y, len(classes) if y is not None else None, name,
+                   options, classes, encoding=fitted, weights=weights)
 
 
 def _table(source, delimiter: str, decimal: str, thousands: str, encoding: str):

@@ -73,6 +73,7 @@ def test_private_ranges_and_quantiles_are_noisy_and_public_ones_are_not():
     assert private.encoding.private["epsilon"] <= 0.3 * 1.0 + 1e-9
 
 
+@pytest.mark.slow  # a CLI run: about 3 s warm, 8 s as the first test of a process
 def test_the_spend_of_encoding_and_fit_is_within_the_budget_by_dp_accountings_composition(tmp_path):
     """The encoding's histograms and the fit's DP-EM iterations, composed in a fresh dp-accounting
     PLD accountant (one event each, the thresholded releases' deltas taken off first), spend at
@@ -154,3 +155,81 @@ def test_privacy_options_are_checked():
         privacy_request({"delta": 1e-6})
     with pytest.raises(InputError, match="encoding_share"):
         privacy_request({"epsilon": 1, "encoding_share": 1.5})
+
+
+def test_a_private_model_gets_run_privacy_and_its_report_is_composed(tmp_path):
+    """The contract a model codes against: ``supports_privacy = True``; ``run.privacy`` in ``fit``
+    is the fit's share (a PrivacyBudget); what ``evaluate`` reports as ``privacy_*`` is the fit's
+    part of summary.json's figures."""
+    import dataclasses
+
+    import torch
+
+    from aigc_engine import Engine, Model, hookimpl
+    from aigc_engine.plugins import PluginManager
+    from aigc_engine.privacy import PrivacyBudget
+
+    seen = {}
+
+    @dataclasses.dataclass
+    class ToyConfig:
+        scale: float = 1.0
+
+    class Private(Model):
+        name, Config, supports_privacy = "private_toy", ToyConfig, True
+
+        def fit(self, dataset, run):
+            seen["budget"] = run.privacy
+            self.d = dataset.x.shape[1]
+
+        def sample(self, n, condition=None):
+            return torch.zeros(n, self.d)
+
+        def state_dict(self):
+            return {"d": torch.tensor(self.d)}
+
+        def load_state_dict(self, state):
+            self.d = int(state["d"])
+
+        def evaluate(self, dataset, run):
+            return {"privacy_epsilon": run.privacy.epsilon / 2, "privacy_delta": run.privacy.delta,
+                    "privacy_accountant": "toy", "privacy_steps": 3}
+
+    class Plugin:
+        @hookimpl
+        def aigc_engine_register_models(self, register):
+            register(Private)
+
+    pm = PluginManager()
+    pm.register(Plugin(), "toy")
+    out = tmp_path / "run"
+    from aigc_engine.engine import RunSpec
+
+    Engine(pm).train(RunSpec("private_toy", {}, "blobs", privacy={"epsilon": 2, "delta": 1e-7}, out=out,
+                             progress=False))
+    assert isinstance(seen["budget"], PrivacyBudget)
+    assert (seen["budget"].epsilon, seen["budget"].delta) == (pytest.approx(2.0), pytest.approx(1e-7))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["privacy_epsilon"] == pytest.approx(1.0) and summary["privacy_fit_steps"] == 3
+    assert "toy" in summary["privacy_accountant"]
+
+
+def test_text_many_level_and_key_columns_fit_privately():
+    rng = np.random.default_rng(1)
+    n = 3000
+    frame = pd.DataFrame({
+        "id": np.arange(1, n + 1),
+        "city": rng.choice([f"city{i}" for i in range(150)], size=n),
+        "note": [" ".join(rng.choice(["alpha", "beta", "gamma", "delta"], size=rng.integers(2, 9)))
+                 for _ in range(n)],
+        "x": rng.normal(size=n),
+    })
+    frame.loc[0, "city"] = "Nowhere"  # one row's level
+    with pytest.warns(UserWarning, match="text"):
+        ds = read(frame, PrivacyPlan(PrivacyRequest(3.0)), kinds="note:text,city:many_level,id:key")
+    spec = {s.name: s for s in ds.encoding.schema.features}
+    assert "Nowhere" not in spec["city"].categories + spec["city"].details["pooled"]
+    assert spec["id"].details == {"pattern": "integer", "next": 1, "first": 1}
+    assert "words" not in spec["note"].details
+    rows = ds.encoding.decode(ds.x, None)
+    assert rows["id"].tolist() == list(range(1, n + 1)) and "Nowhere" not in set(rows["city"])

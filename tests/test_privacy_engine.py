@@ -233,3 +233,17 @@ def test_text_many_level_and_key_columns_fit_privately():
     assert "words" not in spec["note"].details
     rows = ds.encoding.decode(ds.x, None)
     assert rows["id"].tolist() == list(range(1, n + 1)) and "Nowhere" not in set(rows["city"])
+
+
+def test_rows_a_private_encoding_did_not_see_missing_are_filled_when_reencoded():
+    """Two missing cells of an integer column do not pass the release threshold: the private
+    encoding has no missing block there, and rows read elsewhere (eval's held-out rows, decoded
+    as whole numbers) are filled with its private median, a whole number."""
+    frame = table()
+    frame["mass"] = frame["mass"].astype("Int64")
+    frame.loc[4:5, "mass"] = pd.NA
+    private = read(frame, PrivacyPlan(PrivacyRequest(1.0)), label_column="species")
+    mass = next(s for s in private.encoding.schema.features if s.name == "mass")
+    assert not mass.has_missing and mass.details["fill"] == round(mass.details["fill"])
+    again = read(frame, None, label_column="species").reencoded(private.encoding)
+    assert private.encoding.decode(again.x, again.y)["mass"].notna().all()

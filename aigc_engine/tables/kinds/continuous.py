@@ -173,9 +173,10 @@ class Continuous(ColumnKind):
         low, high = self.private_range(low, high)
         places = int(max(0, 3 - np.floor(np.log10(high - low))))
         has_missing = has_missing or self.name == "text"  # a text's missing cells have no number to fill
-        fill = {} if has_missing else {"fill": float(np.clip(np.median(stand_in), low, high))}
+        median = float(np.clip(np.median(stand_in), low, high))
+        fill = {} if has_missing else {"fill": round(median) if self.places == 0 else median}
         self.spec = replace(self.spec, low=low, high=high, has_missing=has_missing,
-                            decimals=places if self.spec.decimals is not None else None,
+                            decimals=places,
                             details={**self.spec.details, **fill})
         self.params = self.scaling.fit(np.clip(stand_in, low, high), self.spec, seed)
         return self.params

@@ -144,7 +144,8 @@ def cli(ctx):
               help="Registered dataset, .npy/.npz/.csv file or image folder (default: the model's own).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of config values.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a config field; dataset.KEY=VALUE sets a dataset option. Repeatable.")
+              help="Override a config field; dataset.KEY=VALUE sets a dataset option, privacy.KEY=VALUE the "
+                   "privacy budget (docs/privacy.md). Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-TIME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of every random generator.")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .config import build_config, coerce_options, read_run_config, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
+from .privacy.budget import split_privacy_keys
 from .plugins import PluginManager
 from .store import rundir
 from .store.rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
@@ -52,7 +53,8 @@ class RunSpec:
     missing fields keep their defaults); ``dataset``: a registered name or a file path (None:
     the model's ``default_dataset``), or data held in memory (a pandas DataFrame, a Dataset;
     config.json records that it was), with its ``dataset_options``; ``out``: the run directory
-    (None: ``runs/<model>-<data>-<time>``); ``resume``: ``out`` is an existing run to continue."""
+    (None: ``runs/<model>-<data>-<time>``); ``resume``: ``out`` is an existing run to continue;
+    ``privacy``: the ``privacy.KEY`` options (``{"epsilon": 1}``; empty: not private; docs/privacy.md)."""
     model: str
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     dataset: str | Any | None = None
@@ -62,16 +64,20 @@ class RunSpec:
     out: Path | None = None
     resume: bool = False
     progress: bool = True
+    privacy: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Prepared:
     """A :class:`RunSpec` resolved and validated: ``spec.dataset`` filled in, the model built from
-    ``config``, the dataset loaded."""
+    ``config``, the dataset loaded; a private run's ``plan`` (the budget, the encoding's spend) and
+    the fit's share of it, ``privacy`` (what ``run.privacy`` holds while the model fits)."""
     spec: RunSpec
     model: Model
     config: Any
     data: Dataset
+    plan: Any = None
+    privacy: Any = None
 
 
 class Engine:
@@ -158,6 +164,9 @@ class Engine:
         saved: dict[str, Any] = {}
         if resume:
             saved = read_run_config(resume)
+            if saved.get("privacy"):
+                raise InputError(f"{resume} is a private run: it cannot be resumed (a second fit would spend its "
+                                 "budget again)")
             if model and model != saved["model"]:
                 raise InputError(f"{resume} is a run of {saved['model']!r}, not {model!r}")
             if not dataset:
@@ -173,8 +182,11 @@ class Engine:
                 raise InputError("the [dataset] entry of a config file must be a table")
             spec.dataset = section.pop("name", None) or spec.dataset
             spec.dataset_options.update(section)
+            spec.privacy.update(toml.pop("privacy", {}) or {})
             spec.config.update(toml)
         model_sets, data_sets = split_dataset_keys(sets or {})
+        model_sets, privacy_sets = split_privacy_keys(model_sets)
+        spec.privacy.update(privacy_sets)
         spec.config.update(model_sets)
         spec.dataset_options.update(data_sets)
         spec.dataset = dataset or spec.dataset
@@ -216,6 +228,7 @@ class Engine:
 
         spec, model, data = ready.spec, ready.model, ready.data
         run = Run(run_dir, device=spec.device, seed=spec.seed, progress=spec.progress, resume=spec.resume)
+        run.privacy = ready.privacy
         if run.is_main_process:  # on --resume, config.json changes only once its checkpoint is restored
             run.when_restored(lambda: self.write_config(ready, run))
             if not spec.resume:
@@ -225,9 +238,19 @@ class Engine:
         run.restored()  # a fit that resumes without the training loop
         fit_seconds = time.perf_counter() - start
         metrics = model.evaluate(data, run)
+        if ready.plan is not None:  # the fit's own figures become its part of the run's
+            metrics = {**{k: v for k, v in (metrics or {}).items() if not k.startswith("privacy_")},
+                       **ready.plan.report({k: v for k, v in (metrics or {}).items() if k.startswith("privacy_")},
+                                           len(data))}
         if run.is_main_process:
             self.write_artifacts(model, data, run, {"model": spec.model, "dataset": data.name,
                                                     "fit_seconds": round(fit_seconds, 3), **(metrics or {})})
+            if ready.plan is not None:  # config.json: what was spent, next to what was asked
+                from .store import io
+
+                saved = read_run_config(run.dir)
+                spent = {k: v for k, v in metrics.items() if k.startswith("privacy_")}
+                io.write_json(run.dir / CONFIG_FILE, {**saved, "privacy": self._privacy_json(ready, spent)})
         return run
 
     def prepare(self, spec: RunSpec) -> Prepared:
@@ -235,19 +258,31 @@ class Engine:
         data the model cannot take and an absent device all fail here, before any run directory."""
         from .fabric import resolve_device
 
+        from .privacy.plan import plan_for
+        from .tables.private import private_encoding
+
         cls = self.model_class(spec.model)
         config = build_config(cls.Config, spec.config, spec.model)
+        plan = plan_for(spec.privacy, spec.model, cls.supports_privacy, self.private_models)
         name = spec.dataset if spec.dataset is not None else cls.default_dataset
         if name is None or isinstance(name, str) and not name:
             raise InputError(f"model {spec.model!r} has no default dataset: pass --dataset")
-        data = self.load_dataset(name, spec.dataset_options)
+        with private_encoding(plan):  # a table's encoding spends its share of the budget here
+            data = self.load_dataset(name, spec.dataset_options)
         model = cls(config)  # a model validates its config here
         if data.weights is not None and not model.takes_weights:
             raise InputError(f"model {spec.model!r} does not take row weights (dataset {data.name!r} has them); "
                              f"models that do: {', '.join(self.weighted_models()) or 'none'}")
         model.validate(data)
+        budget = plan.fit_budget(len(data)) if plan is not None else None
+        if budget is not None:
+            model.validate_privacy(data, budget)
         resolve_device(spec.device)
-        return Prepared(dataclasses.replace(spec, dataset=name), model, config, data)
+        return Prepared(dataclasses.replace(spec, dataset=name), model, config, data, plan, budget)
+
+    def private_models(self) -> list[str]:
+        """The registered models that fit under a privacy budget (``Model.supports_privacy``)."""
+        return sorted(name for name in self.plugins.models() if self.model_class(name).supports_privacy)
 
     def weighted_models(self) -> list[str]:
         """The registered models whose ``fit`` uses row weights (``Model.takes_weights``)."""
@@ -264,10 +299,19 @@ class Engine:
             dataset["in_memory"] = type(spec.dataset).__name__
         io.write_json(run.dir / CONFIG_FILE, {
             "model": spec.model, "config": dataclasses.asdict(config), "dataset": dataset, "seed": spec.seed,
+            **({"privacy": self._privacy_json(ready)} if ready.plan is not None else {}),
             "device": str(run.device), "world_size": run.world_size, "versions": versions(),
             "created": _dt.datetime.now().isoformat(timespec="seconds")})
         print(f"aigc-engine: fitting {spec.model} on {data.name} {list(data.shape)} ({run.device}, "
               f"{run.world_size} process{'es' if run.world_size > 1 else ''})", file=sys.stderr)
+
+    @staticmethod
+    def _privacy_json(ready: Prepared, spent: dict[str, Any] | None = None) -> dict[str, Any]:
+        """config.json's ``privacy``: the budget, the accountant, the encoding's spend, the fit's
+        share and, once fitted, what the run spent (summary.json's figures)."""
+        fit = ready.privacy
+        return {**ready.plan.to_json(), "fit_budget": {"epsilon": fit.epsilon, "delta": fit.delta},
+                **({"spent": spent} if spent is not None else {})}
 
     def write_artifacts(self, model: Model, data: Dataset, run: Run, summary: dict[str, Any]) -> None:
         """``model.safetensors``, ``summary.json`` (``summary``) and the pictures of a fitted run."""

@@ -75,6 +75,13 @@ class Model(abc.ABC):
     #: Whether ``fit`` uses ``dataset.weights`` (row weights from ``dataset.weight_column`` or an
     #: ``.npz`` key ``w``): the engine refuses weighted data for a model that would ignore them.
     takes_weights: ClassVar[bool] = False
+    #: Whether ``fit`` honours a privacy budget: under ``--set privacy.epsilon=E`` the engine hands
+    #: the fit its share as ``run.privacy`` (a :class:`~aigc_engine.privacy.PrivacyBudget`, delta
+    #: resolved; None when the run is not private), and the fit spends at most that, reporting what
+    #: it spent as ``privacy_epsilon`` / ``privacy_delta`` / ``privacy_accountant`` (and any other
+    #: ``privacy_*`` figure) among :meth:`evaluate`'s metrics (unreported: its whole share counts).
+    #: The engine refuses a budget for a model without it (docs/privacy.md).
+    supports_privacy: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         """``config``: an instance of ``Config`` (None: its defaults); values outside what the
@@ -113,6 +120,11 @@ class Model(abc.ABC):
         labels, size against the config). Called before the run directory is made, so a
         rejected run leaves nothing behind. A dataset without rows is refused by the core before
         this runs. Default: accept everything else."""
+
+    def validate_privacy(self, dataset: "Dataset", budget: Any) -> None:
+        """Raise :class:`~aigc_engine.InputError` for what the private fit under ``budget`` (the
+        fit's share, a PrivacyBudget) cannot do with this config and data, before any run
+        directory exists (called only for a private run of a model that ``supports_privacy``)."""
 
     def evaluate(self, dataset: "Dataset", run: "Run") -> dict[str, float]:
         """Metrics of the fitted model, written to ``summary.json``. ``dataset`` is what ``fit``

@@ -29,6 +29,9 @@ class Run(Fabric):
             self.dir.mkdir(parents=True, exist_ok=True)
         self.resuming = bool(resume) and self.dir is not None
         self.history: list[dict[str, Any]] = []
+        # the fit's share of a private run's budget (a privacy.PrivacyBudget, delta resolved), set by
+        # the engine; None: not private (Model.supports_privacy, docs/privacy.md)
+        self.privacy = None
         self._metrics_text = ""
         self._on_restored: list = []
         if self.resuming:

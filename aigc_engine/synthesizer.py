@@ -44,16 +44,21 @@ class Synthesizer:
 
     ``model``: any installed model (``aigc-engine models``); ``config``: its Config fields as
     keywords (``n_components=8``), checked here; ``seed``, ``device`` and ``progress`` (a
-    progress bar while fitting, as the CLI's ``run``) as for ``aigc-engine run``. Fitted
+    progress bar while fitting, as the CLI's ``run``) as for ``aigc-engine run``; ``privacy``: a
+    budget for the fit and the table's encoding together (``{"epsilon": 1}``, and ``delta``,
+    ``accountant``, ``encoding_share``: the ``privacy.KEY`` options of docs/privacy.md). Fitted
     attributes: ``run_dir_`` (the run directory) and ``dtypes_`` (``{column: dtype}`` of the
     fitted DataFrame, or None)."""
 
     def __init__(self, model: str, *, seed: int = 0, device: str = "auto", progress: bool = True,
-                 engine: Engine | None = None, **config: Any):
-        self.model, self.config = model, dict(config)
+                 engine: Engine | None = None, privacy: dict[str, Any] | None = None, **config: Any):
+        from .privacy.plan import plan_for
+
+        self.model, self.config, self.privacy = model, dict(config), dict(privacy or {})
         self.seed, self.device, self.progress = int(seed), device, bool(progress)
         self.engine = engine if engine is not None else Engine()
         build_config(self.engine.model_class(model).Config, self.config, model)  # fails now, not after a fit
+        plan_for(self.privacy, model, self.engine.model_class(model).supports_privacy, self.engine.private_models)
         self.run_dir_: Path | None = None
         self.dtypes_: dict[str, Any] | None = None
         self._fitted_on: tuple[Any, dict[str, Any]] | None = None  # this session's rows in memory, for evaluate
@@ -79,7 +84,7 @@ class Synthesizer:
         run_dir = Path(out) if out is not None else temp / "run"
         try:
             self.engine.train(RunSpec(self.model, dict(self.config), source, options, self.seed, self.device,
-                                      run_dir, progress=self.progress))
+                                      run_dir, progress=self.progress, privacy=dict(self.privacy)))
             dtypes = frame_dtypes(data) if hasattr(data, "columns") else None
             if dtypes is not None:
                 io.write_json(run_dir / FRAME_FILE, dtypes)

@@ -208,6 +208,8 @@ class Dataset:
             return train, held
         # a table: the encoding's statistics refitted on the training rows, both parts re-encoded
         encoding = self.encoding.refit(self.encoding.decode(train.x, train.y), weights=train.weights)
+        if encoding is self.encoding:  # kept (a private encoding): the rows are in its columns already
+            return train, held
         return train.reencoded(encoding), held.reencoded(encoding)
 
     def reencoded(self, encoding) -> "Dataset":

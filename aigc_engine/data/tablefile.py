@@ -32,7 +32,7 @@ IN_MEMORY = "DataFrame"  # the name of a table given as a pandas DataFrame inste
 def read_table(path: Path, label_column: str | int | None = None, *, ignore: str = "", delimiter: str = "auto",
                decimal: str = "auto", thousands: str = "auto", encoding: str = "auto",
                weight_column: str | int | None = None, continuous: str = "quantile", kinds: str = "",
-               constraints: str = "", **forced: str) -> Dataset:
+               constraints: str = "", public: str = "", **forced: str) -> Dataset:
     """A table with a header (a CSV whose first line is all numbers has none: its columns are
     named ``0``, ``1``, ...). Options: ``label_column`` (a column name, or a 0-based index, of
     classes for conditional models), ``weight_column`` (the same, of row weights for the models
@@ -42,7 +42,8 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     (``delimiter``, ``decimal``, ``thousands``, ``encoding``: each ``auto``, sniffed, by default;
     :mod:`aigc_engine.tables.dialect`; the schema keeps it for the tables written back),
     ``continuous`` (the encoding of numeric columns: ``quantile``, ``standard`` or ``modes``),
-    ``constraints`` (rules every row keeps, checked here: :mod:`aigc_engine.rules`).
+    ``constraints`` (rules every row keeps, checked here: :mod:`aigc_engine.rules`), ``public``
+    (columns whose categories and ranges a private run takes as they are: docs/privacy.md).
     Missing cells (empty, NA, NaN) are a state of their column, not an error. ``path`` may also
     be a pandas DataFrame held in memory (``aigc_engine.Synthesizer``: its rows as a file's;
     the reader's options have to be typed by this signature, hence ``Path`` alone in it)."""
@@ -78,17 +79,18 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     rules = parse_rules(constraints, schema)
     check_rules(rules, frame, name)
     apply_rules(rules, frame, schema)  # an equality's column leaves the features: computed at decode
-    fitted = TableEncoding.fit(frame, schema, continuous, weights=weights)
+    fitted = TableEncoding.fit(frame, schema, continuous, weights=weights, public=public)
     y = fitted.labels(frame) if schema.label is not None else None
     options = {k: v for k, v in (("label_column", label_column), ("weight_column", weight_column),
                                  *forced.items(), ("kinds", kinds), ("ignore", ignore),
-                                 ("constraints", constraints)) if v not in (None, "")}
+                                 ("constraints", constraints), ("public", public)) if v not in (None, "")}
     options.update((k, v) for k, v in (("delimiter", delimiter), ("decimal", decimal), ("thousands", thousands),
                                         ("encoding", encoding)) if v != "auto")
     if continuous != "quantile":
         options["continuous"] = continuous
-    return Dataset(fitted.transform(frame), y, len(schema.class_names) if y is not None else None, name,
-                   options, schema.class_names, encoding=fitted, weights=weights)
+    classes = fitted.schema.class_names  # a private encoding's: the classes it released
+    return Dataset(fitted.transform(frame), y, len(classes) if y is not None else None, name,
+                   options, classes, encoding=fitted, weights=weights)
 
 
 def _table(source, delimiter: str, decimal: str, thousands: str, encoding: str):

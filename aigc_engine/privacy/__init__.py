@@ -2,9 +2,10 @@
 DP primitives the column kinds and the private fits call.
 
 ``PrivacyBudget`` (epsilon, delta; delta defaults below 1/rows) and :func:`default_delta`
-(``budget``); :class:`Accountant` (dp-accounting's RDP or PLD accountant of composed Gaussian
+(``budget``; with ``PrivacyRequest``, what a run asks for, and ``PrivacyPlan`` (``plan``),
+how it is split between the encoding and the fit); :class:`Accountant` (dp-accounting's RDP or PLD accountant of composed Gaussian
 mechanisms, Poisson-subsampled ones for DP-SGD) and :func:`calibrate_noise` (``accountant``);
-the mechanisms ``gaussian_sum``, ``histogram_quantiles`` and ``thresholded_histogram``
+the mechanisms ``gaussian_sum``, ``histogram_quantiles``, ``magnitude_range`` and ``thresholded_histogram``
 (``mechanisms``). dp-accounting is imported only when an accountant is used, so that importing
 this package stays light.
 """
@@ -12,7 +13,12 @@ from __future__ import annotations
 
 from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
-from .mechanisms import clip_rows, gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram
+from .budget import PRIVACY_PREFIX, PrivacyRequest, privacy_request, split_privacy_keys
+from .mechanisms import (clip_rows, gaussian_sum, histogram_quantiles, magnitude_range, release_threshold,
+                         thresholded_histogram)
+from .plan import PrivacyPlan
 
-__all__ = ["ACCOUNTANTS", "Accountant", "PrivacyBudget", "calibrate_noise", "clip_rows", "default_delta",
-           "gaussian_sum", "histogram_quantiles", "release_threshold", "require_accounting", "thresholded_histogram"]
+__all__ = ["ACCOUNTANTS", "Accountant", "PRIVACY_PREFIX", "PrivacyBudget", "PrivacyPlan", "PrivacyRequest",
+           "calibrate_noise", "clip_rows", "default_delta", "gaussian_sum", "histogram_quantiles", "magnitude_range",
+           "privacy_request", "release_threshold", "require_accounting", "split_privacy_keys",
+           "thresholded_histogram"]

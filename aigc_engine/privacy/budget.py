@@ -45,3 +45,73 @@ class PrivacyBudget:
         if self.private and delta >= 1 / rows:
             raise InputError(f"privacy delta={delta:g} is not below 1/rows = {1 / rows:g}")
         return PrivacyBudget(self.epsilon, delta)
+
+
+PRIVACY_PREFIX = "privacy."
+#: ``--set privacy.KEY=VALUE`` (a ``[privacy]`` table in a TOML config; ``privacy={...}`` in Python)
+PRIVACY_OPTIONS: dict[str, type] = {"epsilon": float, "delta": float, "accountant": str, "encoding_share": float}
+DEFAULT_ENCODING_SHARE = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyRequest:
+    """What a run asks for: its whole budget (``epsilon``, ``delta``: None for :func:`default_delta`
+    of the rows), the accountant that composes the spend (``pld`` or ``rdp``, dp-accounting's) and
+    the most of the budget the table encoding may spend (``encoding_share`` of epsilon and of delta;
+    what it does not spend goes to the fit)."""
+    epsilon: float
+    delta: float | None = None
+    accountant: str = "pld"
+    encoding_share: float = DEFAULT_ENCODING_SHARE
+
+    def __post_init__(self):
+        PrivacyBudget(self.epsilon, self.delta)  # the same checks and messages
+        if self.accountant not in ("pld", "rdp"):
+            raise InputError(f"privacy.accountant must be one of pld, rdp, got {self.accountant!r}")
+        if not 0 < self.encoding_share < 1:
+            raise InputError(f"privacy.encoding_share must be in (0, 1), got {self.encoding_share}")
+
+    @property
+    def private(self) -> bool:
+        return math.isfinite(self.epsilon)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def privacy_request(values: dict | None) -> PrivacyRequest | None:
+    """The :class:`PrivacyRequest` of ``privacy.KEY`` values (strings from ``--set``, TOML or Python
+    values; keys with or without the ``privacy.`` prefix), or None when none is given. An unknown
+    key, a value of the wrong type, or options without ``epsilon`` are one-line InputErrors."""
+    if not values:
+        return None
+    out = {}
+    for key, value in values.items():
+        key = key[len(PRIVACY_PREFIX):] if key.startswith(PRIVACY_PREFIX) else key
+        if key not in PRIVACY_OPTIONS:
+            raise InputError(f"unknown privacy option {key!r}; valid: {', '.join(PRIVACY_OPTIONS)}")
+        tp = PRIVACY_OPTIONS[key]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
+            continue
+        try:
+            out[key] = tp(value) if not isinstance(value, bool) else _bad(key, value)
+        except (TypeError, ValueError):
+            raise InputError(f"privacy.{key} must be {tp.__name__}, got {value!r}") from None
+    if "epsilon" not in out:
+        raise InputError("privacy options need privacy.epsilon (a number > 0; inf: not private)")
+    return PrivacyRequest(**out)
+
+
+def _bad(key: str, value):
+    raise InputError(f"privacy.{key} must be a number, got {value!r}")
+
+
+def split_privacy_keys(values: dict) -> tuple[dict, dict]:
+    """``(the other entries, the privacy.KEY entries without the prefix)``."""
+    rest, privacy = {}, {}
+    for key, value in values.items():
+        if key.startswith(PRIVACY_PREFIX):
+            privacy[key[len(PRIVACY_PREFIX):]] = value
+        else:
+            rest[key] = value
+    return rest, privacy

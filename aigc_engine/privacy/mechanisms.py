@@ -34,7 +34,7 @@ def gaussian_sum(x: torch.Tensor, bound: float, noise_multiplier: float, generat
 
 
 def histogram_quantiles(values: torch.Tensor, quantiles: Iterable[float], lower: float, upper: float,
-                        noise_multiplier: float, bins: int = 64, generator=None) -> torch.Tensor:
+                        noise_multiplier: float, bins: int = 64, generator=None, floor: float = 0.0) -> torch.Tensor:
     """Quantiles of ``values`` read off a noisy histogram on the public range ``[lower, upper]``
     (values clipped into it, ``bins`` equal bins, noise std ``noise_multiplier`` per bin, negative
     counts set to 0, linear within a bin). Sensitivity: 1 (a row moves one bin's count by 1); any
@@ -47,7 +47,7 @@ def histogram_quantiles(values: torch.Tensor, quantiles: Iterable[float], lower:
         raise InputError(f"quantiles must be in [0, 1], got {q.tolist()}")
     v = values.double().reshape(-1).clamp(lower, upper)
     counts = torch.histc(v, bins=bins, min=lower, max=upper) + _noise(bins, noise_multiplier, generator)
-    counts = counts.clamp_min(0)
+    counts = torch.where(counts > floor, counts, torch.zeros_like(counts)).clamp_min(0)
     if float(counts.sum()) <= 0:  # all noise below zero: nothing to read, the range's middle
         return torch.full_like(q, (lower + upper) / 2)
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64), counts.cumsum(0) / counts.sum()])
@@ -82,3 +82,36 @@ def thresholded_histogram(values: Iterable[Any], noise_multiplier: float, thresh
     noisy = torch.tensor([counts[k] for k in keys], dtype=torch.float64)
     noisy = noisy + _noise(len(keys), noise_multiplier, generator)
     return {k: float(c) for k, c in zip(keys, noisy.tolist()) if c > threshold}
+
+
+MAGNITUDES = (-20, 63)  # the public bins of magnitude_range: 0 and +-[2**k, 2**(k+1)) for k in this range
+
+
+def magnitude_range(values: torch.Tensor, noise_multiplier: float, generator=None) -> tuple[float, float]:
+    """A range of ``values`` read off a noisy histogram on public bins (Google's approximate
+    bounds): a bin of the values under ``2**-20`` in magnitude, and ``[2**k, 2**(k+1))`` and its
+    negative for ``k`` in :data:`MAGNITUDES` (magnitudes past them in the last bins), noise std
+    ``noise_multiplier`` per bin. The range runs from the lower edge of the lowest bin whose noisy
+    count passes ``noise_multiplier * Phi^-1(1 - 0.01 / bins)`` (a bin no row holds passes it with
+    probability 1% over all the bins) to the upper edge of the highest; when none passes, the bin
+    of the largest noisy count. Sensitivity: 1 (a row is in one bin)."""
+    lo_k, hi_k = MAGNITUDES
+    ks = hi_k - lo_k + 1
+    v = values.double().reshape(-1)
+    k = torch.floor(torch.log2(v.abs().clamp_min(2.0 ** lo_k))).clamp(lo_k, hi_k).long() - lo_k
+    index = torch.where(v.abs() < 2.0 ** lo_k, torch.full_like(k, ks), torch.where(v > 0, ks + 1 + k, ks - 1 - k))
+    bins = 2 * ks + 1
+    counts = torch.bincount(index, minlength=bins).double() + _noise(bins, noise_multiplier, generator)
+    passing = torch.nonzero(counts > noise_multiplier * NormalDist().inv_cdf(1 - 0.01 / bins)).reshape(-1)
+    first, last = (int(passing[0]), int(passing[-1])) if len(passing) else (int(counts.argmax()),) * 2
+    return _bin_edges(first, ks, lo_k)[0], _bin_edges(last, ks, lo_k)[1]
+
+
+def _bin_edges(i: int, ks: int, lo_k: int) -> tuple[float, float]:
+    if i == ks:
+        return -(2.0 ** lo_k), 2.0 ** lo_k
+    if i > ks:
+        k = i - ks - 1 + lo_k
+        return 2.0 ** k, 2.0 ** (k + 1)
+    k = ks - 1 - i + lo_k
+    return -(2.0 ** (k + 1)), -(2.0 ** k)

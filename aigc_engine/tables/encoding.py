@@ -36,11 +36,13 @@ class TableEncoding:
     fitted :class:`~aigc_engine.tables.kinds.ColumnKind` per feature column."""
 
     def __init__(self, schema: TableSchema, continuous: str = "quantile", params: dict | None = None,
-                 label_freq: list[float] | None = None):
+                 label_freq: list[float] | None = None, private: dict | None = None):
         if continuous not in CONTINUOUS_ENCODINGS:
             raise InputError(f"continuous encoding {continuous!r}: choose one of {', '.join(CONTINUOUS_ENCODINGS)}")
         self.schema, self.continuous, self.params = schema, continuous, dict(params or {})
         self.label_freq = list(label_freq) if label_freq is not None else None  # of the fitted rows
+        # a private encoding's spend and public columns (:mod:`.private`); None: not private
+        self.private = dict(private) if private is not None else None
         self.columns: list[ColumnKind] = [kind_class(spec.kind, f"column {spec.name!r}")(
             spec, continuous, self.params.get(spec.name)) for spec in schema.features]
         self.spans: list[list[Block]] = []  # each column's blocks
@@ -59,12 +61,21 @@ class TableEncoding:
 
     @classmethod
     def fit(cls, frame, schema: TableSchema, continuous: str = "quantile", seed: int = 0,
-            fallback: dict | None = None, weights=None) -> "TableEncoding":
+            fallback: dict | None = None, weights=None, public="") -> "TableEncoding":
         """The encoding of ``schema``'s columns with the statistics of ``frame``'s rows; a numeric
         column without a value there takes its parameters from ``fallback`` (an encoding's
-        ``params``). Row ``weights`` (a dataset's) weight the label rates."""
+        ``params``). Row ``weights`` (a dataset's) weight the label rates. Inside
+        :func:`~aigc_engine.tables.private.private_encoding`, the private encoding of
+        :func:`~aigc_engine.tables.private.fit_private` (``public``: the columns taken as they are)."""
+        from .private import current_plan, fit_private
+
         if continuous not in CONTINUOUS_ENCODINGS:
             raise InputError(f"continuous encoding {continuous!r}: choose one of {', '.join(CONTINUOUS_ENCODINGS)}")
+        if current_plan() is not None:
+            if weights is not None:
+                raise InputError("a private run takes no row weights (a weight changes a row's sensitivity)")
+            schema, params, freq, private = fit_private(frame, schema, continuous, seed, current_plan(), public)
+            return cls(schema, continuous, params, freq, private)
         params = {}
         for spec in schema.features:
             column = kind_class(spec.kind, f"column {spec.name!r}")(spec, continuous)
@@ -84,7 +95,10 @@ class TableEncoding:
         observed ranges that decoding clips to: whatever it transforms still transforms, and
         decodes back unchanged) with its statistics fitted on ``frame``'s rows alone: the
         standardisation or modes of each numeric column and the label rates. A training split's
-        encoding, whose scales the held-out rows do not shape."""
+        encoding, whose scales the held-out rows do not shape. A private encoding is kept as it is
+        (its statistics are private for every row of the table, the held-out ones included)."""
+        if self.private is not None:
+            return self
         return TableEncoding.fit(frame, self.schema, self.continuous, seed, fallback=self.params, weights=weights)
 
     def describe(self) -> list[dict]:
@@ -97,6 +111,7 @@ class TableEncoding:
         missing = [s.name for s in self.schema.features if s.name not in frame.columns]
         if missing:
             raise InputError(f"the table lacks column {missing[0]!r}")
+        frame = self._released(frame)
         out = np.zeros((len(frame), self.width), dtype=np.float64)
         for column, span in zip(self.columns, self.spans):
             values = frame[column.spec.name]
@@ -114,7 +129,16 @@ class TableEncoding:
             raise InputError("the table has no label column")
         if spec.name not in frame.columns:
             raise InputError(f"the table lacks its label column {spec.name!r}")
+        frame = self._released(frame)
         return torch.from_numpy(category_ids(frame[spec.name], spec)).long()
+
+    def _released(self, frame):
+        """A private encoding: the values it did not release replaced by released ones."""
+        if self.private is None:
+            return frame
+        from .private import release_frame
+
+        return release_frame(frame, self.schema, self.private.get("public", []))
 
     def class_id(self, name: str) -> int:
         """The class id of a label value given by name (``--condition species=Gentoo``)."""
@@ -176,6 +200,8 @@ class TableEncoding:
                  "params": params}
         if self.label_freq is not None:
             state["label_freq"] = torch.tensor(self.label_freq, dtype=torch.float64)
+        if self.private is not None:
+            state["private"] = self.private
         return state
 
     @classmethod
@@ -186,7 +212,7 @@ class TableEncoding:
                   for name, p in state["params"].items()}
         freq = state.get("label_freq")
         return cls(TableSchema.from_json(state["schema"]), state["continuous"], params,
-                   freq.tolist() if freq is not None else None)
+                   freq.tolist() if freq is not None else None, state.get("private"))
 
     def __repr__(self) -> str:
         kinds = {}

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "plain", "value_hash"]
+__all__ = ["BlockRole", "Block", "ColumnSpec", "Profile", "ColumnKind", "Spend", "plain", "private_numbers",
+           "private_categories", "value_hash"]
 
 
 class BlockRole(str, enum.Enum):
@@ -142,7 +143,25 @@ class ColumnKind:
         """Labels of plot ticks at ``numbers`` (of :meth:`numbers`), or None: the numbers themselves."""
         return None
 
+    #: A private encoding (docs/privacy.md): the ``(Gaussian, thresholded)`` mechanisms that
+    #: :meth:`fit_private` runs on a column of this kind (each a histogram of sensitivity 1;
+    #: thresholded ones release categories and spend a delta each); None: no private fit (the
+    #: column must be declared public).
+    private_mechanisms: tuple[int, int] | None = None
+
+    @classmethod
+    def mechanisms(cls, spec: "ColumnSpec") -> tuple[int, int] | None:
+        """:attr:`private_mechanisms` of a column (a kind may count per column)."""
+        return cls.private_mechanisms
+
     # -- one fitted column --------------------------------------------------------------------
+    def fit_private(self, values, seed: int, spend: "Spend") -> dict | None:
+        """The statistics of the training ``values`` by the DP mechanisms of ``spend`` only: a
+        new ``spec`` (its categories, range and missing block released privately: every private
+        column has a missing block, whether or not the rows have missing values) and ``params``.
+        Sets both; returns ``params``."""
+        raise NotImplementedError
+
     def fit(self, values, seed: int = 0, fallback: dict | None = None) -> dict | None:
         """The statistics of the training ``values`` (a Series); ``fallback`` where they hold
         none. Sets and returns ``params``."""
@@ -174,6 +193,52 @@ class ColumnKind:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.name!r})"
+
+
+@dataclass
+class Spend:
+    """What a private encoding gives each column: the noise std of every histogram
+    (``noise_multiplier``, sensitivity 1 each), the release ``threshold`` of thresholded ones, the
+    rows of the table (public) and the noise ``generator``."""
+    noise_multiplier: float
+    threshold: float | None
+    rows: int
+    generator: object = None
+
+
+def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[float, float, np.ndarray, bool]:
+    """``(low, high, values, has_missing)`` of a numeric column's present values ``x`` (and its
+    ``missing`` cells), by two histograms of sensitivity 1: a range on public power-of-two bins
+    (``magnitude_range``) with one more bin for the missing cells (a row is in one bin:
+    ``has_missing`` when that bin's noisy count passes the release threshold), then the quantiles
+    at ``min(1000, rows)`` levels of a histogram on that range (bins: ``rows / (3 z)`` within
+    [8, 256], so a bin holds about three noise stds of rows; counts below one noise std dropped),
+    whose first and last are the range. ``values`` stand in for the rows where a numeric encoding
+    fits its parameters: post-processing."""
+    import torch
+
+    from ...privacy import histogram_quantiles, magnitude_range
+
+    z, t = spend.noise_multiplier, torch.from_numpy(np.asarray(x, dtype=np.float64))
+    lo, hi = magnitude_range(t, z, spend.generator)
+    bins = int(np.clip(spend.rows / (3 * z), 8, 256))
+    levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), 1e-9, 1 - 1e-9)
+    q = histogram_quantiles(t, levels.tolist(), lo, hi, z, bins, spend.generator, floor=z).numpy()
+    low, high = float(q[0]), float(q[-1])
+    if not high > low:
+        high = low + max(abs(low) * 1e-6, 1e-6)
+    noisy_missing = missing + float(torch.randn(1, generator=spend.generator, dtype=torch.float64)) * z
+    return low, high, q, noisy_missing > (spend.threshold if spend.threshold is not None else 5.0)
+
+
+def private_categories(values, spend: Spend) -> dict:
+    """``{category: noisy count}`` of the present ``values`` whose noisy count passes the
+    release threshold (``thresholded_histogram``): a category held by a handful of rows is never
+    among them."""
+    from ...privacy import thresholded_histogram
+
+    cells = [plain(v) for v in values.dropna().tolist()]
+    return thresholded_histogram(cells, spend.noise_multiplier, spend.threshold, spend.generator)
 
 
 def plain(value):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, plain
+from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, Spend, plain, private_categories
 
 __all__ = ["Categorical", "category_ids", "typed_categories", "MAX_NUMERIC_CATEGORIES"]
 
@@ -38,6 +38,19 @@ class Categorical(ColumnKind):
         return ColumnSpec(name=name, kind=cls.name, dtype=str(values.dtype), has_missing=bool(values.isna().any()),
                           categories=sorted(cells) if sortable else sorted(cells, key=str))
 
+    private_mechanisms = (1, 1)
+
+    def fit_private(self, values, seed: int, spend: Spend) -> None:
+        """The categories whose noisy count passes the release threshold, sorted; a value of
+        another (a rare one) encodes as the released category of the largest noisy count
+        (``details["fallback"]``: None, missing, when none is released). Missing cells are one
+        more category of the histogram: the column has a missing slot when theirs passes too
+        (else they encode as the fallback)."""
+        counts = private_categories(values.astype(object).where(values.notna(), "\0missing"), spend)
+        has_missing = counts.pop("\0missing", None) is not None or not counts  # no slot at all: the missing one
+        self.spec = released_categories(self.spec, counts, has_missing=has_missing)
+        return self.params
+
     def blocks(self, start: int) -> list[Block]:
         slots = list(self.spec.categories) + ([None] if self.spec.has_missing else [])
         return [Block(self.spec.name, self.name, start, start + len(slots), slots, role=BlockRole.ONE_HOT)]
@@ -52,6 +65,26 @@ class Categorical(ColumnKind):
 
     def typed(self, values: np.ndarray, absent: np.ndarray):
         return typed_categories(values, self.spec, absent)
+
+
+def released_categories(spec: ColumnSpec, counts: dict, has_missing: bool) -> ColumnSpec:
+    """``spec`` with the categories of ``counts`` (``{category: noisy count}``), sorted as
+    :meth:`Categorical.describe` sorts them, its fallback the one of the largest count."""
+    from dataclasses import replace
+
+    cells = list(counts)
+    cells = sorted(cells) if len({type(c) for c in cells}) == 1 else sorted(cells, key=str)
+    fallback = max(counts, key=counts.get) if counts else None
+    return replace(spec, categories=cells, has_missing=has_missing, details={**spec.details, "fallback": fallback})
+
+
+def release(values, spec: ColumnSpec):
+    """``values`` (a Series) with each value not among the released categories of ``spec`` (a
+    private encoding's) replaced by its fallback category."""
+    index = {_key(c) for c in spec.categories}
+    keep = [(a and spec.has_missing) or (not a and _key(v) in index)
+            for v, a in zip(values.tolist(), values.isna().to_numpy())]
+    return values.where(keep, spec.details.get("fallback"))
 
 
 def category_ids(values, spec: ColumnSpec) -> np.ndarray:

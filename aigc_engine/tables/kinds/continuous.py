@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from ...errors import InputError
-from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile
+from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, Spend, private_numbers
 
 __all__ = ["Continuous", "Scaling", "NUMERIC_ENCODINGS", "MAX_MODES", "MAX_QUANTILES", "MAX_DECIMALS"]
 
@@ -159,6 +159,31 @@ class Continuous(ColumnKind):
         x = values.dropna().to_numpy(dtype=np.float64)
         self.params = fallback if not len(x) and fallback is not None else self.scaling.fit(x, self.spec, seed)
         return self.params
+
+    private_mechanisms = (2, 0)
+
+    def fit_private(self, values, seed: int, spend: Spend) -> dict:
+        """The range and the numeric encoding's parameters from :func:`~.base.private_numbers`;
+        decimals from the range (four significant digits of its width: the rows' own are not
+        read)."""
+        from dataclasses import replace
+
+        present = values.dropna().to_numpy(dtype=np.float64)
+        low, high, stand_in, has_missing = private_numbers(present, spend, len(values) - len(present))
+        low, high = self.private_range(low, high)
+        places = int(max(0, 3 - np.floor(np.log10(high - low))))
+        has_missing = has_missing or self.name == "text"  # a text's missing cells have no number to fill
+        median = float(np.clip(np.median(stand_in), low, high))
+        fill = {} if has_missing else {"fill": round(median) if self.places == 0 else median}
+        self.spec = replace(self.spec, low=low, high=high, has_missing=has_missing,
+                            decimals=places,
+                            details={**self.spec.details, **fill})
+        self.params = self.scaling.fit(np.clip(stand_in, low, high), self.spec, seed)
+        return self.params
+
+    @staticmethod
+    def private_range(low: float, high: float) -> tuple[float, float]:
+        return low, high
 
     def blocks(self, start: int) -> list[Block]:
         out = [Block(self.spec.name, self.spec.kind, start, start + 1, role=BlockRole.VALUE)]

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from ...errors import InputError
-from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile
+from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, Spend, private_numbers
 from .continuous import NUMERIC_ENCODINGS
 
 __all__ = ["Datetime", "infer_format"]
@@ -115,6 +115,42 @@ class Datetime(ColumnKind):
             self._ranges()
         self.params = {f"{p}.{k}": v for p in self.parts
                        for k, v in self.scaling.fit(split[p], ranges[p], seed).items()}
+        return self.params
+
+    @classmethod
+    def mechanisms(cls, spec: ColumnSpec) -> tuple[int, int]:
+        """Two histograms of the day (its range, its quantiles), one of the time of day (on the
+        public range of a day)."""
+        d = spec.details
+        return (2 if d["date"] or not d["time"] else 0) + (1 if d["time"] else 0), 0
+
+    def fit_private(self, values, seed: int, spend: Spend) -> dict:
+        """The day's range and quantiles by :func:`~.base.private_numbers`; the time of day's
+        quantiles on [0, 86400) (public); the numeric encoding fitted on their stand-ins."""
+        from dataclasses import replace
+
+        from ...privacy import histogram_quantiles
+
+        import torch
+
+        d = self.spec.details
+        split = self._split(_nanoseconds(values.dropna(), d["format"], d["tz"]))
+        stand_in, ranges = {}, {"second": _Part(0.0, DAY - 1.0)}
+        if "day" in self.parts:
+            low, high, stand_in["day"], _ = private_numbers(split["day"], spend)
+            ranges["day"] = _Part(float(np.floor(low)), float(np.ceil(high)))
+        if "second" in self.parts:
+            levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), 1e-9, 1 - 1e-9).tolist()
+            bins = int(np.clip(spend.rows / (3 * spend.noise_multiplier), 8, 256))
+            stand_in["second"] = histogram_quantiles(torch.from_numpy(split["second"]), levels, 0.0, DAY - 1.0,
+                                                     spend.noise_multiplier, bins, spend.generator,
+                                                     floor=spend.noise_multiplier).numpy()
+        day = ranges.get("day", _Part(0.0, 0.0))
+        self.spec = replace(self.spec, low=day.low * DAY, high=day.high * DAY + (DAY - 1 if d["time"] else 0),
+                            has_missing=True, details={**d, "seconds": [0.0, DAY - 1.0]})
+        self.params = {f"{p}.{k}": v for p in self.parts
+                       for k, v in self.scaling.fit(np.clip(stand_in[p], ranges[p].low, ranges[p].high), ranges[p],
+                                                    seed).items()}
         return self.params
 
     def _part_params(self, part: str) -> dict:

@@ -33,6 +33,11 @@ class Integer(Continuous):
         return ColumnSpec(name=name, kind=cls.name, dtype=str(values.dtype), has_missing=bool(values.isna().any()),
                           low=float(profile.numbers.min()), high=float(profile.numbers.max()))
 
+    @staticmethod
+    def private_range(low: float, high: float) -> tuple[float, float]:
+        """Whole numbers: the range widened to them."""
+        return float(np.floor(low)), float(max(np.ceil(high), np.floor(low) + 1))
+
     @property
     def places(self) -> int:
         return 0

@@ -101,6 +101,20 @@ class Key(ColumnKind):
         self.params = {"hashes": sorted(float(h) for h in hashes)}
         return self.params
 
+    private_mechanisms = (0, 0)
+
+    def fit_private(self, values, seed: int, spend) -> None:
+        """Reads nothing: the keys of a private encoding count from 1 (``1, 2, ...``: integers
+        for an integer column, their digits for strings), none of the training keys' pattern,
+        range or hashes released (a made key may equal a training key: it says nothing of it)."""
+        from dataclasses import replace
+
+        pattern = {"pattern": "integer", "next": 1, "first": 1} if self.spec.details["pattern"] == "integer" else \
+            {"pattern": "sequence", "prefix": "", "suffix": "", "width": 0, "next": 1}
+        self.spec = replace(self.spec, details=pattern)
+        self.params = None
+        return None
+
     def blocks(self, start: int) -> list[Block]:
         return []
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, plain
+from .base import Block, BlockRole, ColumnKind, ColumnSpec, Profile, Spend, plain, private_categories
 from .categorical import typed_categories
 
 __all__ = ["ManyLevel", "MAX_LEVELS", "MIN_COUNT", "draw_rng"]
@@ -47,6 +47,21 @@ class ManyLevel(ColumnKind):
                           categories=[plain(v) for v in kept.index],
                           details={"pooled": [plain(v) for v in pooled.index], "counts": pooled.tolist(),
                                    "kept_counts": kept.tolist(), "min_count": MIN_COUNT})
+
+    private_mechanisms = (1, 1)
+
+    def fit_private(self, values, seed: int, spend: Spend) -> None:
+        """Levels and counts from one thresholded histogram: the :data:`MAX_LEVELS` of the
+        largest noisy counts kept, the other released ones pooled (with their noisy counts)."""
+        from dataclasses import replace
+
+        counts = private_categories(values, spend)
+        order = sorted(counts, key=lambda v: (-counts[v], str(v)))
+        kept, pooled = order[:MAX_LEVELS], order[MAX_LEVELS:]
+        self.spec = replace(self.spec, categories=kept, has_missing=True, details={
+            **self.spec.details, "pooled": pooled, "counts": [counts[v] for v in pooled],
+            "kept_counts": [counts[v] for v in kept]})
+        return self.params
 
     def blocks(self, start: int) -> list[Block]:
         slots = list(self.spec.categories) + ["(other)"] + ([None] if self.spec.has_missing else [])

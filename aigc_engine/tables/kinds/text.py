@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from ...errors import InputError
-from .base import ColumnSpec, Profile, value_hash
+from .base import ColumnSpec, Profile, Spend, private_categories, value_hash
 from .continuous import Continuous
 from .manylevel import MAX_LEVELS, MIN_COUNT, draw_rng
 
@@ -87,6 +87,24 @@ class Text(Continuous):
         if "words" in self.spec.details:
             hashes = {value_hash(str(v)) for v in values.dropna().unique()} | set((fallback or {}).get("hashes", []))
             params["hashes"] = sorted(float(h) for h in hashes)
+        self.params = params
+        return params
+
+    private_mechanisms = (3, 1)
+
+    def fit_private(self, values, seed: int, spend: Spend) -> dict:
+        """The lengths as a numeric column (two histograms); the pool of values from one
+        thresholded histogram of whole values (the :data:`POOL` of the largest noisy counts; a
+        value held by a handful of rows is never released). No words: a row's words would need
+        its contribution to a word histogram bounded. No value passing: the column decodes empty."""
+        from dataclasses import replace
+
+        params = dict(super().fit_private(self._lengths(values), seed, spend))
+        counts = private_categories(values.dropna().astype(str), spend)
+        pool = sorted(counts, key=lambda v: (-counts[v], v))[:POOL]
+        details = {k: v for k, v in self.spec.details.items() if k not in ("words", "word_counts")}
+        self.spec = replace(self.spec, decimals=0, details={**details, "pool": pool,
+                                                             "counts": [counts[v] for v in pool]})
         self.params = params
         return params
 

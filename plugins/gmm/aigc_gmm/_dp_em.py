@@ -109,7 +109,7 @@ def dp_em(x: torch.Tensor, n_components: int, iterations: int, bound: float, noi
     as in the private fit."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"DP-EM fits covariance_type in {COVARIANCE_TYPES}, got {covariance_type!r}")
-    x = clip(x.double().reshape(len(x), -1), bound)
+    x = clip(x.double().flatten(1), bound)
     init_generator = init_generator or torch.Generator().manual_seed(0)
     params = initial(n_components, x.shape[1], bound, init_generator, covariance_type)
     for _ in range(iterations):

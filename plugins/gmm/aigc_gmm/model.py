@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +67,7 @@ class GMMModel(Model):
     default_dataset = "ring8"
     defaults_by_kind = DEFAULTS
     takes_weights = True  # dataset.weights: every expectation of EM weighted (GaussianMixture.fit's sample_weight)
+    supports_privacy = True  # run.privacy: DP-EM (private_fit)
 
     def __init__(self, config: GMMConfig | None = None):
         super().__init__(config)
@@ -100,6 +102,8 @@ class GMMModel(Model):
         """Check the config and the data before the engine makes a run directory."""
         self.config = resolve_defaults(self.config, DEFAULTS, dataset)
         if private_fit.is_private(self.config):
+            warnings.warn("privacy_epsilon is deprecated: use --set privacy.epsilon=E (the encoding is then private "
+                          "too: docs/privacy.md)", FutureWarning, stacklevel=2)
             private_fit.check(self.config, dataset, self.name)
         gm = self.build()
         if self.config.missing == "marginalize" and getattr(dataset, "encoding", None) is None:
@@ -111,6 +115,11 @@ class GMMModel(Model):
         if self.config.fit == "online" and min(self.config.batch_size, len(dataset)) < gm.n_components:
             raise InputError(f"batch_size={self.config.batch_size} is less than n_components={gm.n_components}: "
                              "the first batch initialises the components")
+
+    def validate_privacy(self, dataset, budget) -> None:
+        """What DP-EM does not cover (``private_fit.check``), refused before the run starts."""
+        self.config = resolve_defaults(self.config, DEFAULTS, dataset)
+        private_fit.check(self.config, dataset, self.name, budget)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
@@ -126,13 +135,13 @@ class GMMModel(Model):
             raise InputError(f"n_components={gm.n_components} is more than the {len(dataset)} rows of "
                              f"dataset {dataset.name!r}")
         self.num_classes = self._conditional(dataset)
-        if private_fit.is_private(self.config):  # DP-EM: one mixture, or one per class, as _fit_groups
-            if dataset.encoding is not None and run.is_main_process:
-                print("aigc-engine: warning: privacy_epsilon covers the mixture's fit and the class rates; the "
-                      "table encoding's statistics (ranges, quantiles, categories) are not private yet "
-                      "(docs/privacy.md)", file=sys.stderr)
+        budget = getattr(run, "privacy", None)
+        if budget is not None or private_fit.is_private(self.config):  # DP-EM: one mixture or one per class
+            if budget is None and dataset.encoding is not None and run.is_main_process:
+                print("aigc-engine: warning: privacy_epsilon covers the mixture's fit and the class rates, not the "
+                      "table encoding: use --set privacy.epsilon=E (docs/privacy.md)", file=sys.stderr)
             self.classes, self.class_freq, self.privacy = private_fit.fit(self.config, dataset, self.num_classes,
-                                                                          run.seed, self.name)
+                                                                          run.seed, self.name, budget)
             self.gm, self.sample_shape = self.classes[0], tuple(dataset.shape[1:])
             return
         if self.num_classes or dataset.encoding is not None:
@@ -436,6 +445,7 @@ class BGMMModel(GMMModel):
     components left (``n_effective_components``) and pruned."""
 
     name = "bgmm"
+    supports_privacy = False  # no private fit (DP-EM is the gmm's)
     Config = BGMMConfig
 
     def __init__(self, config: BGMMConfig | None = None):

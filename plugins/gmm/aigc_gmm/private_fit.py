@@ -1,5 +1,6 @@
-"""The ``gmm`` model's private fit: the budget of its config spent on DP-EM (``_dp_em``) and,
-on a labelled table, on the class rates; what it spent is reported for summary.json.
+"""The ``gmm`` model's private fit: its budget (``run.privacy``, the fit's share of the run's
+``privacy.epsilon``; or, deprecated, its config's ``privacy_epsilon``) spent on DP-EM (``_dp_em``)
+and, on a labelled table, on the class rates; what it spent is reported for summary.json.
 
 The noise is drawn from a generator seeded by the operating system, never by the run's seed:
 that seed is written to config.json, and noise anyone can replay protects nothing. A private fit
@@ -19,15 +20,25 @@ from ._dp_em import COVARIANCE_TYPES, dp_em
 
 
 def is_private(config) -> bool:
-    """Whether ``config`` asks for a private fit (epsilon = inf is the non-private fit)."""
+    """Whether ``config`` asks for a private fit by the deprecated ``privacy_epsilon`` (epsilon =
+    inf is the non-private fit)."""
     eps = getattr(config, "privacy_epsilon", None)
     return eps is not None and math.isfinite(eps)
 
 
-def check(config, dataset, model: str) -> None:
-    """Refuse (InputError) what the private fit does not cover yet."""
+def config_budget(config, rows: int) -> PrivacyBudget:
+    """The budget of the deprecated ``privacy_epsilon`` / ``privacy_delta`` config fields."""
+    return PrivacyBudget(config.privacy_epsilon, config.privacy_delta).for_rows(rows)
+
+
+def check(config, dataset, model: str, budget: PrivacyBudget | None = None) -> None:
+    """Refuse (InputError) what the private fit does not cover yet; ``budget``: the engine's
+    (None: the config's)."""
     require_accounting()
-    PrivacyBudget(config.privacy_epsilon, config.privacy_delta).for_rows(len(dataset))
+    if budget is None:
+        config_budget(config, len(dataset))
+    elif is_private(config):
+        raise InputError("set privacy.epsilon (the run's budget) or the deprecated privacy_epsilon, not both")
     refusals = [
         (model != "gmm", f"{model} has no private fit yet (gmm has: DP-EM)"),
         (config.covariance_type not in COVARIANCE_TYPES, f"a private gmm fits covariance_type in {COVARIANCE_TYPES}"),
@@ -40,14 +51,15 @@ def check(config, dataset, model: str) -> None:
             raise InputError(why)
 
 
-def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm") -> tuple[list, Any, dict]:
+def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm",
+        budget: PrivacyBudget | None = None) -> tuple[list, Any, dict]:
     """DP-EM of one mixture, or one per class (the classes hold disjoint rows: their fits compose
     in parallel, at the cost of one fit) and the class rates from noisy counts (one more Gaussian
     mechanism). Returns the mixtures' parameters, the class rates (None without classes) and
     what was spent: ``privacy_epsilon``, ``privacy_delta``, ``privacy_accountant`` and the
     mechanism's settings."""
-    check(config, dataset, model)
-    budget = PrivacyBudget(config.privacy_epsilon, config.privacy_delta).for_rows(len(dataset))
+    check(config, dataset, model, budget)
+    budget = budget if budget is not None else config_budget(config, len(dataset))
     iterations = config.privacy_iterations
     # The class rates' noisy counts are one more Gaussian mechanism of the same multiplier: composed
     # with the iterations as the one event the multiplier was calibrated for (two events composed

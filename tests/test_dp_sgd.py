@@ -47,16 +47,18 @@ def train(dp: DPSGD, x: torch.Tensor, steps: int):
 
 
 # -- the accounting ------------------------------------------------------------------------------
-@pytest.mark.parametrize("epsilon,cross_check", [(1.0, True), (10.0, False)])
-def test_spent_epsilon_is_opacus_and_dp_accountings_and_within_the_budget(epsilon, cross_check):
+@pytest.mark.parametrize("epsilon,steps,cross_check", [
+    (1.0, 30, True), pytest.param(10.0, 400, False, marks=pytest.mark.slow)])
+def test_spent_epsilon_is_opacus_and_dp_accountings_and_within_the_budget(epsilon, steps, cross_check):
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
 
-    rows, batch, steps, delta = 200, 20, 30, 1e-4
+    rows, batch, delta = 200, 20, 1e-4
     dp = DPSGD(PrivacyBudget(epsilon, delta), rows, batch, steps)
     q = batch / rows
-    assert dp.noise_multiplier == get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=q,
-                                                       steps=steps, epsilon_tolerance=0.01)
+    if cross_check:  # (seconds at epsilon=10: its bisection passes through multipliers near 1)
+        assert dp.noise_multiplier == get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                                           sample_rate=q, steps=steps, epsilon_tolerance=0.01)
     train(dp, torch.randn(rows, 3), steps)
     spent = dp.spent()
     assert spent["steps"] == steps and spent["sample_rate"] == q and spent["delta"] == delta
@@ -64,7 +66,7 @@ def test_spent_epsilon_is_opacus_and_dp_accountings_and_within_the_budget(epsilo
     ref.history = [(dp.noise_multiplier, q, steps)]
     assert spent["epsilon"] == pytest.approx(ref.get_epsilon(delta), rel=1e-12)
     if cross_check:  # an independent implementation: dp-accounting's RDP accountant on opacus' orders
-        # (not at epsilon=10: at multipliers below 1 its series for the low orders take seconds not
+        # (not at epsilon=10: near a multiplier of 1 its series for the low orders take seconds not
         # to converge, and it drops them)
         assert spent["epsilon"] == pytest.approx(Accountant("rdp").subsampled_gaussian(dp.noise_multiplier, q, steps)
                                                  .epsilon(delta), rel=1e-3)

@@ -209,6 +209,8 @@ def test_private_fit_of_each_model_completes_within_its_budget(kind, table):
     ("diffusion", {"schedule": "learned", "weighting": "elbo"}, "schedule"),
 ])
 def test_what_a_private_fit_refuses(kind, values, match, table):
+    with pytest.raises(InputError, match=match):  # before a run directory (the engine's hook)
+        MODELS[kind](**values).validate_privacy(table, PrivacyBudget(1.0, 1e-5))
     with pytest.raises(InputError, match=match):
         MODELS[kind](**values).fit(table, private_run())
 

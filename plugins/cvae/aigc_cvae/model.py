@@ -151,6 +151,11 @@ class CVAE(Model):
         if len(parts["train"]) < 2:
             raise InputError(f"dataset {dataset.name!r} leaves {len(parts['train'])} training rows after the split")
 
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (train_k > 1, free bits), before the engine makes a run
+        directory."""
+        _private_config(self.config, self.resolve(dataset))
+
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
         c = self.resolved

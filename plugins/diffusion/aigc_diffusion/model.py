@@ -81,6 +81,13 @@ class Diffusion(Model):
         if c.batch_size > train:
             raise InputError(f"batch_size={c.batch_size} is more than the {train} training rows of dataset {dataset.name!r}")
 
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (a learned schedule), before the engine makes a run
+        directory."""
+        if self.config.schedule == "learned":
+            raise InputError("a private diffusion model cannot learn its schedule (its gradient is of the batch's "
+                             "squared loss): use schedule=cosine or linear")
+
     @property
     def schedule(self) -> Schedule | LearnedSchedule:
         """The schedule of sampling (a learned one: the EMA network's)."""
@@ -181,9 +188,7 @@ class Diffusion(Model):
         c = self.resolved
         if run.world_size > 1:
             raise InputError("a private fit runs on one process (DP-SGD here is not distributed)")
-        if c.schedule == "learned":
-            raise InputError("a private diffusion model cannot learn its schedule (its gradient is of the batch's "
-                             "squared loss): use schedule=cosine or linear")
+        self.validate_privacy(train, None)
         dp = DPSGD(budget, len(train), c.batch_size, c.steps, max_grad_norm=c.privacy_clip,
                    accountant=c.privacy_accountant, counts=bool(self.num_classes), device=run.device)
         self.class_freq = dp.class_frequencies(train.y, self.num_classes) if self.num_classes else None

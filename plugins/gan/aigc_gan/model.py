@@ -159,6 +159,11 @@ class GAN(Model):
         if c.batch_size % c.pack:
             raise InputError(f"batch_size={c.batch_size} must be a multiple of pack={c.pack}")
 
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (R1, packing, wgan, augmentation set by the user), before
+        the engine makes a run directory."""
+        _private_config(self.config, self.resolve(dataset))
+
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)

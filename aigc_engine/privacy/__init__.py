@@ -5,17 +5,19 @@ DP primitives the column kinds and the private fits call.
 (``budget``); :class:`Accountant` (dp-accounting's RDP or PLD accountant of composed Gaussian
 mechanisms, Poisson-subsampled ones for DP-SGD) and :func:`calibrate_noise` (``accountant``);
 the mechanisms ``gaussian_sum``, ``histogram_quantiles`` and ``thresholded_histogram``
-(``mechanisms``); :class:`DPSGD`, opacus' DP-SGD for the neural models, and :func:`budget_of`,
-a run's budget when it asks for a private fit (``dp_sgd``). dp-accounting and opacus are
-imported only when used, so that importing this package stays light.
+(``mechanisms``). dp-accounting is imported only when an accountant is used, so that importing
+this package stays light.
 """
 from __future__ import annotations
 
 from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
-from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus
 from .mechanisms import clip_rows, gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram
 
-__all__ = ["ACCOUNTANTS", "Accountant", "DPSGD", "PrivacyBudget", "SGD_ACCOUNTANTS", "budget_of",
-           "noise_multipliers", "reported", "require_opacus", "calibrate_noise", "clip_rows", "default_delta",
+__all__ = ["ACCOUNTANTS", "Accountant", "PrivacyBudget", "calibrate_noise", "clip_rows", "default_delta",
            "gaussian_sum", "histogram_quantiles", "release_threshold", "require_accounting", "thresholded_histogram"]
+
+# DP-SGD for the neural models, on opacus (imported when used): ``dp_sgd``
+from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus  # noqa: E402
+
+__all__ += ["DPSGD", "SGD_ACCOUNTANTS", "budget_of", "noise_multipliers", "reported", "require_opacus"]

@@ -10,14 +10,10 @@ this package stays light.
 """
 from __future__ import annotations
 
+from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus  # DP-SGD, opacus
 from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
 from .mechanisms import clip_rows, gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram
 
 __all__ = ["ACCOUNTANTS", "Accountant", "PrivacyBudget", "calibrate_noise", "clip_rows", "default_delta",
            "gaussian_sum", "histogram_quantiles", "release_threshold", "require_accounting", "thresholded_histogram"]
-
-# DP-SGD for the neural models, on opacus (imported when used): ``dp_sgd``
-from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus  # noqa: E402
-
-__all__ += ["DPSGD", "SGD_ACCOUNTANTS", "budget_of", "noise_multipliers", "reported", "require_opacus"]

@@ -396,8 +396,10 @@ class CVAE(Model):
         coverage where the data has modes; for labelled images the sample metrics."""
         c = self.resolved
         test = dataset.split(c.validation, c.test, seed=run.seed)["test"]
-        out: dict[str, float] = {"best_step": getattr(self, "best_step", 0),
-                                 "best_val_elbo": getattr(self, "best_val_elbo", float("nan")), **reported(self.privacy)}
+        out: dict[str, float] = {"best_step": getattr(self, "best_step", 0)}
+        if not self.privacy:  # a private fit has no held-out bound: it does not stop early
+            out["best_val_elbo"] = getattr(self, "best_val_elbo", float("nan"))
+        out.update(reported(self.privacy))
         if len(test):
             out.update(self.heldout_likelihoods(test))
         out.update(metrics.sample_metrics(self, dataset, run.device))

@@ -230,3 +230,19 @@ def test_no_budget_is_the_non_private_fit(kind, table):
         samples.append(model.sample(20))
         assert model.privacy == {}
     torch.testing.assert_close(samples[0], samples[1], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_the_prv_accountant_reports_opacus_own_and_keeps_the_budget():
+    from opacus.accountants import PRVAccountant
+
+    rows, batch, steps, delta = 300, 30, 50, 1e-5
+    dp = DPSGD(PrivacyBudget(1.0, delta), rows, batch, steps, accountant="prv", counts=True)
+    dp.class_frequencies(torch.arange(rows) % 3, 3)
+    train(dp, torch.randn(rows, 3), steps)
+    ref = PRVAccountant()
+    ref.history = [(dp.count_multiplier, 1.0, 1), (dp.noise_multiplier, batch / rows, steps)]
+    spent = dp.spent()
+    assert spent["accountant"].startswith("opacus.prv") and spent["steps"] == steps
+    assert spent["epsilon"] == pytest.approx(ref.get_epsilon(delta), rel=1e-9)
+    assert 0.98 <= spent["epsilon"] <= 1.0

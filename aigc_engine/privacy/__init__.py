@@ -11,6 +11,7 @@ this package stays light.
 """
 from __future__ import annotations
 
+from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus  # DP-SGD, opacus
 from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
 from .budget import PRIVACY_PREFIX, PrivacyRequest, privacy_request, split_privacy_keys

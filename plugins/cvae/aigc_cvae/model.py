@@ -12,6 +12,7 @@ import torch
 
 from aigc_engine import InputError, Model, Run, class_frequencies, conditional_classes, metrics, neural, sample_labels
 from aigc_engine.config import data_kind, option, resolve_defaults
+from aigc_engine.privacy import DPSGD, PrivacyBudget, budget_of, reported
 from aigc_engine.tables import layout_from_json, layout_to_json
 
 from . import likelihoods
@@ -66,6 +67,8 @@ class CVAEConfig:
     sample_mean: bool = option(False, help="sample the decoder's mean instead of a draw")
     log_every: int = option(50, help="steps per logged row", ge=1)
     checkpoint_every: int = option(1000, help="steps per checkpoint", ge=1)
+    privacy_clip: float = option(1.0, help="a private run's bound on each row's gradient (DP-SGD)", gt=0)
+    privacy_accountant: Literal["rdp", "prv"] = option("rdp", help="a private run's accountant (opacus')")
 
 
 def _check_bound(c: CVAEConfig) -> None:
@@ -85,10 +88,12 @@ class CVAE(Model):
     Config = CVAEConfig
     default_dataset = "digits"
     defaults_by_kind = DEFAULTS
+    supports_privacy = True  # run.privacy: DP-SGD on the encoder and decoder (docs/privacy.md)
 
     def __init__(self, config: CVAEConfig | None = None):
         super().__init__(config)
         _check_bound(self.config)
+        self.privacy: dict[str, Any] = {}  # what a private fit spent (summary.json)
         self.net: CVAENet | None = None
         self.resolved: CVAEConfig | None = None
         self.num_classes = 0
@@ -146,11 +151,19 @@ class CVAE(Model):
         if len(parts["train"]) < 2:
             raise InputError(f"dataset {dataset.name!r} leaves {len(parts['train'])} training rows after the split")
 
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (train_k > 1, free bits), before the engine makes a run
+        directory."""
+        _private_config(self.config, self.resolve(dataset))
+
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
         c = self.resolved
         parts = dataset.split(c.validation, c.test, seed=run.seed)
         train, val = parts["train"], parts["validation"]
+        budget = budget_of(run)
+        if budget is not None:
+            return self._fit_private(train, run, budget)
         self.class_freq = class_frequencies(train, self.num_classes)
         self.net = self._build().to(run.device)
         net = run.wrap(self.net)
@@ -199,6 +212,47 @@ class CVAE(Model):
         if best["weights"]:  # the best held-out bound's weights
             self.net.load_state_dict(best["weights"])
         self.best_step, self.best_val_elbo = int(best["step"]), float(best["elbo"])
+        self.net.eval()
+
+    def _fit_private(self, train, run: Run, budget: PrivacyBudget) -> None:
+        """DP-SGD (``aigc_engine.privacy.DPSGD``, on opacus) on the whole network (encoder, decoder
+        and prior all see the training rows): a Poisson sample of the training rows per step, each
+        row's ELBO gradient clipped, their sum noised, for the planned ``steps``: no early
+        stopping (the held-out bound would read the validation rows; its best step would be one
+        more release). The class rates are noisy counts in the same budget."""
+        if run.world_size > 1:
+            raise InputError("a private fit runs on one process (DP-SGD here is not distributed)")
+        c = self.resolved = _private_config(self.config, self.resolved)
+        batch = min(c.batch_size, len(train))
+        dp = DPSGD(budget, len(train), batch, c.steps, max_grad_norm=c.privacy_clip, accountant=c.privacy_accountant,
+                   counts=bool(self.num_classes), device=run.device)
+        self.class_freq = dp.class_frequencies(train.y, self.num_classes) if self.num_classes else None
+        self.net = self._build().to(run.device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, fused=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if c.lr_schedule == "constant" else
+                                                  0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
+        net, opt = dp.make_private(self.net, opt)
+        x_all = train.x.to(run.device)
+        y_all = train.y.to(run.device) if self.num_classes else None
+        loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "privacy": dp},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="CVAE (DP-SGD)")
+        for step in loop:
+            rows = dp.batch().to(run.device)
+            if len(rows):
+                y = y_all[rows] if y_all is not None else None
+                rec, kl = net(x_all[rows], y, noise=run.randn(len(rows), c.latent_dim))
+                beta = c.beta * min(1.0, step / c.kl_warmup) if c.kl_warmup else c.beta
+                loss = -(rec.mean() - beta * kl.sum(1).mean())  # the mean of the rows' own losses
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loop.log(recon=-rec.mean(), kl=kl.sum(1).mean(), elbo=(rec - kl.sum(1)).mean(), beta=beta)
+            else:  # an empty sample: the noise alone
+                dp.noise_step(net, opt)
+            sched.step()
+        dp.close()
+        self.privacy = dp.spent()
+        self.best_step, self.best_val_elbo = c.steps, float("nan")
         self.net.eval()
 
     @torch.no_grad()
@@ -342,8 +396,10 @@ class CVAE(Model):
         coverage where the data has modes; for labelled images the sample metrics."""
         c = self.resolved
         test = dataset.split(c.validation, c.test, seed=run.seed)["test"]
-        out: dict[str, float] = {"best_step": getattr(self, "best_step", 0),
-                                 "best_val_elbo": getattr(self, "best_val_elbo", float("nan"))}
+        out: dict[str, float] = {"best_step": getattr(self, "best_step", 0)}
+        if not self.privacy:  # a private fit has no held-out bound: it does not stop early
+            out["best_val_elbo"] = getattr(self, "best_val_elbo", float("nan"))
+        out.update(reported(self.privacy))
         if len(test):
             out.update(self.heldout_likelihoods(test))
         out.update(metrics.sample_metrics(self, dataset, run.device))
@@ -405,7 +461,8 @@ class CVAE(Model):
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.shape),
                 "num_classes": self.num_classes, "class_freq": self.class_freq, "levels": self.levels,
                 "decoder": self.decoder, "blocks": layout_to_json(self.blocks), "net": net.state_dict(),
-                "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0)}
+                "best_step": getattr(self, "best_step", 0), "best_val_elbo": getattr(self, "best_val_elbo", 0.0),
+                **({"privacy": self.privacy} if self.privacy else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with neural.reading_state("cvae"):
@@ -418,6 +475,18 @@ class CVAE(Model):
             net.load_state_dict(state["net"])
         self.net = net.eval()
         self.best_step, self.best_val_elbo = int(state.get("best_step", 0)), float(state.get("best_val_elbo", 0.0))
+        self.privacy = dict(state.get("privacy") or {})
+
+
+def _private_config(given: CVAEConfig, c: CVAEConfig) -> CVAEConfig:
+    """``c`` (the resolved config) for a private fit: the ELBO with one draw of z per row (the IWAE
+    bound's draws would each be a "row" to opacus) and no free bits (a clamp over the batch
+    couples the rows' gradients); what the user set against that is an InputError."""
+    if given.train_k not in (None, 1):
+        raise InputError("a private cvae trains the ELBO: leave train_k unset or set it to 1")
+    if c.free_bits:
+        raise InputError("a private cvae cannot use free_bits (a clamp of the batch's mean KL couples the rows)")
+    return dataclasses.replace(c, train_k=1)
 
 
 def _log_mean_exp(w: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,8 @@ class DiffusionConfig:
     log_every: int = option(50, help="steps per logged row", ge=1)
     checkpoint_every: int = option(1000, help="steps per checkpoint", ge=1)
     snapshots: int = option(8, help="sample snapshots over training, for progress.png", ge=0)
+    privacy_clip: float = option(1.0, help="a private run's bound on each row's gradient (DP-SGD)", gt=0)
+    privacy_accountant: Literal["rdp", "prv"] = option("rdp", help="a private run's accountant (opacus')")
 
 
 def check_pairs(c: DiffusionConfig) -> None:

@@ -15,6 +15,7 @@ import torch
 from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
                          sample_labels)
 from aigc_engine.config import data_kind
+from aigc_engine.privacy import DPSGD, PrivacyBudget, budget_of, reported
 
 from . import likelihoods
 from .config import DEFAULTS, DiffusionConfig, check_pairs, resolved
@@ -36,10 +37,12 @@ class Diffusion(Model):
     Config = DiffusionConfig
     default_dataset = "ring8"
     defaults_by_kind = DEFAULTS  # what ``aigc-engine models`` lists; resolved at fit (``config.resolved``)
+    supports_privacy = True  # run.privacy: DP-SGD on the denoiser (docs/privacy.md)
 
     def __init__(self, config: DiffusionConfig | None = None):
         super().__init__(config)
         check_pairs(self.config)
+        self.privacy: dict[str, Any] = {}  # what a private fit spent (summary.json)
         self.net: torch.nn.Module | None = None
         self.ema: EMA | None = None
         self.num_classes = 0
@@ -86,6 +89,13 @@ class Diffusion(Model):
                              f"{dataset.name!r}: set validation=0 (no early stopping) or a larger fraction")
         if c.batch_size > train:
             raise InputError(f"batch_size={c.batch_size} is more than the {train} training rows of dataset {dataset.name!r}")
+
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (a learned schedule), before the engine makes a run
+        directory."""
+        if self.config.schedule == "learned":
+            raise InputError("a private diffusion model cannot learn its schedule (its gradient is of the batch's "
+                             "squared loss): use schedule=cosine or linear")
 
     @property
     def schedule(self) -> Schedule | LearnedSchedule:
@@ -177,6 +187,9 @@ class Diffusion(Model):
         self.num_classes = conditional_classes(dataset, c.conditional)
         parts = dataset.split(c.validation, c.test, seed=run.seed) if c.validation or c.test else {"train": dataset}
         train, val = parts["train"], parts["validation"] if c.validation else None
+        budget = budget_of(run)
+        if budget is not None:  # no early stopping: the held-out loss would read rows outside the accounting
+            return self._fit_private(train, dataset, run, budget)
         self.class_freq = class_frequencies(train, self.num_classes)
         self.scale = neural.data_scale(train.x, c.standardize and not dataset.is_image)
         self.levels = dataset.levels if dataset.is_image else 0
@@ -220,6 +233,74 @@ class Diffusion(Model):
         self.best_step, self.best_val_loss = stopping.step, stopping.best
         self.net.eval()
         self.ema.module.eval()
+
+    # -- the private fit (docs/privacy.md) ------------------------------------------------------
+    def _fit_private(self, train, dataset, run: Run, budget: PrivacyBudget) -> None:
+        """DP-SGD (``aigc_engine.privacy.DPSGD``, on opacus) on the denoiser, the one network that
+        reads the training rows: a Poisson sample of them per step, each row's denoising loss
+        (its own log-SNR and noise, drawn independently: no stratification over the batch)
+        clipped, their sum noised. The EMA of the weights is post-processing; the class rates
+        are noisy counts in the same budget; points are trained in their own scale."""
+        c = self.resolved
+        if run.world_size > 1:
+            raise InputError("a private fit runs on one process (DP-SGD here is not distributed)")
+        self.validate_privacy(train, None)
+        dp = DPSGD(budget, len(train), c.batch_size, c.steps, max_grad_norm=c.privacy_clip,
+                   accountant=c.privacy_accountant, counts=bool(self.num_classes), device=run.device)
+        self.class_freq = dp.class_frequencies(train.y, self.num_classes) if self.num_classes else None
+        self.scale, self.levels = 1.0, dataset.levels if dataset.is_image else 0
+        self.net = self._build(self.data_shape, self.num_classes, c).to(run.device)
+        self.ema = EMA(self.net, c.ema_decay, warmup=True)
+        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / max(1, c.warmup)) * 0.5 * (
+            1 + math.cos(math.pi * min(i, c.steps) / c.steps)))
+        net, opt = dp.make_private(self.net, opt)
+        x_all = train.x.to(run.device)
+        y_all = train.y.to(run.device) if self.num_classes else None
+        self.snapshots = neural.new_snapshots()
+        loop = run.loop(c.steps, {"net": net, "opt": opt, "sched": sched, "ema": self.ema, "snapshots": self.snapshots,
+                                  "privacy": dp}, log_every=c.log_every, checkpoint_every=c.checkpoint_every,
+                        desc="diffusion (DP-SGD)")
+        for step in loop:
+            rows = dp.batch().to(run.device)
+            if len(rows):
+                loss = self._private_loss(net, x_all[rows], y_all[rows] if y_all is not None else None, run)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loop.log(loss=loss)
+            else:  # an empty sample: the noise alone
+                dp.noise_step(net, opt)
+            sched.step()
+            self.ema.update(self.net)
+            if c.snapshots and neural.snapshot_due(step, c.steps, c.snapshots):
+                neural.take_snapshot(self.snapshots, step, self.ema.module, lambda: self._fixed_noise_samples(run.seed))
+        dp.close()
+        self.privacy = dp.spent()
+        self.net.eval()
+        self.ema.module.eval()
+
+    def _private_loss(self, net, x: torch.Tensor, y: torch.Tensor | None, run: Run) -> torch.Tensor:
+        """The denoising loss of :meth:`_loss` (fixed schedules) with each row's log-SNR drawn on
+        its own, as a mean of the rows' own losses."""
+        c, n = self.resolved, len(x)
+        u = run.rand(n)
+        if c.weighting == "elbo":
+            lam, weight = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u, c.logsnr_max - c.logsnr_min
+        else:
+            lam = self.schedule(u)
+        a, s = alpha_sigma(lam)
+        shape = (n, *([1] * (x.dim() - 1)))
+        eps = run.randn(n, *x.shape[1:]).to(x.dtype)
+        z = a.view(shape) * x + s.view(shape) * eps
+        if y is not None and c.label_dropout > 0:
+            y = torch.where(run.rand(n) < c.label_dropout, torch.full_like(y, self.num_classes), y)
+        out = net(z, lam, y).float()
+        if c.weighting == "elbo":
+            eps_hat = out if c.target == "eps" else s.view(shape) * z + a.view(shape) * out
+            return (0.5 * weight * (eps - eps_hat).flatten(1).pow(2).sum(1)).mean()
+        truth = eps if c.target == "eps" else a.view(shape) * eps - s.view(shape) * x
+        return (truth - out).pow(2).flatten(1).mean(1).mean()
 
     def _fixed_noise_samples(self, seed: int) -> torch.Tensor:
         """Samples of the EMA network from one fixed noise (a private generator: the run's random
@@ -377,6 +458,7 @@ class Diffusion(Model):
             labels = torch.arange(self.num_classes).repeat_interleave(200)
             out.update(metrics.image_metrics(dataset, self.sample(len(labels), condition=labels), labels,
                                              device=run.device))
+        out.update(reported(self.privacy))  # a private fit's spend: privacy_epsilon, ...
         return out
 
     def figures(self, dataset) -> dict[str, Any]:
@@ -416,7 +498,8 @@ class Diffusion(Model):
         self._fitted()
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
                 "levels": self.levels, "num_classes": self.num_classes, "class_freq": self.class_freq,
-                "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
+                "ema": self.ema.module.state_dict(), "snapshots": self.snapshots,
+                **({"privacy": self.privacy} if self.privacy else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with neural.reading_state("diffusion"):
@@ -431,6 +514,7 @@ class Diffusion(Model):
         self.net = net.eval()
         self.ema = neural.loaded_ema(net, self.resolved.ema_decay)
         self.snapshots = state.get("snapshots") or {}
+        self.privacy = dict(state.get("privacy") or {})
 
 
 def _scatter_frames(steps: list[int], frames: list[torch.Tensor], path, title: str) -> None:

@@ -10,6 +10,7 @@ import torch
 from aigc_engine import (EMA, InputError, Model, Run, class_frequencies, conditional_classes, fabric, metrics, neural,
                          ops, sample_labels)
 from aigc_engine.config import data_kind, option, resolve_defaults
+from aigc_engine.privacy import DPSGD, PrivacyBudget, budget_of, reported
 
 from aigc_engine.tables import layout_from_json, layout_to_json, table_outputs
 
@@ -66,6 +67,8 @@ class GANConfig:
     log_every: int = option(50, help="steps per logged row", ge=1)
     checkpoint_every: int = option(1000, help="steps per checkpoint", ge=1)
     snapshots: int = option(8, help="sample snapshots over training, for progress.png", ge=0)
+    privacy_clip: float = option(1.0, help="a private run's bound on each row's gradient of D (DP-SGD)", gt=0)
+    privacy_accountant: Literal["rdp", "prv"] = option("rdp", help="a private run's accountant (opacus')")
 
 
 def translate(x: torch.Tensor, shift: int = 1) -> torch.Tensor:
@@ -102,9 +105,11 @@ class GAN(Model):
     Config = GANConfig
     default_dataset = "ring8"
     defaults_by_kind = DEFAULTS
+    supports_privacy = True  # run.privacy: DP-SGD on the discriminator (docs/privacy.md)
 
     def __init__(self, config: GANConfig | None = None):
         super().__init__(config)
+        self.privacy: dict[str, Any] = {}  # what a private fit spent (summary.json)
         self.netG: Generator | None = None
         self.ema: EMA | None = None
         self.num_classes = 0
@@ -154,10 +159,18 @@ class GAN(Model):
         if c.batch_size % c.pack:
             raise InputError(f"batch_size={c.batch_size} must be a multiple of pack={c.pack}")
 
+    def validate_privacy(self, dataset, budget) -> None:
+        """What a private fit refuses (R1, packing, wgan, augmentation set by the user), before
+        the engine makes a run directory."""
+        _private_config(self.config, self.resolve(dataset))
+
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset, run: Run) -> None:
         self.validate(dataset)
         c = self.resolved = self.resolve(dataset)
+        budget = budget_of(run)
+        if budget is not None:
+            return self._fit_private(dataset, run, budget)
         netD = self._setup(dataset, run)
         netG, netD = run.wrap(self.netG), run.wrap(netD)
         optG, optD, schedG, schedD = _optimizers(netG, netD, c)
@@ -191,6 +204,83 @@ class GAN(Model):
         self._recompute_batch_norm(c.batch_size, run.device, run.seed)
         self.netG.eval()
         self.ema.module.eval()
+
+    # -- the private fit (docs/privacy.md) ------------------------------------------------------
+    def _fit_private(self, dataset, run: Run, budget: PrivacyBudget) -> None:
+        """DP-SGD (``aigc_engine.privacy.DPSGD``, on opacus) on the discriminator alone, the one
+        network that reads the training rows: each D step is a Poisson sample of the rows, each row
+        paired with one fake (its per-sample gradient is the row's loss's plus its fake's, clipped
+        together), the clipped sum noised. The generator's steps read only the D those steps
+        released and fresh noise: post-processing, they spend nothing (the DP-GAN argument, Xie
+        et al. 2018). The class rates G is sampled with are noisy counts in the same budget;
+        points are trained in their own scale (their std is not read)."""
+        if run.world_size > 1:
+            raise InputError("a private fit runs on one process (DP-SGD here is not distributed)")
+        c = self.resolved = _private_config(self.config, self.resolved)
+        netD = self._setup(dataset, run).to(run.device)
+        self.scale = 1.0
+        dp = DPSGD(budget, len(dataset), c.batch_size, c.steps * c.n_critic, max_grad_norm=c.privacy_clip,
+                   accountant=c.privacy_accountant, counts=bool(self.num_classes), device=run.device)
+        if self.num_classes:
+            self.class_freq = dp.class_frequencies(dataset.y, self.num_classes)
+        optG, optD, schedG, schedD = _optimizers(self.netG, netD, c)
+        netD, optD = dp.make_private(netD, optD)
+        data = (dataset.x.to(run.device), dataset.y.to(run.device) if self.num_classes else None)
+        fixed_z = torch.randn(512, c.z_dim, generator=torch.Generator().manual_seed(run.seed)).to(run.device)
+        fixed_y = self._fixed_labels(len(fixed_z), run.device)
+        self.snapshots = neural.new_snapshots()
+        loop = run.loop(c.steps, {"netG": self.netG, "netD": netD, "optG": optG, "optD": optD, "schedG": schedG,
+                                  "schedD": schedD, "ema": self.ema, "snapshots": self.snapshots, "privacy": dp},
+                        log_every=c.log_every, checkpoint_every=c.checkpoint_every, desc="GAN (DP-SGD)")
+        for step in loop:
+            for _ in range(c.n_critic):
+                loss_d = self._private_critic_step(netD, optD, dp, data, run)
+            loss_g = self._private_generator_step(netD, optG, run)
+            schedG.step()
+            schedD.step()
+            self.ema.update(self.netG)
+            loop.log(loss_d=loss_d, loss_g=loss_g)
+            if neural.snapshot_due(step, c.steps, c.snapshots):
+                neural.take_snapshot(self.snapshots, step, self.ema.module, lambda: self._outputs(
+                    self.ema.module(fixed_z, fixed_y).float(), hard=True).cpu())
+        dp.close()
+        self.privacy = dp.spent()
+        self._recompute_batch_norm(c.batch_size, run.device, run.seed)
+        self.netG.eval()
+        self.ema.module.eval()
+
+    def _private_critic_step(self, netD, optD, dp: DPSGD, data, run: Run) -> torch.Tensor:
+        """One private D step on a Poisson sample of the rows (an empty one: the noise alone)."""
+        c = self.resolved
+        rows = dp.batch().to(run.device)
+        if not len(rows):
+            dp.noise_step(netD, optD)
+            return torch.zeros((), device=run.device)
+        x, y = data[0][rows], data[1][rows] if data[1] is not None else None
+        with torch.no_grad():
+            fake = self._outputs(self.netG(run.randn(len(rows), c.z_dim), y).float(), hard=False)
+        loss_d = ops.gan_d_loss(netD(x, y).float(), netD(fake, y).float(), c.loss)
+        optD.zero_grad(set_to_none=True)
+        loss_d.backward()
+        optD.step()
+        return loss_d.detach()
+
+    def _private_generator_step(self, netD, optG, run: Run) -> torch.Tensor:
+        """One G step on a fresh fake batch of the expected size against the released D (its
+        per-sample hooks off: nothing of D is trained here)."""
+        c = self.resolved
+        y = torch.multinomial(self.class_freq.float(), c.batch_size, replacement=True).to(run.device) \
+            if self.num_classes else None
+        fake = self._outputs(self.netG(run.randn(c.batch_size, c.z_dim), y).float(), hard=False)
+        netD.disable_hooks()
+        try:
+            loss_g = ops.gan_g_loss(netD(fake, y).float(), c.loss)
+            optG.zero_grad(set_to_none=True)
+            loss_g.backward(inputs=list(self.netG.parameters()))
+        finally:
+            netD.enable_hooks()
+        optG.step()
+        return loss_g.detach()
 
     def _setup(self, dataset, run: Run) -> Discriminator:
         """What training needs of the data (its shape, classes, blocks and scale), the generator
@@ -303,8 +393,8 @@ class GAN(Model):
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, dataset, run: Run) -> dict[str, float]:
         """Mode coverage (datasets with known modes: 2500 samples); for labelled images the judge's
-        metrics of class-conditional samples."""
-        return metrics.sample_metrics(self, dataset, run.device)
+        metrics of class-conditional samples; a private fit's spend (``privacy_epsilon``, ...)."""
+        return {**metrics.sample_metrics(self, dataset, run.device), **reported(self.privacy)}
 
     def figures(self, dataset) -> dict[str, Any]:
         """``progress.png``: samples from one fixed z over training."""
@@ -319,7 +409,8 @@ class GAN(Model):
         return {"config": dataclasses.asdict(self.resolved), "data_shape": list(self.data_shape), "scale": self.scale,
                 "blocks": layout_to_json(self.blocks),
                 "num_classes": self.num_classes, "class_freq": self.class_freq,
-                "ema": self.ema.module.state_dict(), "snapshots": self.snapshots}
+                "ema": self.ema.module.state_dict(), "snapshots": self.snapshots,
+                **({"privacy": self.privacy} if self.privacy else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with neural.reading_state("gan"):
@@ -336,6 +427,24 @@ class GAN(Model):
         self.netG = netG.eval()
         self.ema = neural.loaded_ema(netG, self.resolved.ema_decay)
         self.snapshots = state.get("snapshots") or {}
+        self.privacy = dict(state.get("privacy") or {})
+
+
+def _private_config(given: GANConfig, c: GANConfig) -> GANConfig:
+    """``c`` (the resolved config) for a private fit: no R1 penalty, no packing, no mixed
+    precision; what the user set against that is an InputError."""
+    refusals = [
+        (given.r1_gamma not in (None, 0), "a private gan trains D without the R1 penalty (a gradient of each row's "
+                                          "gradient): leave r1_gamma unset or set it to 0"),
+        (c.loss == "wgan", "a private gan cannot use loss=wgan (its gradient penalty mixes real and fake rows): "
+                           "use ns, hinge or lsgan"),
+        (given.pack not in (None, 1), "a private gan judges rows one at a time: leave pack unset or set it to 1"),
+        (bool(given.augment), "a private gan does not augment images (augment=false)"),
+    ]
+    for refused, why in refusals:
+        if refused:
+            raise InputError(why)
+    return dataclasses.replace(c, r1_gamma=0.0, pack=1, amp=False, augment=False)
 
 
 def gradient_penalty(netD, real: torch.Tensor, fake: torch.Tensor, y, eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -314,6 +314,6 @@ def test_the_default_batch_fits_a_small_table():
 
     rng = np.random.default_rng(0)
     table = read_table(pd.DataFrame({"a": rng.normal(size=120), "b": rng.choice(["x", "y"], 120)}))
-    assert resolved(DiffusionConfig(), table).batch_size == 108  # its 90% training rows, not 256
+    assert resolved(DiffusionConfig(), table).batch_size == 96  # its 80% training rows (10% validation, 10% test), not 256
     assert resolved(DiffusionConfig(batch_size=64), table).batch_size == 64
     assert resolved(DiffusionConfig(), "points").batch_size == 256

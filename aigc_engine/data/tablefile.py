@@ -55,16 +55,7 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
         raise InputError(f"cannot read {Path(str(path)).name}: {err}") from None
     label = _column_name(label_column, list(frame.columns))
     weight = _column_name(weight_column, list(frame.columns))
-    weights, ignored = None, ignore
-    if weight is not None:
-        if weight not in frame.columns:
-            raise InputError(f"weight_column: no column {weight!r} in the table (columns: "
-                             f"{', '.join(map(str, frame.columns))})")
-        if weight == label:
-            raise InputError(f"column {weight!r} cannot be both the label and the weight column")
-        weights = _weights(frame[weight], weight)
-        names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
-        ignored = [n for n in names if n and n != weight] + [weight]
+    weights, ignored = _weight_column(frame, weight, label, ignore)
     schema = detect_schema(frame, label, ignore=ignored, kinds=kinds, name=name, **forced)
     if weight is not None:  # row weights describe the real rows, not a column of the synthetic ones
         schema.columns.remove(weight)
@@ -91,6 +82,20 @@ def read_table(path: Path, label_column: str | int | None = None, *, ignore: str
     classes = fitted.schema.class_names  # a private encoding's: the classes it released
     return Dataset(fitted.transform(frame), y, len(classes) if y is not None else None, name,
                    options, classes, encoding=fitted, weights=weights)
+
+
+def _weight_column(frame, weight: str | None, label: str | None, ignore):
+    """The row weights of column ``weight`` (None without one) and the columns ignored: ``ignore``
+    and the weight column, which describes the real rows and is not modelled."""
+    if weight is None:
+        return None, ignore
+    if weight not in frame.columns:
+        raise InputError(f"weight_column: no column {weight!r} in the table (columns: "
+                         f"{', '.join(map(str, frame.columns))})")
+    if weight == label:
+        raise InputError(f"column {weight!r} cannot be both the label and the weight column")
+    names = [n.strip() for n in ignore.split(",")] if isinstance(ignore, str) else [str(n) for n in ignore]
+    return _weights(frame[weight], weight), [n for n in names if n and n != weight] + [weight]
 
 
 def _table(source, delimiter: str, decimal: str, thousands: str, encoding: str):

@@ -203,12 +203,14 @@ def test_no_rare_text_is_released():
 
 
 def test_texts_whose_words_are_all_training_values_decode():
-    """Order ids without spaces, each held by 5 rows: every frequent word is a training value,
-    so a one-word text is always one (the draws never ended); words are added until it is not."""
+    """Order ids without spaces, each held by 5 rows, are many-level; forced to be text, every
+    frequent word is a training value, so a one-word text is always one (the draws never
+    ended); words are added until it is not."""
     ids = pd.DataFrame({"t": [f"2015-{i:06d}" for i in range(8) for _ in range(5)] +
                              [f"2015-{i:06d}" for i in range(8, 300)]})
+    assert detect_schema(ids).features[0].kind == "many_level"
     with pytest.warns(UserWarning, match=r"written as words found in >= 5 rows \(8\)"):
-        schema = detect_schema(ids)
+        schema = detect_schema(ids, text="t")
     enc = TableEncoding.fit(ids, schema)
     back = enc.decode(enc.transform(ids))["t"]
     assert not back.isin(ids["t"]).any() and back.str.split().map(len).min() >= 2

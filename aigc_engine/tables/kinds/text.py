@@ -1,6 +1,8 @@
 """The ``text`` kind: long, mostly distinct strings (a comment, a job title, a tweet): more than
 :data:`~.manylevel.MAX_LEVELS` distinct values that are on average longer than
-:data:`LONG` characters or distinct in more than half the rows; forced with ``dataset.text=a,b``.
+:data:`LONG` characters, or distinct in more than half the rows with a space in at least half
+of them (single words that mostly differ, an order id that repeats, are ``many_level``); forced
+with ``dataset.text=a,b``.
 
 Not one-hot: a text is modelled by its length (a value block in the table's numeric encoding,
 and the missing block of a column with missing values), and decoded to a value drawn from the
@@ -40,8 +42,11 @@ class Text(Continuous):
     def detects(cls, profile: Profile) -> bool:
         if profile.numeric or profile.distinct <= MAX_LEVELS:
             return False
-        lengths = profile.present.astype(str).str.len()
-        return lengths.mean() > LONG or profile.distinct > len(profile.present) / 2
+        text = profile.present.astype(str)
+        if text.str.len().mean() > LONG:
+            return True
+        # mostly distinct words (an order id that repeats) are many-level: a text has words
+        return profile.distinct > len(text) / 2 and text.str.contains(r"\s").mean() >= 0.5
 
     @classmethod
     def check(cls, profile: Profile, name: str, table: str, option: str) -> None:

@@ -237,7 +237,8 @@ def test_reader_resolution_and_options():
                                                  "many_level": "", "categorical": "", "integer": "", "ignore": "",
                                                  "delimiter": "auto", "decimal": "auto", "thousands": "auto",
                                                  "encoding": "auto", "weight_column": None,
-                                                 "continuous": "quantile", "kinds": "", "constraints": ""}
+                                                 "continuous": "quantile", "kinds": "", "constraints": "",
+                                                 "public": ""}
     assert BUILTIN_READERS[FOLDER].kind == "image folders" and BUILTIN_READERS[".npz"].kind == ".npz files"
     longer = {**BUILTIN_READERS, ".gz": Reader(".gz", print), ".csv.gz": Reader(".csv.gz", print)}
     assert reader_for("t.csv.gz", longer).suffix == ".csv.gz" and reader_for("t.gz", longer).suffix == ".gz"

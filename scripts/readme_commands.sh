@@ -46,6 +46,8 @@ check "the quickstart's run directory holds what the README lists" has_files "$L
   metrics.jsonl model.safetensors checkpoint.safetensors summary.json samples.png metrics.png
 
 # --- The Python snippets (each ```python block that is not an excerpt of a file) ----------------
+# docs/privacy.md's first line, before the snippets: its snippet needs dp-accounting
+run 'pip install --no-build-isolation -e ".[privacy]"'
 python - README.md docs/*.md <<'PY'
 import re, sys
 for page in sys.argv[1:]:
@@ -98,11 +100,11 @@ check "missing=marginalize samples complete measurements" python -c "
 import pandas as pd, subprocess
 subprocess.run(['aigc-engine', 'sample', 'runs/gmm-marginal', '-n', '500', '-o', 'marginal.csv'], check=True)
 assert not pd.read_csv('marginal.csv')[['bill_length_mm', 'body_mass_g']].isna().any().any()"
-run 'pip install --no-build-isolation -e ".[privacy]"'
-run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set privacy_epsilon=1 --out runs/gmm-dp'
+run 'aigc-engine run gmm --dataset penguins.csv --set dataset.label_column=species --set dataset.public=species,island,year,sex --set privacy.epsilon=1 --set n_components=2 --out runs/gmm-dp'
 check "a private run says what it spent" python -c "
 import json; s = json.load(open('runs/gmm-dp/summary.json'))
 assert 0 < s['privacy_epsilon'] <= 1 and s['privacy_accountant'], s"
+run 'aigc-engine eval runs/gmm-dp --dataset penguins-test.csv'
 
 run 'aigc-engine run diffusion --dataset ring8 --set steps=300 --out runs/diffusion-ring8'
 check "the diffusion run wrote its pictures" has_files runs/diffusion-ring8 samples.png progress.png denoising.png

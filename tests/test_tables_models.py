@@ -125,6 +125,7 @@ def test_small_table_defaults(kind, penguins):
     assert c.batch_size <= 124 and fewest <= c.steps <= 6000
     if kind == "gan":
         assert c.pack == 1 and model._conditional(small) == 3  # conditional, no pack clash
+        assert c.steps == max(400, 30 * len(small.encoding.blocks))  # 250 passes are fewer
     else:
         assert c.train_k == 1  # the ELBO on tables
     big = make(kind).resolve(penguins)

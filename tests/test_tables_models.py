@@ -121,7 +121,7 @@ def test_small_table_defaults(kind, penguins):
     model = make(kind)
     model.validate(small)  # a default batch of 256 is not refused on 124 rows
     c = model.resolve(small)
-    fewest = 400 if kind == "gan" else 1000  # the GAN memorises a few hundred rows in 1000 steps (issue 27)
+    fewest = 400 if kind == "gan" else 700  # 1000 steps memorise a few hundred rows (issue 27)
     assert c.batch_size <= 124 and fewest <= c.steps <= 6000
     if kind == "gan":
         assert c.pack == 1 and model._conditional(small) == 3  # conditional, no pack clash

@@ -136,14 +136,15 @@ MIN_TABLE_STEPS = 1000  # the fewest default steps on a table, however small
 
 
 def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: Any,
-                     table_epochs: int | None = None, table_rows: int | None = None) -> Any:
+                     table_epochs: int | None = None, table_rows: int | None = None,
+                     table_min_steps: int = MIN_TABLE_STEPS) -> Any:
     """A copy of ``config`` in which each field left at None takes its value for the data's kind,
     ``defaults[data_kind(dataset)]`` (what ``aigc-engine models`` lists per kind); fields given a
     value keep it. ``dataset`` may be the kind itself (a saved model's config, completed on load).
     A kind without defaults is data the model does not take (an InputError); a table's rows are
     points too, so a model without table defaults takes its points ones. With ``table_epochs``, a
     table's default batch and steps are fitted to its rows (:func:`fit_to_table`): ``table_rows``,
-    the rows the model trains on (default: all of them)."""
+    the rows the model trains on (default: all of them), ``table_min_steps`` the fewest steps."""
     kind = dataset if isinstance(dataset, str) else data_kind(dataset)
     kind = "points" if kind == "tables" and kind not in defaults and "points" in defaults else kind
     if kind not in defaults:
@@ -153,16 +154,17 @@ def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], dataset: 
     resolved = dataclasses.replace(config, **missing)
     if table_epochs is None or kind != "tables":
         return resolved
-    return fit_to_table(resolved, config, len(dataset) if table_rows is None else table_rows, table_epochs)
+    rows = len(dataset) if table_rows is None else table_rows
+    return fit_to_table(resolved, config, rows, table_epochs, table_min_steps)
 
 
-def fit_to_table(resolved: Any, given: Any, rows: int, epochs: int) -> Any:
+def fit_to_table(resolved: Any, given: Any, rows: int, epochs: int, min_steps: int = MIN_TABLE_STEPS) -> Any:
     """``resolved`` with the ``batch_size`` and ``steps`` that ``given`` left at None fitted to a
     table of ``rows`` training rows: the batch at most ``rows``, the steps ``epochs`` passes over
-    them, at least ``MIN_TABLE_STEPS`` and at most the kind's default steps."""
+    them, at least ``min_steps`` and at most the kind's default steps."""
     batch = resolved.batch_size if given.batch_size is not None else max(1, min(resolved.batch_size, rows))
     steps = resolved.steps if given.steps is not None else \
-        int(min(resolved.steps, max(MIN_TABLE_STEPS, epochs * rows // batch)))
+        int(min(resolved.steps, max(min_steps, epochs * rows // batch)))
     return dataclasses.replace(resolved, batch_size=batch, steps=steps)
 
 

@@ -76,6 +76,10 @@ def test_tables_are_their_own_kind_of_data(penguins):
     assert resolved.steps == 5
     with pytest.raises(InputError, match="not tables"):
         resolve_defaults(GANConfig(), {"images": {"steps": 7}}, penguins)
+    # the table clamp: epochs x rows / batch steps, at least table_min_steps (1000 unless given)
+    defaults = {"tables": {"steps": 6000, "batch_size": 256}}
+    assert resolve_defaults(GANConfig(), defaults, penguins, table_epochs=10).steps == 1000
+    assert resolve_defaults(GANConfig(), defaults, penguins, table_epochs=10, table_min_steps=3).steps == 10 * len(penguins) // 256
 
 
 @pytest.mark.parametrize("kind", ["gan", "cvae"])
@@ -117,9 +121,11 @@ def test_small_table_defaults(kind, penguins):
     model = make(kind)
     model.validate(small)  # a default batch of 256 is not refused on 124 rows
     c = model.resolve(small)
-    assert c.batch_size <= 124 and 1000 <= c.steps <= 6000
+    fewest = 400 if kind == "gan" else 700  # 1000 steps memorise a few hundred rows (issue 27)
+    assert c.batch_size <= 124 and fewest <= c.steps <= 6000
     if kind == "gan":
         assert c.pack == 1 and model._conditional(small) == 3  # conditional, no pack clash
+        assert c.steps == max(400, 30 * len(small.encoding.blocks))  # 250 passes are fewer
     else:
         assert c.train_k == 1  # the ELBO on tables
     big = make(kind).resolve(penguins)

@@ -21,7 +21,9 @@ from .networks import Discriminator, Generator, check_image_shape
 # (resolved at fit, saved with the model). On tables batch_size is at most the row count and
 # steps scale with it (see GAN.resolve); pack is 1, so conditioning on the label just works.
 TABLE_STEPS = 6000  # the most default steps on a table; fewer on small ones (config.fit_to_table)
-TABLE_EPOCHS = 600  # passes over a small table's rows in a default run
+TABLE_EPOCHS = 250  # passes over a small table's rows in a default run
+TABLE_MIN_STEPS = 400  # the fewest default steps on a table: 1000 memorise a few hundred rows...
+STEPS_PER_COLUMN = 30  # ...but a wide one needs them: at least 30 per column (900 on breast_cancer's 30)
 
 DEFAULTS = {
     "points": dict(steps=24000, batch_size=256, z_dim=2, width=128, depth=3, channels=32, r1_gamma=0.01, pack=2,
@@ -143,8 +145,11 @@ class GAN(Model):
     def resolve(self, dataset) -> GANConfig:
         """The config for this data: fields left at None take the defaults of its kind (``pack`` 1
         when classes condition the model); on a table the default batch is at most its rows and
-        the default steps ``TABLE_EPOCHS`` passes over them (at least 1000, at most ``TABLE_STEPS``)."""
-        c = resolve_defaults(self.config, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS)
+        the default steps ``TABLE_EPOCHS`` passes over them (at least ``TABLE_MIN_STEPS`` and
+        ``STEPS_PER_COLUMN`` per column, at most ``TABLE_STEPS``)."""
+        columns = len(getattr(getattr(dataset, "encoding", None), "blocks", ()))
+        c = resolve_defaults(self.config, DEFAULTS, dataset, table_epochs=TABLE_EPOCHS,
+                             table_min_steps=max(TABLE_MIN_STEPS, STEPS_PER_COLUMN * columns))
         if self.config.pack is None and self._conditional(dataset):  # PacGAN packs unconditional samples only
             c = dataclasses.replace(c, pack=1)
         return c

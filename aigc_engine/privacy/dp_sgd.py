@@ -42,7 +42,7 @@ def require_opacus() -> None:
     try:
         import opacus  # noqa: F401
     except ImportError:
-        raise InputError("a private fit of a neural model needs opacus: pip install opacus") from None
+        raise InputError("a private fit of a neural model needs opacus: pip install 'aigc-engine[privacy]'") from None
 
 
 def _epsilon(history: list[tuple[float, float, int]], delta: float, kind: str) -> float:

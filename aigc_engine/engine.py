@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .config import build_config, coerce_options, read_run_config, read_toml, split_dataset_keys
 from .errors import InputError
 from .model import as_model_class
-from .privacy.budget import split_privacy_keys
 from .plugins import PluginManager
 from .store import rundir
 from .store.rundir import CONFIG_FILE, ENCODING_FILE, METRICS_PNG, MODEL_FILE, SAMPLES_PNG, SUMMARY_FILE
@@ -184,6 +183,8 @@ class Engine:
             spec.dataset_options.update(section)
             spec.privacy.update(toml.pop("privacy", {}) or {})
             spec.config.update(toml)
+        from .privacy.budget import split_privacy_keys  # the privacy package imports torch
+
         model_sets, data_sets = split_dataset_keys(sets or {})
         model_sets, privacy_sets = split_privacy_keys(model_sets)
         spec.privacy.update(privacy_sets)

@@ -11,7 +11,6 @@ this package stays light.
 """
 from __future__ import annotations
 
-from .dp_sgd import DPSGD, SGD_ACCOUNTANTS, budget_of, noise_multipliers, reported, require_opacus  # DP-SGD, opacus
 from .accountant import ACCOUNTANTS, Accountant, calibrate_noise, require_accounting
 from .budget import PrivacyBudget, default_delta
 from .budget import PRIVACY_PREFIX, PrivacyRequest, privacy_request, split_privacy_keys
@@ -19,7 +18,19 @@ from .mechanisms import (clip_rows, gaussian_sum, histogram_quantiles, magnitude
                          thresholded_histogram)
 from .plan import PrivacyPlan
 
+_DP_SGD = ("DPSGD", "SGD_ACCOUNTANTS", "budget_of", "noise_multipliers", "reported", "require_opacus")
+
 __all__ = ["ACCOUNTANTS", "Accountant", "PRIVACY_PREFIX", "PrivacyBudget", "PrivacyPlan", "PrivacyRequest",
            "calibrate_noise", "clip_rows", "default_delta", "gaussian_sum", "histogram_quantiles", "magnitude_range",
            "privacy_request", "release_threshold", "require_accounting", "split_privacy_keys",
-           "thresholded_histogram"]
+           "thresholded_histogram", *_DP_SGD]
+
+
+def __getattr__(name: str):
+    """The DP-SGD names (:mod:`.dp_sgd`, which imports torch), imported on first use: the CLI's
+    ``--help`` reads this package's budget keys without torch."""
+    if name not in _DP_SGD:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import dp_sgd
+
+    return getattr(dp_sgd, name)

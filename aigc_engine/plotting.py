@@ -263,15 +263,15 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def table_columns(real, synthetic, path: Path, schema, title: str = "", max_columns: int = 16) -> None:
-    """``samples.png`` of a table: one panel per column (the first ``max_columns``), the real
+def table_columns(real, synthetic, path: Path, schema, title: str = "") -> None:
+    """``samples.png`` of a table: one panel per column (every one; six a row past 24), the real
     rows' distribution in grey and the samples' over it, as each column's kind in ``schema`` (a
     :class:`~aigc_engine.tables.TableSchema`) says: histograms of numeric columns on the real
     range (a datetime's seconds, a text's lengths: its kind's numbers), bars of category
     frequencies (the missing share as its own bar; past ``MAX_BARS`` categories, the real rows'
     most frequent and one bar for the others), and a key's count of distinct values."""
-    columns = [c for c in synthetic.columns if c not in schema.ignored][:max_columns]
-    ncols = min(4, len(columns))
+    columns = [c for c in synthetic.columns if c not in schema.ignored]
+    ncols = min(4 if len(columns) <= 24 else 6, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, columns):

@@ -298,7 +298,11 @@ def _column_panel(ax, real, synthetic, kind) -> None:
         return
     if kind.distribution == "numeric":
         r, s = (v[~np.isnan(v)] for v in (kind.numbers(real), kind.numbers(synthetic)))
-        bins = np.linspace(r.min(), r.max(), 25) if r.max() > r.min() else 10
+        lo, hi = (r.min(), r.max()) if len(r) else (np.min(s, initial=0.0), np.max(s, initial=0.0))
+        pad = 1e-3 * max(1.0, abs(lo), abs(hi))
+        if not hi - lo > pad:  # a constant column, or a range too narrow for 25 finite bins
+            lo, hi = lo - pad, hi + pad
+        bins = np.linspace(lo, hi, 25)
         ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)
         ax.hist(s, bins=bins, density=True, color=SAMPLE_COLOUR, alpha=0.6)
         ax.set_yticks([])

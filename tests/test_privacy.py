@@ -15,7 +15,7 @@ dpa = pytest.importorskip("dp_accounting")
 from aigc_engine import InputError, Run  # noqa: E402
 from aigc_engine.metrics.privacy import auc, distance_mia_auc, domias_auc, exact_copies, privacy_report  # noqa: E402
 from aigc_engine.privacy import (Accountant, PrivacyBudget, calibrate_noise, default_delta,  # noqa: E402
-                                 gaussian_sum, histogram_quantiles, release_threshold, thresholded_histogram)
+                                 gaussian_sum, histogram_quantiles, magnitude_range, release_threshold, thresholded_histogram)
 from aigc_gmm import _dp_em  # noqa: E402
 from aigc_gmm.config import BGMMConfig, GMMConfig  # noqa: E402
 from aigc_gmm.model import BGMMModel, GMMModel  # noqa: E402
@@ -335,3 +335,23 @@ def test_membership_attacks_see_a_memorising_model_and_not_a_fresh_one():
     assert domias_auc(memorised, train, heldout) > 0.9
     report = privacy_report(fresh, train, heldout)
     assert abs(report["mia_distance_auc"] - 0.5) < 0.05 and abs(report["mia_domias_auc"] - 0.5) < 0.05
+
+
+def test_project_counts_is_the_nearest_histogram_of_the_total():
+    from aigc_engine.privacy.mechanisms import project_counts
+
+    assert project_counts(torch.tensor([5.0, 3.0, -1.0]), 6).tolist() == pytest.approx([4.0, 2.0, 0.0])
+    noisy = torch.randn(50, generator=gen(4), dtype=torch.float64) * 30 + 10
+    out = project_counts(noisy, 500)
+    assert float(out.min()) >= 0 and float(out.sum()) == pytest.approx(500)
+    # the nearest such vector: no feasible move along the simplex lowers the distance
+    assert float(((out - noisy) ** 2).sum()) <= float(((torch.full((50,), 10.0) - noisy) ** 2).sum())
+
+
+def test_magnitude_range_keeps_the_tails_under_heavy_noise():
+    # 400 rows in [6.9, 28] (breast_cancer's mean radius), noise std 30 per bin: the bins [4, 8)
+    # and [8, 16) seldom pass the threshold (4.4 noise stds); the range widens over the neighbours
+    values = torch.from_numpy(np.random.default_rng(0).uniform(6.9, 28, 400))
+    lows, highs = zip(*(magnitude_range(values, 30.0, gen(s)) for s in range(20)))
+    assert max(lows) <= 6.9 and min(highs) >= 28
+    assert sorted(lows)[1] >= 0.5 and max(highs) <= 128  # one of 20 has a 4.4-std noise bin far away

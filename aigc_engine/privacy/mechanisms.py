@@ -33,13 +33,26 @@ def gaussian_sum(x: torch.Tensor, bound: float, noise_multiplier: float, generat
     return total + _noise(total.shape, noise_multiplier * bound, generator)
 
 
+def project_counts(counts: torch.Tensor, total: float) -> torch.Tensor:
+    """The counts nearest ``counts`` (Euclidean) that are non-negative and sum to ``total``: each
+    count less one common ``tau``, floored at 0. Post-processing of a noisy histogram: bins that
+    hold only noise fall to 0 together, without a per-bin threshold that cuts the real ones."""
+    total = max(float(total), 1e-12)
+    ordered = torch.sort(counts.double(), descending=True).values
+    excess = ordered.cumsum(0) - total
+    kept = ordered - excess / torch.arange(1, len(counts) + 1, dtype=torch.float64) > 0
+    last = int(torch.nonzero(kept).max())
+    return (counts.double() - excess[last] / (last + 1)).clamp_min(0)
+
+
 def histogram_quantiles(values: torch.Tensor, quantiles: Iterable[float], lower: float, upper: float,
-                        noise_multiplier: float, bins: int = 64, generator=None, floor: float = 0.0) -> torch.Tensor:
+                        noise_multiplier: float, bins: int = 64, generator=None, total: float | None = None) -> torch.Tensor:
     """Quantiles of ``values`` read off a noisy histogram on the public range ``[lower, upper]``
-    (values clipped into it, ``bins`` equal bins, noise std ``noise_multiplier`` per bin, negative
-    counts set to 0, linear within a bin). Sensitivity: 1 (a row moves one bin's count by 1); any
-    number of quantiles of one histogram is post-processing. The range must be public: one read
-    from the data (its min and max) would release the extreme rows."""
+    (values clipped into it, ``bins`` equal bins, noise std ``noise_multiplier`` per bin, then
+    :func:`project_counts` onto ``total`` rows (None: the noisy counts' own sum), linear within a
+    bin). Sensitivity: 1 (a row moves one bin's count by 1); any number of quantiles of one
+    histogram is post-processing. The range must be public: one read from the data (its min and
+    max) would release the extreme rows."""
     if not upper > lower or bins < 1:
         raise InputError(f"histogram_quantiles needs upper > lower and bins >= 1, got [{lower}, {upper}], {bins}")
     q = torch.as_tensor(list(quantiles), dtype=torch.float64)
@@ -47,9 +60,9 @@ def histogram_quantiles(values: torch.Tensor, quantiles: Iterable[float], lower:
         raise InputError(f"quantiles must be in [0, 1], got {q.tolist()}")
     v = values.double().reshape(-1).clamp(lower, upper)
     counts = torch.histc(v, bins=bins, min=lower, max=upper) + _noise(bins, noise_multiplier, generator)
-    counts = torch.where(counts > floor, counts, torch.zeros_like(counts)).clamp_min(0)
-    if float(counts.sum()) <= 0:  # all noise below zero: nothing to read, the range's middle
+    if total is None and float(counts.sum()) <= 0:  # all noise below zero: nothing to read, the range's middle
         return torch.full_like(q, (lower + upper) / 2)
+    counts = project_counts(counts, float(counts.sum()) if total is None else total)
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64), counts.cumsum(0) / counts.sum()])
     edges = torch.linspace(lower, upper, bins + 1, dtype=torch.float64)
     at = torch.searchsorted(cdf, q, right=False).clamp(1, bins)
@@ -84,6 +97,7 @@ def thresholded_histogram(values: Iterable[Any], noise_multiplier: float, thresh
     return {k: float(c) for k, c in zip(keys, noisy.tolist()) if c > threshold}
 
 
+RANGE_EXTEND = 0.5  # magnitude_range: a neighbour bin joins the range past half a noise std
 MAGNITUDES = (-20, 63)  # the public bins of magnitude_range: 0 and +-[2**k, 2**(k+1)) for k in this range
 
 
@@ -92,9 +106,12 @@ def magnitude_range(values: torch.Tensor, noise_multiplier: float, generator=Non
     bounds): a bin of the values under ``2**-20`` in magnitude, and ``[2**k, 2**(k+1))`` and its
     negative for ``k`` in :data:`MAGNITUDES` (magnitudes past them in the last bins), noise std
     ``noise_multiplier`` per bin. The range runs from the lower edge of the lowest bin whose noisy
-    count passes ``noise_multiplier * Phi^-1(1 - 0.01 / bins)`` (a bin no row holds passes it with
-    probability 1% over all the bins) to the upper edge of the highest; when none passes, the bin
-    of the largest noisy count. Sensitivity: 1 (a row is in one bin)."""
+    count passes ``noise_multiplier * Phi^-1(1 - 0.001 / bins)`` (a bin no row holds passes it with
+    probability 0.1% over all the bins) to the upper edge of the highest, the centre of the three
+    neighbouring bins of the largest noisy count always among them, widened over the neighbouring bins whose noisy counts pass
+    ``RANGE_EXTEND * noise_multiplier`` and then by one bin each way (a range too wide costs the
+    quantiles' histogram some resolution; one too narrow clips a column's tails). Sensitivity: 1
+    (a row is in one bin)."""
     lo_k, hi_k = MAGNITUDES
     ks = hi_k - lo_k + 1
     v = values.double().reshape(-1)
@@ -102,8 +119,18 @@ def magnitude_range(values: torch.Tensor, noise_multiplier: float, generator=Non
     index = torch.where(v.abs() < 2.0 ** lo_k, torch.full_like(k, ks), torch.where(v > 0, ks + 1 + k, ks - 1 - k))
     bins = 2 * ks + 1
     counts = torch.bincount(index, minlength=bins).double() + _noise(bins, noise_multiplier, generator)
-    passing = torch.nonzero(counts > noise_multiplier * NormalDist().inv_cdf(1 - 0.01 / bins)).reshape(-1)
-    first, last = (int(passing[0]), int(passing[-1])) if len(passing) else (int(counts.argmax()),) * 2
+    passing = torch.nonzero(counts > noise_multiplier * NormalDist().inv_cdf(1 - 0.001 / bins)).reshape(-1)
+    # the centre of the fullest three neighbouring bins: under heavy noise the data's bins may not
+    # pass, and the fullest single bin may be one of noise alone
+    fullest = int(torch.nn.functional.conv1d(counts.view(1, 1, -1), torch.ones(1, 1, 3, dtype=counts.dtype),
+                                             padding=1).argmax())
+    first, last = (min(int(passing[0]), fullest), max(int(passing[-1]), fullest)) if len(passing) else (fullest,) * 2
+    # the tails sit in the bins next to the ones that passed
+    while first > 0 and counts[first - 1] > RANGE_EXTEND * noise_multiplier:
+        first -= 1
+    while last < bins - 1 and counts[last + 1] > RANGE_EXTEND * noise_multiplier:
+        last += 1
+    first, last = max(first - 1, 0), min(last + 1, bins - 1)
     return _bin_edges(first, ks, lo_k)[0], _bin_edges(last, ks, lo_k)[1]
 
 

@@ -206,13 +206,17 @@ class Spend:
     generator: object = None
 
 
+MISSING_Z = 3.09  # Phi^-1(0.999)
+
+
 def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[float, float, np.ndarray, bool]:
     """``(low, high, values, has_missing)`` of a numeric column's present values ``x`` (and its
     ``missing`` cells), by two histograms of sensitivity 1: a range on public power-of-two bins
     (``magnitude_range``) with one more bin for the missing cells (a row is in one bin:
     ``has_missing`` when that bin's noisy count passes the release threshold), then the quantiles
     at ``min(1000, rows)`` levels of a histogram on that range (bins: ``rows / (3 z)`` within
-    [8, 256], so a bin holds about three noise stds of rows; counts below one noise std dropped),
+    [8, 256], so a bin holds about three noise stds of rows; the noisy counts projected onto the
+    present rows: the public row count less the missing bin's noisy count),
     whose first and last are the range. ``values`` stand in for the rows where a numeric encoding
     fits its parameters: post-processing."""
     import torch
@@ -220,15 +224,19 @@ def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[floa
     from ...privacy import histogram_quantiles, magnitude_range
 
     z, t = spend.noise_multiplier, torch.from_numpy(np.asarray(x, dtype=np.float64))
+    noisy_missing = missing + float(torch.randn(1, generator=spend.generator, dtype=torch.float64)) * z
     lo, hi = magnitude_range(t, z, spend.generator)
     bins = int(np.clip(spend.rows / (3 * z), 8, 256))
     levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), 1e-9, 1 - 1e-9)
-    q = histogram_quantiles(t, levels.tolist(), lo, hi, z, bins, spend.generator, floor=z).numpy()
+    present = float(np.clip(spend.rows - noisy_missing, 1.0, spend.rows))  # the rows are public, not their missing cells
+    q = histogram_quantiles(t, levels.tolist(), lo, hi, z, bins, spend.generator, total=present).numpy()
     low, high = float(q[0]), float(q[-1])
     if not high > low:
         high = low + max(abs(low) * 1e-6, 1e-6)
-    noisy_missing = missing + float(torch.randn(1, generator=spend.generator, dtype=torch.float64)) * z
-    return low, high, q, noisy_missing > (spend.threshold if spend.threshold is not None else 5.0)
+    # a missing block for a column without missing cells only with probability 0.1% (a flat 5 rows
+    # let the noise of a large multiplier through half the time: 30% of a wide table's columns)
+    threshold = max(spend.threshold or 0.0, 5.0, z * MISSING_Z)
+    return low, high, q, noisy_missing > threshold
 
 
 def private_categories(values, spend: Spend) -> dict:

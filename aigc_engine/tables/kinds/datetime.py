@@ -143,8 +143,7 @@ class Datetime(ColumnKind):
             levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), 1e-9, 1 - 1e-9).tolist()
             bins = int(np.clip(spend.rows / (3 * spend.noise_multiplier), 8, 256))
             stand_in["second"] = histogram_quantiles(torch.from_numpy(split["second"]), levels, 0.0, DAY - 1.0,
-                                                     spend.noise_multiplier, bins, spend.generator,
-                                                     floor=spend.noise_multiplier).numpy()
+                                                     spend.noise_multiplier, bins, spend.generator).numpy()
         day = ranges.get("day", _Part(0.0, 0.0))
         self.spec = replace(self.spec, low=day.low * DAY, high=day.high * DAY + (DAY - 1 if d["time"] else 0),
                             has_missing=True, details={**d, "seconds": [0.0, DAY - 1.0]})

@@ -73,8 +73,10 @@ def missing_similarity(real, synthetic) -> float:
 
 def correlation_similarity(real_pair, synthetic_pair) -> float:
     """``1 - |r_real - r_syn| / 2`` for Pearson's r of two numeric columns (rows with both present)."""
-    r = [np.corrcoef(np.asarray(f.dropna(), dtype=np.float64).T)[0, 1] for f in (real_pair, synthetic_pair)]
-    r = [0.0 if not np.isfinite(v) else v for v in r]  # a constant column has no correlation
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column: no correlation (0), no warning
+        r = [np.corrcoef(np.asarray(f.dropna(), dtype=np.float64).T)[0, 1] if len(f.dropna()) > 1 else np.nan
+             for f in (real_pair, synthetic_pair)]
+    r = [0.0 if not np.isfinite(v) else v for v in r]
     return float(1.0 - abs(r[0] - r[1]) / 2.0)
 
 

@@ -18,6 +18,8 @@ from aigc_engine.privacy import Accountant, PrivacyBudget, calibrate_noise, gaus
 
 from ._dp_em import COVARIANCE_TYPES, dp_em
 
+ROWS_PER_NOISE = 10  # plan(): a component's rows per noise std of its second moments
+
 
 def is_private(config) -> bool:
     """Whether ``config`` asks for a private fit by the deprecated ``privacy_epsilon`` (epsilon =
@@ -60,19 +62,15 @@ def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm",
     mechanism's settings."""
     check(config, dataset, model, budget)
     budget = budget if budget is not None else config_budget(config, len(dataset))
-    iterations = config.privacy_iterations
-    # The class rates' noisy counts are one more Gaussian mechanism of the same multiplier: composed
-    # with the iterations as the one event the multiplier was calibrated for (two events composed
-    # apart discretise differently in the PLD accountant, a hair above the target).
-    mechanisms = iterations + (1 if num_classes else 0)
-    z = calibrate_noise(budget.epsilon, budget.delta, mechanisms, kind=config.privacy_accountant)
-    accountant = Accountant(config.privacy_accountant).gaussian(z, mechanisms)
-    noise = torch.Generator().manual_seed(secrets.randbits(63))
     x = dataset.x.reshape(len(dataset), -1).double()
     bound = config.privacy_clip or math.sqrt(x.shape[1])
+    components, iterations, z = plan(config, budget, len(x), num_classes, bound)
+    mechanisms = iterations + (1 if num_classes else 0)
+    accountant = Accountant(config.privacy_accountant).gaussian(z, mechanisms)
+    noise = torch.Generator().manual_seed(secrets.randbits(63))
     floor = max(config.reg_covar or 0.0, 1e-2 * bound ** 2 / x.shape[1])
     groups = [dataset.y == c for c in range(num_classes)] if num_classes else [torch.ones(len(x), dtype=torch.bool)]
-    fits = [dp_em(x[rows], config.n_components, iterations, bound, z, config.covariance_type, floor,
+    fits = [dp_em(x[rows], components, iterations, bound, z, config.covariance_type, floor,
                   torch.Generator().manual_seed(seed + c), noise) for c, rows in enumerate(groups)]
     mixtures = [_mixture(f, config.covariance_type, iterations) for f in fits]
     rates = None
@@ -82,8 +80,28 @@ def fit(config, dataset, num_classes: int, seed: int, model: str = "gmm",
         rates = counts / counts.sum() if float(counts.sum()) > 0 else torch.full((num_classes,), 1 / num_classes)
     spent = {"privacy_epsilon": accountant.epsilon(budget.delta), "privacy_delta": budget.delta,
              "privacy_accountant": accountant.name, "privacy_noise_multiplier": z,
-             "privacy_iterations": iterations, "privacy_clip": bound}
+             "privacy_iterations": iterations, "privacy_components": components, "privacy_clip": bound}
     return mixtures, rates, spent
+
+
+def plan(config, budget: PrivacyBudget, rows: int, num_classes: int, bound: float) -> tuple[int, int, float]:
+    """``(components, iterations, noise multiplier)`` of a private fit, from public figures only
+    (the row count, the number of classes, the width's clip ``bound``, the budget): the most
+    components, up to ``n_components``, that leave each at least ``ROWS_PER_NOISE`` noise stds of
+    rows on its second moments (``z sqrt(3) B^2`` at ``privacy_iterations`` iterations), the rows
+    split evenly over the classes; one component when none is, fitted in one iteration (its
+    statistics are the data's, responsibilities all 1), which cuts the noise by about the square
+    root of the iterations. The class rates' noisy counts are one more Gaussian mechanism of the
+    same multiplier: composed with the iterations as the one event the multiplier is calibrated for
+    (two events composed apart discretise differently in the PLD accountant, a hair above the target)."""
+    extra = 1 if num_classes else 0
+    iterations = config.privacy_iterations
+    z = calibrate_noise(budget.epsilon, budget.delta, iterations + extra, kind=config.privacy_accountant)
+    per_component = ROWS_PER_NOISE * z * math.sqrt(3) * bound ** 2
+    components = min(config.n_components, int(rows / max(1, num_classes) // per_component))
+    if components > 1:
+        return components, iterations, z
+    return 1, 1, calibrate_noise(budget.epsilon, budget.delta, 1 + extra, kind=config.privacy_accountant)
 
 
 def _mixture(fit: dict[str, torch.Tensor], covariance_type: str, iterations: int):

@@ -88,7 +88,11 @@ def test_the_spend_of_encoding_and_fit_is_within_the_budget_by_dp_accountings_co
     assert summary["privacy_epsilon"] <= 1.0 + 1e-9 and summary["privacy_delta"] <= privacy["delta"] * (1 + 1e-12)
     enc = privacy["encoding_spent"]
     accountant = dpa.pld.PLDAccountant()
-    accountant.compose(dpa.GaussianDpEvent(enc["noise_multiplier"]), enc["histograms"])
+    # every histogram at the encoding's multiplier but the label's, at half of it (counted as four)
+    assert enc["label_noise_multiplier"] == pytest.approx(enc["noise_multiplier"] / 2)
+    assert enc["label_release_threshold"] < enc["release_threshold"]
+    accountant.compose(dpa.GaussianDpEvent(enc["noise_multiplier"]), enc["histograms"] - 4)
+    accountant.compose(dpa.GaussianDpEvent(enc["label_noise_multiplier"]))
     accountant.compose(dpa.GaussianDpEvent(summary["privacy_fit_noise_multiplier"]),
                        summary["privacy_fit_iterations"] + 1)  # + the class rates
     threshold_delta = sum(e["delta"] for e in enc["events"] if e["mechanism"] == "threshold")

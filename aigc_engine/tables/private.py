@@ -46,9 +46,18 @@ def current_plan():
     return _PLAN.get()
 
 
+# The label's histogram runs at 1 / sqrt(LABEL_WEIGHT) of the others' noise std, which composes
+# exactly as LABEL_WEIGHT histograms at theirs (a Gaussian mechanism's privacy loss is Gaussian):
+# its classes pass a threshold half as high, and a class the label loses costs every model its
+# conditional fit and ML efficacy (breast_cancer's smaller class at epsilon 1), a column's
+# quantiles a little resolution.
+LABEL_WEIGHT = 4
+
+
 def _counts(schema, public: set[str]) -> tuple[int, int]:
     """The Gaussian histograms and thresholded releases of the private columns (the label: one
-    thresholded histogram); a kind without a private fit is an InputError naming the column."""
+    thresholded histogram, counted as ``LABEL_WEIGHT``); a kind without a private fit is an
+    InputError naming the column."""
     gaussians = thresholded = 0
     for spec in schema.features:
         if spec.name in public:
@@ -59,7 +68,7 @@ def _counts(schema, public: set[str]) -> tuple[int, int]:
                              f"(dataset.public={spec.name}) or leave it out (dataset.ignore={spec.name})")
         gaussians, thresholded = gaussians + counts[0], thresholded + counts[1]
     if schema.label is not None and schema.label.name not in public:
-        gaussians, thresholded = gaussians + 1, thresholded + 1
+        gaussians, thresholded = gaussians + LABEL_WEIGHT, thresholded + 1
     return gaussians, thresholded
 
 
@@ -112,10 +121,25 @@ def fit_private(frame, schema, continuous: str, seed: int, plan, public=""):
             params[spec.name] = fitted
     label, freq = schema.label, None
     if label is not None:
-        label, freq = _label(frame[label.name], label, public, spend)
+        spend_label = _label_spend(spend)
+        if label.name not in public and spend_label is not None:
+            plan.encoding.update(label_noise_multiplier=spend_label.noise_multiplier,
+                                 label_release_threshold=spend_label.threshold)
+        label, freq = _label(frame[label.name], label, public, spend_label)
     private = {"public": sorted(public), **plan.encoding}
     private.pop("events", None)
     return replace(schema, features=features, label=label), params, freq, private
+
+
+def _label_spend(spend: Spend | None) -> Spend | None:
+    """The label's share: its histogram's noise std and release threshold (see LABEL_WEIGHT)."""
+    if spend is None or spend.threshold is None:
+        return spend
+    z = spend.noise_multiplier / LABEL_WEIGHT ** 0.5
+    # the same delta per release: the threshold's normal quantile is (threshold - 1) / multiplier
+    # (release_threshold), and at least 5 rows as every release
+    quantile = (spend.threshold - 1) / spend.noise_multiplier
+    return replace(spend, noise_multiplier=z, threshold=max(1 + z * quantile, 5.0))
 
 
 def _label(values, spec, public: set[str], spend: Spend | None):

@@ -12,9 +12,9 @@ value). Each component is conditioned on them:
   by its argmax, so the event is the region of the block's coordinates where an allowed slot is
   the largest. Each component's weight is multiplied by the probability it gives that region
   (Monte Carlo: draws of the component's marginal on the blocks conditioned on, which are few
-  coordinates, until :data:`EVENT_HITS` of them fall in the region or :data:`EVENT_DRAWS` were
-  drawn), and each row's block coordinates are draws of that marginal that fall in the region
-  (the same rejection, bounded by :data:`ROW_DRAWS` per component, then drawn again from the
+  coordinates, until :data:`EVENT_HITS` of them fall in the region, within a bound on the
+  draws: :data:`EVENT_DRAWS`, :data:`EVENT_VALUES`), and each row's block coordinates are draws of that marginal that fall in the region
+  (the same rejection, bounded by :data:`ROW_VALUES` per component, then drawn again from the
   ones found); the rest of the row is the conditional Gaussian given them. Where no component
   has a draw in the region (the mixture never decodes to the category), the block is observed
   at its exact one-hot vector instead (a set: a mixture over its slots);
@@ -37,18 +37,22 @@ import numpy as np
 import torch
 from scipy.special import logsumexp, ndtr, ndtri
 
-__all__ = ["draw_conditioned", "full_covariances", "MAX_COMBINATIONS", "EVENT_HITS", "EVENT_DRAWS", "ROW_DRAWS"]
+__all__ = ["draw_conditioned", "full_covariances", "MAX_COMBINATIONS", "EVENT_HITS", "EVENT_DRAWS", "EVENT_VALUES",
+           "ROW_VALUES"]
 
 #: Combinations of allowed categories enumerated at most when blocks are observed at their
 #: one-hot vectors (the fallback); past them the later sets are left to the engine's rejection.
 MAX_COMBINATIONS = 256
 #: A component's probability of the categories' region: Monte Carlo until this many draws fall
-#: in it (about 3% relative error) or :data:`EVENT_DRAWS` were drawn.
+#: in it (about 3% relative error), within :data:`EVENT_DRAWS` draws and, for a mixture, within
+#: :data:`EVENT_VALUES` block coordinates drawn over all its components (a wide block or many
+#: components draw fewer each; never fewer than 2,048).
 EVENT_HITS = 1024
 EVENT_DRAWS = 1 << 17
-#: Draws of a component's blocks at most when its rows need more in the region than the
-#: estimate found; past them the rows reuse the draws found.
-ROW_DRAWS = 1 << 18
+EVENT_VALUES = 1 << 22
+#: Block coordinates drawn at most per component when its rows need more draws in the region
+#: than the estimate found; past them the rows reuse the draws found.
+ROW_VALUES = 1 << 22
 _CHUNK = 1 << 15
 
 
@@ -179,14 +183,14 @@ def _in_event(b: np.ndarray, blocks) -> np.ndarray:
 
 def _event_draws(mean: np.ndarray, cov: np.ndarray, blocks, hits: int, most: int):
     """Draws of ``N(mean, cov)`` (the blocks' marginal) that fall in the event, until ``hits``
-    of them or ``most`` draws; and how many were drawn."""
-    chol = np.linalg.cholesky(cov + 1e-12 * np.eye(len(mean)))
+    of them or ``most`` draws; and how many were drawn. Drawn in float32 (the rows are)."""
+    chol = np.linalg.cholesky(cov + 1e-12 * np.eye(len(mean))).T.astype(np.float32)
     kept, found, drawn = [], 0, 0
     while found < hits and drawn < most:
         rate = max(found / drawn, 1.0 / most) if drawn else 1.0
         m = int(min(max((hits - found) / rate * 1.2 + 64, 1024), _CHUNK, most - drawn))
-        b = mean + torch.randn(m, len(mean), dtype=torch.float64).numpy() @ chol.T
-        b = b[_in_event(b, blocks)]
+        b = torch.randn(m, len(mean)).numpy() @ chol
+        b = b[_in_event(b + mean.astype(np.float32), blocks)].astype(np.float64) + mean
         kept.append(b)
         found, drawn = found + len(b), drawn + m
     return np.concatenate(kept) if kept else np.empty((0, len(mean))), drawn
@@ -208,6 +212,7 @@ def _plan(state: dict, where, corner: bool = False) -> _Plan | None:
         offsets = np.cumsum([0] + [stop - start for start, stop, _ in where.slots])
         blocks = (index, [(int(o), stop - start, list(allowed))
                           for o, (start, stop, allowed) in zip(offsets, where.slots)])
+        most = min(EVENT_DRAWS, max(2048, EVENT_VALUES // (len(weights) * len(index))))
     groups, logw = [], []
     for obs, values in _observations(where, corner):
         for k in range(len(weights)):
@@ -216,8 +221,7 @@ def _plan(state: dict, where, corner: bool = False) -> _Plan | None:
             if event:
                 at = np.searchsorted(rest, blocks[0])
                 group.blocks = blocks
-                group.pool, group.drawn = _event_draws(mean[at], cov[np.ix_(at, at)], blocks[1], EVENT_HITS,
-                                                       EVENT_DRAWS)
+                group.pool, group.drawn = _event_draws(mean[at], cov[np.ix_(at, at)], blocks[1], EVENT_HITS, most)
                 group.logm = np.zeros(len(group.pool))
                 if ranges and len(group.pool):
                     group.logm = _first_mass(group, ranges[0])
@@ -261,7 +265,7 @@ def _draw(plan: _Plan, n: int) -> torch.Tensor:
 
 def _block_rows(group: _Group, ranges, m: int) -> np.ndarray:
     """``m`` block draws in the categories' region for a group's rows: without a range, distinct
-    draws (more are drawn while the estimate's are too few, within :data:`ROW_DRAWS`); with
+    draws (more are drawn while the estimate's are too few, within :data:`ROW_VALUES`); with
     one, picked in proportion to the first range's mass given them from four times ``m``."""
     want = 4 * m if ranges else m
     pool, logm = group.pool, group.logm
@@ -269,7 +273,7 @@ def _block_rows(group: _Group, ranges, m: int) -> np.ndarray:
         at = np.searchsorted(np.setdiff1d(np.arange(len(group.mean)), group.obs), group.blocks[0])
         mean, cov, _, _ = _gaussian_given(group.mean, group.cov, group.obs, group.values)
         more, _ = _event_draws(mean[at], cov[np.ix_(at, at)], group.blocks[1], want - len(pool),
-                               max(ROW_DRAWS - group.drawn, 0))
+                               max(ROW_VALUES // len(group.blocks[0]) - group.drawn, 0))
         if len(more):
             extra = _Group(group.mean, group.cov, group.obs, group.values, group.blocks, more)
             pool = np.concatenate([pool, more])

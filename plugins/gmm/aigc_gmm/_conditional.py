@@ -13,11 +13,12 @@ value). Each component is conditioned on them:
   the largest. Each component's weight is multiplied by the probability it gives that region
   (Monte Carlo: draws of the component's marginal on the blocks conditioned on, which are few
   coordinates, until :data:`EVENT_HITS` of them fall in the region, within a bound on the
-  draws: :data:`EVENT_DRAWS`, :data:`EVENT_VALUES`), and each row's block coordinates are draws of that marginal that fall in the region
-  (the same rejection, bounded by :data:`ROW_VALUES` per component, then drawn again from the
-  ones found); the rest of the row is the conditional Gaussian given them. Where no component
-  has a draw in the region (the mixture never decodes to the category), the block is observed
-  at its exact one-hot vector instead (a set: a mixture over its slots);
+  draws: :data:`EVENT_DRAWS`, :data:`EVENT_VALUES`), and each row's block coordinates are
+  draws of that marginal that fall in the region (the same rejection, bounded by
+  :data:`ROW_VALUES` per component, then drawn again from the ones found); the rest of the
+  row is the conditional Gaussian given them. Where no component of any class's mixture has a
+  draw in the region (the mixture never decodes to the category), the block is observed at its
+  exact one-hot vector instead (a set: a mixture over its slots);
 - a range is a truncated Gaussian of its coordinate: the first range's mass multiplies the
   component weights (exact; with categories, the mean over the block draws in the region of its
   mass given them, and the block draws are picked in proportion to it), its value is drawn

@@ -1,6 +1,8 @@
 """Conditions on any column of a table run (``--condition``, ``Engine.sample(condition=...)``):
 every kind honoured on every returned row, the one-line errors, the rejection fallback's budget,
-and the gmm's exact conditioning (its closed form against a 2-D Gaussian)."""
+and the gmm's exact conditioning (its closed form against a 2-D Gaussian; a category as the
+region its slot wins, on a mixture where that region's mass and the density at the one-hot
+vector disagree)."""
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,10 @@ def test_the_gmm_conditions_exactly_and_fast(run):
     assert (rows["species"] == "Gentoo").mean() > 0.9  # the classes weighted by how likely the condition is
     rows = Engine().sample(run, 300, condition="flipper_length_mm=200")  # an integer's one value: 1% of draws
     assert (rows["flipper_length_mm"] == 200).all() and rows.attrs["conditions"]["exact"]
+    start = time.perf_counter()  # a rare category (11 of 344 rows) and a range: the region's mass by Monte Carlo
+    rows = sample(model, 1000, ["sex=NA", "body_mass_g>=4500"], encoding)
+    assert time.perf_counter() - start < 2.0 and rows.attrs["conditions"]["accepted"] == 1208
+    assert rows["sex"].isna().all() and (rows["body_mass_g"] >= 4500).all()
 
 
 def _state(weights, means, covariances):
@@ -188,6 +194,86 @@ def test_the_gmm_conditional_matches_the_closed_form_of_a_2d_gaussian():
     x, _ = draw_conditioned([two], 20000, Encoded(ranges={0: (2.0, np.inf)}))
     share = 0.5 * norm.sf(-1.0) / (0.5 * norm.sf(-1.0) + 0.5 * norm.sf(2.0))
     assert abs(float((x[:, 1] > 2.5).float().mean()) - share) < 0.02
+
+
+def _one_hot_component(x_mean, c0_mean, c0_sd, beta=0.0):
+    """Mean and covariance of ``[x, c0, c1]``: a two-slot one-hot block ``c1 = 1 - c0`` (plus a
+    little noise) and ``x = x_mean + beta z + e`` where ``c0 = c0_mean + c0_sd z``."""
+    a = np.array([[beta, 0.0, 1.0], [c0_sd, 0.0, 0.0], [-c0_sd, 0.01, 0.0]])
+    return [x_mean, c0_mean, 1.0 - c0_mean], (a @ a.T).tolist()
+
+
+def _slot0_mass(c0_mean, c0_sd):
+    """P(c0 > c1) of :func:`_one_hot_component`'s block: c0 - c1 = 2 c0_mean - 1 + 2 c0_sd z - 0.01 e."""
+    from scipy.stats import norm
+
+    return norm.cdf((2 * c0_mean - 1) / np.hypot(2 * c0_sd, 0.01))
+
+
+def test_a_category_weights_each_component_by_the_mass_that_decodes_to_it():
+    """A category is decoded by the argmax of its block: each component is weighted by the
+    probability its slot wins, not by its density at the exact one-hot vector. Component A
+    spreads around (0.55, 0.45) (slot 0 wins 60% of its draws; its density at (1, 0) is tiny),
+    component B sits at (1, 0) (slot 0 always wins; a huge density there): the rows of slot 0
+    are 37% A's (the corner's density would give A none)."""
+    import torch
+    from scipy.stats import norm
+
+    from aigc_engine.conditions import Encoded
+    from aigc_gmm._conditional import draw_conditioned
+
+    (ma, ca), (mb, cb) = _one_hot_component(-3.0, 0.55, 0.2), _one_hot_component(3.0, 1.0, 0.01)
+    two = _state([0.5, 0.5], [ma, mb], [ca, cb])
+    pa = _slot0_mass(0.55, 0.2)
+    torch.manual_seed(0)
+    x, _ = draw_conditioned([two], 20000, Encoded(slots=[(1, 3, [0])]))
+    assert (x[:, 1:].argmax(1) == 0).all()  # every row decodes to the category
+    assert abs(float((x[:, 0] < 0).float().mean()) - pa / (pa + 1)) < 0.02
+    # with a range: the mass of both (x independent of the block here)
+    x, _ = draw_conditioned([two], 20000, Encoded(slots=[(1, 3, [0])], ranges={0: (-3.0, np.inf)}))
+    share = 0.5 * pa / (0.5 * pa + norm.cdf(6.0))
+    assert (x[:, 0] >= -3).all() and (x[:, 1:].argmax(1) == 0).all()
+    assert abs(float((x[:, 0] < 0).float().mean()) - share) < 0.02
+    # a set: the mass of its slots together (here all of them: the weights as fitted)
+    x, _ = draw_conditioned([two], 20000, Encoded(slots=[(1, 3, [0, 1])]))
+    assert abs(float((x[:, 0] < 0).float().mean()) - 0.5) < 0.02
+    # a mixture per class: each class weighted by the probability its mixture gives the category
+    one = _state([1.0], [ma], [ca])
+    low = _state([1.0], *map(list, zip(_one_hot_component(0.0, 0.4, 0.2))))
+    x, labels = draw_conditioned([one, low], 20000, Encoded(slots=[(1, 3, [0])]), torch.tensor([0.5, 0.5]))
+    pl = _slot0_mass(0.4, 0.2)
+    assert abs(float((labels == 0).float().mean()) - pa / (pa + pl)) < 0.02
+
+
+def test_a_category_conditions_the_other_columns_on_its_region():
+    """x rises with c0: given slot 0 wins (c0 > c1), x's mean is that of the truncated region,
+    E[x | c0 - c1 > 0], not x given the corner c0 = 1 (which would be 4.5)."""
+    import torch
+    from scipy.stats import norm
+
+    from aigc_engine.conditions import Encoded
+    from aigc_gmm._conditional import draw_conditioned
+
+    mean, cov = _one_hot_component(0.0, 0.55, 0.2, beta=2.0)
+    torch.manual_seed(0)
+    x, _ = draw_conditioned([_state([1.0], [mean], [cov])], 20000, Encoded(slots=[(1, 3, [0])]))
+    sd = np.hypot(0.4, 0.01)  # of c0 - c1 = 0.1 + 0.4 z - 0.01 e
+    expected = 2.0 * (0.4 / sd) * norm.pdf(0.1 / sd) / norm.cdf(0.1 / sd)  # beta E[z | c0 - c1 > 0]
+    assert (x[:, 1:].argmax(1) == 0).all() and abs(float(x[:, 0].mean()) - expected) < 0.04
+
+
+def test_a_category_no_component_reaches_is_observed_at_its_one_hot_vector():
+    """Where no component's draws decode to the category, its block is observed at the exact
+    one-hot vector (a row still meets the condition)."""
+    import torch
+
+    from aigc_engine.conditions import Encoded
+    from aigc_gmm._conditional import draw_conditioned
+
+    mean, cov = _one_hot_component(0.0, 1.0, 0.01)  # slot 1 wins with probability ~1e-300
+    torch.manual_seed(0)
+    x, _ = draw_conditioned([_state([1.0], [mean], [cov])], 500, Encoded(slots=[(1, 3, [1])]))
+    assert (x[:, 1] == 0).all() and (x[:, 2] == 1).all()
 
 
 def test_two_ranges_and_a_category_together(run):

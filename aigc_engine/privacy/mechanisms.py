@@ -98,6 +98,7 @@ def thresholded_histogram(values: Iterable[Any], noise_multiplier: float, thresh
 
 
 RANGE_EXTEND = 0.5  # magnitude_range: a neighbour bin joins the range past half a noise std
+RANGE_WIDEN = 1  # magnitude_range: bins added each way past those
 MAGNITUDES = (-20, 63)  # the public bins of magnitude_range: 0 and +-[2**k, 2**(k+1)) for k in this range
 
 
@@ -130,7 +131,7 @@ def magnitude_range(values: torch.Tensor, noise_multiplier: float, generator=Non
         first -= 1
     while last < bins - 1 and counts[last + 1] > RANGE_EXTEND * noise_multiplier:
         last += 1
-    first, last = max(first - 1, 0), min(last + 1, bins - 1)
+    first, last = max(first - RANGE_WIDEN, 0), min(last + RANGE_WIDEN, bins - 1)
     return _bin_edges(first, ks, lo_k)[0], _bin_edges(last, ks, lo_k)[1]
 
 

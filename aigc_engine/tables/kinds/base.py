@@ -207,6 +207,7 @@ class Spend:
 
 
 MISSING_Z = 3.09  # Phi^-1(0.999)
+TAIL_TRIM = 1.0
 
 
 def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[float, float, np.ndarray, bool]:
@@ -227,8 +228,12 @@ def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[floa
     noisy_missing = missing + float(torch.randn(1, generator=spend.generator, dtype=torch.float64)) * z
     lo, hi = magnitude_range(t, z, spend.generator)
     bins = int(np.clip(spend.rows / (3 * z), 8, 256))
-    levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), 1e-9, 1 - 1e-9)
     present = float(np.clip(spend.rows - noisy_missing, 1.0, spend.rows))  # the rows are public, not their missing cells
+    # the range ends at the quantiles past which fewer rows lie than the noise's std (at most 2%):
+    # thinner tails are below what the histogram can tell from noise, and read as noise they stretch
+    # the range to empty bins
+    trim = min(TAIL_TRIM * z / present, 0.02)
+    levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), max(trim, 1e-9), 1 - max(trim, 1e-9))
     q = histogram_quantiles(t, levels.tolist(), lo, hi, z, bins, spend.generator, total=present).numpy()
     low, high = float(q[0]), float(q[-1])
     if not high > low:

@@ -14,6 +14,9 @@ from .continuous import Continuous
 __all__ = ["Integer"]
 
 
+INT64_SAFE = 2.0 ** 62  # the widest private range of an integer column (int64 holds it exactly)
+
+
 class Integer(Continuous):
     name = "integer"
     option = "integer"
@@ -35,8 +38,9 @@ class Integer(Continuous):
 
     @staticmethod
     def private_range(low: float, high: float) -> tuple[float, float]:
-        """Whole numbers: the range widened to them."""
-        return float(np.floor(low)), float(max(np.ceil(high), np.floor(low) + 1))
+        """Whole numbers: the range widened to them, within int64 (a noisy range may reach 2**63)."""
+        low, high = np.clip([np.floor(low), np.ceil(high)], -INT64_SAFE, INT64_SAFE)
+        return float(low), float(max(high, low + 1))
 
     @property
     def places(self) -> int:

@@ -70,7 +70,7 @@ def test_private_ranges_and_quantiles_are_noisy_and_public_ones_are_not():
     assert private.encoding.params["mass"] != plain.encoding.params["mass"]
     public = read(frame, PrivacyPlan(PrivacyRequest(1.0)), label_column="species", public="mass,bill")
     assert public.encoding.params["mass"] == plain.encoding.params["mass"]
-    assert private.encoding.private["epsilon"] <= 0.3 * 1.0 + 1e-9
+    assert private.encoding.private["epsilon"] <= 0.5 * 1.0 + 1e-9
 
 
 @pytest.mark.slow  # a CLI run: about 3 s warm, 8 s as the first test of a process
@@ -147,7 +147,7 @@ def test_run_privacy_is_the_fits_share_and_none_when_not_private(tmp_path):
     table().to_csv(csv, index=False)
     ready = engine.prepare(RunSpec("gmm", {}, str(csv), {"label_column": "species"}, privacy={"epsilon": 1}))
     spent = ready.plan.encoding
-    assert ready.privacy.epsilon == pytest.approx(1 - spent["epsilon"]) and 0 < spent["epsilon"] <= 0.3
+    assert ready.privacy.epsilon == pytest.approx(1 - spent["epsilon"]) and 0 < spent["epsilon"] <= 0.5
     assert ready.privacy.delta == pytest.approx(ready.plan.total.delta - spent["delta"])
 
 

@@ -248,7 +248,8 @@ def eval_(ctx, run_dir, dataset, sets, device, conditions, no_progress):
 @click.option("--dataset", "dataset", required=True, metavar="NAME|FILE|DIR",
               help="Registered dataset, .npy/.npz/.csv file or image folder.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.KEY=VALUE",
-              help="One model's config field (gmm.n_components=8), or dataset.KEY=VALUE. Repeatable.")
+              help="One model's config field (gmm.n_components=8), dataset.KEY=VALUE, or privacy.KEY=VALUE "
+                   "(every model fits under that budget: docs/privacy.md). Repeatable.")
 @click.option("--seeds", default="0,1,2", show_default=True, metavar="0,1,2", help="Seeds, comma-separated.")
 @click.option("--holdout", default=0.2, show_default=True, type=float,
               help="Fraction of rows held out for the metrics (a dataset's standard test split instead, if it has one).")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 from .config import build_config, split_dataset_keys
-from .engine import Engine, RunSpec
+from .engine import Engine, RunSpec, load_encoding
 from .errors import InputError, Interrupted
 from .evaluation import N_SAMPLES, evaluate, judge_for
 from .store import io, rundir
@@ -193,11 +193,16 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
     if n_samples < 2:
         raise InputError(f"n_samples must be >= 2, got {n_samples}")
     installed = sorted(engine.plugins.models())
-    per_model, data_sets = _split_sets(sets or {}, models or installed)
+    from .privacy.budget import privacy_request, split_privacy_keys
+
+    sets, privacy = split_privacy_keys(dict(sets or {}))
+    request = privacy_request(privacy)  # checked before any directory
+    privacy = privacy if request is not None and request.private else {}
+    per_model, data_sets = _split_sets(sets, models or installed)
     split = {"holdout": holdout, "holdout_seed": 0}
     full = engine.load_dataset(dataset, data_sets)
     train, held = full.holdout_split(holdout, split["holdout_seed"])  # what each run's dataset.holdout gives
-    models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset)
+    models, skipped = _models_to_compare(engine, models, installed, per_model, train, dataset, bool(privacy))
     judge = judge_for(full, device)
     out_dir, _ = rundir.claim(Path(out) if out else None, "compare", full.name, marker=COMPARE_JSON,
                               reclaim=_interrupted)  # the same command again continues it
@@ -210,7 +215,7 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
             runs = []
             for seed in seeds:
                 spec = RunSpec(name, dict(per_model.get(name, {})), dataset, {**data_sets, **split, "part": "train"},
-                               seed, device, out_dir / f"{name}-seed{seed}", progress=False)
+                               seed, device, out_dir / f"{name}-seed{seed}", progress=False, privacy=privacy)
                 runs.append(_fit_and_measure(engine, spec, train, held, n_samples, judge, pictures))
                 bar.advance(f"{name} seed {seed}")
             rows.append(_row(name, runs))
@@ -226,22 +231,28 @@ def compare(models: list[str] | None, dataset: str, sets: dict[str, Any] | None 
 
 
 def _models_to_compare(engine: Engine, models: list[str] | None, installed: list[str],
-                       per_model: dict[str, dict[str, Any]], train, dataset: str) -> tuple[list[str], dict[str, str]]:
+                       per_model: dict[str, dict[str, Any]], train, dataset: str,
+                       private: bool = False) -> tuple[list[str], dict[str, str]]:
     """The models to fit (the named ones, checked; else every installed one that can take the
-    training rows) and the reasons of those skipped. A bad ``--set`` is bad usage, before any
-    directory."""
+    training rows, under a privacy budget the ones that can fit privately) and the reasons of
+    those skipped. A bad ``--set`` is bad usage, before any directory."""
     for name, values in per_model.items():
         build_config(engine.model_class(name).Config, values, name)
+    cannot_be_private = "cannot fit under a privacy budget (privacy.epsilon is set)"
     if models:
         unknown = [m for m in models if m not in installed]
         if unknown:
             raise InputError(f"unknown model {unknown[0]!r}; available: {', '.join(installed) or 'none installed'}")
         if len(set(models)) != len(models):
             raise InputError("each model can be named once")
+        refused = [m for m in models if private and not engine.model_class(m).supports_privacy]
+        if refused:
+            raise InputError(f"model {refused[0]!r} {cannot_be_private}")
         return list(models), {}
     chosen, skipped = [], {}
     for name in installed:
-        reason = _cannot_take(engine, name, per_model.get(name, {}), train)
+        reason = (cannot_be_private if private and not engine.model_class(name).supports_privacy
+                  else _cannot_take(engine, name, per_model.get(name, {}), train))
         if reason:
             skipped[name] = reason
         else:
@@ -265,9 +276,15 @@ def _fit_and_measure(engine: Engine, spec: RunSpec, train, held, n_samples: int,
         record["dir"] = run_dir.name
         model, _ = engine.load_model(run_dir)
         summary = io.read_json(run_dir / rundir.SUMMARY_FILE)
+        encoding = load_encoding(run_dir)
+        if encoding is not None and encoding.private is not None:  # its own columns, its released categories
+            train, held = train.reencoded(encoding), held.reencoded(encoding)
         found = evaluate(model, held, train, seed=spec.seed, device=spec.device, n_samples=n_samples, judge=judge)
-        values = {k: float(v) for k, v in found.metrics.items()}
+        values = {k: float(v) for k, v in found.metrics.items() if isinstance(v, (int, float))}
         values["fit_seconds"] = float(summary.get("fit_seconds", float("nan")))
+        for key in ("privacy_epsilon", "privacy_delta"):  # a private run's whole spend: its encoding's and its fit's
+            if key in summary:
+                values[key] = float(summary[key])
         record.update(metrics=values, likelihood=found.likelihood)
         if spec.model not in pictures:
             pictures[spec.model] = (found.samples, model.num_classes)

@@ -251,3 +251,23 @@ def test_rows_a_private_encoding_did_not_see_missing_are_filled_when_reencoded()
     assert not mass.has_missing and mass.details["fill"] == round(mass.details["fill"])
     again = read(frame, None, label_column="species").reencoded(private.encoding)
     assert private.encoding.decode(again.x, again.y)["mass"].notna().all()
+
+
+@pytest.mark.slow  # four fits and their evaluation: about 15 s
+def test_compare_fits_every_model_under_the_budget(tmp_path):
+    """``compare --set privacy.epsilon=E``: the models that can fit privately do, each run's whole
+    spend in its row, measured in its own (private) encoding's columns; one that cannot is
+    skipped with its reason, or refused when named, before any directory."""
+    from aigc_engine.compare import compare
+
+    csv = tmp_path / "t.csv"
+    table().to_csv(csv, index=False)
+    sets = {"dataset.label_column": "species", "privacy.epsilon": 1}
+    with pytest.raises(InputError, match="'bgmm' cannot fit under a privacy budget"):
+        compare(["gmm", "bgmm"], str(csv), sets, out=tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    result = compare(["gmm"], str(csv), sets, out=tmp_path / "cmp", progress=False)
+    metrics = result.rows[0]["metrics"]
+    assert result.rows[0]["status"] == "ok", result.rows[0]["reason"]
+    assert 0.9 <= metrics["privacy_epsilon"]["mean"] <= 1.0 + 1e-9
+    assert 0 <= metrics["column_shapes"]["mean"] <= 1 and "mia_distance_auc" in metrics

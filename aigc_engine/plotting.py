@@ -298,7 +298,13 @@ def _column_panel(ax, real, synthetic, kind) -> None:
         return
     if kind.distribution == "numeric":
         r, s = (v[~np.isnan(v)] for v in (kind.numbers(real), kind.numbers(synthetic)))
-        bins = np.linspace(r.min(), r.max(), 25) if r.max() > r.min() else 10
+        # edges of the real range, widened around a single value: numpy's own bins (bins=10) fail on a value
+        # whose magnitude leaves no room for them (a private encoding can decode a column to one value)
+        lo, hi = (float(r.min()), float(r.max())) if len(r) else (float(s.min()), float(s.max())) if len(s) else (0.0, 1.0)
+        if not hi > lo:
+            pad = max(abs(lo) * 1e-3, 0.5)
+            lo, hi = lo - pad, hi + pad
+        bins = np.linspace(lo, hi, 25)
         ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)
         ax.hist(s, bins=bins, density=True, color=SAMPLE_COLOUR, alpha=0.6)
         ax.set_yticks([])

@@ -298,9 +298,11 @@ def _column_panel(ax, real, synthetic, kind) -> None:
         return
     if kind.distribution == "numeric":
         r, s = (v[~np.isnan(v)] for v in (kind.numbers(real), kind.numbers(synthetic)))
-        lo, hi = (r.min(), r.max()) if len(r) else (np.min(s, initial=0.0), np.max(s, initial=0.0))
-        pad = 1e-3 * max(1.0, abs(lo), abs(hi))
-        if not hi - lo > pad:  # a constant column, or a range too narrow for 25 finite bins
+        # edges of the real range, widened around a single value: numpy's own bins (bins=10) fail on a value
+        # whose magnitude leaves no room for them (a private encoding can decode a column to one value)
+        lo, hi = (float(r.min()), float(r.max())) if len(r) else (float(s.min()), float(s.max())) if len(s) else (0.0, 1.0)
+        if not hi - lo > 1e-9 * max(1.0, abs(lo), abs(hi)):  # one value, or a range too narrow for 25 bins
+            pad = max(abs(lo) * 1e-3, 0.5)
             lo, hi = lo - pad, hi + pad
         bins = np.linspace(lo, hi, 25)
         ax.hist(r, bins=bins, density=True, color=DATA_COLOUR, alpha=0.6)

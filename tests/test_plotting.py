@@ -110,3 +110,21 @@ def test_draw_samples_decides_grid_or_scatter_once(tmp_path, monkeypatch):
     assert len(right.collections) == 2 and not right.get_images()  # data and samples
     assert (left.get_title(), right.get_title()) == ("images", "points")
     plt.close(fig)
+
+
+def test_numeric_panel_of_one_value_or_a_tiny_range(tmp_path):
+    """A column the real rows hold one value of, samples on a range too narrow for numpy's own bins
+    (a private encoding can decode a column so): drawn, not a ValueError."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from aigc_engine.tables.kinds import kind_class
+
+    kind = kind_class("continuous")
+    for real, samples in (([1e17] * 5, [1e17] * 5), ([0.1] * 5, [0.1, 0.1 + 1e-17, 0.1]), ([0.1, 0.2], [0.1, 0.1 + 1e-17])):
+        fig, ax = plt.subplots()
+        plotting._column_panel(ax, pd.Series(real), pd.Series(samples), kind)
+        plt.close(fig)

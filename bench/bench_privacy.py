@@ -15,7 +15,8 @@ mean of column shapes, pair trends and ML efficacy. Delta is ``rows ** -1.1`` fo
   too); ``--reference gmm`` adds that model's non-private fit (epsilon ``inf``) per table and seed.
 - peers (``--peers mst,aim,dpctgan``): smartnoise-synth, a bench-only install in its own venv
   (docs/privacy.md, "Peers"); categorical columns (and the label) declared categorical, the rest
-  continuous, their bounds found privately with 0.3 of epsilon (the engine's encoding share) (``preprocessor_eps``).
+  continuous, their bounds found privately with 0.3 of epsilon (``preprocessor_eps``; their bounds alone,
+  where the engine's encoding spends half on every statistic it keeps).
 
     OMP_NUM_THREADS=1 python bench/bench_privacy.py fair breast_cancer wage salaries --json ours.json
     OMP_NUM_THREADS=1 python bench/bench_privacy.py fair wage --models gmm,cvae --epsilons 1 --seeds 0,1,2 --json x.json
@@ -51,7 +52,7 @@ PUBLIC_BOUNDS = tuple(f"{p}-pb" for p in PEERS)
 EPSILONS = (0.3, 1.0, 3.0, 10.0)
 UTILITY = ("column_shapes", "pair_trends", "ml_efficacy")
 KEPT = (*UTILITY, "detection_auc", "dcr_ratio", "exact_copies", "mia_distance_auc", "mia_domias_auc")
-PREPROCESSOR_SHARE = 0.3  # of a peer's epsilon, for its continuous columns' bounds (the engine's encoding_share)
+PREPROCESSOR_SHARE = 0.3  # of a peer's epsilon, for its continuous columns' bounds (the rest to its fit)
 # caps so that one peer fit takes minutes on one thread: AIM's model size (MB) and rounds, DP-CTGAN's epochs
 AIM_CAPS = {"max_model_size": 20, "rounds": 30}
 DPCTGAN_CAPS = {"epochs": 100, "batch_size": 500}

@@ -355,3 +355,20 @@ def test_magnitude_range_keeps_the_tails_under_heavy_noise():
     lows, highs = zip(*(magnitude_range(values, 30.0, gen(s)) for s in range(20)))
     assert max(lows) <= 6.9 and min(highs) >= 28
     assert sorted(lows)[1] >= 0.5 and max(highs) <= 128  # one of 20 has a 4.4-std noise bin far away
+
+
+def test_private_gmm_plans_its_components_from_public_figures():
+    """One component in one iteration (less noise) where no two components would get 10 noise
+    stds of rows on their second moments; up to n_components on a table large enough."""
+    from aigc_gmm import private_fit
+
+    budget = PrivacyBudget(1.0, 1e-6)
+    k, iterations, z = private_fit.plan(GMMConfig(n_components=8), budget, 1000, 2, bound=3.0)
+    assert (k, iterations) == (1, 1)
+    assert z == pytest.approx(calibrate_noise(1.0, 1e-6, 2))  # one iteration + the class rates
+    assert z < calibrate_noise(1.0, 1e-6, 11) / 2
+    k, iterations, z10 = private_fit.plan(GMMConfig(n_components=8), budget, 10_000_000, 2, bound=3.0)
+    assert (k, iterations) == (8, 10) and z10 == pytest.approx(calibrate_noise(1.0, 1e-6, 11))
+    per_component = private_fit.ROWS_PER_NOISE * z10 * math.sqrt(3) * 9
+    k, _, _ = private_fit.plan(GMMConfig(n_components=8), budget, int(2 * 3.5 * per_component), 2, bound=3.0)
+    assert k == 3

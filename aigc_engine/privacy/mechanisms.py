@@ -109,10 +109,10 @@ def magnitude_range(values: torch.Tensor, noise_multiplier: float, generator=Non
     ``noise_multiplier`` per bin. The range runs from the lower edge of the lowest bin whose noisy
     count passes ``noise_multiplier * Phi^-1(1 - 0.001 / bins)`` (a bin no row holds passes it with
     probability 0.1% over all the bins) to the upper edge of the highest, the centre of the three
-    neighbouring bins of the largest noisy count always among them, widened over the neighbouring bins whose noisy counts pass
-    ``RANGE_EXTEND * noise_multiplier`` and then by one bin each way (a range too wide costs the
-    quantiles' histogram some resolution; one too narrow clips a column's tails). Sensitivity: 1
-    (a row is in one bin)."""
+    neighbouring bins of the largest noisy count always among them; widened over the neighbours
+    whose noisy counts pass ``RANGE_EXTEND * noise_multiplier``, then by ``RANGE_WIDEN`` bins each
+    way (a range too wide costs the quantiles' histogram some resolution; one too narrow clips a
+    column's tails). Sensitivity: 1 (a row is in one bin)."""
     lo_k, hi_k = MAGNITUDES
     ks = hi_k - lo_k + 1
     v = values.double().reshape(-1)

@@ -207,18 +207,19 @@ class Spend:
 
 
 MISSING_Z = 3.09  # Phi^-1(0.999)
-TAIL_TRIM = 1.0
 
 
 def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[float, float, np.ndarray, bool]:
     """``(low, high, values, has_missing)`` of a numeric column's present values ``x`` (and its
     ``missing`` cells), by two histograms of sensitivity 1: a range on public power-of-two bins
     (``magnitude_range``) with one more bin for the missing cells (a row is in one bin:
-    ``has_missing`` when that bin's noisy count passes the release threshold), then the quantiles
+    ``has_missing`` when that bin's noisy count passes the release threshold and
+    ``MISSING_Z`` noise stds), then the quantiles
     at ``min(1000, rows)`` levels of a histogram on that range (bins: ``rows / (3 z)`` within
     [8, 256], so a bin holds about three noise stds of rows; the noisy counts projected onto the
     present rows: the public row count less the missing bin's noisy count),
-    whose first and last are the range. ``values`` stand in for the rows where a numeric encoding
+    whose first and last (past which fewer rows lie than one noise std, at most 2%) are the
+    range. ``values`` stand in for the rows where a numeric encoding
     fits its parameters: post-processing."""
     import torch
 
@@ -232,7 +233,7 @@ def private_numbers(x: np.ndarray, spend: Spend, missing: int = 0) -> tuple[floa
     # the range ends at the quantiles past which fewer rows lie than the noise's std (at most 2%):
     # thinner tails are below what the histogram can tell from noise, and read as noise they stretch
     # the range to empty bins
-    trim = min(TAIL_TRIM * z / present, 0.02)
+    trim = min(z / present, 0.02)
     levels = np.clip(np.linspace(0.0, 1.0, max(2, min(1000, spend.rows))), max(trim, 1e-9), 1 - max(trim, 1e-9))
     q = histogram_quantiles(t, levels.tolist(), lo, hi, z, bins, spend.generator, total=present).numpy()
     low, high = float(q[0]), float(q[-1])

@@ -359,15 +359,20 @@ def json_text(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def split_prefixed(values: dict[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the other entries, the PREFIX.KEY entries without the prefix)``."""
+    rest, prefixed = {}, {}
+    for key, value in values.items():
+        if key.startswith(prefix):
+            prefixed[key[len(prefix):]] = value
+        else:
+            rest[key] = value
+    return rest, prefixed
+
+
 def split_dataset_keys(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate ``dataset.KEY`` entries from model config entries."""
-    model, dataset = {}, {}
-    for key, value in values.items():
-        if key.startswith(DATASET_PREFIX):
-            dataset[key[len(DATASET_PREFIX):]] = value
-        else:
-            model[key] = value
-    return model, dataset
+    return split_prefixed(values, DATASET_PREFIX)
 
 
 def coerce_options(defaults: dict[str, Any], values: dict[str, Any], dataset: str,

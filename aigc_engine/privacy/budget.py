@@ -111,10 +111,6 @@ def _bad(key: str, value):
 
 def split_privacy_keys(values: dict) -> tuple[dict, dict]:
     """``(the other entries, the privacy.KEY entries without the prefix)``."""
-    rest, privacy = {}, {}
-    for key, value in values.items():
-        if key.startswith(PRIVACY_PREFIX):
-            privacy[key[len(PRIVACY_PREFIX):]] = value
-        else:
-            rest[key] = value
-    return rest, privacy
+    from ..config import split_prefixed
+
+    return split_prefixed(values, PRIVACY_PREFIX)

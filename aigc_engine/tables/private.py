@@ -90,7 +90,7 @@ def _spend(plan, rows: int, gaussians: int, thresholded: int) -> Spend | None:
     plan.spent_on_encoding(accountant.epsilon(budget.delta), budget.delta, accountant=accountant.name,
                            noise_multiplier=z, histograms=gaussians, thresholded=thresholded,
                            release_threshold=threshold, events=accountant.events)
-    return Spend(z, threshold, rows, _generator())
+    return Spend(z, threshold, rows, _generator(), per_release)
 
 
 def _generator():
@@ -135,11 +135,10 @@ def _label_spend(spend: Spend | None) -> Spend | None:
     """The label's share: its histogram's noise std and release threshold (see LABEL_WEIGHT)."""
     if spend is None or spend.threshold is None:
         return spend
+    from ..privacy import release_threshold
+
     z = spend.noise_multiplier / LABEL_WEIGHT ** 0.5
-    # the same delta per release: the threshold's normal quantile is (threshold - 1) / multiplier
-    # (release_threshold), and at least 5 rows as every release
-    quantile = (spend.threshold - 1) / spend.noise_multiplier
-    return replace(spend, noise_multiplier=z, threshold=max(1 + z * quantile, 5.0))
+    return replace(spend, noise_multiplier=z, threshold=release_threshold(z, spend.release_delta))
 
 
 def _label(values, spec, public: set[str], spend: Spend | None):

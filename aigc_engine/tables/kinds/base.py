@@ -198,12 +198,13 @@ class ColumnKind:
 @dataclass
 class Spend:
     """What a private encoding gives each column: the noise std of every histogram
-    (``noise_multiplier``, sensitivity 1 each), the release ``threshold`` of thresholded ones, the
-    rows of the table (public) and the noise ``generator``."""
+    (``noise_multiplier``, sensitivity 1 each), the release ``threshold`` of thresholded ones (and
+    the ``release_delta`` each may spend), the rows of the table (public) and the noise ``generator``."""
     noise_multiplier: float
     threshold: float | None
     rows: int
     generator: object = None
+    release_delta: float = 0.0
 
 
 MISSING_Z = 3.09  # Phi^-1(0.999)

@@ -285,22 +285,10 @@ class Diffusion(Model):
         its own, as a mean of the rows' own losses."""
         c, n = self.resolved, len(x)
         u = run.rand(n)
-        if c.weighting == "elbo":
-            lam, weight = c.logsnr_min + (c.logsnr_max - c.logsnr_min) * u, c.logsnr_max - c.logsnr_min
-        else:
-            lam = self.schedule(u)
-        a, s = alpha_sigma(lam)
-        shape = (n, *([1] * (x.dim() - 1)))
         eps = run.randn(n, *x.shape[1:]).to(x.dtype)
-        z = a.view(shape) * x + s.view(shape) * eps
         if y is not None and c.label_dropout > 0:
             y = torch.where(run.rand(n) < c.label_dropout, torch.full_like(y, self.num_classes), y)
-        out = net(z, lam, y).float()
-        if c.weighting == "elbo":
-            eps_hat = out if c.target == "eps" else s.view(shape) * z + a.view(shape) * out
-            return (0.5 * weight * (eps - eps_hat).flatten(1).pow(2).sum(1)).mean()
-        truth = eps if c.target == "eps" else a.view(shape) * eps - s.view(shape) * x
-        return (truth - out).pow(2).flatten(1).mean(1).mean()
+        return self._denoising_loss(net, self.net, x, y, u, eps)
 
     def _fixed_noise_samples(self, seed: int) -> torch.Tensor:
         """Samples of the EMA network from one fixed noise (a private generator: the run's random
